@@ -40,7 +40,7 @@ public struct SeededRandom: RandomNumberGenerator, Sendable, Codable, Equatable 
     }
 
     @inlinable
-    @usableFromInline func rotl(_ x: UInt64, _ k: UInt64) -> UInt64 { (x << k) | (x >> (64 - k)) }
+    func rotl(_ x: UInt64, _ k: UInt64) -> UInt64 { (x << k) | (x >> (64 - k)) }
 
     /// Uniform in [0, 1) with 24 bits of mantissa.
     @inlinable

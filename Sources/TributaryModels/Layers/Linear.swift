@@ -1,0 +1,65 @@
+import TributaryTensor
+
+/// `y = x · Wᵀ + b`, weight `[out, in]` (PyTorch's layout).
+public struct Linear: Sendable {
+    public let weight: Parameter
+    public let bias: Parameter?
+    public let inFeatures: Int
+    public let outFeatures: Int
+
+    public init(name: String, inFeatures: Int, outFeatures: Int, bias: Bool, allocator: TensorAllocator) throws {
+        weight = try Parameter(name: "\(name).weight", shape: [outFeatures, inFeatures], decays: true, allocator: allocator)
+        self.bias = bias ? try Parameter(name: "\(name).bias", shape: [outFeatures], decays: false, allocator: allocator) : nil
+        self.inFeatures = inFeatures
+        self.outFeatures = outFeatures
+    }
+
+    public var parameters: [Parameter] { [weight] + (bias.map { [$0] } ?? []) }
+
+    /// out[rows, out] from input[rows, in]. With `addBias: false` the caller fuses the bias
+    /// into the next elementwise pass (bias + GELU).
+    public func forward(_ input: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, rows: Int, addBias: Bool = true) {
+        LinearKernels.forward(out: out, input: input, weight: weight.value.data,
+                              bias: addBias ? bias?.value.data : nil,
+                              rows: rows, inFeatures: inFeatures, outFeatures: outFeatures)
+    }
+
+    /// Accumulates weight/bias gradients; writes (or adds to) dInput when given.
+    public func backward(dOut: UnsafePointer<Float>, input: UnsafePointer<Float>,
+                         dInput: UnsafeMutablePointer<Float>?, rows: Int, accumulateInput: Bool = false) {
+        LinearKernels.backward(dInput: dInput, dWeight: weight.gradient.data, dBias: bias?.gradient.data,
+                               dOut: dOut, input: input, weight: weight.value.data,
+                               rows: rows, inFeatures: inFeatures, outFeatures: outFeatures,
+                               accumulateInput: accumulateInput)
+    }
+}
+
+/// LayerNorm over the last dimension, with optional bias (nanoGPT's `bias=False` drops it).
+public struct LayerNorm: Sendable {
+    public let weight: Parameter
+    public let bias: Parameter?
+    public let features: Int
+
+    public init(name: String, features: Int, bias: Bool, allocator: TensorAllocator) throws {
+        weight = try Parameter(name: "\(name).weight", shape: [features], decays: false, allocator: allocator)
+        weight.value.fill(1)
+        self.bias = bias ? try Parameter(name: "\(name).bias", shape: [features], decays: false, allocator: allocator) : nil
+        self.features = features
+    }
+
+    public var parameters: [Parameter] { [weight] + (bias.map { [$0] } ?? []) }
+
+    public func forward(_ input: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>,
+                        mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>, rows: Int) {
+        LayerNormKernels.forward(out: out, mean: mean, rstd: rstd, input: input, weight: weight.value.data,
+                                 bias: bias?.value.data, rows: rows, columns: features)
+    }
+
+    /// Adds ∂L/∂input into dInput (residual streams accumulate).
+    public func backward(dOut: UnsafePointer<Float>, input: UnsafePointer<Float>, mean: UnsafePointer<Float>,
+                         rstd: UnsafePointer<Float>, dInput: UnsafeMutablePointer<Float>, rows: Int) {
+        LayerNormKernels.backward(dInput: dInput, dWeight: weight.gradient.data, dBias: bias?.gradient.data,
+                                  dOut: dOut, input: input, weight: weight.value.data, mean: mean, rstd: rstd,
+                                  rows: rows, columns: features)
+    }
+}

@@ -1,0 +1,95 @@
+import TributaryTensor
+
+/// A pre-LayerNorm GPT-2 block: x + attn(ln_1(x)), then + mlp(ln_2(·)).
+public struct TransformerBlock: Sendable {
+    public let ln1: LayerNorm
+    public let attention: CausalSelfAttention
+    public let ln2: LayerNorm
+    public let cFc: Linear
+    public let cProj: Linear
+    public let channels: Int
+
+    public init(index i: Int, channels c: Int, heads: Int, bias: Bool, allocator: TensorAllocator) throws {
+        let p = "transformer.h.\(i)"
+        ln1 = try LayerNorm(name: "\(p).ln_1", features: c, bias: bias, allocator: allocator)
+        attention = try CausalSelfAttention(name: "\(p).attn", channels: c, heads: heads, bias: bias, allocator: allocator)
+        ln2 = try LayerNorm(name: "\(p).ln_2", features: c, bias: bias, allocator: allocator)
+        cFc = try Linear(name: "\(p).mlp.c_fc", inFeatures: c, outFeatures: 4 * c, bias: bias, allocator: allocator)
+        cProj = try Linear(name: "\(p).mlp.c_proj", inFeatures: 4 * c, outFeatures: c, bias: bias, allocator: allocator)
+        channels = c
+    }
+
+    /// In nanoGPT's `named_parameters()` order.
+    public var parameters: [Parameter] {
+        ln1.parameters + attention.parameters + ln2.parameters + cFc.parameters + cProj.parameters
+    }
+
+    /// The residual projections whose initialisation GPT-2 scales by 1/√(2·n_layer).
+    public var residualProjections: [Parameter] { [attention.cProj.weight, cProj.weight] }
+
+    /// Everything forward keeps for backward. Given the block's input alone, forward can
+    /// rebuild all of it, which is what activation checkpointing relies on.
+    public struct Activations: Sendable {
+        public let ln1: Tensor, ln1Mean: Tensor, ln1Rstd: Tensor
+        public let attention: CausalSelfAttention.Activations
+        public let mid: Tensor
+        public let ln2: Tensor, ln2Mean: Tensor, ln2Rstd: Tensor
+        public let fcPre: Tensor, fcOut: Tensor
+
+        public init(batch b: Int, sequence t: Int, channels c: Int, heads h: Int, allocator: TensorAllocator) throws {
+            let n = b * t
+            ln1 = try Tensor(shape: [n, c], allocator: allocator)
+            ln1Mean = try Tensor(shape: [n], allocator: allocator)
+            ln1Rstd = try Tensor(shape: [n], allocator: allocator)
+            attention = try CausalSelfAttention.Activations(batch: b, sequence: t, channels: c, heads: h, allocator: allocator)
+            mid = try Tensor(shape: [n, c], allocator: allocator)
+            ln2 = try Tensor(shape: [n, c], allocator: allocator)
+            ln2Mean = try Tensor(shape: [n], allocator: allocator)
+            ln2Rstd = try Tensor(shape: [n], allocator: allocator)
+            fcPre = try Tensor(shape: [n, 4 * c], allocator: allocator)
+            fcOut = try Tensor(shape: [n, 4 * c], allocator: allocator)
+        }
+    }
+
+    /// Backward scratch, shared by all blocks.
+    public struct Scratch: Sendable {
+        public let dLN: Tensor
+        public let dFc: Tensor
+        public let attention: CausalSelfAttention.Scratch
+
+        public init(batch b: Int, sequence t: Int, channels c: Int, allocator: TensorAllocator) throws {
+            dLN = try Tensor(shape: [b * t, c], allocator: allocator)
+            dFc = try Tensor(shape: [b * t, 4 * c], allocator: allocator)
+            attention = try CausalSelfAttention.Scratch(batch: b, sequence: t, channels: c, allocator: allocator)
+        }
+    }
+
+    public func forward(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>,
+                        saving a: Activations, batch b: Int, sequence t: Int) {
+        let n = b * t, c = channels
+        ln1.forward(x, into: a.ln1.data, mean: a.ln1Mean.data, rstd: a.ln1Rstd.data, rows: n)
+        attention.forward(a.ln1.data, into: a.mid.data, saving: a.attention, batch: b, sequence: t)
+        ElementwiseKernels.accumulate(a.mid.data, x, count: n * c)
+        ln2.forward(a.mid.data, into: a.ln2.data, mean: a.ln2Mean.data, rstd: a.ln2Rstd.data, rows: n)
+        cFc.forward(a.ln2.data, into: a.fcPre.data, rows: n, addBias: false)
+        ActivationKernels.biasGELUForward(pre: a.fcPre.data, out: a.fcOut.data, bias: cFc.bias?.value.data,
+                                          rows: n, columns: 4 * c)
+        cProj.forward(a.fcOut.data, into: y, rows: n)
+        ElementwiseKernels.accumulate(y, a.mid.data, count: n * c)
+    }
+
+    /// On entry `dResidual` holds ∂L/∂y; on exit ∂L/∂x. Parameter gradients accumulate.
+    public func backward(dResidual: UnsafeMutablePointer<Float>, input x: UnsafePointer<Float>,
+                         saved a: Activations, scratch s: Scratch, batch b: Int, sequence t: Int) {
+        let n = b * t
+        cProj.backward(dOut: dResidual, input: a.fcOut.data, dInput: s.dFc.data, rows: n)
+        ActivationKernels.geluBackward(dPre: s.dFc.data, dOut: s.dFc.data, pre: a.fcPre.data, count: n * 4 * channels)
+        cFc.backward(dOut: s.dFc.data, input: a.ln2.data, dInput: s.dLN.data, rows: n)
+        ln2.backward(dOut: s.dLN.data, input: a.mid.data, mean: a.ln2Mean.data, rstd: a.ln2Rstd.data,
+                     dInput: dResidual, rows: n)
+        attention.backward(dOut: dResidual, input: a.ln1.data, saved: a.attention, scratch: s.attention,
+                           dInput: s.dLN.data, accumulateInput: false, batch: b, sequence: t)
+        ln1.backward(dOut: s.dLN.data, input: x, mean: a.ln1Mean.data, rstd: a.ln1Rstd.data,
+                     dInput: dResidual, rows: n)
+    }
+}

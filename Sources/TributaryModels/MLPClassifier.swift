@@ -1,0 +1,173 @@
+import Foundation
+import TributaryTensor
+
+/// Hyper-parameters of the MLP classifier.
+public struct MLPConfig: Codable, Sendable, Equatable {
+    public var inputFeatures: Int
+    public var hidden: [Int]
+    public var classes: Int
+
+    public init(inputFeatures: Int = 784, hidden: [Int] = [512, 512], classes: Int = 10) {
+        self.inputFeatures = inputFeatures
+        self.hidden = hidden
+        self.classes = classes
+    }
+
+    enum CodingKeys: String, CodingKey { case inputFeatures = "input_features", hidden, classes }
+
+    public func validate() throws(ModelError) {
+        if inputFeatures < 1 { throw .invalidConfiguration("input_features must be positive (got \(inputFeatures))") }
+        if classes < 2 { throw .invalidConfiguration("classes must be at least 2 (got \(classes))") }
+        if let bad = hidden.first(where: { $0 < 1 }) { throw .invalidConfiguration("hidden sizes must be positive (got \(bad))") }
+    }
+
+    public var layerSizes: [Int] { [inputFeatures] + hidden + [classes] }
+
+    public var parameterCount: Int {
+        zip(layerSizes, layerSizes.dropFirst()).reduce(0) { $0 + $1.0 * $1.1 + $1.1 }
+    }
+}
+
+/// Linear → ReLU → … → Linear with softmax cross-entropy. Parameter names match a
+/// PyTorch `nn.Sequential` stored as `net` (`net.0.weight`, `net.2.weight`, …).
+public final class MLPClassifier: TrainableModel, @unchecked Sendable {
+    // Unchecked: the activation cache is mutated by forward/backward; driven by one task at a time.
+    public let config: MLPConfig
+    public let layers: [Linear]
+    public let parameters: ParameterSet
+    public let allocator: TensorAllocator
+    var cache: Cache? // internal for tests that inspect pre-activations
+
+    public init(config: MLPConfig, seed: UInt64 = 1337, allocator: TensorAllocator = .shared) throws {
+        try config.validate()
+        self.config = config
+        self.allocator = allocator
+        let sizes = config.layerSizes
+        layers = try (0..<(sizes.count - 1)).map { i in
+            try Linear(name: "net.\(2 * i)", inFeatures: sizes[i], outFeatures: sizes[i + 1], bias: true, allocator: allocator)
+        }
+        parameters = ParameterSet(layers.flatMap(\.parameters))
+        initialize(seed: seed)
+    }
+
+    /// PyTorch's default Linear initialisation: U(−1/√in, 1/√in) for weights and biases.
+    public func initialize(seed: UInt64) {
+        var rng = SeededRandom(seed: seed)
+        for layer in layers {
+            let bound = 1 / Float(layer.inFeatures).squareRoot()
+            for p in layer.parameters {
+                p.gradient.zero()
+                let d = p.value.data
+                for i in 0..<p.count { d[i] = (rng.nextUnitFloat() * 2 - 1) * bound }
+            }
+        }
+    }
+
+    final class Cache: @unchecked Sendable {
+        let batch: Int
+        let input: Tensor
+        let pre: [Tensor]   // per layer, before activation ([batch, out]); the last is the logits
+        let post: [Tensor]  // per hidden layer, after ReLU
+        let losses: Tensor
+        let dA: Tensor, dB: Tensor
+        var targets: [Int32] = []
+
+        init(model: MLPClassifier, batch b: Int) throws {
+            let sizes = model.config.layerSizes, a = model.allocator
+            batch = b
+            input = try Tensor(shape: [b, sizes[0]], allocator: a)
+            pre = try sizes.dropFirst().map { try Tensor(shape: [b, $0], allocator: a) }
+            post = try sizes.dropFirst().dropLast().map { try Tensor(shape: [b, $0], allocator: a) }
+            losses = try Tensor(shape: [b], allocator: a)
+            let widest = sizes.max() ?? 1
+            dA = try Tensor(shape: [b, widest], allocator: a)
+            dB = try Tensor(shape: [b, widest], allocator: a)
+        }
+    }
+
+    private func forward(_ inputs: [Float], _ targets: [Int32], batch b: Int) throws -> Cache {
+        guard b > 0 else { throw ModelError.batchShape("batch must be positive") }
+        guard inputs.count == b * config.inputFeatures else {
+            throw ModelError.batchShape("expected \(b)×\(config.inputFeatures) features, got \(inputs.count) values")
+        }
+        guard targets.count == b else { throw ModelError.batchShape("expected \(b) targets, got \(targets.count)") }
+        try validateIDs(targets, below: config.classes, isTarget: true)
+        if let cache, cache.batch != b { self.cache = nil }
+        let c = try cache ?? Cache(model: self, batch: b)
+        cache = c
+        c.input.copy(from: inputs)
+        c.targets = targets
+        var x = c.input.data
+        for (i, layer) in layers.enumerated() {
+            let last = i == layers.count - 1
+            layer.forward(x, into: c.pre[i].data, rows: b, addBias: last)
+            if !last {
+                ActivationKernels.biasReLUForward(pre: c.pre[i].data, out: c.post[i].data, bias: layer.bias?.value.data,
+                                                  rows: b, columns: layer.outFeatures)
+                x = c.post[i].data
+            }
+        }
+        guard let logits = c.pre.last else { throw ModelError.invalidConfiguration("no layers") }
+        targets.withUnsafeBufferPointer { tg in
+            guard let tp = tg.baseAddress else { return }
+            SoftmaxCrossEntropyKernels.forward(logits: logits.data, targets: tp, losses: c.losses.data,
+                                               rows: b, classes: config.classes)
+        }
+        return c
+    }
+
+    private func meanLoss(_ c: Cache) -> Double {
+        var s = 0.0
+        for i in 0..<c.batch { s += Double(c.losses.data[i]) }
+        return s / Double(c.batch)
+    }
+
+    public func forwardBackward(_ batch: ModelBatch, lossScale: Float = 1) throws -> Float {
+        guard case let .features(inputs, targets, b) = batch else {
+            throw ModelError.batchShape("an MLP classifier takes feature rows, not token batches")
+        }
+        let c = try forward(inputs, targets, batch: b)
+        let loss = Float(meanLoss(c))
+        guard let logits = c.pre.last else { return loss }
+        c.targets.withUnsafeBufferPointer { tg in
+            guard let tp = tg.baseAddress else { return }
+            SoftmaxCrossEntropyKernels.backward(probabilities: logits.data, targets: tp, rows: b,
+                                                classes: config.classes, scale: lossScale / Float(b))
+        }
+        // dOut of layer i lives in `grad`; its dInput goes to the other scratch buffer.
+        var grad = logits.data
+        var spare = (c.dA.data, c.dB.data)
+        for i in stride(from: layers.count - 1, through: 0, by: -1) {
+            let input = i == 0 ? c.input.data : c.post[i - 1].data
+            let dInput: UnsafeMutablePointer<Float>? = i == 0 ? nil : spare.0
+            layers[i].backward(dOut: grad, input: input, dInput: dInput, rows: b)
+            if let dInput {
+                ActivationKernels.reluBackward(dPre: dInput, dOut: dInput, pre: c.pre[i - 1].data,
+                                               count: b * layers[i].inFeatures)
+                grad = dInput
+                spare = (spare.1, spare.0)
+            }
+        }
+        return loss
+    }
+
+    public func evaluate(_ batch: ModelBatch) throws -> Evaluation {
+        guard case let .features(inputs, targets, b) = batch else {
+            throw ModelError.batchShape("an MLP classifier takes feature rows, not token batches")
+        }
+        let c = try forward(inputs, targets, batch: b)
+        guard let probs = c.pre.last else { return Evaluation(loss: 0, correct: 0, predictions: 0) }
+        var correct = 0
+        for r in 0..<b {
+            let row = probs.data + r * config.classes
+            var best = 0
+            for j in 1..<config.classes where row[j] > row[best] { best = j }
+            if best == Int(targets[r]) { correct += 1 }
+        }
+        return Evaluation(loss: meanLoss(c), correct: correct, predictions: b)
+    }
+
+    public func trainingFLOPs(_ batch: ModelBatch) -> Double {
+        6 * Double(config.parameterCount) * Double(batch.sampleCount)
+    }
+}

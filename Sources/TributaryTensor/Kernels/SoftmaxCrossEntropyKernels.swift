@@ -1,0 +1,65 @@
+import Foundation
+
+/// Softmax cross-entropy fused with the logits: the forward pass turns the logits into
+/// probabilities in place and the backward pass turns those into the logit gradient in
+/// place, so the [tokens, vocab] buffer exists once instead of three times.
+public enum SoftmaxCrossEntropyKernels {
+    /// Replaces each row of `logits` by its softmax and writes −log p[target] to `losses`.
+    /// Targets must lie in 0..<classes (validated by the caller).
+    public static func forward(logits: UnsafeMutablePointer<Float>, targets: UnsafePointer<Int32>,
+                               losses: UnsafeMutablePointer<Float>, rows: Int, classes v: Int) {
+        Parallel.forRanges(rows, minPerThread: max(1, 4096 / max(1, v))) { range in
+            for r in range {
+                let row = logits + r * v
+                let targetLogit = row[Int(targets[r])]
+                let logNormaliser = softmaxInPlace(row, v)
+                losses[r] = logNormaliser - targetLogit
+            }
+        }
+    }
+
+    /// dLogits = (p − onehot(target)) · scale, in place over the probabilities.
+    public static func backward(probabilities: UnsafeMutablePointer<Float>, targets: UnsafePointer<Int32>,
+                                rows: Int, classes v: Int, scale: Float) {
+        Parallel.forRanges(rows, minPerThread: max(1, 4096 / max(1, v))) { range in
+            for r in range {
+                let row = probabilities + r * v
+                row[Int(targets[r])] -= 1
+                for i in 0..<v { row[i] *= scale }
+            }
+        }
+    }
+
+    /// Softmax of one row in place; returns log Σ exp(x) (= max + log Σ exp(x − max)).
+    @inlinable
+    public static func softmaxInPlace(_ row: UnsafeMutablePointer<Float>, _ v: Int) -> Float {
+        var mx = -Float.infinity
+        for i in 0..<v where row[i] > mx { mx = row[i] }
+        let sum = expInPlace(row, v, subtract: mx)
+        let inv = 1 / sum
+        for i in 0..<v { row[i] *= inv }
+        return mx + logf(sum)
+    }
+
+    /// row[i] = exp(row[i] − shift); returns the sum.
+    @inlinable
+    public static func expInPlace(_ row: UnsafeMutablePointer<Float>, _ n: Int, subtract shift: Float) -> Float {
+        let s = FastMath.V(repeating: shift)
+        var acc = FastMath.V(repeating: 0)
+        var i = 0
+        while i + 8 <= n {
+            let e = FastMath.exp(FastMath.load(row + i) - s)
+            FastMath.store(e, row + i)
+            acc += e
+            i += 8
+        }
+        var sum = acc.sum()
+        while i < n {
+            let e = FastMath.exp(row[i] - shift)
+            row[i] = e
+            sum += e
+            i += 1
+        }
+        return sum
+    }
+}

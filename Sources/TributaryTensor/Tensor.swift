@@ -1,0 +1,110 @@
+/// Owns one block of tensor memory and gives it back to its allocator when the last
+/// tensor viewing it goes away.
+public final class TensorStorage: @unchecked Sendable {
+    // Unchecked: the memory is shared mutable state by design. Kernels write disjoint
+    // ranges from parallel loops; callers never mutate one tensor from two tasks at once.
+    public let base: UnsafeMutablePointer<Float>
+    public let count: Int
+    public let allocator: TensorAllocator
+
+    public init(count: Int, allocator: TensorAllocator) throws(TensorAllocationError) {
+        base = try allocator.allocateFloats(count)
+        self.count = count
+        self.allocator = allocator
+    }
+
+    deinit { allocator.deallocateFloats(base, count: count) }
+}
+
+/// A dense, row-major fp32 tensor: a shape over a contiguous range of a storage block.
+public struct Tensor: @unchecked Sendable {
+    public let shape: [Int]
+    public let count: Int
+    public let storage: TensorStorage
+    public let offset: Int
+
+    /// A new zero-filled tensor.
+    public init(shape: [Int], allocator: TensorAllocator = .shared) throws(TensorAllocationError) {
+        let n = try Tensor.elementCount(shape)
+        storage = try TensorStorage(count: n, allocator: allocator)
+        self.shape = shape
+        count = n
+        offset = 0
+    }
+
+    /// A tensor with the given values.
+    public init(shape: [Int], values: [Float], allocator: TensorAllocator = .shared) throws(TensorAllocationError) {
+        try self.init(shape: shape, allocator: allocator)
+        guard values.count == count else { throw .invalidShape(shape) }
+        values.withUnsafeBufferPointer { src in
+            guard let p = src.baseAddress else { return }
+            data.update(from: p, count: count)
+        }
+    }
+
+    /// A view of `count` elements starting at `offset` within a storage block.
+    public init(viewing storage: TensorStorage, offset: Int, shape: [Int]) throws(TensorAllocationError) {
+        let n = try Tensor.elementCount(shape)
+        guard offset >= 0, offset + n <= storage.count else { throw .invalidShape(shape) }
+        self.storage = storage
+        self.offset = offset
+        self.shape = shape
+        count = n
+    }
+
+    public static func elementCount(_ shape: [Int]) throws(TensorAllocationError) -> Int {
+        var n = 1
+        for d in shape {
+            guard d >= 0 else { throw .invalidShape(shape) }
+            let (m, o) = n.multipliedReportingOverflow(by: d)
+            guard !o, m < Int(Int32.max) * 64 else { throw .invalidShape(shape) }
+            n = m
+        }
+        return n
+    }
+
+    @inlinable public var data: UnsafeMutablePointer<Float> { storage.base + offset }
+    public var byteCount: Int { count * MemoryLayout<Float>.stride }
+    public var buffer: UnsafeMutableBufferPointer<Float> { UnsafeMutableBufferPointer(start: data, count: count) }
+
+    public func toArray() -> [Float] { Array(buffer) }
+
+    public func fill(_ value: Float) { data.update(repeating: value, count: count) }
+    public func zero() { fill(0) }
+
+    /// Copies another tensor's values (the element counts must match).
+    public func copy(from other: Tensor) {
+        precondition(other.count == count, "copy between tensors of \(other.count) and \(count) elements")
+        data.update(from: other.data, count: count)
+    }
+
+    public func copy(from values: [Float]) {
+        precondition(values.count == count, "copy of \(values.count) values into a tensor of \(count)")
+        values.withUnsafeBufferPointer { src in
+            if let p = src.baseAddress { data.update(from: p, count: count) }
+        }
+    }
+
+    /// A view of rows `start..<start+rows` of the leading dimension.
+    public func rows(_ start: Int, _ rows: Int) -> Tensor {
+        let rowSize = shape.dropFirst().reduce(1, *)
+        var s = shape
+        s[0] = rows
+        // Cannot fail: the range lies inside this tensor.
+        return Tensor(unchecked: storage, offset: offset + start * rowSize, shape: s, count: rows * rowSize)
+    }
+
+    /// The same elements under another shape with the same element count.
+    public func reshaped(_ newShape: [Int]) -> Tensor {
+        let n = newShape.reduce(1, *)
+        precondition(n == count, "reshape \(shape) to \(newShape)")
+        return Tensor(unchecked: storage, offset: offset, shape: newShape, count: n)
+    }
+
+    init(unchecked storage: TensorStorage, offset: Int, shape: [Int], count: Int) {
+        self.storage = storage
+        self.offset = offset
+        self.shape = shape
+        self.count = count
+    }
+}
