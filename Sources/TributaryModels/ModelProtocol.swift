@@ -32,6 +32,12 @@ public struct Evaluation: Sendable, Equatable {
     public var correct: Int
     public var predictions: Int
     public var accuracy: Double { predictions > 0 ? Double(correct) / Double(predictions) : 0 }
+
+    public init(loss: Double, correct: Int, predictions: Int) {
+        self.loss = loss
+        self.correct = correct
+        self.predictions = predictions
+    }
 }
 
 /// A model the training loop, the benchmarks and (later) the worker drive.

@@ -91,28 +91,56 @@ public enum Parallel {
 /// Chooses OpenBLAS's kernels for this CPU.
 ///
 /// Debian's OpenBLAS 0.3.21 does not recognise recent AMD cores (Zen 4/5) and falls back
-/// to its AVX2 kernels, although the CPU runs its AVX-512 ("SkylakeX") kernels almost
-/// twice as fast. OpenBLAS reads `OPENBLAS_CORETYPE` only when it loads, so the
-/// executable calls `recommendedCoreType()` at start and, when it names a better choice
-/// than the one loaded, re-executes itself once with the variable set.
+/// to its AVX2 ("Haswell") kernels, although the CPU runs its AVX-512 ("SkylakeX")
+/// kernels almost twice as fast; some environments also pin `OPENBLAS_CORETYPE=Haswell`
+/// machine-wide. OpenBLAS reads the variable only when it loads, so the executable calls
+/// `recommendedCoreType()` at start and, when it names a faster family than the one
+/// loaded, re-executes itself once with the variable set.
+///
+/// `TRIBUTARY_BLAS_CORETYPE` decides: unset or `auto` upgrades to the best family the CPU
+/// supports (never downgrades); `inherit` keeps whatever OPENBLAS_CORETYPE says; any
+/// other value is passed to OpenBLAS as the core type.
 public enum BLASCoreSelection {
     public static let environmentKey = "OPENBLAS_CORETYPE"
+    public static let policyKey = "TRIBUTARY_BLAS_CORETYPE"
+    /// Set on the re-executed process so that a refused core type cannot cause a loop.
+    public static let reexecutedKey = "TRIBUTARY_BLAS_REEXECUTED"
 
-    /// The core type to request, or nil when the loaded kernels are already right
-    /// or the user has chosen explicitly.
+    /// The core type to re-execute with, or nil to keep the loaded kernels.
     public static func recommendedCoreType() -> String? {
-        if ProcessInfo.processInfo.environment[environmentKey] != nil { return nil }
+        let env = ProcessInfo.processInfo.environment
+        if env[reexecutedKey] != nil { return nil }
+        let loaded = ComputeThreads.blasCoreName.lowercased()
+        switch env[policyKey]?.lowercased() {
+        case "inherit":
+            return nil
+        case let pinned? where pinned != "auto" && !pinned.isEmpty:
+            return loaded == pinned ? nil : env[policyKey]
+        default:
+            break
+        }
         let flags = cpuFlags()
         let hasAVX512 = ["avx512f", "avx512bw", "avx512dq", "avx512vl"].allSatisfy(flags.contains)
         guard hasAVX512 else { return nil }
-        let loaded = ComputeThreads.blasCoreName.lowercased()
-        if loaded.contains("skylakex") || loaded.contains("cooperlake") || loaded.contains("sapphire") { return nil }
+        let avx512Families = ["skylakex", "cooperlake", "sapphirerapids"]
+        if avx512Families.contains(where: loaded.contains) { return nil }
         return "SkylakeX"
     }
 
     /// CPU feature flags from /proc/cpuinfo (Linux); empty elsewhere.
     public static func cpuFlags() -> Set<String> {
-        guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return [] }
+        // /proc files report a size of 0, so read until EOF rather than by size.
+        let fd = open("/proc/cpuinfo", O_RDONLY)
+        guard fd >= 0 else { return [] }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 16_384)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n <= 0 { break }
+            bytes.append(contentsOf: chunk[0..<n])
+        }
+        let text = String(decoding: bytes, as: UTF8.self)
         for line in text.split(separator: "\n") where line.hasPrefix("flags") {
             guard let colon = line.firstIndex(of: ":") else { continue }
             return Set(line[line.index(after: colon)...].split(separator: " ").map(String.init))

@@ -1,0 +1,93 @@
+import Foundation
+import TributaryModels
+import TributaryOptim
+import TributaryTensor
+
+/// The model configurations of ../shared/reference/peers.md, measured the way its
+/// PyTorch script measures them: zero gradients, forward, loss, backward, optimizer step,
+/// a fresh random batch every step, the median over timed steps after warm-up.
+public struct ComputeBenchmark {
+    public struct Configuration: Sendable {
+        public let name: String
+        public let spec: ModelSpec
+        public let batch: Int
+
+        public static let all: [Configuration] = [
+            Configuration(name: "mlp", spec: .mlp(MLPConfig(inputFeatures: 784, hidden: [512, 512], classes: 10)), batch: 128),
+            Configuration(name: "gpt-tiny", spec: .gpt(GPTConfig(vocabSize: 65, blockSize: 128, nLayer: 4, nHead: 4, nEmbd: 128)), batch: 32),
+            Configuration(name: "gpt-small", spec: .gpt(GPTConfig(vocabSize: 65, blockSize: 256, nLayer: 6, nHead: 6, nEmbd: 384)), batch: 8),
+        ]
+
+        public static func named(_ name: String) -> Configuration? { all.first { $0.name == name } }
+    }
+
+    public struct Result: Sendable {
+        public let configuration: String
+        public let optimizer: String
+        public let parameters: Int
+        public let flopsPerStep: Double
+        public let milliseconds: [Double]
+        public let unitsPerStep: Int
+        public let unitName: String
+        public let finalLoss: Float
+        public let peakTensorBytes: Int
+
+        public var median: Double {
+            let s = milliseconds.sorted()
+            guard !s.isEmpty else { return .nan }
+            return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+        }
+        public var minimum: Double { milliseconds.min() ?? .nan }
+        public var maximum: Double { milliseconds.max() ?? .nan }
+        public var throughput: Double { Double(unitsPerStep) / (median / 1000) }
+        public var gflops: Double { flopsPerStep / (median / 1000) / 1e9 }
+    }
+
+    /// Times `steps` steps after `warmup` steps.
+    public static func run(_ cfg: Configuration, optimizer kind: String, warmup: Int, steps: Int,
+                           seed: UInt64 = 0) throws -> Result {
+        let allocator = TensorAllocator(budgetBytes: nil)
+        let model = try cfg.spec.build(seed: seed, allocator: allocator)
+        let optimizer: any Optimizer = kind == "sgd"
+            ? try SGD(parameters: model.parameters, momentum: 0.9, allocator: allocator)
+            : try AdamW(parameters: model.parameters, beta1: 0.9, beta2: 0.999, weightDecay: 0.01, allocator: allocator)
+        let lr: Float = kind == "sgd" ? 1e-2 : 3e-4
+        var rng = SeededRandom(seed: seed ^ 0xB37C)
+        // Distinct random batches, generated before timing (a repeated batch is memorised
+        // and the timings drift into denormal arithmetic).
+        let batches: [ModelBatch] = (0..<(warmup + steps)).map { _ in randomBatch(cfg, &rng) }
+        var times: [Double] = []
+        var loss: Float = 0
+        for (i, batch) in batches.enumerated() {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            model.parameters.zeroGradients()
+            loss = try model.forwardBackward(batch, lossScale: 1)
+            optimizer.step(model.parameters, learningRate: lr)
+            let ms = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
+            if i >= warmup { times.append(ms) }
+        }
+        let probe = batches[0]
+        let units: Int, unitName: String
+        switch cfg.spec {
+        case .gpt: units = probe.predictionCount; unitName = "tokens/s"
+        case .mlp: units = probe.sampleCount; unitName = "samples/s"
+        }
+        return Result(configuration: cfg.name, optimizer: kind, parameters: model.parameters.scalarCount,
+                      flopsPerStep: model.trainingFLOPs(probe), milliseconds: times, unitsPerStep: units,
+                      unitName: unitName, finalLoss: loss, peakTensorBytes: allocator.peakBytes)
+    }
+
+    static func randomBatch(_ cfg: Configuration, _ rng: inout SeededRandom) -> ModelBatch {
+        switch cfg.spec {
+        case let .gpt(g):
+            let n = cfg.batch * g.blockSize
+            let x = (0..<n).map { _ in Int32(rng.nextIndex(below: g.vocabSize)) }
+            let y = (0..<n).map { _ in Int32(rng.nextIndex(below: g.vocabSize)) }
+            return .tokens(inputs: x, targets: y, batch: cfg.batch, sequence: g.blockSize)
+        case let .mlp(m):
+            let x = (0..<(cfg.batch * m.inputFeatures)).map { _ in rng.nextGaussian() }
+            let y = (0..<cfg.batch).map { _ in Int32(rng.nextIndex(below: m.classes)) }
+            return .features(inputs: x, targets: y, batch: cfg.batch)
+        }
+    }
+}

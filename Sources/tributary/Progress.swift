@@ -1,0 +1,42 @@
+import Foundation
+
+/// Progress output: an updating bar with rate and ETA on a terminal, plain lines otherwise
+/// (logs and pipes get one complete line per report).
+struct ProgressReporter {
+    let isTerminal = isatty(STDOUT_FILENO) == 1
+    let total: Int
+
+    func update(done: Int, rate: String, eta: Double, detail: String) {
+        if isTerminal {
+            let width = 24
+            let filled = total > 0 ? min(width, width * done / total) : 0
+            let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
+            print("\r\u{1B}[2K[\(bar)] \(done)/\(total) \(detail) \(rate) ETA \(Self.duration(eta))", terminator: "")
+            fflush(nil)
+        } else {
+            print("\(done)/\(total) \(detail) \(rate) ETA \(Self.duration(eta))")
+            fflush(nil) // reach pipes and log files as it happens
+        }
+    }
+
+    /// Prints a line that stays (ends the bar's line first on a terminal).
+    func line(_ text: String) {
+        if isTerminal { print("\r\u{1B}[2K", terminator: "") }
+        print(text)
+        fflush(nil)
+    }
+
+    static func duration(_ seconds: Double) -> String {
+        guard seconds.isFinite, seconds >= 0 else { return "--" }
+        let s = Int(seconds.rounded())
+        if s >= 3600 { return "\(s / 3600)h\(String(format: "%02d", (s % 3600) / 60))m" }
+        if s >= 60 { return "\(s / 60)m\(String(format: "%02d", s % 60))s" }
+        return "\(s)s"
+    }
+
+    static func rate(_ perSecond: Double, _ unit: String) -> String {
+        if perSecond >= 1e6 { return String(format: "%.2fM %@", perSecond / 1e6, unit) }
+        if perSecond >= 1e4 { return String(format: "%.1fk %@", perSecond / 1e3, unit) }
+        return String(format: "%.0f %@", perSecond, unit)
+    }
+}

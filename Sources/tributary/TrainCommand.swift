@@ -1,0 +1,154 @@
+import ArgumentParser
+import Foundation
+import TributaryCheckpoint
+import TributaryData
+import TributaryModels
+import TributaryTensor
+import TributaryTraining
+
+struct TrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Train a model in this process (no coordinator, no workers).",
+        discussion: """
+        DATA is a text file (character-level GPT), a nanoGPT .bin token file, a directory \
+        of MNIST IDX files (MLP classifier), or builtin:arithmetic / builtin:digits, which \
+        need nothing downloaded.
+        """)
+
+    @Option(help: "Dataset: a path, or builtin:arithmetic or builtin:digits.")
+    var data: String = "builtin:arithmetic"
+
+    @Option(help: "gpt or mlp (default: gpt for token data, mlp for images).")
+    var model: String?
+
+    @Option(name: .customLong("n-layer"), help: "GPT layers.") var nLayer = 4
+    @Option(name: .customLong("n-head"), help: "GPT attention heads.") var nHead = 4
+    @Option(name: .customLong("n-embd"), help: "GPT width.") var nEmbd = 128
+    @Option(name: .customLong("block-size"), help: "GPT context length.") var blockSize = 64
+    @Flag(name: .customLong("no-bias"), help: "GPT without biases in Linear and LayerNorm.") var noBias = false
+    @Option(help: "MLP hidden sizes, comma-separated.") var hidden = "512,512"
+
+    @Option(help: "Optimizer steps.") var steps = 500
+    @Option(name: .customLong("batch-size"), help: "Samples per step (sequences or images).") var batchSize = 32
+    @Option(name: .customLong("micro-batches"), help: "Split each step's batch into this many accumulated slices.") var microBatches = 1
+    @Option(help: "adamw or sgd.") var optimizer = "adamw"
+    @Option(help: "Peak learning rate.") var lr: Float = 1e-3
+    @Option(name: .customLong("min-lr"), help: "Learning rate at the end of the cosine decay (default lr/10).") var minLR: Float?
+    @Option(help: "Linear warm-up steps.") var warmup = 20
+    @Option(name: .customLong("weight-decay")) var weightDecay: Float = 0.1
+    @Option(help: "SGD momentum.") var momentum: Float = 0.9
+    @Flag(help: "SGD with Nesterov momentum.") var nesterov = false
+    @Option(name: .customLong("grad-clip"), help: "Global gradient-norm clip (0 disables).") var gradClip: Float = 1.0
+    @Option(name: .customLong("eval-interval"), help: "Validate every N steps (0: only at the end).") var evalInterval = 100
+    @Option(name: .customLong("eval-batches"), help: "Validation batches per evaluation.") var evalBatches = 20
+    @Option(name: .customLong("val-fraction"), help: "Share of the data held out for validation.") var valFraction = 0.1
+    @Option(help: "Checkpoint directory (safetensors + JSON; nanoGPT-compatible names).") var out: String?
+    @Option(name: .customLong("checkpoint-interval"), help: "Checkpoint every N steps (and always at the end).") var checkpointInterval = 0
+    @Flag(help: "Continue from the latest checkpoint in --out.") var resume = false
+    @Option(help: "Seed for initialisation and data order.") var seed: UInt64 = 1337
+    @Option(name: .customLong("log-interval"), help: "Print a progress line every N steps when not on a terminal.") var logInterval = 10
+    @OptionGroup var compute: ComputeOptions
+
+    func run() throws {
+        try compute.apply()
+        if resume && out == nil { throw ValidationError("--resume needs --out, the checkpoint directory to resume from") }
+        let raw = try DatasetSource.load(data)
+        let spec = try modelSpec(for: raw)
+        try spec.validate()
+        let blockSize: Int? = if case let .gpt(g) = spec { g.blockSize } else { nil }
+        let prepared = try DatasetSource.prepare(raw, name: data, blockSize: blockSize, validationFraction: valFraction, seed: seed)
+        var options = TrainingOptions()
+        options.steps = steps
+        options.batchSize = batchSize
+        options.microBatches = microBatches
+        options.optimizer = optimizer
+        options.learningRate = lr
+        options.minLearningRate = minLR
+        options.warmupSteps = warmup
+        options.weightDecay = weightDecay
+        options.momentum = momentum
+        options.nesterov = nesterov
+        options.gradClip = gradClip
+        options.evalInterval = evalInterval
+        options.evalBatches = evalBatches
+        options.checkpointInterval = checkpointInterval
+        options.seed = seed
+        let trainer = try Trainer(spec: spec, data: prepared, options: options)
+        let store = out.map { CheckpointStore(directory: $0) }
+        if resume, let store {
+            guard let path = try store.latestPath() else { throw CLIError("--resume: no checkpoint in \(store.directory)") }
+            try trainer.restore(from: try LoadedCheckpoint.read(path))
+            print("resumed from \(path) at step \(trainer.step)")
+        }
+        print("model: \(spec.summary)")
+        print("data: \(data): \(prepared.train.sampleCount.formatted()) training samples, \(prepared.validation.sampleCount.formatted()) validation samples")
+        print("optimizer: \(optimizer) lr \(lr), \(steps) steps of \(batchSize), \(ComputeThreads.count) threads, BLAS kernels \(ComputeThreads.blasCoreName)")
+        let progress = ProgressReporter(total: steps)
+        let isGPT = if case .gpt = spec { true } else { false }
+        try trainer.run(store: store) { event in
+            switch event {
+            case let .step(r, _, remaining):
+                guard progress.isTerminal || r.step % max(1, logInterval) == 0 || r.step == steps else { return }
+                let rate = isGPT ? ProgressReporter.rate(Double(r.predictions) / r.seconds, "tok/s")
+                                 : ProgressReporter.rate(Double(r.samples) / r.seconds, "samples/s")
+                let detail = String(format: "step %d loss %.4f lr %.2e%@", r.step, r.loss, r.learningRate, r.skipped ? " (skipped: non-finite)" : "")
+                progress.update(done: r.step, rate: rate, eta: remaining, detail: detail)
+            case let .validation(step, e):
+                let acc = isGPT ? "" : String(format: " accuracy %.2f%%", e.accuracy * 100)
+                progress.line(String(format: "step %d validation loss %.4f%@", step, e.loss, acc))
+            case let .checkpoint(step, path):
+                progress.line("step \(step) checkpoint \(path)")
+            }
+        }
+    }
+
+    private func modelSpec(for raw: RawDataset) throws -> ModelSpec {
+        switch raw {
+        case let .tokens(_, _, vocab):
+            guard model == nil || model == "gpt" else { throw ValidationError("token data trains a gpt, not \(model ?? "")") }
+            return .gpt(GPTConfig(vocabSize: vocab, blockSize: blockSize, nLayer: nLayer, nHead: nHead, nEmbd: nEmbd, bias: !noBias))
+        case let .images(set):
+            guard model == nil || model == "mlp" else { throw ValidationError("image data trains an mlp, not \(model ?? "")") }
+            let sizes = hidden.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+            guard !sizes.contains(nil) else { throw ValidationError("--hidden takes comma-separated sizes, e.g. 512,512") }
+            return .mlp(MLPConfig(inputFeatures: set.featureCount, hidden: sizes.compactMap { $0 }, classes: set.classCount))
+        }
+    }
+}
+
+struct SampleCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sample", abstract: "Generate text from a GPT checkpoint.")
+
+    @Option(help: "A checkpoint directory (or a directory whose 'latest' names one).") var checkpoint: String
+    @Option(help: "Text to continue.") var prompt = "\n"
+    @Option(help: "Characters to generate.") var tokens = 300
+    @Option(help: "Softmax temperature (0 = greedy).") var temperature: Float = 0.8
+    @Option(name: .customLong("top-k"), help: "Sample among the k most likely tokens (0 = all).") var topK = 0
+    @Option(help: "Sampling seed.") var seed: UInt64 = 1
+    @OptionGroup var compute: ComputeOptions
+
+    func run() throws {
+        try compute.apply()
+        guard temperature >= 0, tokens >= 0, topK >= 0 else { throw ValidationError("temperature, tokens and top-k must not be negative") }
+        let loaded = try LoadedCheckpoint.read(checkpoint)
+        guard case let .gpt(cfg) = loaded.config.model else { throw CLIError("\(loaded.path) holds an MLP; only GPT checkpoints generate text") }
+        guard let vocabulary = loaded.config.vocabulary else {
+            throw CLIError("\(loaded.path) has no character vocabulary (trained on token ids), so its output cannot be decoded to text")
+        }
+        let model = try GPT(config: cfg)
+        try loaded.loadWeights(into: model.parameters)
+        var context = try vocabulary.encode(prompt.isEmpty ? "\n" : prompt)
+        var rng = SeededRandom(seed: seed)
+        print(prompt, terminator: "")
+        for _ in 0..<tokens {
+            let logits = try model.nextTokenLogits(context: context)
+            let next = Sampling.pick(logits: logits, temperature: temperature, topK: topK, rng: &rng)
+            context.append(Int32(next))
+            print(vocabulary.decode([Int32(next)]), terminator: "")
+            fflush(nil)
+        }
+        print()
+    }
+}
