@@ -14,26 +14,18 @@ public enum ComputeThreads {
         return n > 0 ? n : max(1, ProcessInfo.processInfo.activeProcessorCount)
     }
 
+    /// OpenBLAS itself stays single-threaded; `BLAS.sgemm` splits large products over
+    /// this many threads of the project's pool (see `BLAS`).
     public static func set(_ threads: Int) {
         let n = max(1, threads)
         configured.store(n, ordering: .relaxed)
-        openblas_set_num_threads(Int32(n))
+        openblas_set_num_threads(1)
     }
 
     /// OpenBLAS's kernel family, e.g. "Haswell" or "SkylakeX".
     public static var blasCoreName: String {
         guard let p = openblas_get_corename() else { return "unknown" }
         return String(cString: p)
-    }
-
-    /// Runs `body` with OpenBLAS restricted to one thread, for regions where the
-    /// project's own loop already spreads independent small products over the cores.
-    @inlinable
-    public static func withSingleThreadedBLAS<R>(_ body: () throws -> R) rethrows -> R {
-        let n = count
-        if n > 1 { openblas_set_num_threads(1) }
-        defer { if n > 1 { openblas_set_num_threads(Int32(n)) } }
-        return try body()
     }
 }
 

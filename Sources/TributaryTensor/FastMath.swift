@@ -10,7 +10,9 @@ public enum FastMath {
     @inlinable @inline(__always)
     public static func exp(_ x: V) -> V {
         // exp(x) = 2^n · exp(r), n = round(x / ln 2), r = x − n·ln 2, |r| ≤ ln2/2.
-        let clamped = x.clamped(lowerBound: V(repeating: -87.3), upperBound: V(repeating: 88.3))
+        // Explicit selects: SIMD's generic clamped() is not specialised and costs two calls.
+        var clamped = x.replacing(with: V(repeating: -87.3), where: x .< V(repeating: -87.3))
+        clamped = clamped.replacing(with: V(repeating: 88.3), where: clamped .> V(repeating: 88.3))
         let magic = V(repeating: 12_582_912.0) // 1.5 · 2^23: adding it rounds to an integer
         let t = clamped * V(repeating: 1.442_695_04) + magic
         let n = t - magic

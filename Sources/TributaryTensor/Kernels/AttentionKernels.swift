@@ -6,7 +6,7 @@
 /// Rows are processed in blocks of `rowBlock`; a block of query rows only needs keys up
 /// to its last row, so the masked upper triangle is never computed (about half of
 /// QKᵀ and PV at long contexts). Independent (batch, head) pairs run in parallel, each
-/// with single-threaded BLAS.
+/// thread calling BLAS serially on its own small products.
 public enum AttentionKernels {
     public static let rowBlock = 64
 
@@ -19,7 +19,7 @@ public enum AttentionKernels {
                                qkv: UnsafePointer<Float>, batch b: Int, sequence t: Int, heads h: Int, channels c: Int) {
         let hs = c / h
         let scale = 1 / Float(hs).squareRoot()
-        ComputeThreads.withSingleThreadedBLAS {
+        do {
             Parallel.forRanges(b * h) { pairs in
                 for pair in pairs {
                     let bi = pair / h, hi = pair % h
@@ -31,7 +31,7 @@ public enum AttentionKernels {
                     while r0 < t {
                         let r1 = min(t, r0 + rowBlock)
                         let rows = r1 - r0
-                        BLAS.sgemm(transB: true, m: rows, n: r1, k: hs, alpha: scale,
+                        BLAS.sgemmSerial(transB: true, m: rows, n: r1, k: hs, alpha: scale,
                                    a: q + r0 * 3 * c, lda: 3 * c, b: k, ldb: 3 * c, c: p + r0 * t, ldc: t)
                         for row in r0..<r1 {
                             let pr = p + row * t
@@ -39,7 +39,7 @@ public enum AttentionKernels {
                             // Zero the masked part up to the block edge; columns ≥ r1 are never read.
                             for j in (row + 1)..<max(row + 1, r1) { pr[j] = 0 }
                         }
-                        BLAS.sgemm(m: rows, n: hs, k: r1, a: p + r0 * t, lda: t, b: v, ldb: 3 * c,
+                        BLAS.sgemmSerial(m: rows, n: hs, k: r1, a: p + r0 * t, lda: t, b: v, ldb: 3 * c,
                                    c: y + r0 * c, ldc: c)
                         r0 = r1
                     }
@@ -57,7 +57,7 @@ public enum AttentionKernels {
         let hs = c / h
         let scale = 1 / Float(hs).squareRoot()
         let threads = max(1, min(scratchThreads, ComputeThreads.count))
-        ComputeThreads.withSingleThreadedBLAS {
+        do {
             Parallel.forThreadRanges(b * h, threads: threads) { thread, pairs in
                 let ds = scratch + thread * t * t
                 for pair in pairs {
@@ -77,10 +77,10 @@ public enum AttentionKernels {
                         let r1 = min(t, r0 + rowBlock)
                         let rows = r1 - r0
                         // dP = dY · Vᵀ for this block of query rows.
-                        BLAS.sgemm(transB: true, m: rows, n: r1, k: hs, a: dy + r0 * c, lda: c,
+                        BLAS.sgemmSerial(transB: true, m: rows, n: r1, k: hs, a: dy + r0 * c, lda: c,
                                    b: v, ldb: 3 * c, c: ds + r0 * t, ldc: t)
                         // dV += Pᵀ · dY.
-                        BLAS.sgemm(transA: true, m: r1, n: hs, k: rows, a: p + r0 * t, lda: t,
+                        BLAS.sgemmSerial(transA: true, m: r1, n: hs, k: rows, a: p + r0 * t, lda: t,
                                    b: dy + r0 * c, ldb: c, beta: 1, c: dv, ldc: 3 * c)
                         // Softmax backward, with the 1/√hs of the scores folded in.
                         for row in r0..<r1 {
@@ -91,9 +91,9 @@ public enum AttentionKernels {
                             for j in (row + 1)..<max(row + 1, r1) { dr[j] = 0 }
                         }
                         // dQ = dS · K;  dK += dSᵀ · Q.
-                        BLAS.sgemm(m: rows, n: hs, k: r1, a: ds + r0 * t, lda: t, b: k, ldb: 3 * c,
+                        BLAS.sgemmSerial(m: rows, n: hs, k: r1, a: ds + r0 * t, lda: t, b: k, ldb: 3 * c,
                                    c: dq + r0 * 3 * c, ldc: 3 * c)
-                        BLAS.sgemm(transA: true, m: r1, n: hs, k: rows, a: ds + r0 * t, lda: t,
+                        BLAS.sgemmSerial(transA: true, m: r1, n: hs, k: rows, a: ds + r0 * t, lda: t,
                                    b: q + r0 * 3 * c, ldb: 3 * c, beta: 1, c: dk, ldc: 3 * c)
                         r0 = r1
                     }
