@@ -46,6 +46,55 @@ public enum FastMath {
     @inlinable @inline(__always)
     public static func tanh(_ x: Float) -> Float { tanh(V(repeating: x))[0] }
 
+    // Reductions with eight independent partial sums: the compiler may not reassociate
+    // a scalar float accumulation, so `for i { s += x[i] }` would stay one lane wide.
+
+    @inlinable
+    public static func sum(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
+        var acc = V(repeating: 0)
+        var i = 0
+        while i + 8 <= n { acc += load(x + i); i += 8 }
+        var s = acc.sum()
+        while i < n { s += x[i]; i += 1 }
+        return s
+    }
+
+    @inlinable
+    public static func dot(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ n: Int) -> Float {
+        var acc = V(repeating: 0)
+        var i = 0
+        while i + 8 <= n { acc += load(x + i) * load(y + i); i += 8 }
+        var s = acc.sum()
+        while i < n { s += x[i] * y[i]; i += 1 }
+        return s
+    }
+
+    /// Σ (x − c)², the centred second moment (LayerNorm's variance without cancellation).
+    @inlinable
+    public static func sumSquaredDeviations(_ x: UnsafePointer<Float>, _ n: Int, from c: Float) -> Float {
+        let cv = V(repeating: c)
+        var acc = V(repeating: 0)
+        var i = 0
+        while i + 8 <= n { let d = load(x + i) - cv; acc += d * d; i += 8 }
+        var s = acc.sum()
+        while i < n { let d = x[i] - c; s += d * d; i += 1 }
+        return s
+    }
+
+    @inlinable
+    public static func maximum(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
+        var acc = V(repeating: -.infinity)
+        var i = 0
+        while i + 8 <= n {
+            let v = load(x + i)
+            acc = acc.replacing(with: v, where: v .> acc)
+            i += 8
+        }
+        var m = acc.max()
+        while i < n { if x[i] > m { m = x[i] }; i += 1 }
+        return m
+    }
+
     /// Loads 8 floats (no alignment requirement).
     @inlinable @inline(__always)
     public static func load(_ p: UnsafePointer<Float>) -> V {

@@ -34,7 +34,10 @@ public struct TransformerBlock: Sendable {
         public let attention: CausalSelfAttention.Activations
         public let mid: Tensor
         public let ln2: Tensor, ln2Mean: Tensor, ln2Rstd: Tensor
-        public let fcPre: Tensor, fcOut: Tensor
+        /// gelu′ of c_fc's output (the pre-activation itself is not kept; see
+        /// `ActivationKernels.biasGELUForwardSavingDerivative`).
+        public let fcGELUDerivative: Tensor
+        public let fcOut: Tensor
 
         public init(batch b: Int, sequence t: Int, channels c: Int, heads h: Int, allocator: TensorAllocator) throws {
             let n = b * t
@@ -46,7 +49,7 @@ public struct TransformerBlock: Sendable {
             ln2 = try Tensor(shape: [n, c], allocator: allocator)
             ln2Mean = try Tensor(shape: [n], allocator: allocator)
             ln2Rstd = try Tensor(shape: [n], allocator: allocator)
-            fcPre = try Tensor(shape: [n, 4 * c], allocator: allocator)
+            fcGELUDerivative = try Tensor(shape: [n, 4 * c], allocator: allocator)
             fcOut = try Tensor(shape: [n, 4 * c], allocator: allocator)
         }
     }
@@ -71,9 +74,9 @@ public struct TransformerBlock: Sendable {
         attention.forward(a.ln1.data, into: a.mid.data, saving: a.attention, batch: b, sequence: t)
         ElementwiseKernels.accumulate(a.mid.data, x, count: n * c)
         ln2.forward(a.mid.data, into: a.ln2.data, mean: a.ln2Mean.data, rstd: a.ln2Rstd.data, rows: n)
-        cFc.forward(a.ln2.data, into: a.fcPre.data, rows: n, addBias: false)
-        ActivationKernels.biasGELUForward(pre: a.fcPre.data, out: a.fcOut.data, bias: cFc.bias?.value.data,
-                                          rows: n, columns: 4 * c)
+        cFc.forward(a.ln2.data, into: a.fcGELUDerivative.data, rows: n, addBias: false)
+        ActivationKernels.biasGELUForwardSavingDerivative(preToDerivative: a.fcGELUDerivative.data, out: a.fcOut.data,
+                                                          bias: cFc.bias?.value.data, rows: n, columns: 4 * c)
         cProj.forward(a.fcOut.data, into: y, rows: n)
         ElementwiseKernels.accumulate(y, a.mid.data, count: n * c)
     }
@@ -83,7 +86,7 @@ public struct TransformerBlock: Sendable {
                          saved a: Activations, scratch s: Scratch, batch b: Int, sequence t: Int) {
         let n = b * t
         cProj.backward(dOut: dResidual, input: a.fcOut.data, dInput: s.dFc.data, rows: n)
-        ActivationKernels.geluBackward(dPre: s.dFc.data, dOut: s.dFc.data, pre: a.fcPre.data, count: n * 4 * channels)
+        ElementwiseKernels.multiply(s.dFc.data, by: a.fcGELUDerivative.data, count: n * 4 * channels)
         cFc.backward(dOut: s.dFc.data, input: a.ln2.data, dInput: s.dLN.data, rows: n)
         ln2.backward(dOut: s.dLN.data, input: a.mid.data, mean: a.ln2Mean.data, rstd: a.ln2Rstd.data,
                      dInput: dResidual, rows: n)

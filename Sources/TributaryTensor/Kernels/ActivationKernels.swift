@@ -17,6 +17,42 @@ public enum ActivationKernels {
         }
     }
 
+    /// Fused bias + GELU that replaces the pre-activation by gelu′(pre + bias).
+    /// Backward then needs one multiply per element instead of recomputing the tanh: the
+    /// pre-activation itself is needed by nothing else (c_fc's backward reads its input,
+    /// c_proj's reads the GELU output).
+    public static func biasGELUForwardSavingDerivative(preToDerivative pre: UnsafeMutablePointer<Float>,
+                                                       out: UnsafeMutablePointer<Float>,
+                                                       bias: UnsafePointer<Float>?, rows: Int, columns: Int) {
+        Parallel.forRanges(rows, minPerThread: max(1, 8192 / max(1, columns))) { range in
+            typealias V = FastMath.V
+            let half = V(repeating: 0.5), one = V(repeating: 1)
+            let s = V(repeating: geluScale), k = V(repeating: geluCubic), k3 = V(repeating: 3 * geluCubic)
+            for r in range {
+                let p = pre + r * columns
+                let o = out + r * columns
+                if let bias { for c in 0..<columns { p[c] += bias[c] } }
+                var i = 0
+                while i + 8 <= columns {
+                    let x = FastMath.load(p + i)
+                    let x2 = x * x
+                    let t = FastMath.tanh(s * (x + k * x2 * x))
+                    let halfOnePlusT = half * (one + t)
+                    FastMath.store(x * halfOnePlusT, o + i)
+                    FastMath.store(halfOnePlusT + half * x * (one - t * t) * s * (one + k3 * x2), p + i)
+                    i += 8
+                }
+                while i < columns {
+                    let x = p[i]
+                    let t = FastMath.tanh(geluScale * (x + geluCubic * x * x * x))
+                    o[i] = 0.5 * x * (1 + t)
+                    p[i] = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * geluScale * (1 + 3 * geluCubic * x * x)
+                    i += 1
+                }
+            }
+        }
+    }
+
     @inlinable
     static func geluRow(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
         typealias V = FastMath.V

@@ -10,11 +10,8 @@ public enum LayerNormKernels {
         Parallel.forRanges(rows, minPerThread: max(1, 4096 / max(1, c))) { range in
             for r in range {
                 let x = input + r * c
-                var sum: Float = 0
-                for i in 0..<c { sum += x[i] }
-                let m = sum / Float(c)
-                var v: Float = 0
-                for i in 0..<c { let d = x[i] - m; v += d * d }
+                let m = FastMath.sum(x, c) / Float(c)
+                let v = FastMath.sumSquaredDeviations(x, c, from: m)
                 let s = 1 / (v / Float(c) + epsilon).squareRoot()
                 let o = out + r * c
                 if let bias {
@@ -48,14 +45,29 @@ public enum LayerNormKernels {
                     let dy = dOut + r * c
                     let dx = dInput + r * c
                     let m = mean[r], s = rstd[r]
-                    var sumD: Float = 0, sumDN: Float = 0
-                    for i in 0..<c {
+                    typealias V = FastMath.V
+                    let mv = V(repeating: m), sv = V(repeating: s)
+                    var accD = V(repeating: 0), accDN = V(repeating: 0)
+                    var i = 0
+                    while i + 8 <= c {
+                        let xhat = (FastMath.load(x + i) - mv) * sv
+                        let g = FastMath.load(dy + i)
+                        let dn = g * FastMath.load(weight + i)
+                        accD += dn
+                        accDN += dn * xhat
+                        FastMath.store(FastMath.load(dw + i) + g * xhat, dw + i)
+                        FastMath.store(FastMath.load(db + i) + g, db + i)
+                        i += 8
+                    }
+                    var sumD = accD.sum(), sumDN = accDN.sum()
+                    while i < c {
                         let xhat = (x[i] - m) * s
                         let dn = dy[i] * weight[i]
                         sumD += dn
                         sumDN += dn * xhat
                         dw[i] += dy[i] * xhat
                         db[i] += dy[i]
+                        i += 1
                     }
                     let meanD = sumD / Float(c), meanDN = sumDN / Float(c)
                     for i in 0..<c {

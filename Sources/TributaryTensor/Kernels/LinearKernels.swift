@@ -65,6 +65,13 @@ public enum ElementwiseKernels {
         }
     }
 
+    /// y *= x (elementwise).
+    public static func multiply(_ y: UnsafeMutablePointer<Float>, by x: UnsafePointer<Float>, count: Int) {
+        Parallel.forRanges(count, minPerThread: 32_768) { range in
+            for i in range { y[i] *= x[i] }
+        }
+    }
+
     /// y *= s.
     public static func scale(_ y: UnsafeMutablePointer<Float>, by s: Float, count: Int) {
         Parallel.forRanges(count, minPerThread: 32_768) { range in

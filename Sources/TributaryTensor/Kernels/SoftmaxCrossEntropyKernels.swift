@@ -33,8 +33,7 @@ public enum SoftmaxCrossEntropyKernels {
     /// Softmax of one row in place; returns log Σ exp(x) (= max + log Σ exp(x − max)).
     @inlinable
     public static func softmaxInPlace(_ row: UnsafeMutablePointer<Float>, _ v: Int) -> Float {
-        var mx = -Float.infinity
-        for i in 0..<v where row[i] > mx { mx = row[i] }
+        let mx = FastMath.maximum(row, v)
         let sum = expInPlace(row, v, subtract: mx)
         let inv = 1 / sum
         for i in 0..<v { row[i] *= inv }
