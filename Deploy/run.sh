@@ -11,9 +11,9 @@ swift build -c release --product tributary
 bin=.build/release/tributary
 out=${OUT:-.tributary-run}
 data=${DATA:-builtin:arithmetic}
-"$bin" train --data "$data" --out "$out" --steps 400 --eval-interval 100 --log-interval 20 "$@"
+"$bin" train --data "$data" --out "$out" --steps 1500 --lr 2e-3 --eval-interval 300 --log-interval 100 "$@"
 echo
 echo "--- sample from $out ---"
 prompt="12+"
 [ "$data" = builtin:arithmetic ] || prompt=$'\n'
-"$bin" sample --checkpoint "$out" --prompt "$prompt" --tokens 120 --temperature 0.5
+"$bin" sample --checkpoint "$out" --prompt "$prompt" --tokens 120 --temperature 0
