@@ -10,7 +10,8 @@ public struct CheckpointConfig: Codable, Sendable, Equatable {
     /// The character vocabulary of a text corpus, so sampling can decode without the data.
     public var vocabulary: CharacterVocabulary?
     public var step: Int
-    public var format = 1
+    public var format = CheckpointConfig.currentFormat
+    public static let currentFormat = 1
 
     public init(model: ModelSpec, vocabulary: CharacterVocabulary?, step: Int) {
         self.model = model
@@ -135,14 +136,22 @@ public struct CheckpointStore: Sendable {
         return "\(directory)/\(try latestDirectoryName())"
     }
 
-    /// Removes step directories other than the newest `keep` (never the current one).
+    /// Removes step directories other than the newest `keep` complete ones (never the
+    /// current one). A directory without its config and weights is a crashed save.
     private func prune(except current: String) {
         let fm = FileManager.default
         guard let names = try? fm.contentsOfDirectory(atPath: directory) else { return }
-        let steps = names.filter { $0.hasPrefix("step-") }.sorted()
-        let keepSet = Set(steps.suffix(keep)).union([current])
-        for name in steps where !keepSet.contains(name) {
-            try? fm.removeItem(atPath: "\(directory)/\(name)")
+        let steps = names.compactMap { name -> (step: Int, name: String)? in
+            guard name.hasPrefix("step-"), let n = Int(name.dropFirst(5)) else { return nil }
+            return (n, name)
+        }.sorted { $0.step < $1.step }
+        let complete = steps.filter {
+            fm.fileExists(atPath: "\(directory)/\($0.name)/\(Self.configFile)")
+                && fm.fileExists(atPath: "\(directory)/\($0.name)/\(Self.modelFile)")
+        }
+        let keepSet = Set(complete.suffix(keep).map(\.name)).union([current])
+        for entry in steps where !keepSet.contains(entry.name) {
+            try? fm.removeItem(atPath: "\(directory)/\(entry.name)")
         }
     }
 }
@@ -171,6 +180,9 @@ public struct LoadedCheckpoint: Sendable {
         do { config = try JSONDecoder().decode(CheckpointConfig.self, from: configBytes) } catch {
             throw CheckpointError.corrupt(path: dir, reason: "config.json is not a valid checkpoint config (\(error))")
         }
+        guard config.format <= CheckpointConfig.currentFormat else {
+            throw CheckpointError.corrupt(path: dir, reason: "written in checkpoint format \(config.format) by a newer Tributary; this one reads format \(CheckpointConfig.currentFormat)")
+        }
         do { try config.model.validate() } catch {
             throw CheckpointError.corrupt(path: dir, reason: "\(error)")
         }
@@ -188,9 +200,16 @@ public struct LoadedCheckpoint: Sendable {
         return LoadedCheckpoint(path: dir, config: config, weights: weights, optimizerState: optimizerState, trainerState: trainerState)
     }
 
-    /// Copies the weights into `parameters`, checking every name, shape and value.
+    /// Copies the weights into `parameters`, checking every name, shape and value first:
+    /// a checkpoint that fails any check changes nothing.
     public func loadWeights(into parameters: ParameterSet) throws {
-        for p in parameters.parameters {
+        let values = try validatedWeights(for: parameters)
+        for (p, v) in zip(parameters.parameters, values) { p.value.copy(from: v) }
+    }
+
+    /// Every parameter's values, checked (present, F32, right shape, finite), in order.
+    public func validatedWeights(for parameters: ParameterSet) throws -> [[Float]] {
+        try parameters.parameters.map { p in
             guard let entry = weights.entry(named: p.name) else {
                 throw CheckpointError.corrupt(path: path, reason: "tensor '\(p.name)' is missing")
             }
@@ -205,24 +224,47 @@ public struct LoadedCheckpoint: Sendable {
             guard values.allSatisfy(\.isFinite) else {
                 throw CheckpointError.corrupt(path: path, reason: "tensor '\(p.name)' contains NaN or infinity")
             }
-            p.value.copy(from: values)
+            return values
         }
     }
 
-    /// Restores an optimizer's state; its kind must match.
+    /// Restores an optimizer's state; its kind must match. Checked completely before
+    /// anything is copied.
     public func loadOptimizer(into optimizer: any Optimizer) throws {
-        guard let state = optimizerState else {
+        let (step, state) = try validatedOptimizerState(for: optimizer)
+        try optimizer.restore(stepCount: step) { name in
+            guard let values = state[name] else { throw OptimizerError.missingState(name) }
+            return values
+        }
+    }
+
+    /// The optimizer's step count and state tensors by name, checked (kind, presence,
+    /// shape, finiteness).
+    public func validatedOptimizerState(for optimizer: any Optimizer) throws -> (step: Int, state: [String: [Float]]) {
+        guard let file = optimizerState else {
             throw CheckpointError.mismatch("the checkpoint at \(path) has no optimizer state to resume from")
         }
-        guard state.metadata["kind"] == optimizer.kind else {
-            throw CheckpointError.mismatch("optimizer is \(optimizer.kind) but the checkpoint holds \(state.metadata["kind"] ?? "unknown") state")
+        guard file.metadata["kind"] == optimizer.kind else {
+            throw CheckpointError.mismatch("optimizer is \(optimizer.kind) but the checkpoint holds \(file.metadata["kind"] ?? "unknown") state")
         }
-        guard let stepText = state.metadata["step"], let step = Int(stepText), step >= 0 else {
+        guard let stepText = file.metadata["step"], let step = Int(stepText), step >= 0 else {
             throw CheckpointError.corrupt(path: path, reason: "optimizer state has no step count")
         }
-        try optimizer.restore(stepCount: step) { name in
-            guard let entry = state.entry(named: name) else { throw OptimizerError.missingState(name) }
-            return try entry.floats()
+        var state: [String: [Float]] = [:]
+        for (name, tensor) in optimizer.stateTensors() {
+            guard let entry = file.entry(named: name) else {
+                throw CheckpointError.corrupt(path: path, reason: "optimizer state '\(name)' is missing")
+            }
+            guard entry.shape == tensor.shape else {
+                throw CheckpointError.corrupt(path: path, reason: "optimizer state '\(name)' has shape \(entry.shape), expected \(tensor.shape)")
+            }
+            let values: [Float]
+            do { values = try entry.floats() } catch { throw CheckpointError.corrupt(path: path, reason: "\(error)") }
+            guard values.count == tensor.count, values.allSatisfy(\.isFinite) else {
+                throw CheckpointError.corrupt(path: path, reason: "optimizer state '\(name)' has the wrong size or non-finite values")
+            }
+            state[name] = values
         }
+        return (step, state)
     }
 }

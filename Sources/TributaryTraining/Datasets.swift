@@ -108,6 +108,10 @@ public enum DatasetSource {
                 throw DatasetError(.invalidFormat, path: name, "a token dataset needs a positive block size")
             }
             let (train, validation) = DatasetSplit.tokens(tokens, validationFraction: validationFraction)
+            for (part, split) in [("training", train), ("validation", validation)] where split.count < blockSize + 1 {
+                throw DatasetError(.invalidArgument, path: name,
+                                   "block_size \(blockSize) is larger than the data: the \(part) split holds \(split.count) tokens (\(tokens.count) in all, \(Int(validationFraction * 100))% held out for validation) and one sample needs block_size + 1; use a smaller --block-size or more data")
+            }
             return PreparedDataset(name: name,
                                    train: .windows(try TokenWindows(tokens: train, blockSize: blockSize)),
                                    validation: .windows(try TokenWindows(tokens: validation, blockSize: blockSize)),

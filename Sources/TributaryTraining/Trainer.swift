@@ -128,17 +128,26 @@ public final class Trainer {
         validationIndices = (0..<batches).map { Array(perm[($0 * vBatch)..<(($0 + 1) * vBatch)]) }
     }
 
-    /// Continues from a checkpoint: weights, optimizer state and step.
+    /// Continues from a checkpoint: weights, optimizer state and step. Everything is
+    /// checked before anything is copied, so a refused checkpoint leaves the trainer as it was.
     public func restore(from checkpoint: LoadedCheckpoint) throws {
         guard checkpoint.config.model == spec else {
             throw CheckpointError.mismatch("the checkpoint's model (\(checkpoint.config.model.summary)) differs from this run's (\(spec.summary))")
         }
-        try checkpoint.loadWeights(into: model.parameters)
-        try checkpoint.loadOptimizer(into: optimizer)
-        if let bytes = checkpoint.trainerState, let state = try? JSONDecoder().decode(TrainerState.self, from: Data(bytes)) {
+        if let bytes = checkpoint.trainerState {
+            guard let state = try? JSONDecoder().decode(TrainerState.self, from: Data(bytes)) else {
+                throw CheckpointError.corrupt(path: checkpoint.path, reason: "\(CheckpointStore.trainerStateFile) is not valid")
+            }
             guard state.seed == options.seed, state.batchSize == options.batchSize else {
                 throw CheckpointError.mismatch("resuming needs the same seed and batch size as the checkpointed run (seed \(state.seed), batch \(state.batchSize))")
             }
+        }
+        let weights = try checkpoint.validatedWeights(for: model.parameters)
+        let (optimizerStep, optimizerState) = try checkpoint.validatedOptimizerState(for: optimizer)
+        for (p, values) in zip(model.parameters.parameters, weights) { p.value.copy(from: values) }
+        try optimizer.restore(stepCount: optimizerStep) { name in
+            guard let values = optimizerState[name] else { throw OptimizerError.missingState(name) }
+            return values
         }
         step = checkpoint.config.step
     }
@@ -183,24 +192,32 @@ public final class Trainer {
         guard !validationIndices.isEmpty else { return nil }
         var lossSum = 0.0
         var correct = 0, predictions = 0
+        // In micro-batch slices, like training, so evaluation fits the same memory.
+        let slices = options.microBatches
         for indices in validationIndices {
-            let e = try model.evaluate(data.validation.batch(indices))
-            lossSum += e.loss * Double(e.predictions)
-            correct += e.correct
-            predictions += e.predictions
+            let slice = max(1, indices.count / slices)
+            for start in stride(from: 0, to: indices.count, by: slice) {
+                let e = try model.evaluate(data.validation.batch(Array(indices[start..<min(indices.count, start + slice)])))
+                lossSum += e.loss * Double(e.predictions)
+                correct += e.correct
+                predictions += e.predictions
+            }
         }
         return Evaluation(loss: lossSum / Double(max(1, predictions)), correct: correct, predictions: predictions)
     }
 
     @discardableResult
     public func saveCheckpoint(to store: CheckpointStore) throws -> String {
-        let state = try JSONEncoder().encode(TrainerState(step: step, seed: options.seed, batchSize: options.batchSize))
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let state = try encoder.encode(TrainerState(step: step, seed: options.seed, batchSize: options.batchSize))
         return try store.save(step: step, spec: spec, model: model, vocabulary: data.vocabulary,
                               optimizer: optimizer, trainerState: Array(state))
     }
 
     /// Trains until `options.steps`, reporting progress; validates every `evalInterval`
-    /// steps and at the end, checkpoints every `checkpointInterval` steps and at the end.
+    /// steps (0: never in between) and at the end, checkpoints every `checkpointInterval`
+    /// steps and at the end.
     public func run(store: CheckpointStore?, report: (TrainingEvent) -> Void) throws {
         let begin = DispatchTime.now().uptimeNanoseconds
         let firstStep = step
@@ -211,7 +228,7 @@ public final class Trainer {
             let perStep = elapsed / Double(step - firstStep)
             report(.step(r, elapsed: elapsed, remaining: perStep * Double(options.steps - step)))
             let last = step == options.steps
-            if options.evalInterval > 0 && (step % options.evalInterval == 0 || last), let e = try validate() {
+            if (options.evalInterval > 0 && step % options.evalInterval == 0) || last, let e = try validate() {
                 report(.validation(step: step, e))
             }
             if let store, (options.checkpointInterval > 0 && step % options.checkpointInterval == 0) || last {

@@ -36,7 +36,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Peak learning rate.") var lr: Float = 1e-3
     @Option(name: .customLong("min-lr"), help: "Learning rate at the end of the cosine decay (default lr/10).") var minLR: Float?
     @Option(help: "Linear warm-up steps.") var warmup = 20
-    @Option(name: .customLong("weight-decay")) var weightDecay: Float = 0.1
+    @Option(name: .customLong("weight-decay"), help: "Decoupled weight decay (default 0.1 for adamw, 0 for sgd).") var weightDecay: Float?
     @Option(help: "SGD momentum.") var momentum: Float = 0.9
     @Flag(help: "SGD with Nesterov momentum.") var nesterov = false
     @Option(name: .customLong("grad-clip"), help: "Global gradient-norm clip (0 disables).") var gradClip: Float = 1.0
@@ -56,6 +56,9 @@ struct TrainCommand: ParsableCommand {
         let raw = try DatasetSource.load(data)
         let spec = try modelSpec(for: raw)
         try spec.validate()
+        if !resume, let out, let existing = try? CheckpointStore(directory: out).latestPath() {
+            throw CLIError("\(out) already holds a run (latest \(existing)); pass --resume to continue it, or choose another --out")
+        }
         let blockSize: Int? = if case let .gpt(g) = spec { g.blockSize } else { nil }
         let prepared = try DatasetSource.prepare(raw, name: data, blockSize: blockSize, validationFraction: valFraction, seed: seed)
         var options = TrainingOptions()
@@ -66,7 +69,7 @@ struct TrainCommand: ParsableCommand {
         options.learningRate = lr
         options.minLearningRate = minLR
         options.warmupSteps = warmup
-        options.weightDecay = weightDecay
+        options.weightDecay = weightDecay ?? (optimizer == "sgd" ? 0 : 0.1)
         options.momentum = momentum
         options.nesterov = nesterov
         options.gradClip = gradClip
