@@ -15,6 +15,14 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // System shims.
@@ -39,14 +47,44 @@ let package = Package(
         .target(name: "TributaryCheckpoint",
                 dependencies: ["TributaryTensor", "TributaryModels", "TributaryOptim", "TributaryData"]),
 
+        // Compression: tensor frames (header, checksum, zstd) and update codecs.
+        .target(name: "TributaryCompression", dependencies: ["CZstd", "CZlib"],
+                swiftSettings: optimizedInDebug),
+
+        // Protocol types: the JSON messages and binary bodies of the HTTP API.
+        .target(name: "TributaryProtocol",
+                dependencies: ["TributaryCompression", "TributaryModels"]),
+
+        // The durable ledger (SQLite through GRDB): workers, units, leases, updates, rounds.
+        .target(name: "TributaryLedger",
+                dependencies: [.product(name: "GRDB", package: "GRDB.swift")]),
+
         // Single-process training loop, shared by `tributary train` and the benchmarks.
         .target(name: "TributaryTraining",
                 dependencies: ["TributaryTensor", "TributaryModels", "TributaryOptim", "TributaryData",
                                "TributaryCheckpoint", .product(name: "Logging", package: "swift-log")]),
 
+        // The coordinator daemon: owns a job, serves the HTTP API.
+        .target(name: "TributaryCoordinator",
+                dependencies: ["TributaryTraining", "TributaryProtocol", "TributaryLedger",
+                               .product(name: "Hummingbird", package: "hummingbird"),
+                               .product(name: "HummingbirdHTTP2", package: "hummingbird"),
+                               .product(name: "Crypto", package: "swift-crypto"),
+                               .product(name: "Yams", package: "Yams"),
+                               .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                               .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                               .product(name: "Logging", package: "swift-log")]),
+
+        // The worker daemon: leases units, computes gradients, pushes updates.
+        .target(name: "TributaryWorker",
+                dependencies: ["TributaryTraining", "TributaryProtocol",
+                               .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                               .product(name: "Crypto", package: "swift-crypto"),
+                               .product(name: "Logging", package: "swift-log")]),
+
         // The command-line program.
         .executableTarget(name: "tributary",
-                          dependencies: ["TributaryTraining",
+                          dependencies: ["TributaryTraining", "TributaryCoordinator", "TributaryWorker",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser"),
                                          .product(name: "Logging", package: "swift-log")]),
 
@@ -55,5 +93,11 @@ let package = Package(
         .testTarget(name: "TributaryDataTests", dependencies: ["TributaryData"]),
         .testTarget(name: "TributaryCheckpointTests", dependencies: ["TributaryCheckpoint"]),
         .testTarget(name: "TributaryTrainingTests", dependencies: ["TributaryTraining"]),
+        .testTarget(name: "TributaryCompressionTests", dependencies: ["TributaryCompression"]),
+        .testTarget(name: "TributaryLedgerTests", dependencies: ["TributaryLedger"]),
+        .testTarget(name: "TributaryNetworkTests",
+                    dependencies: ["TributaryCoordinator", "TributaryWorker", "TributaryProtocol",
+                                   .product(name: "HummingbirdTesting", package: "hummingbird"),
+                                   .product(name: "AsyncHTTPClient", package: "async-http-client")]),
     ]
 )

@@ -2,11 +2,12 @@
 # Installs the Debian packages Tributary builds against, when missing. Idempotent.
 #   libopenblas-dev  matrix products (cblas_sgemm)
 #   libzstd-dev      update compression
-#   zlib1g-dev       gzip-compressed datasets (MNIST IDX)
+#   zlib1g-dev       gzip-compressed datasets (MNIST IDX), frame checksums
+#   libsqlite3-dev   the coordinator's ledger (GRDB)
 #   pkg-config       lets SwiftPM find the three above
 set -euo pipefail
 
-packages=(libopenblas-dev libzstd-dev zlib1g-dev pkg-config)
+packages=(libopenblas-dev libzstd-dev zlib1g-dev libsqlite3-dev pkg-config)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
