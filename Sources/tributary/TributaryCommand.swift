@@ -1,17 +1,34 @@
 import ArgumentParser
 import Foundation
+import Logging
 import TributaryTensor
 
 @main
-struct TributaryCommand: ParsableCommand {
+struct TributaryCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tributary",
         abstract: "Volunteer deep-learning training: train models, run and watch training jobs.",
-        subcommands: [TrainCommand.self, SampleCommand.self, BenchCommand.self])
+        subcommands: [DemoCommand.self, CoordinatorCommand.self, WorkerCommand.self,
+                      TrainCommand.self, SampleCommand.self, BenchCommand.self])
 
-    static func main() {
+    static func main() async {
         selectBLASKernels()
-        Self.main(nil)
+        let level = ProcessInfo.processInfo.environment["TRIBUTARY_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
     }
 
     /// OpenBLAS reads OPENBLAS_CORETYPE only when it loads, so when this CPU would get

@@ -1,0 +1,254 @@
+/// The fixed 32-byte, little-endian header of a tensor frame (Protocol/frames.md).
+public struct TensorFrameHeader: Sendable, Equatable {
+    public static let size = 32
+    /// `TRBF` as bytes 0...3.
+    public static let magic: [UInt8] = [0x54, 0x52, 0x42, 0x46]
+    public static let version: UInt8 = 1
+
+    public struct Flags: OptionSet, Sendable, Hashable {
+        public let rawValue: UInt16
+        public init(rawValue: UInt16) { self.rawValue = rawValue }
+        /// Bit 0: the payload is one zstd frame.
+        public static let zstd = Flags(rawValue: 1)
+        /// Every other bit is reserved and must be 0.
+        public static let defined: Flags = [.zstd]
+    }
+
+    public var codec: TensorCodec
+    public var flags: Flags
+    /// fp32 values the frame decodes to.
+    public var elementCount: UInt64
+    /// Bytes after the header.
+    public var payloadLength: UInt64
+    /// CRC-32 of the codec payload before zstd.
+    public var checksum: UInt32
+    public var codecParameter: UInt32
+
+    public init(codec: TensorCodec, flags: Flags, elementCount: UInt64, payloadLength: UInt64,
+                checksum: UInt32, codecParameter: UInt32) {
+        self.codec = codec
+        self.flags = flags
+        self.elementCount = elementCount
+        self.payloadLength = payloadLength
+        self.checksum = checksum
+        self.codecParameter = codecParameter
+    }
+
+    /// Reads and checks the fields that need no context, in this order: length, magic,
+    /// version, codec, flags, codec parameter. Element count and payload length are checked
+    /// against the caller's expectations by `TensorFrame.decode`.
+    public static func parse(_ bytes: UnsafeRawBufferPointer) throws(FrameError) -> TensorFrameHeader {
+        guard bytes.count >= size else { throw .truncated(bytes.count) }
+        guard bytes[0] == magic[0], bytes[1] == magic[1], bytes[2] == magic[2], bytes[3] == magic[3] else {
+            throw .badMagic
+        }
+        guard bytes[4] == version else { throw .unsupportedVersion(bytes[4]) }
+        guard let codec = TensorCodec(rawValue: bytes[5]) else { throw .unknownCodec(bytes[5]) }
+        let flags = Flags(rawValue: UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: 6, as: UInt16.self)))
+        guard Flags.defined.isSuperset(of: flags) else { throw .badFlags(flags.rawValue) }
+        let parameter = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 28, as: UInt32.self))
+        guard codec.isValid(parameter: parameter) else { throw .badCodecParameter(parameter) }
+        return TensorFrameHeader(
+            codec: codec, flags: flags,
+            elementCount: UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: 8, as: UInt64.self)),
+            payloadLength: UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: 16, as: UInt64.self)),
+            checksum: UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 24, as: UInt32.self)),
+            codecParameter: parameter)
+    }
+
+    /// Writes the 32 header bytes at the start of `bytes`.
+    public func write(to bytes: UnsafeMutableRawBufferPointer) {
+        precondition(bytes.count >= Self.size, "tensor frame header needs 32 bytes")
+        for (offset, byte) in Self.magic.enumerated() { bytes[offset] = byte }
+        bytes[4] = Self.version
+        bytes[5] = codec.rawValue
+        bytes.storeBytes(of: flags.rawValue.littleEndian, toByteOffset: 6, as: UInt16.self)
+        bytes.storeBytes(of: elementCount.littleEndian, toByteOffset: 8, as: UInt64.self)
+        bytes.storeBytes(of: payloadLength.littleEndian, toByteOffset: 16, as: UInt64.self)
+        bytes.storeBytes(of: checksum.littleEndian, toByteOffset: 24, as: UInt32.self)
+        bytes.storeBytes(of: codecParameter.littleEndian, toByteOffset: 28, as: UInt32.self)
+    }
+}
+
+/// One binary body format for parameter shards (coordinator → worker) and gradient updates
+/// (worker → coordinator): a `TensorFrameHeader` and a codec payload, optionally zstd-compressed.
+public enum TensorFrame {
+    /// Largest element count the size arithmetic accepts (every size stays far below Int.max).
+    public static let maximumElementCount = Int.max / 16
+
+    /// Encodes `values` (all finite); `zstdLevel` nil leaves the payload uncompressed (flag bit 0 clear).
+    public static func encode(_ values: UnsafeBufferPointer<Float>, codec: TensorCodec = .fp32,
+                              zstdLevel: Int? = 3) throws(FrameEncodingError) -> [UInt8] {
+        precondition(values.count <= maximumElementCount, "too many elements for one frame")
+        if let zstdLevel, !Zstd.levels.contains(zstdLevel) { throw .invalidZstdLevel(zstdLevel) }
+        switch codec {
+        case .fp32: return try encodeFP32(values, zstdLevel: zstdLevel)
+        }
+    }
+
+    /// Decodes a frame of exactly `expectedCount` values into `out` (`out.count == expectedCount`).
+    /// Everything bounded by the header is checked before any memory sized by it is touched:
+    /// magic, version, codec, flags, codec parameter, element count, payload length against the
+    /// body and against the codec's limit. Then the payload is decompressed within 4·n bytes, its
+    /// CRC verified, and non-finite values refused. On error `out` may be partially written;
+    /// use `accumulate` where that matters.
+    public static func decode(_ body: UnsafeRawBufferPointer, expectedCount: Int,
+                              into out: UnsafeMutableBufferPointer<Float>) throws(FrameError) {
+        precondition(expectedCount >= 0 && expectedCount <= maximumElementCount, "expectedCount out of range")
+        precondition(out.count == expectedCount, "output buffer must hold exactly expectedCount floats")
+        let header = try validatedHeader(body, expectedCount: expectedCount)
+        let payload = UnsafeRawBufferPointer(rebasing: body[TensorFrameHeader.size...])
+        switch header.codec {
+        case .fp32: try decodeFP32(payload, header: header, into: out)
+        }
+    }
+
+    /// Validates the whole frame, then adds `scale` · value into `accumulator`. `scratch` (at
+    /// least `expectedCount` floats) receives the decoded values first, so on error the
+    /// accumulator is untouched. Sums are not checked: a huge `scale` can still overflow to ±Inf.
+    public static func accumulate(_ body: UnsafeRawBufferPointer, expectedCount: Int, scale: Float,
+                                  into accumulator: UnsafeMutableBufferPointer<Float>,
+                                  scratch: UnsafeMutableBufferPointer<Float>) throws(FrameError) {
+        precondition(accumulator.count == expectedCount, "accumulator must hold exactly expectedCount floats")
+        precondition(scratch.count >= expectedCount, "scratch must hold at least expectedCount floats")
+        let decoded = UnsafeMutableBufferPointer(rebasing: scratch[0..<expectedCount])
+        try decode(body, expectedCount: expectedCount, into: decoded)
+        guard let source = decoded.baseAddress, let target = accumulator.baseAddress else { return }
+        FrameKernels.accumulate(source, scale: scale, into: target, count: expectedCount)
+    }
+
+    /// The largest valid body for `elementCount` values of `codec` (the HTTP layer answers 413
+    /// above it): the header plus the compressed-payload limit, which exceeds the raw size.
+    public static func maximumBodySize(elementCount: Int, codec: TensorCodec) -> Int {
+        let (size, overflow) = maximumPayloadSize(elementCount: elementCount, codec: codec, compressed: true)
+            .addingReportingOverflow(TensorFrameHeader.size)
+        return overflow ? Int.max : size
+    }
+
+    /// Payload limit: the exact raw size when uncompressed, `Zstd.compressBound` of it when zstd.
+    public static func maximumPayloadSize(elementCount: Int, codec: TensorCodec, compressed: Bool) -> Int {
+        let raw = codec.payloadSize(elementCount: elementCount)
+        return compressed ? Zstd.compressBound(raw) : raw
+    }
+
+    // MARK: Validation
+
+    /// Header checks plus the length checks that need the body and the expected count, in the
+    /// order Protocol/frames.md lists.
+    static func validatedHeader(_ body: UnsafeRawBufferPointer, expectedCount: Int) throws(FrameError) -> TensorFrameHeader {
+        let header = try TensorFrameHeader.parse(body)
+        guard header.elementCount == UInt64(expectedCount) else {
+            throw .elementCountMismatch(claimed: header.elementCount, expected: expectedCount)
+        }
+        let actual = body.count - TensorFrameHeader.size
+        guard header.payloadLength == UInt64(actual) else {
+            throw .payloadLengthMismatch(claimed: header.payloadLength, actual: actual)
+        }
+        let compressed = header.flags.contains(.zstd)
+        let limit = maximumPayloadSize(elementCount: expectedCount, codec: header.codec, compressed: compressed)
+        guard actual <= limit else { throw .payloadTooLarge(claimed: header.payloadLength, limit: limit) }
+        // An uncompressed payload has exactly the codec's size.
+        if !compressed && actual < limit { throw .truncated(body.count) }
+        return header
+    }
+
+    // MARK: fp32
+
+    private static func encodeFP32(_ values: UnsafeBufferPointer<Float>, zstdLevel: Int?) throws(FrameEncodingError) -> [UInt8] {
+        let count = values.count
+        let rawSize = count &* 4
+        var header = TensorFrameHeader(codec: .fp32, flags: [], elementCount: UInt64(count),
+                                       payloadLength: UInt64(rawSize), checksum: 0,
+                                       codecParameter: TensorCodec.fp32.defaultParameter)
+        guard let zstdLevel else {
+            // Copy, checksum and scan in one pass straight into the body.
+            var firstBad: Int?
+            let body = [UInt8](unsafeUninitializedCapacity: TensorFrameHeader.size + rawSize) { buffer, initialized in
+                let bytes = UnsafeMutableRawBufferPointer(buffer)
+                if let source = values.baseAddress, let base = bytes.baseAddress {
+                    let payload = base + TensorFrameHeader.size
+                    #if _endian(little)
+                    let result = FrameKernels.copyChecksumScan(from: source, to: payload, count: count)
+                    #else
+                    payload.copyMemory(from: source, byteCount: rawSize)
+                    FrameKernels.byteSwap32(payload, count: count)
+                    let result = (checksum: FrameKernels.checksum(0, payload, count: rawSize),
+                                  firstNonFinite: FrameKernels.firstNonFinite(source, count: count))
+                    #endif
+                    header.checksum = result.checksum
+                    firstBad = result.firstNonFinite
+                }
+                header.write(to: bytes)
+                initialized = TensorFrameHeader.size + rawSize
+            }
+            if let firstBad { throw .nonFinite(index: firstBad) }
+            return body
+        }
+
+        // zstd: scan and checksum first (cheap next to zstd), then compress the values where
+        // they lie on little-endian hosts; big-endian ones compress a little-endian copy.
+        #if _endian(little)
+        let scan = values.baseAddress.map { FrameKernels.copyChecksumScan(from: $0, to: nil, count: count) }
+            ?? (checksum: 0, firstNonFinite: nil)
+        if let bad = scan.firstNonFinite { throw .nonFinite(index: bad) }
+        header.checksum = scan.checksum
+        var body = try Zstd.compress(UnsafeRawBufferPointer(values), level: zstdLevel,
+                                     reservingPrefix: TensorFrameHeader.size)
+        #else
+        if let source = values.baseAddress, let bad = FrameKernels.firstNonFinite(source, count: count) {
+            throw .nonFinite(index: bad)
+        }
+        let littleEndian = values.map { $0.bitPattern.littleEndian }
+        header.checksum = littleEndian.withUnsafeBytes { FrameKernels.checksum($0) }
+        var body = try littleEndian.withUnsafeBytes { (raw) throws(FrameEncodingError) -> [UInt8] in
+            try Zstd.compress(raw, level: zstdLevel, reservingPrefix: TensorFrameHeader.size)
+        }
+        #endif
+        header.flags = .zstd
+        header.payloadLength = UInt64(body.count - TensorFrameHeader.size)
+        body.withUnsafeMutableBytes { header.write(to: $0) }
+        return body
+    }
+
+    private static func decodeFP32(_ payload: UnsafeRawBufferPointer, header: TensorFrameHeader,
+                                   into out: UnsafeMutableBufferPointer<Float>) throws(FrameError) {
+        let count = out.count
+        let outBytes = UnsafeMutableRawBufferPointer(out)
+        let result: (checksum: UInt32, firstNonFinite: Int?)
+        if header.flags.contains(.zstd) {
+            // Decompress straight into the caller's floats: 4·n bytes is the hard bound.
+            _ = try Zstd.decompress(payload, into: outBytes, exact: true)
+            if let base = outBytes.baseAddress {
+                #if _endian(little)
+                result = FrameKernels.copyChecksumScan(from: base, to: nil, count: count)
+                #else
+                let crc = FrameKernels.checksum(0, base, count: count &* 4)
+                FrameKernels.byteSwap32(base, count: count)
+                result = (crc, FrameKernels.firstNonFinite(base, count: count))
+                #endif
+            } else {
+                result = (0, nil)  // n = 0: the CRC of no bytes is 0
+            }
+        } else if let source = payload.baseAddress, let base = outBytes.baseAddress {
+            #if _endian(little)
+            result = FrameKernels.copyChecksumScan(from: source, to: base, count: count)
+            #else
+            base.copyMemory(from: source, byteCount: count &* 4)
+            let crc = FrameKernels.checksum(0, base, count: count &* 4)
+            FrameKernels.byteSwap32(base, count: count)
+            result = (crc, FrameKernels.firstNonFinite(base, count: count))
+            #endif
+        } else {
+            result = (0, nil)  // n = 0: empty payload
+        }
+        try finish(header: header, result: result)
+    }
+
+    /// The checksum is judged before the values: a corrupted payload reports as corrupted, not as NaN.
+    private static func finish(header: TensorFrameHeader, result: (checksum: UInt32, firstNonFinite: Int?)) throws(FrameError) {
+        guard result.checksum == header.checksum else {
+            throw .checksumMismatch(expected: header.checksum, actual: result.checksum)
+        }
+        if let bad = result.firstNonFinite { throw .nonFinite(index: bad) }
+    }
+}

@@ -1,0 +1,174 @@
+import Foundation
+internal import GRDB
+
+/// The coordinator's durable record: workers, work units, leases, accepted updates, rounds and
+/// checkpoints, in one SQLite file. The coordinator keeps hot state in memory and writes through;
+/// after a crash it restarts from its last checkpoint plus this ledger.
+///
+/// Every method is synchronous and runs one transaction; calls from several tasks are serialized.
+/// All SQL of the project lives in this module.
+public final class Ledger: Sendable {
+    /// The file path, or ":memory:".
+    public let location: String
+    private let dbQueue: DatabaseQueue
+
+    /// Opens the ledger at `path`, creating and migrating it if needed. Refuses a file that is not
+    /// a Tributary ledger, or one written by a newer schema, without modifying it.
+    public init(path: String) throws(LedgerError) {
+        location = path
+        do {
+            dbQueue = try DatabaseQueue(path: path, configuration: Ledger.configuration())
+        } catch let error as DatabaseError {
+            if error.resultCode == .SQLITE_NOTADB {
+                throw .notALedger(path: path, reason: "not a SQLite database")
+            }
+            throw .cannotOpen(path: path, message: Ledger.oneLine(error))
+        } catch {
+            throw .cannotOpen(path: path, message: String(describing: error))
+        }
+        try setUp()
+    }
+
+    private init(inMemoryQueue: DatabaseQueue) throws(LedgerError) {
+        location = ":memory:"
+        dbQueue = inMemoryQueue
+        try setUp()
+    }
+
+    /// A private, empty ledger that lives as long as the object (tests, dry runs).
+    public static func inMemory() throws(LedgerError) -> Ledger {
+        let queue: DatabaseQueue
+        do {
+            queue = try DatabaseQueue(configuration: configuration())
+        } catch {
+            throw .cannotOpen(path: ":memory:", message: String(describing: error))
+        }
+        return try Ledger(inMemoryQueue: queue)
+    }
+
+    private static func configuration() -> Configuration {
+        var config = Configuration()
+        config.label = "TributaryLedger"
+        config.foreignKeysEnabled = true
+        // Another process (an operator's sqlite3 shell) may hold the lock briefly.
+        config.busyMode = .timeout(5)
+        config.prepareDatabase { db in
+            // Per connection: FULL syncs the WAL on every commit, so a committed transaction
+            // survives power loss, not only a process crash.
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+        }
+        return config
+    }
+
+    /// Identity check first (no write may touch a foreign file), then WAL, then migrations.
+    private func setUp() throws(LedgerError) {
+        let location = self.location
+        try perform("open") {
+            try dbQueue.read { db in try LedgerSchema.checkIdentity(db, location: location) }
+            try dbQueue.writeWithoutTransaction { db in
+                let mode = try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL") ?? ""
+                // An in-memory database has no WAL and reports "memory".
+                if mode != "wal" && mode != "memory" {
+                    throw LedgerError.cannotOpen(path: location, message: "could not enable WAL journal mode (got '\(mode)')")
+                }
+            }
+            try LedgerSchema.migrator.migrate(dbQueue)
+        }
+    }
+
+    /// The settings in force on this ledger's connection.
+    public func durability() throws(LedgerError) -> LedgerDurability {
+        try read("read settings") { db in
+            LedgerDurability(
+                journalMode: try String.fetchOne(db, sql: "PRAGMA journal_mode") ?? "",
+                synchronous: try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? -1)
+        }
+    }
+
+    // MARK: Job metadata
+
+    public func setMeta(_ key: String, _ value: String) throws(LedgerError) {
+        try write("set meta") { db in
+            try db.execute(sql: """
+                INSERT INTO meta (key, value) VALUES (?, ?)
+                ON CONFLICT (key) DO UPDATE SET value = excluded.value
+                """, arguments: [key, value])
+        }
+    }
+
+    public func meta(_ key: String) throws(LedgerError) -> String? {
+        try read("read meta") { db in
+            try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = ?", arguments: [key])
+        }
+    }
+
+    /// All metadata, for status pages and dumps.
+    public func allMeta() throws(LedgerError) -> [String: String] {
+        try read("read meta") { db in
+            var result: [String: String] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT key, value FROM meta") {
+                result[try row.decode(atIndex: 0)] = try row.decode(atIndex: 1)
+            }
+            return result
+        }
+    }
+
+    // MARK: Transactions and error mapping
+
+    /// One IMMEDIATE transaction; rolled back if `body` throws.
+    func write<T>(_ operation: String, _ body: (Database) throws -> T) throws(LedgerError) -> T {
+        try perform(operation) { try dbQueue.write(body) }
+    }
+
+    func read<T>(_ operation: String, _ body: (Database) throws -> T) throws(LedgerError) -> T {
+        try perform(operation) { try dbQueue.read(body) }
+    }
+
+    /// Passes `LedgerError`s through and turns anything else into one.
+    private func perform<T>(_ operation: String, _ body: () throws -> T) throws(LedgerError) -> T {
+        do {
+            return try body()
+        } catch let error as LedgerError {
+            throw error
+        } catch let error as DatabaseError {
+            throw .database(operation: operation, code: Int(error.extendedResultCode.rawValue), message: Ledger.oneLine(error))
+        } catch let error as RowDecodingError {
+            throw .corruptRow(table: operation, detail: String(describing: error).split(separator: "\n").joined(separator: " "))
+        } catch {
+            throw .database(operation: operation, code: -1, message: String(describing: error))
+        }
+    }
+
+    /// SQLite's message without GRDB's appended SQL text (which spans lines).
+    static func oneLine(_ error: DatabaseError) -> String {
+        error.message ?? "result code \(error.extendedResultCode.rawValue)"
+    }
+}
+
+/// Dates are stored as integer milliseconds since 1970. Converting back gives the same `Date`
+/// for any date that was itself made from whole milliseconds.
+enum LedgerTime {
+    static func millis(_ date: Date, _ field: String) throws(LedgerError) -> Int64 {
+        let ms = (date.timeIntervalSince1970 * 1000).rounded()
+        // ±2^53 ms is ±285,000 years: anything beyond is a bug, and Int64(_:) would trap on it.
+        guard ms.isFinite, abs(ms) < 9.0e15 else {
+            throw .invalidValue("\(field) \(date) is out of range")
+        }
+        return Int64(ms)
+    }
+
+    static func date(_ millis: Int64) -> Date {
+        Date(timeIntervalSince1970: Double(millis) / 1000)
+    }
+}
+
+/// Input checks shared by the write paths.
+enum LedgerCheck {
+    static func nonNegative(_ value: Int, _ what: String) throws(LedgerError) {
+        if value < 0 { throw .invalidValue("\(what) is \(value); it must be ≥ 0") }
+    }
+
+    static func finite(_ value: Double, _ what: String) throws(LedgerError) {
+        if !value.isFinite { throw .invalidValue("\(what) is \(value); it must be finite") }
+    }
+}

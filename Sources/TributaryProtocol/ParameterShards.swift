@@ -1,0 +1,125 @@
+import Foundation
+import TributaryModels
+import TributaryTensor
+
+/// One tensor's place inside a shard's flat body.
+public struct TensorSlot: Codable, Sendable, Equatable {
+    public var name: String
+    public var shape: [Int]
+    /// Element offset within the shard.
+    public var offset: Int
+
+    public init(name: String, shape: [Int], offset: Int) {
+        self.name = name
+        self.shape = shape
+        self.offset = offset
+    }
+
+    public var count: Int { shape.reduce(1, *) }
+
+    enum CodingKeys: String, CodingKey { case name, shape, offset }
+}
+
+/// A named group of parameters fetched and updated as one body, FSDP-style: a GPT is
+/// cut into `embeddings` (wte, wpe), one `block.N` per transformer block, and `head`
+/// (the final LayerNorm; the output head is tied to wte); an MLP into one `layer.N` per
+/// Linear. A worker can hold one shard at a time.
+public struct ShardDescriptor: Codable, Sendable, Equatable {
+    public var name: String
+    public var tensors: [TensorSlot]
+    public var elementCount: Int
+    /// Size of the shard's body (a tensor frame) in bytes, for this version.
+    public var byteSize: Int
+    /// SHA-256 of the body, hex; also its ETag. Workers cache shards by it.
+    public var contentHash: String
+
+    public init(name: String, tensors: [TensorSlot], elementCount: Int, byteSize: Int, contentHash: String) {
+        self.name = name
+        self.tensors = tensors
+        self.elementCount = elementCount
+        self.byteSize = byteSize
+        self.contentHash = contentHash
+    }
+
+    enum CodingKeys: String, CodingKey { case name, tensors, elementCount = "element_count", byteSize = "byte_size", contentHash = "content_hash" }
+}
+
+/// Every shard of one parameter version.
+public struct Manifest: Codable, Sendable, Equatable {
+    public var version: Int
+    public var shards: [ShardDescriptor]
+
+    public init(version: Int, shards: [ShardDescriptor]) {
+        self.version = version
+        self.shards = shards
+    }
+
+    public func shard(named name: String) -> ShardDescriptor? { shards.first { $0.name == name } }
+
+    enum CodingKeys: String, CodingKey { case version, shards }
+}
+
+/// How a model's parameters are cut into shards (the same on coordinator and worker).
+public struct ShardLayout: Sendable, Equatable {
+    public struct Shard: Sendable, Equatable {
+        public let name: String
+        public let tensors: [TensorSlot]
+        public var elementCount: Int { tensors.last.map { $0.offset + $0.count } ?? 0 }
+    }
+
+    public let shards: [Shard]
+
+    public init(spec: ModelSpec, parameters: ParameterSet) {
+        func group(_ p: Parameter) -> String {
+            let n = p.name
+            switch spec {
+            case .gpt:
+                if n.hasPrefix("transformer.h.") {
+                    let rest = n.dropFirst("transformer.h.".count)
+                    return "block." + (rest.split(separator: ".").first.map(String.init) ?? "0")
+                }
+                if n.hasPrefix("transformer.ln_f") { return "head" }
+                return "embeddings"
+            case .mlp:
+                // net.{2i}.weight → layer.i
+                let parts = n.split(separator: ".")
+                if parts.count >= 2, let k = Int(parts[1]) { return "layer.\(k / 2)" }
+                return "layer.0"
+            }
+        }
+        var order: [String] = []
+        var members: [String: [Parameter]] = [:]
+        for p in parameters.parameters {
+            let g = group(p)
+            if members[g] == nil { order.append(g) }
+            members[g, default: []].append(p)
+        }
+        shards = order.map { name in
+            var offset = 0
+            let slots = (members[name] ?? []).map { p -> TensorSlot in
+                defer { offset += p.count }
+                return TensorSlot(name: p.name, shape: p.shape, offset: offset)
+            }
+            return Shard(name: name, tensors: slots)
+        }
+    }
+
+    public func shard(named name: String) -> Shard? { shards.first { $0.name == name } }
+
+    /// Copies the shard's tensors (values or gradients) into one flat buffer.
+    public func gather(_ shard: Shard, from parameters: ParameterSet, gradients: Bool,
+                       into out: UnsafeMutablePointer<Float>) {
+        for slot in shard.tensors {
+            guard let p = parameters[slot.name] else { continue }
+            (out + slot.offset).update(from: gradients ? p.gradient.data : p.value.data, count: slot.count)
+        }
+    }
+
+    /// Copies a flat buffer back into the shard's parameter values.
+    public func scatter(_ shard: Shard, from flat: UnsafePointer<Float>, into parameters: ParameterSet) {
+        for slot in shard.tensors {
+            guard let p = parameters[slot.name] else { continue }
+            p.value.data.update(from: flat + slot.offset, count: slot.count)
+        }
+    }
+}

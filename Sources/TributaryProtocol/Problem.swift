@@ -1,0 +1,64 @@
+import Foundation
+
+/// An RFC 9457 problem body (`application/problem+json`), the answer to every refused
+/// request. `code` is the stable, machine-readable reason a client branches on.
+public struct Problem: Codable, Sendable, Equatable, Error, CustomStringConvertible {
+    public var type: String
+    public var title: String
+    public var status: Int
+    public var detail: String
+    public var code: ProblemCode
+
+    public init(_ code: ProblemCode, status: Int, detail: String) {
+        self.code = code
+        self.status = status
+        self.detail = detail
+        type = "https://tributary.invalid/problems/\(code.rawValue)"
+        title = code.title
+    }
+
+    public var description: String { "\(status) \(code.rawValue): \(detail)" }
+
+    public static let contentType = "application/problem+json"
+
+    enum CodingKeys: String, CodingKey { case type, title, status, detail, code }
+}
+
+/// Why a request was refused.
+public enum ProblemCode: String, Codable, Sendable, CaseIterable {
+    case unauthorized           // 401: no or malformed credentials
+    case forbidden              // 403: wrong join token or bearer token
+    case notFound               // 404: no such route, lease, version or shard
+    case malformedRequest       // 400: unparseable JSON, missing fields, bad values
+    case leaseExpired           // 410: the lease ran out (the unit went back to the queue)
+    case leaseNotActive         // 409: released, committed, or someone else's
+    case staleVersion           // 409: computed on a version older than the staleness bound
+    case versionGone            // 410: a parameter version no longer served
+    case unknownShard           // 404: a shard name not in the manifest
+    case invalidUpdate          // 422: wrong size, bad checksum, non-finite values, bad codec
+    case incompleteUpdate       // 409: commit before every shard was pushed
+    case duplicateUpdate        // 409: the unit's result was already accepted
+    case payloadTooLarge        // 413: body larger than the manifest allows
+    case noWork                 // 503: nothing to lease now; retry after the Retry-After delay
+    case internalError          // 500
+
+    public var title: String {
+        switch self {
+        case .unauthorized: return "Authentication required"
+        case .forbidden: return "Credentials refused"
+        case .notFound: return "Not found"
+        case .malformedRequest: return "Malformed request"
+        case .leaseExpired: return "Lease expired"
+        case .leaseNotActive: return "Lease not active"
+        case .staleVersion: return "Update computed on a stale version"
+        case .versionGone: return "Parameter version no longer served"
+        case .unknownShard: return "Unknown shard"
+        case .invalidUpdate: return "Invalid update"
+        case .incompleteUpdate: return "Update incomplete"
+        case .duplicateUpdate: return "Unit already done"
+        case .payloadTooLarge: return "Body too large"
+        case .noWork: return "No work available"
+        case .internalError: return "Internal error"
+        }
+    }
+}

@@ -1,0 +1,20 @@
+/// Paths of the HTTP API, shared by the coordinator's router and the worker's client.
+public enum Routes {
+    public static let register = "/v1/workers/register"
+    public static let leases = "/v1/leases"
+    public static let status = "/v1/status"
+    public static let workers = "/v1/workers"
+    public static let job = "/v1/job"
+
+    public static func lease(_ id: String) -> String { "/v1/leases/\(id)" }
+    public static func renew(_ id: String) -> String { "/v1/leases/\(id)/renew" }
+    public static func batch(_ id: String) -> String { "/v1/leases/\(id)/batch" }
+    public static func update(_ id: String, shard: String) -> String { "/v1/leases/\(id)/updates/\(shard)" }
+    public static func commit(_ id: String) -> String { "/v1/leases/\(id)/commit" }
+    public static func manifest(_ version: Int) -> String { "/v1/versions/\(version)/manifest" }
+    public static func shard(_ version: Int, _ name: String) -> String { "/v1/versions/\(version)/shards/\(name)" }
+
+    /// Content types of the binary bodies.
+    public static let tensorFrameType = "application/vnd.tributary.tensor-frame"
+    public static let batchType = "application/vnd.tributary.batch"
+}

@@ -1,0 +1,121 @@
+import Foundation
+
+/// GET /v1/status: the job at a glance, cheap to serve (kept up to date in memory).
+public struct StatusReport: Codable, Sendable, Equatable {
+    public struct Point: Codable, Sendable, Equatable {
+        public var round: Int
+        public var value: Double
+        public init(round: Int, value: Double) {
+            self.round = round
+            self.value = value
+        }
+
+        enum CodingKeys: String, CodingKey { case round, value }
+    }
+    public struct WorkerCounts: Codable, Sendable, Equatable {
+        public var active: Int        // holding a lease now
+        public var seenRecently: Int  // any request in the last 5 minutes
+        public var total: Int
+        public init(active: Int, seenRecently: Int, total: Int) {
+            self.active = active
+            self.seenRecently = seenRecently
+            self.total = total
+        }
+
+        enum CodingKeys: String, CodingKey { case active, seenRecently = "seen_recently", total }
+    }
+    public struct UnitCounts: Codable, Sendable, Equatable {
+        public var done: Int
+        public var leased: Int
+        public var pending: Int
+        public var expired: Int       // leases that ran out since start
+        public var perEpoch: Int
+        public init(done: Int, leased: Int, pending: Int, expired: Int, perEpoch: Int) {
+            self.done = done
+            self.leased = leased
+            self.pending = pending
+            self.expired = expired
+            self.perEpoch = perEpoch
+        }
+
+        enum CodingKeys: String, CodingKey { case done, leased, pending, expired, perEpoch = "per_epoch" }
+    }
+
+    public var job: String
+    public var model: String
+    public var parameters: Int
+    public var shards: Int
+    public var mode: String
+    public var version: Int
+    public var round: Int
+    public var epoch: Int
+    public var totalRounds: Int
+    public var complete: Bool
+    /// The newest version on disk: every update applied up to it survives a crash.
+    public var checkpointedVersion: Int
+    public var trainingLoss: [Point]
+    public var validationLoss: [Point]
+    public var workers: WorkerCounts
+    public var units: UnitCounts
+    public var samplesPerSecond: Double
+    public var tokensPerSecond: Double
+    public var bytesIn: Int
+    public var bytesOut: Int
+    public var updatesAccepted: Int
+    public var updatesRejected: [String: Int]
+    public var lastRoundSeconds: Double?
+    public var uptimeSeconds: Double
+    public var etaSeconds: Double?
+
+    public init(job: String, model: String, parameters: Int, shards: Int, mode: String, version: Int, round: Int,
+                epoch: Int, totalRounds: Int, complete: Bool, checkpointedVersion: Int, trainingLoss: [Point],
+                validationLoss: [Point], workers: WorkerCounts, units: UnitCounts, samplesPerSecond: Double,
+                tokensPerSecond: Double, bytesIn: Int, bytesOut: Int, updatesAccepted: Int,
+                updatesRejected: [String: Int], lastRoundSeconds: Double?, uptimeSeconds: Double, etaSeconds: Double?) {
+        self.job = job
+        self.model = model
+        self.parameters = parameters
+        self.shards = shards
+        self.mode = mode
+        self.version = version
+        self.round = round
+        self.epoch = epoch
+        self.totalRounds = totalRounds
+        self.complete = complete
+        self.checkpointedVersion = checkpointedVersion
+        self.trainingLoss = trainingLoss
+        self.validationLoss = validationLoss
+        self.workers = workers
+        self.units = units
+        self.samplesPerSecond = samplesPerSecond
+        self.tokensPerSecond = tokensPerSecond
+        self.bytesIn = bytesIn
+        self.bytesOut = bytesOut
+        self.updatesAccepted = updatesAccepted
+        self.updatesRejected = updatesRejected
+        self.lastRoundSeconds = lastRoundSeconds
+        self.uptimeSeconds = uptimeSeconds
+        self.etaSeconds = etaSeconds
+    }
+
+    enum CodingKeys: String, CodingKey { case job, model, parameters, shards, mode, version, round, epoch, totalRounds = "total_rounds", complete, checkpointedVersion = "checkpointed_version", trainingLoss = "training_loss", validationLoss = "validation_loss", workers, units, samplesPerSecond = "samples_per_second", tokensPerSecond = "tokens_per_second", bytesIn = "bytes_in", bytesOut = "bytes_out", updatesAccepted = "updates_accepted", updatesRejected = "updates_rejected", lastRoundSeconds = "last_round_seconds", uptimeSeconds = "uptime_seconds", etaSeconds = "eta_seconds" }
+}
+
+/// A bounded series: when full, every other old point is dropped, so a long job keeps
+/// its whole shape at decreasing resolution instead of growing without limit.
+public struct BoundedSeries: Sendable, Equatable {
+    public private(set) var points: [StatusReport.Point] = []
+    public let capacity: Int
+
+    public init(capacity: Int = 512) { self.capacity = max(4, capacity) }
+
+    public mutating func append(_ p: StatusReport.Point) {
+        points.append(p)
+        if points.count > capacity {
+            // Thin the older half; keep the recent half at full resolution.
+            let half = points.count / 2
+            let thinned = points[..<half].enumerated().filter { $0.offset % 2 == 0 }.map(\.element)
+            points = thinned + points[half...]
+        }
+    }
+}

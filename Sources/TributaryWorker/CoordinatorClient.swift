@@ -1,0 +1,88 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import TributaryProtocol
+
+/// What went wrong talking to the coordinator, classified for the retry policy.
+public enum ClientError: Error, CustomStringConvertible {
+    /// The coordinator refused the request (a problem body).
+    case refused(Problem)
+    /// The network failed or the coordinator answered 5xx: worth retrying.
+    case transient(String)
+    /// The answer made no sense (wrong content, unparseable JSON).
+    case protocolViolation(String)
+
+    public var description: String {
+        switch self {
+        case let .refused(p): return "coordinator refused: \(p)"
+        case let .transient(why): return "coordinator unreachable: \(why)"
+        case let .protocolViolation(why): return "unexpected answer from the coordinator: \(why)"
+        }
+    }
+}
+
+/// The worker's side of the HTTP API: outbound requests only, so a volunteer behind a
+/// home router needs no open port.
+public struct CoordinatorClient: Sendable {
+    public let base: String
+    let http: HTTPClient
+    let timeout: TimeAmount
+
+    public init(base: String, http: HTTPClient = .shared, timeout: TimeAmount = .seconds(60)) {
+        self.base = base.hasSuffix("/") ? String(base.dropLast()) : base
+        self.http = http
+        self.timeout = timeout
+    }
+
+    /// Largest body the worker accepts in a response (a shard of a large model).
+    static let responseLimit = 1 << 30
+
+    public struct Reply: Sendable {
+        public let status: Int
+        public let headers: HTTPHeaders
+        public let body: [UInt8]
+    }
+
+    public func send(_ method: HTTPMethod, _ path: String, token: String? = nil, body: [UInt8]? = nil,
+                     contentType: String? = nil, headers extra: [(String, String)] = []) async throws -> Reply {
+        var request = HTTPClientRequest(url: base + path)
+        request.method = method
+        if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        if let contentType { request.headers.add(name: "Content-Type", value: contentType) }
+        for (k, v) in extra { request.headers.add(name: k, value: v) }
+        if let body { request.body = .bytes(ByteBuffer(bytes: body)) }
+        let response: HTTPClientResponse
+        let bytes: ByteBuffer
+        do {
+            response = try await http.execute(request, timeout: timeout)
+            bytes = try await response.body.collect(upTo: Self.responseLimit)
+        } catch {
+            throw ClientError.transient("\(method) \(path): \(error)")
+        }
+        let reply = Reply(status: Int(response.status.code), headers: response.headers, body: Array(bytes.readableBytesView))
+        if reply.status >= 500 && reply.status != 503 {
+            throw ClientError.transient("\(method) \(path): HTTP \(reply.status)")
+        }
+        if reply.status >= 400 {
+            if let problem = try? WireJSON.decoder().decode(Problem.self, from: Data(reply.body)) {
+                throw ClientError.refused(problem)
+            }
+            if reply.status == 503 { throw ClientError.transient("\(method) \(path): HTTP 503") }
+            throw ClientError.protocolViolation("\(method) \(path): HTTP \(reply.status) without a problem body")
+        }
+        return reply
+    }
+
+    public func json<T: Decodable>(_ method: HTTPMethod, _ path: String, token: String? = nil,
+                                   body: (some Encodable)? = Optional<String>.none) async throws -> T {
+        let data = try body.map { try WireJSON.encoder().encode($0) }.map { Array($0) }
+        let reply = try await send(method, path, token: token, body: data, contentType: data == nil ? nil : "application/json")
+        do {
+            return try WireJSON.decoder().decode(T.self, from: Data(reply.body))
+        } catch {
+            throw ClientError.protocolViolation("\(method) \(path): \(error)")
+        }
+    }
+}

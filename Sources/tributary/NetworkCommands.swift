@@ -1,0 +1,151 @@
+import ArgumentParser
+import AsyncHTTPClient
+import Foundation
+import Logging
+import TributaryCoordinator
+import TributaryProtocol
+import TributaryTensor
+import TributaryWorker
+
+struct CoordinatorCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "coordinator",
+        abstract: "Run a training job's coordinator (or write an example job file).",
+        subcommands: [CoordinatorRun.self, CoordinatorInit.self],
+        defaultSubcommand: CoordinatorRun.self)
+}
+
+struct CoordinatorRun: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "run", abstract: "Serve a job until SIGINT/SIGTERM.")
+
+    @Option(help: "The job file (YAML); `tributary coordinator init` writes an example.") var job: String
+    @Option(help: "Override server.listen (HOST:PORT).") var listen: String?
+    @Option(name: .customLong("data-dir"), help: "Override storage.data_directory.") var dataDir: String?
+    @Option(name: .customLong("port-file"), help: "Write the bound port here once listening (for scripts using port 0).") var portFile: String?
+    @OptionGroup var compute: ComputeOptions
+
+    func run() async throws {
+        try compute.apply()
+        var config = try JobConfig.load(path: job)
+        if let listen { config.server.listen = listen }
+        if let dataDir { config.storage.dataDirectory = dataDir }
+        try config.validate()
+        let logger = Logger(label: "tributary.coordinator")
+        let trainingJob = try await TrainingJob.open(config: config, logger: logger)
+        let (host, port) = try config.listenAddress()
+        let tls = config.server.tlsCertificate.flatMap { cert in config.server.tlsKey.map { (certificate: cert, key: $0) } }
+        let server = CoordinatorServer(job: trainingJob, logger: logger)
+        let portFile = self.portFile
+        try await server.run(host: host, port: port, tls: tls) { bound in
+            logger.info("listening", metadata: ["url": "\(tls == nil ? "http" : "https")://\(host):\(bound)",
+                                                "status": "\(tls == nil ? "http" : "https")://\(host):\(bound)\(Routes.status)"])
+            if let portFile { try? "\(bound)\n".write(toFile: portFile, atomically: true, encoding: .utf8) }
+        }
+    }
+}
+
+struct CoordinatorInit: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "init", abstract: "Write a commented example job file.")
+
+    @Argument(help: "Where to write it.") var path = "job.yaml"
+    @Flag(help: "Replace an existing file.") var force = false
+
+    func run() throws {
+        if FileManager.default.fileExists(atPath: path) && !force {
+            throw CLIError("\(path) exists; pass --force to replace it")
+        }
+        try JobConfig.example.write(toFile: path, atomically: true, encoding: .utf8)
+        print("wrote \(path); set auth.join_token, then: tributary coordinator --job \(path)")
+    }
+}
+
+struct WorkerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "worker", abstract: "Donate this machine's compute to a coordinator's job.")
+
+    @Option(help: "The coordinator's URL, e.g. http://host:8470.") var coordinator: String
+    @Option(name: .customLong("join-token"), help: "The job's join token (or TRIBUTARY_JOIN_TOKEN, or --join-token-file).") var joinToken: String?
+    @Option(name: .customLong("join-token-file"), help: "A file holding the join token.") var joinTokenFile: String?
+    @Option(help: "A name shown on the coordinator's worker list.") var name: String?
+    @Option(name: .customLong("memory-budget"), help: "Tensor memory this worker may use, e.g. 512MiB.") var memoryBudget: String?
+    @Option(name: .customLong("data-dir"), help: "Identity and shard cache.") var dataDir = "\(NSHomeDirectory())/.tributary-worker"
+    @Option(name: .customLong("max-units"), help: "Stop after this many units.") var maxUnits: Int?
+    @Option(name: .customLong("grace-seconds"), help: "On SIGINT/SIGTERM, time to finish the current unit before releasing its lease.") var graceSeconds = 30.0
+    @OptionGroup var compute: ComputeOptions
+
+    func run() async throws {
+        try compute.apply()
+        let token: String
+        if let joinToken {
+            token = joinToken
+        } else if let joinTokenFile {
+            guard let text = try? String(contentsOfFile: joinTokenFile, encoding: .utf8) else {
+                throw CLIError("cannot read --join-token-file \(joinTokenFile)")
+            }
+            token = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        } else if let env = ProcessInfo.processInfo.environment["TRIBUTARY_JOIN_TOKEN"] {
+            token = env
+        } else {
+            throw ValidationError("give the join token: --join-token, --join-token-file or TRIBUTARY_JOIN_TOKEN")
+        }
+        var budget: Int?
+        if let memoryBudget {
+            guard let b = ByteCount.parse(memoryBudget), b > 0 else { throw ValidationError("--memory-budget takes a size such as 512MiB") }
+            budget = b
+        }
+        guard coordinator.hasPrefix("http://") || coordinator.hasPrefix("https://") else {
+            throw ValidationError("--coordinator must be an http:// or https:// URL")
+        }
+        try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
+        var options = WorkerOptions(coordinator: coordinator, joinToken: token, name: name, dataDirectory: dataDir,
+                                    memoryBudgetBytes: budget, maxUnits: maxUnits)
+        options.gracePeriod = .milliseconds(Int(graceSeconds * 1000))
+        let logger = Logger(label: "tributary.worker")
+        let daemon = WorkerDaemon(options: options, logger: logger)
+        let grace = options.gracePeriod
+        let signals = StopSignals { stopCount in
+            Task {
+                await daemon.requestStop()
+                if stopCount > 1 {
+                    await daemon.releaseCurrentLease()
+                    Foundation.exit(130)
+                }
+                logger.info("stopping after the current unit", metadata: ["grace_seconds": "\(graceSeconds)"])
+                try? await Task.sleep(for: grace)
+                await daemon.releaseCurrentLease()
+                Foundation.exit(0)
+            }
+        }
+        defer { signals.cancel() }
+        try await daemon.run { r in
+            print(String(format: "unit %d (epoch %d, v%d): loss %.4f, %d samples in %.2fs (%.0f samples/s), up %@, down %@",
+                         r.unit, r.epoch, r.version, r.loss, r.samples, r.totalSeconds, Double(r.samples) / max(1e-9, r.computeSeconds),
+                         ByteCount.format(r.bytesUp), ByteCount.format(r.bytesDown)))
+            fflush(nil)
+        }
+    }
+}
+
+/// SIGINT/SIGTERM handlers that call back with how many signals arrived so far.
+final class StopSignals: @unchecked Sendable {
+    // Unchecked: the sources are created once and only cancelled afterwards.
+    private var sources: [DispatchSourceSignal] = []
+    private let lock = NSLock()
+    private var count = 0
+
+    init(_ handler: @escaping @Sendable (Int) -> Void) {
+        for sig in [SIGINT, SIGTERM] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler { [weak self] in
+                guard let self else { return }
+                let n = self.lock.withLock { self.count += 1; return self.count }
+                handler(n)
+            }
+            source.resume()
+            sources.append(source)
+        }
+    }
+
+    func cancel() { sources.forEach { $0.cancel() } }
+}

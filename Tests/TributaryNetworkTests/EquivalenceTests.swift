@@ -1,0 +1,90 @@
+import Foundation
+import TributaryCoordinator
+import TributaryData
+import TributaryModels
+import TributaryTensor
+import TributaryTraining
+import TributaryWorker
+import XCTest
+
+/// The proof that averaging is right: with synchronous rounds, uncompressed updates and
+/// one data order, the coordinator's model after K rounds equals single-process training
+/// with the same total batch per step.
+final class EquivalenceTests: XCTestCase {
+    override func setUp() { ComputeThreads.set(1) }
+
+    func testSynchronousRoundsEqualSingleProcessTraining() async throws {
+        let rounds = 6
+        let dir = try temporaryDirectory("equivalence")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let config = RunningCoordinator.config(directory: "\(dir)/coordinator") { c in
+            c.optimizer.totalRounds = rounds
+            c.optimizer.warmupRounds = 2
+            c.optimizer.gradClip = 0.5          // clipping is active at this scale: it is part of the proof
+            c.units.samplesPerUnit = 4
+            c.units.microBatch = 2              // workers accumulate over micro-batches
+            c.rounds.unitsPerRound = 3
+            c.rounds.maxStaleness = 0
+        }
+        let coordinator = try await RunningCoordinator.start(config)
+        // Three workers share the units of each round.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<3 {
+                let options = WorkerOptions(coordinator: coordinator.url, joinToken: RunningCoordinator.joinToken,
+                                            name: "w\(i)", dataDirectory: "\(dir)/worker-\(i)")
+                let daemon = WorkerDaemon(options: options, logger: quietLogger("test.worker"))
+                group.addTask { try await daemon.run() }   // returns when the job is complete
+            }
+            try await group.waitForAll()
+        }
+        let distributed = await coordinator.job.parameterValues()
+        let status = await coordinator.job.status()
+        await coordinator.stop()
+        XCTAssertEqual(status.version, rounds)
+        XCTAssertEqual(status.updatesAccepted, rounds * 3)
+
+        // The same job in one process: batch = units_per_round × samples_per_unit.
+        var options = TrainingOptions()
+        options.steps = rounds
+        options.batchSize = 12
+        options.microBatches = 1
+        options.learningRate = config.optimizer.lr
+        options.warmupSteps = config.optimizer.warmupRounds
+        options.beta1 = config.optimizer.beta1
+        options.beta2 = config.optimizer.beta2
+        options.weightDecay = 0.1
+        options.gradClip = config.optimizer.gradClip
+        options.seed = config.data.seed
+        options.evalInterval = 0
+        let raw = try DatasetSource.load(config.data.source)
+        let data = try DatasetSource.prepare(raw, name: "arithmetic", blockSize: 16, validationFraction: 0.1, seed: config.data.seed)
+        guard case let .tokens(_, _, vocab) = raw else { return XCTFail("token data expected") }
+        let spec = ModelSpec.gpt(GPTConfig(vocabSize: vocab, blockSize: 16, nLayer: 1, nHead: 2, nEmbd: 16))
+        let trainer = try Trainer(spec: spec, data: data, options: options)
+        for _ in 0..<rounds { try trainer.trainStep() }
+
+        // Tolerance: the two sum the same 12 per-sample gradients in a different order
+        // (3 unit means averaged vs one mean; micro-batches), which changes fp32 results in
+        // the 7th digit; AdamW divides by √v, so a parameter may move by up to ~lr·1e-4
+        // differently per step. Six steps at lr 3e-3: within 1e-5 absolute. A wrong
+        // weighting or a lost unit moves parameters by ~lr per step (1e-3), far outside.
+        var worst: Float = 0
+        var compared = 0
+        var moved: Float = 0
+        let initial = try spec.build(seed: config.data.seed)
+        for p in trainer.model.parameters.parameters {
+            let theirs = try XCTUnwrap(distributed[p.name], p.name)
+            let mine = p.value.toArray()
+            let start = try XCTUnwrap(initial.parameters[p.name]).value.toArray()
+            XCTAssertEqual(theirs.count, mine.count)
+            for i in 0..<mine.count {
+                worst = max(worst, abs(mine[i] - theirs[i]))
+                moved = max(moved, abs(mine[i] - start[i]))
+                compared += 1
+            }
+        }
+        print("equivalence: \(compared) parameters, largest difference \(worst), largest movement from init \(moved)")
+        XCTAssertGreaterThan(moved, 1e-3, "training must have moved the parameters for the comparison to mean anything")
+        XCTAssertLessThan(worst, 1e-5)
+    }
+}

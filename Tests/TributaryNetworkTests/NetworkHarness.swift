@@ -1,0 +1,118 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import TributaryCoordinator
+import TributaryProtocol
+import TributaryTensor
+import TributaryWorker
+import XCTest
+
+/// A coordinator serving on an ephemeral loopback port inside the test process.
+final class RunningCoordinator: @unchecked Sendable {
+    // Unchecked: written once during start, read afterwards.
+    let job: TrainingJob
+    let url: String
+    let directory: String
+    private let task: Task<Void, Error>
+
+    static let joinToken = "test-join-token"
+
+    /// A small GPT job on the built-in arithmetic corpus; `adjust` changes the defaults.
+    static func config(directory: String, _ adjust: (inout JobConfig) -> Void = { _ in }) -> JobConfig {
+        var c = JobConfig()
+        c.name = "test"
+        c.model.nLayer = 1
+        c.model.nHead = 2
+        c.model.nEmbd = 16
+        c.model.blockSize = 16
+        c.data.source = "builtin:arithmetic"
+        c.units.samplesPerUnit = 4
+        c.optimizer.lr = 3e-3
+        c.optimizer.warmupRounds = 2
+        c.optimizer.totalRounds = 1000
+        c.rounds.unitsPerRound = 3
+        c.rounds.deadlineSeconds = 600
+        c.server.listen = "127.0.0.1:0"
+        c.storage.dataDirectory = directory
+        c.storage.checkpointEveryRounds = 5
+        c.storage.validationEveryRounds = 1000
+        c.auth.joinToken = joinToken
+        adjust(&c)
+        return c
+    }
+
+    static func start(_ config: JobConfig, now: @escaping @Sendable () -> Date = { Date() }) async throws -> RunningCoordinator {
+        var logger = Logger(label: "test.coordinator")
+        logger.logLevel = .warning
+        let job = try await TrainingJob.open(config: config, logger: logger, now: now)
+        let server = CoordinatorServer(job: job, logger: logger)
+        let (stream, continuation) = AsyncStream<Int>.makeStream()
+        let task = Task {
+            try await server.run(host: "127.0.0.1", port: 0, tls: nil) { port in continuation.yield(port) }
+        }
+        var port = 0
+        for await p in stream { port = p; break }
+        return RunningCoordinator(job: job, url: "http://127.0.0.1:\(port)", directory: config.storage.dataDirectory, task: task)
+    }
+
+    private init(job: TrainingJob, url: String, directory: String, task: Task<Void, Error>) {
+        self.job = job
+        self.url = url
+        self.directory = directory
+        self.task = task
+    }
+
+    func stop() async {
+        task.cancel()
+        _ = try? await task.value
+    }
+}
+
+/// Raw HTTP for tests that speak the protocol by hand (to send what a worker never would).
+struct RawClient {
+    let base: String
+
+    struct Reply {
+        let status: Int
+        let body: [UInt8]
+        let headers: HTTPHeaders
+        var problem: Problem? { try? WireJSON.decoder().decode(Problem.self, from: Data(body)) }
+        func json<T: Decodable>(_ type: T.Type) throws -> T { try WireJSON.decoder().decode(T.self, from: Data(body)) }
+    }
+
+    func request(_ method: HTTPMethod, _ path: String, token: String? = nil, body: [UInt8]? = nil,
+                 headers: [(String, String)] = []) async throws -> Reply {
+        var r = HTTPClientRequest(url: base + path)
+        r.method = method
+        if let token { r.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        for (k, v) in headers { r.headers.add(name: k, value: v) }
+        if let body { r.body = .bytes(ByteBuffer(bytes: body)) }
+        let response = try await HTTPClient.shared.execute(r, timeout: .seconds(30))
+        let bytes = try await response.body.collect(upTo: 1 << 28)
+        return Reply(status: Int(response.status.code), body: Array(bytes.readableBytesView), headers: response.headers)
+    }
+
+    func json<T: Encodable>(_ method: HTTPMethod, _ path: String, token: String? = nil, _ value: T) async throws -> Reply {
+        try await request(method, path, token: token, body: Array(try WireJSON.encoder().encode(value)),
+                          headers: [("Content-Type", "application/json")])
+    }
+
+    func register(name: String = "raw") async throws -> RegisterResponse {
+        try await json(.POST, Routes.register, RegisterRequest(joinToken: RunningCoordinator.joinToken, name: name))
+            .json(RegisterResponse.self)
+    }
+}
+
+func temporaryDirectory(_ label: String) throws -> String {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("tributary-\(label)-\(UUID().uuidString)").path
+    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    return path
+}
+
+func quietLogger(_ label: String) -> Logger {
+    var l = Logger(label: label)
+    l.logLevel = .warning
+    return l
+}
