@@ -316,7 +316,7 @@ public actor TrainingJob {
                                                byteSize: body.count, contentHash: hash))
         }
         published[version] = PublishedVersion(manifest: Manifest(version: version, shards: descriptors), bodies: bodies)
-        let oldest = version - config.rounds.maxStaleness - 1
+        let oldest = version - config.rounds.maxStaleness
         published = published.filter { $0.key >= oldest }
     }
 
@@ -591,7 +591,7 @@ public actor TrainingJob {
         do {
             try ledger.recordAcceptedUpdate(record)
             return true
-        } catch let error as LedgerError {
+        } catch {
             if case .unitAlreadyDone = error { return false }
             throw error
         }
