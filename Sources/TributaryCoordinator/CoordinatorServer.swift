@@ -109,8 +109,9 @@ public struct CoordinatorServer: Sendable {
         return router
     }
 
-    /// Serves until the service group shuts down (SIGINT/SIGTERM), then checkpoints.
+    /// Serves until SIGINT/SIGTERM (or `shutdown.trigger()`), then checkpoints.
     public func run(host: String, port: Int, tls: (certificate: String, key: String)?,
+                    shutdown: CoordinatorShutdown? = nil,
                     onListening: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
         let server: HTTPServerBuilder
         if let tls {
@@ -128,13 +129,32 @@ public struct CoordinatorServer: Sendable {
                               logger: logger)
         let group = ServiceGroup(configuration: .init(services: [app, JobTicker(job: job, logger: logger)],
                                                       gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        await shutdown?.attach(group)
         try await group.run()
         try await job.writeCheckpoint()
         logger.info("coordinator stopped; checkpoint written")
     }
 }
 
-/// Expires leases and closes rounds whose deadline passed, once a second.
+/// Stops a running coordinator gracefully from inside the process (tests, embedding).
+public actor CoordinatorShutdown {
+    private var group: ServiceGroup?
+    private var requested = false
+
+    public init() {}
+
+    func attach(_ g: ServiceGroup) async {
+        group = g
+        if requested { await g.triggerGracefulShutdown() }
+    }
+
+    public func trigger() async {
+        requested = true
+        await group?.triggerGracefulShutdown()
+    }
+}
+
+/// Expires leases and closes rounds whose deadline passed, twice a second.
 struct JobTicker: Service {
     let job: TrainingJob
     let logger: Logger

@@ -40,7 +40,7 @@ final class FrameFuzzTests: XCTestCase {
         for iteration in 0..<20_000 {
             let (original, count) = seeds[iteration % seeds.count]
             var body = original
-            switch Int.random(in: 0..<5, using: &rng) {
+            switch Int.random(in: 0..<6, using: &rng) {
             case 0, 1:  // flip 1...4 bytes anywhere (payload-heavy, since most bytes are payload)
                 for _ in 0..<Int.random(in: 1...4, using: &rng) {
                     body[Int.random(in: 0..<body.count, using: &rng)] ^= UInt8.random(in: 1...255, using: &rng)
@@ -49,6 +49,10 @@ final class FrameFuzzTests: XCTestCase {
                 body = Array(body.prefix(Int.random(in: 0..<body.count, using: &rng)))
             case 3:
                 body += (0..<Int.random(in: 1...16, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            case 4 where count > 0 && body.count == 32 + 4 * count:  // plant a NaN/Inf in a raw payload
+                let offset = 32 + 4 * Int.random(in: 0..<count, using: &rng)
+                let bits = 0x7F80_0000 | UInt32.random(in: 0...UInt32.max, using: &rng) & 0x807F_FFFF
+                body.withUnsafeMutableBytes { $0.storeBytes(of: bits.littleEndian, toByteOffset: offset, as: UInt32.self) }
             default:  // overwrite a header byte
                 body[Int.random(in: 0..<min(32, body.count), using: &rng)] = UInt8.random(in: 0...255, using: &rng)
             }

@@ -78,7 +78,7 @@ final class TensorFrameTests: XCTestCase {
     func testMaximumBodySize() throws {
         XCTAssertEqual(TensorFrame.maximumBodySize(elementCount: 0, codec: .fp32), 32 + 64)
         XCTAssertEqual(TensorFrame.maximumBodySize(elementCount: 1000, codec: .fp32), 32 + 4000 + 15 + 64)
-        XCTAssertEqual(TensorFrame.maximumBodySize(elementCount: 1 << 20, codec: .fp32), 32 + 4 << 20 + 16384)
+        XCTAssertEqual(TensorFrame.maximumBodySize(elementCount: 1 << 20, codec: .fp32), 32 + (4 << 20) + 16384 + 64)
         XCTAssertEqual(TensorFrame.maximumBodySize(elementCount: Int.max, codec: .fp32), Int.max)
         // Incompressible data at the worst level still fits.
         var rng = SplitMix64(seed: 77)

@@ -49,23 +49,29 @@ final class RunningCoordinator: @unchecked Sendable {
         let job = try await TrainingJob.open(config: config, logger: logger, now: now)
         let server = CoordinatorServer(job: job, logger: logger)
         let (stream, continuation) = AsyncStream<Int>.makeStream()
+        let shutdown = CoordinatorShutdown()
         let task = Task {
-            try await server.run(host: "127.0.0.1", port: 0, tls: nil) { port in continuation.yield(port) }
+            try await server.run(host: "127.0.0.1", port: 0, tls: nil, shutdown: shutdown) { port in continuation.yield(port) }
         }
         var port = 0
         for await p in stream { port = p; break }
-        return RunningCoordinator(job: job, url: "http://127.0.0.1:\(port)", directory: config.storage.dataDirectory, task: task)
+        return RunningCoordinator(job: job, url: "http://127.0.0.1:\(port)", directory: config.storage.dataDirectory,
+                                  task: task, shutdown: shutdown)
     }
 
-    private init(job: TrainingJob, url: String, directory: String, task: Task<Void, Error>) {
+    private let shutdown: CoordinatorShutdown
+
+    private init(job: TrainingJob, url: String, directory: String, task: Task<Void, Error>, shutdown: CoordinatorShutdown) {
         self.job = job
         self.url = url
         self.directory = directory
         self.task = task
+        self.shutdown = shutdown
     }
 
+    /// Graceful stop: the server drains, then the job checkpoints.
     func stop() async {
-        task.cancel()
+        await shutdown.trigger()
         _ = try? await task.value
     }
 }
