@@ -26,7 +26,10 @@ public enum Zstd {
 
     /// One zstd frame (content size declared, no zstd checksum) of `bytes` at `level`.
     public static func compress(_ bytes: UnsafeRawBufferPointer, level: Int) throws(FrameEncodingError) -> [UInt8] {
-        try compress(bytes, level: level, reservingPrefix: 0)
+        guard levels.contains(level) else { throw .invalidZstdLevel(level) }
+        return try makeBytes(capacity: try compressionCapacity(bytes.count)) { (destination) throws(FrameEncodingError) -> Int in
+            try compress(bytes, level: level, into: destination)
+        }
     }
 
     /// Decompresses one zstd frame that must decode to exactly `exactSize` bytes. Nothing is
@@ -63,36 +66,32 @@ public enum Zstd {
 
     // MARK: Compression
 
-    /// Compresses into a new array whose first `prefix` bytes are zero (room for a header), so
-    /// the frame body is built without a second copy of the payload.
-    static func compress(_ bytes: UnsafeRawBufferPointer, level: Int, reservingPrefix prefix: Int) throws(FrameEncodingError) -> [UInt8] {
-        guard levels.contains(level) else { throw .invalidZstdLevel(level) }
-        let bound = ZSTD_compressBound(bytes.count)
+    /// Room that guarantees compression succeeds (ZSTD_compressBound).
+    static func compressionCapacity(_ byteCount: Int) throws(FrameEncodingError) -> Int {
+        let bound = ZSTD_compressBound(byteCount)
         guard ZSTD_isError(bound) == 0, bound > 0 else {
-            throw .zstdFailure("input of \(bytes.count) bytes is too large for zstd")
+            throw .zstdFailure("input of \(byteCount) bytes is too large for zstd")
         }
+        return bound
+    }
+
+    /// Compresses straight into `destination` (at least `compressionCapacity` bytes, so that
+    /// libzstd cannot run out of room) and returns the frame's size.
+    static func compress(_ bytes: UnsafeRawBufferPointer, level: Int,
+                         into destination: UnsafeMutableRawBufferPointer) throws(FrameEncodingError) -> Int {
+        guard levels.contains(level) else { throw .invalidZstdLevel(level) }
+        guard let target = destination.baseAddress else { throw .zstdFailure("no output buffer") }
         guard let cctx = ZstdContextPool.shared.takeCompressor() else {
             throw .zstdFailure("could not allocate a compression context")
         }
         defer { ZstdContextPool.shared.giveBack(compressor: cctx) }
-
-        // Compress into scratch, then copy into an exactly sized array: the bound is about the
-        // input size, and an array sized by it would keep that much capacity alive.
-        let scratch = UnsafeMutableRawPointer.allocate(byteCount: bound, alignment: 16)
-        defer { scratch.deallocate() }
         var empty: UInt8 = 0
         let written = withUnsafePointer(to: &empty) { emptyPointer in
-            ZSTD_compressCCtx(cctx, scratch, bound,
+            ZSTD_compressCCtx(cctx, target, destination.count,
                               bytes.baseAddress ?? UnsafeRawPointer(emptyPointer), bytes.count, Int32(level))
         }
         guard ZSTD_isError(written) == 0 else { throw .zstdFailure(errorName(written)) }
-        return [UInt8](unsafeUninitializedCapacity: prefix + written) { buffer, count in
-            if let base = buffer.baseAddress {
-                base.initialize(repeating: 0, count: prefix)
-                (base + prefix).initialize(from: scratch.assumingMemoryBound(to: UInt8.self), count: written)
-            }
-            count = prefix + written
-        }
+        return written
     }
 
     // MARK: Decompression
@@ -238,5 +237,28 @@ final class ZstdContextPool: @unchecked Sendable {
         }
         lock.unlock()
         ZSTD_freeDCtx(dctx)
+    }
+}
+
+/// A new array filled by `fill` (which returns the bytes it wrote) in place, without copying
+/// through a scratch buffer. When the result is much smaller than `capacity` (a well-compressed
+/// payload), it moves to an exactly sized array so the worst-case capacity is not kept alive.
+func makeBytes(capacity: Int,
+               _ fill: (UnsafeMutableRawBufferPointer) throws(FrameEncodingError) -> Int) throws(FrameEncodingError) -> [UInt8] {
+    var failure: FrameEncodingError?
+    let bytes = [UInt8](unsafeUninitializedCapacity: capacity) { buffer, initialized in
+        do throws(FrameEncodingError) {
+            initialized = try fill(UnsafeMutableRawBufferPointer(buffer))
+        } catch {
+            failure = error
+            initialized = 0
+        }
+    }
+    if let failure { throw failure }
+    let waste = capacity - bytes.count
+    guard waste > 64 << 10 && waste > capacity / 8 else { return bytes }
+    return [UInt8](unsafeUninitializedCapacity: bytes.count) { buffer, initialized in
+        _ = buffer.initialize(from: bytes)
+        initialized = bytes.count
     }
 }

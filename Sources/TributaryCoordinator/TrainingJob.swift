@@ -349,9 +349,7 @@ public actor TrainingJob {
                        microBatchSize: microBatch, updateCodec: config.compression.codec, zstdLevel: config.compression.zstdLevel)
     }
 
-    static func tokenHash(_ token: String) -> String {
-        SHA256.hash(data: Data(token.utf8)).map { String(format: "%02x", $0) }.joined()
-    }
+    static func tokenHash(_ token: String) -> String { WorkerToken.hash(token) }
 
     /// The worker a bearer token belongs to.
     public func authenticate(bearer token: String?) throws -> String {
@@ -650,5 +648,13 @@ public actor TrainingJob {
         var out: [String: [Float]] = [:]
         for p in model.parameters.parameters { out[p.name] = p.value.toArray() }
         return out
+    }
+}
+
+/// Bearer tokens are stored only as their SHA-256 (hex): a stolen ledger cannot be used
+/// to impersonate a volunteer.
+public enum WorkerToken {
+    public static func hash(_ token: String) -> String {
+        SHA256.hash(data: Data(token.utf8)).map { String(format: "%02x", $0) }.joined()
     }
 }

@@ -1,0 +1,67 @@
+import Foundation
+import TributaryCompression
+import TributaryCoordinator
+import TributaryLedger
+import TributaryProtocol
+import TributaryTensor
+import TributaryWorker
+import XCTest
+
+final class ChurnTests: XCTestCase {
+    override func setUp() { ComputeThreads.set(1) }
+
+    func testAbandonedLeaseExpiresAndItsUnitIsRedoneOnceByAnotherWorker() async throws {
+        let dir = try temporaryDirectory("churn")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let coordinator = try await RunningCoordinator.start(RunningCoordinator.config(directory: "\(dir)/c") { c in
+            c.rounds.unitsPerRound = 1
+            c.leases.durationSeconds = 1
+            c.optimizer.totalRounds = 2
+        })
+        let raw = RawClient(base: coordinator.url)
+        // A worker leases the round's unit, pushes one shard of garbage-free data, and vanishes.
+        let ghost = try await raw.register(name: "ghost")
+        let lease = try await raw.request(.POST, Routes.leases, token: ghost.token).json(LeaseGrant.self)
+        let manifest = try await raw.request(.GET, Routes.manifest(0)).json(Manifest.self)
+        let shard = try XCTUnwrap(manifest.shards.first)
+        let body = try [Float](repeating: 5, count: shard.elementCount).withUnsafeBufferPointer {
+            try TensorFrame.encode($0, codec: .fp32, zstdLevel: 3)
+        }
+        let pushed = try await raw.request(.PUT, Routes.update(lease.leaseId, shard: shard.name), token: ghost.token, body: body)
+        XCTAssertEqual(pushed.status, 202)
+        // While the lease lives, the unit is not handed to anyone else (sync: 503).
+        let other = try await raw.register(name: "other")
+        let busy = try await raw.request(.POST, Routes.leases, token: other.token)
+        XCTAssertEqual(busy.status, 503)
+
+        try await Task.sleep(for: .milliseconds(1800))
+        var status = await coordinator.job.status()
+        XCTAssertEqual(status.units.expired, 1, "the ghost's lease ran out")
+        XCTAssertEqual(status.version, 0)
+
+        // A real worker picks the same unit up and completes it.
+        let options = WorkerOptions(coordinator: coordinator.url, joinToken: RunningCoordinator.joinToken, name: "real",
+                                    dataDirectory: "\(dir)/worker", maxUnits: 1)
+        let daemon = WorkerDaemon(options: options, logger: quietLogger("test.worker"))
+        try await daemon.run()
+        status = await coordinator.job.status()
+        XCTAssertEqual(status.version, 1)
+        XCTAssertEqual(status.updatesAccepted, 1)
+
+        // The ghost's late commit is refused: its lease is gone.
+        for s in manifest.shards.dropFirst() {
+            _ = try await raw.request(.PUT, Routes.update(lease.leaseId, shard: s.name), token: ghost.token, body: body)
+        }
+        let late = try await raw.json(.POST, Routes.commit(lease.leaseId), token: ghost.token, CommitRequest(samples: 4, loss: 1))
+        XCTAssertEqual(late.status, 410)
+        XCTAssertEqual(late.problem?.code, .leaseExpired)
+        await coordinator.stop()
+
+        let ledger = try Ledger(path: "\(dir)/c/ledger.sqlite")
+        let update = try XCTUnwrap(try ledger.update(epoch: 0, unitIndex: lease.unitIndex))
+        let ghostRecord = try XCTUnwrap(try ledger.worker(tokenHash: WorkerToken.hash(ghost.token)))
+        XCTAssertNotEqual(update.workerId, ghostRecord.id, "the unit counts for the worker that finished it")
+        XCTAssertEqual(try ledger.updates(round: 1).count, 1, "applied once")
+        XCTAssertEqual(ghostRecord.acceptedUpdates, 0)
+    }
+}
