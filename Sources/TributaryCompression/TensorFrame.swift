@@ -149,10 +149,10 @@ public enum TensorFrame {
         return overflow ? Int.max : size
     }
 
-    /// Payload limit: the exact raw size when uncompressed, `Zstd.compressBound` of it when zstd.
+    /// Payload limit: the exact raw size when uncompressed, `Zstd.maximumCompressedSize` of it when zstd.
     public static func maximumPayloadSize(elementCount: Int, codec: TensorCodec, compressed: Bool) -> Int {
         let raw = codec.payloadSize(elementCount: elementCount)
-        return compressed ? Zstd.compressBound(raw) : raw
+        return compressed ? Zstd.maximumCompressedSize(raw) : raw
     }
 
     // MARK: Validation

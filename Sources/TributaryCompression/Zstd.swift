@@ -15,10 +15,10 @@ public enum Zstd {
     private static let contentSizeUnknown = UInt64.max
     private static let contentSizeError = UInt64.max - 1
 
-    /// Upper bound of a compressed size for `byteCount` input bytes: `n + n/256 + 64`. It is at
-    /// least ZSTD_compressBound (whose small-input margin is at most 64) and is what receivers
-    /// use as the payload limit, so it must not depend on the libzstd version.
-    public static func compressBound(_ byteCount: Int) -> Int {
+    /// The largest compressed payload receivers accept for `byteCount` raw bytes:
+    /// `n + n/256 + 64`. It is at least ZSTD_compressBound (whose small-input margin is at most
+    /// 64), and it is part of the format, so it must not depend on the libzstd version.
+    public static func maximumCompressedSize(_ byteCount: Int) -> Int {
         precondition(byteCount >= 0, "negative byte count")
         let (sum, overflow) = byteCount.addingReportingOverflow(byteCount >> 8 + 64)
         return overflow ? Int.max : sum
@@ -51,11 +51,11 @@ public enum Zstd {
         return result
     }
 
-    /// Decompresses one zstd frame into `into`, returning the number of bytes written. A frame
-    /// that would produce more than `into.count` bytes throws `decompressionBomb`.
+    /// Decompresses one zstd frame into `into`, returning the number of bytes it decodes to. A
+    /// frame that would produce more than `into.count` bytes throws `decompressionBomb`. libzstd
+    /// may use all of `into` as workspace, so bytes past the returned count can change too.
     public static func decompress(_ bytes: UnsafeRawBufferPointer, into: UnsafeMutableRawBufferPointer) throws(FrameError) -> Int {
-        try checkFrame(bytes, limit: into.count, exact: false)
-        return try decompressChecked(bytes, into: into, exact: false)
+        try decompress(bytes, into: into, exact: false)
     }
 
     /// `decompress(_:into:)`, or with `exact` the frame must fill `into` exactly.

@@ -60,6 +60,20 @@ final class TensorFrameTests: XCTestCase {
         }
     }
 
+    func testEncodeIntoReusesTheBufferAndMatchesEncode() throws {
+        var body: [UInt8] = []
+        for (count, level) in [(100_000, nil), (3, 3), (0, nil), (100_000, 3), (5, nil)] as [(Int, Int?)] {
+            let values = randomFloats(count, seed: UInt64(count + 1))
+            try values.withUnsafeBufferPointer { try TensorFrame.encode($0, zstdLevel: level, into: &body) }
+            XCTAssertEqual(body, try encodeFrame(values, zstdLevel: level), "n=\(count) level=\(String(describing: level))")
+        }
+        XCTAssertGreaterThanOrEqual(body.capacity, 32 + 400_000, "storage kept from the largest frame")
+        XCTAssertThrowsError(try [Float.nan].withUnsafeBufferPointer { try TensorFrame.encode($0, zstdLevel: nil, into: &body) }) {
+            XCTAssertEqual($0 as? FrameEncodingError, .nonFinite(index: 0))
+        }
+        XCTAssertEqual(body, [])
+    }
+
     func testDecodeAcceptsUnalignedBodies() throws {
         let values = randomFloats(1001, seed: 5)
         for level in [nil, 3] as [Int?] {

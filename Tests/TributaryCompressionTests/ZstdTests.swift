@@ -32,7 +32,7 @@ final class ZstdTests: XCTestCase {
         let c = try data.withUnsafeBytes { try Zstd.compress($0, level: 19) }
         XCTAssertEqual(a, b)
         XCTAssertLessThan(c.count, a.count, "level 19 beats level 3 on a smooth signal")
-        XCTAssertLessThanOrEqual(a.count, Zstd.compressBound(data.count))
+        XCTAssertLessThanOrEqual(a.count, Zstd.maximumCompressedSize(data.count))
     }
 
     func testLevelsOutsideOneToNineteenAreRefused() {
@@ -46,11 +46,11 @@ final class ZstdTests: XCTestCase {
         }
     }
 
-    func testCompressBoundFormula() {
-        XCTAssertEqual(Zstd.compressBound(0), 64)
-        XCTAssertEqual(Zstd.compressBound(20), 84)
-        XCTAssertEqual(Zstd.compressBound(4000), 4000 + 15 + 64)
-        XCTAssertEqual(Zstd.compressBound(Int.max), Int.max)
+    func testMaximumCompressedSizeFormula() {
+        XCTAssertEqual(Zstd.maximumCompressedSize(0), 64)
+        XCTAssertEqual(Zstd.maximumCompressedSize(20), 84)
+        XCTAssertEqual(Zstd.maximumCompressedSize(4000), 4000 + 15 + 64)
+        XCTAssertEqual(Zstd.maximumCompressedSize(Int.max), Int.max)
     }
 
     func testExactSizeMismatchesAreRefused() throws {
