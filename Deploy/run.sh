@@ -1,19 +1,13 @@
 #!/usr/bin/env bash
-# The main job: installs what is missing, builds Tributary (release) and trains a small
-# GPT, printing the loss as it falls, then samples from the checkpoint it wrote.
-#   Deploy/run.sh                         # built-in arithmetic corpus, nothing to download
-#   DATA=path/to/input.txt Deploy/run.sh  # any text file (character-level)
-#   Deploy/run.sh --steps 2000 ...        # extra options go to `tributary train`
+# The main job: installs what is missing, builds Tributary (release) and runs the demo:
+# a coordinator and three worker processes on loopback train a small GPT on a built-in
+# corpus (nothing to download), printing the status URL and the loss as it falls.
+# Ctrl-C stops everything cleanly.
+#   Deploy/run.sh                            # built-in arithmetic corpus
+#   Deploy/run.sh --data path/to/input.txt   # any text file (or .bin tokens, or an MNIST directory)
+#   Deploy/run.sh --workers 5 --rounds 1000  # options go to `tributary demo`
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash Deploy/install-deps.sh
 swift build -c release --product tributary
-bin=.build/release/tributary
-out=${OUT:-.tributary-run}
-data=${DATA:-builtin:arithmetic}
-"$bin" train --data "$data" --out "$out" --steps 1500 --lr 2e-3 --eval-interval 300 --log-interval 100 "$@"
-echo
-echo "--- sample from $out ---"
-prompt="12+"
-[ "$data" = builtin:arithmetic ] || prompt=$'\n'
-"$bin" sample --checkpoint "$out" --prompt "$prompt" --tokens 120 --temperature 0
+exec .build/release/tributary demo "$@"
