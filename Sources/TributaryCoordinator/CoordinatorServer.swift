@@ -86,21 +86,25 @@ public struct CoordinatorServer: Sendable {
             let version = try versionParameter(context)
             let manifest = try await job.manifest(version: version)
             var response = try json(manifest)
-            response.headers[.cacheControl] = "public, max-age=31536000, immutable"
+            // A version number can be republished with other parameters after a crash
+            // rolls the job back to its checkpoint, so caches must revalidate (ETag).
+            let etag = "\"" + WorkerToken.hash(String(decoding: try WireJSON.encoder().encode(manifest), as: UTF8.self)) + "\""
+            if matches(request, etag) { return Response(status: .notModified, headers: [.eTag: etag, .cacheControl: "no-cache"]) }
+            response.headers[.eTag] = etag
+            response.headers[.cacheControl] = "no-cache"
             return response
         }
         router.get("/v1/versions/:version/shards/:shard") { request, context -> Response in
             let version = try versionParameter(context)
             let shard = try await job.shard(version: version, name: context.parameters.require("shard"))
             let etag = "\"\(shard.hash)\""
-            if let match = request.headers[.ifNoneMatch], match.split(separator: ",").contains(where: {
-                $0.trimmingCharacters(in: .whitespaces) == etag
-            }) {
-                return Response(status: .notModified, headers: [.eTag: etag])
+            if matches(request, etag) {
+                return Response(status: .notModified, headers: [.eTag: etag, .cacheControl: "no-cache"])
             }
+            await job.noteBytesOut(shard.body.count)
             var response = binary(shard.body, type: Routes.tensorFrameType)
             response.headers[.eTag] = etag
-            response.headers[.cacheControl] = "public, max-age=31536000, immutable"
+            response.headers[.cacheControl] = "no-cache"
             return response
         }
         router.get(RouterPath(Routes.status)) { _, _ -> Response in
@@ -242,6 +246,15 @@ func describe(_ error: DecodingError) -> String {
         let path = ctx.codingPath.map(\.stringValue).joined(separator: ".")
         return path.isEmpty ? ctx.debugDescription : "field '\(path)': \(ctx.debugDescription)"
     @unknown default: return "\(error)"
+    }
+}
+
+/// If-None-Match against an ETag (strong or weak form, lists, and `*`).
+func matches(_ request: Request, _ etag: String) -> Bool {
+    guard let header = request.headers[.ifNoneMatch] else { return false }
+    return header.split(separator: ",").contains { item in
+        let t = item.trimmingCharacters(in: .whitespaces)
+        return t == "*" || t == etag || t == "W/" + etag
     }
 }
 

@@ -369,7 +369,7 @@ public actor TrainingJob {
     public func lease(worker: String) throws -> LeaseGrant {
         try expireLeases()
         guard !isComplete else {
-            throw Problem(.noWork, status: 503, detail: "the job is complete (\(config.optimizer.totalRounds) rounds)")
+            throw Problem(.jobComplete, status: 410, detail: "the job is complete (\(config.optimizer.totalRounds) rounds)")
         }
         let busy = Set(leases.values.filter { $0.epoch == epoch }.map(\.unit))
         var unit: Int?
@@ -469,7 +469,6 @@ public actor TrainingJob {
         guard let body = p.bodies[name], let d = p.manifest.shard(named: name) else {
             throw Problem(.unknownShard, status: 404, detail: "no shard '\(name)' (shards: \(layout.shards.map(\.name).joined(separator: ", ")))")
         }
-        bytesOut += body.count
         return (body, d.contentHash)
     }
 

@@ -26,21 +26,22 @@ public struct Problem: Codable, Sendable, Equatable, Error, CustomStringConverti
 
 /// Why a request was refused.
 public enum ProblemCode: String, Codable, Sendable, CaseIterable {
-    case unauthorized           // 401: no or malformed credentials
-    case forbidden              // 403: wrong join token or bearer token
-    case notFound               // 404: no such route, lease, version or shard
-    case malformedRequest       // 400: unparseable JSON, missing fields, bad values
-    case leaseExpired           // 410: the lease ran out (the unit went back to the queue)
-    case leaseNotActive         // 409: released, committed, or someone else's
-    case staleVersion           // 409: computed on a version older than the staleness bound
-    case versionGone            // 410: a parameter version no longer served
-    case unknownShard           // 404: a shard name not in the manifest
-    case invalidUpdate          // 422: wrong size, bad checksum, non-finite values, bad codec
-    case incompleteUpdate       // 409: commit before every shard was pushed
-    case duplicateUpdate        // 409: the unit's result was already accepted
-    case payloadTooLarge        // 413: body larger than the manifest allows
-    case noWork                 // 503: nothing to lease now; retry after the Retry-After delay
-    case internalError          // 500
+    case unauthorized = "unauthorized"           // 401: no or malformed credentials
+    case forbidden = "forbidden"              // 403: wrong join token or bearer token
+    case notFound = "not_found"               // 404: no such route, lease, version or shard
+    case malformedRequest = "malformed_request"       // 400: unparseable JSON, missing fields, bad values
+    case leaseExpired = "lease_expired"           // 410: the lease ran out (the unit went back to the queue)
+    case leaseNotActive = "lease_not_active"         // 409: released, committed, or someone else's
+    case staleVersion = "stale_version"           // 409: computed on a version older than the staleness bound
+    case versionGone = "version_gone"            // 410: a parameter version no longer served
+    case unknownShard = "unknown_shard"           // 404: a shard name not in the manifest
+    case invalidUpdate = "invalid_update"          // 422: wrong size, bad checksum, non-finite values, bad codec
+    case incompleteUpdate = "incomplete_update"       // 409: commit before every shard was pushed
+    case duplicateUpdate = "duplicate_update"        // 409: the unit's result was already accepted
+    case payloadTooLarge = "payload_too_large"        // 413: body larger than the manifest allows
+    case noWork = "no_work"                 // 503: nothing to lease now; retry after the Retry-After delay
+    case jobComplete = "job_complete"       // 410: the job has run all its rounds; stop
+    case internalError = "internal_error"          // 500
 
     public var title: String {
         switch self {
@@ -58,6 +59,7 @@ public enum ProblemCode: String, Codable, Sendable, CaseIterable {
         case .duplicateUpdate: return "Unit already done"
         case .payloadTooLarge: return "Body too large"
         case .noWork: return "No work available"
+        case .jobComplete: return "Job complete"
         case .internalError: return "Internal error"
         }
     }

@@ -110,11 +110,10 @@ public actor WorkerDaemon {
                 }
             } catch let ClientError.refused(problem) {
                 switch problem.code {
+                case .jobComplete:
+                    logger.info("the job is complete")
+                    return
                 case .noWork:
-                    if problem.detail.contains("complete") {
-                        logger.info("the job is complete")
-                        return
-                    }
                     try await sleep(.milliseconds(500 + Int.random(in: 0..<500)))
                 case .unauthorized, .forbidden:
                     if problem.detail.contains("join token") { throw WorkerError.fatal("the coordinator refused the join token: \(problem.detail)") }
