@@ -85,6 +85,8 @@ let package = Package(
         // The command-line program.
         .executableTarget(name: "tributary",
                           dependencies: ["TributaryTraining", "TributaryCoordinator", "TributaryWorker",
+                                         .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                                         .product(name: "NIOSSL", package: "swift-nio-ssl"),
                                          .product(name: "ArgumentParser", package: "swift-argument-parser"),
                                          .product(name: "Logging", package: "swift-log")]),
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import AsyncHTTPClient
+import NIOSSL
 import Foundation
 import Logging
 import TributaryCoordinator
@@ -71,6 +72,7 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(name: .customLong("data-dir"), help: "Identity and shard cache.") var dataDir = "\(NSHomeDirectory())/.tributary-worker"
     @Option(name: .customLong("max-units"), help: "Stop after this many units.") var maxUnits: Int?
     @Option(name: .customLong("grace-seconds"), help: "On SIGINT/SIGTERM, time to finish the current unit before releasing its lease.") var graceSeconds = 30.0
+    @Option(name: .customLong("ca-file"), help: "PEM certificate(s) to trust for an https:// coordinator (e.g. a self-signed one).") var caFile: String?
     @OptionGroup var compute: ComputeOptions
 
     func run() async throws {
@@ -101,7 +103,14 @@ struct WorkerCommand: AsyncParsableCommand {
                                     memoryBudgetBytes: budget, maxUnits: maxUnits)
         options.gracePeriod = .milliseconds(Int(graceSeconds * 1000))
         let logger = Logger(label: "tributary.worker")
-        let daemon = WorkerDaemon(options: options, logger: logger)
+        var http = HTTPClient.shared
+        if let caFile {
+            guard FileManager.default.isReadableFile(atPath: caFile) else { throw CLIError("cannot read --ca-file \(caFile)") }
+            var tls = TLSConfiguration.makeClientConfiguration()
+            tls.trustRoots = .file(caFile)
+            http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
+        }
+        let daemon = WorkerDaemon(options: options, logger: logger, http: http)
         let grace = options.gracePeriod
         let signals = StopSignals { stopCount in
             Task {

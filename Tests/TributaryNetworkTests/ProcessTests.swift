@@ -193,4 +193,21 @@ final class ProcessTests: XCTestCase {
         let log = (try? String(contentsOfFile: "\(dir)/coordinator-\(children.count - 1).log", encoding: .utf8)) ?? ""
         XCTAssertTrue(log.contains("resumed from checkpoint"), "the restarted coordinator says where it resumed")
     }
+
+    func testSIGTERMWritesACheckpointOfTheCurrentVersion() async throws {
+        let job = try writeJob(rounds: 1000, checkpointEvery: 1000)
+        let (coordinator, port) = try await startCoordinator(job)
+        _ = try startWorker(0, port: port)
+        let running = try await waitFor(port, timeout: 120) { $0.version >= 3 }
+        XCTAssertEqual(running.checkpointedVersion, 0, "only the initial checkpoint so far")
+        kill(coordinator.processIdentifier, SIGTERM)
+        coordinator.waitUntilExit()
+        XCTAssertEqual(coordinator.terminationStatus, 0)
+        let ledger = try Ledger(path: "\(dir)/coordinator/ledger.sqlite")
+        let checkpoint = try XCTUnwrap(try ledger.latestCheckpoint())
+        let last = try XCTUnwrap(try ledger.lastRound())
+        XCTAssertEqual(checkpoint.version, last.version, "the shutdown checkpoint holds every applied round")
+        XCTAssertGreaterThanOrEqual(checkpoint.version, 3)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: "\(checkpoint.path)/model.safetensors"))
+    }
 }

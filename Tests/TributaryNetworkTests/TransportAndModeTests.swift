@@ -1,0 +1,113 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOSSL
+import TributaryCompression
+import TributaryCoordinator
+import TributaryProtocol
+import TributaryTensor
+import XCTest
+
+final class TransportAndModeTests: XCTestCase {
+    override func setUp() { ComputeThreads.set(1) }
+
+    /// With a certificate configured the coordinator speaks TLS and negotiates HTTP/2
+    /// through ALPN; HTTP/1.1 clients are still served.
+    func testHTTP2OverTLS() async throws {
+        let dir = try temporaryDirectory("tls")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let openssl = Process()
+        openssl.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        openssl.arguments = ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                             "-keyout", "\(dir)/key.pem", "-out", "\(dir)/cert.pem", "-days", "1", "-subj", "/CN=127.0.0.1",
+                             "-addext", "subjectAltName=IP:127.0.0.1"]
+        openssl.standardOutput = FileHandle.nullDevice
+        openssl.standardError = FileHandle.nullDevice
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/openssl") else { throw XCTSkip("openssl is not installed") }
+        try openssl.run()
+        openssl.waitUntilExit()
+        XCTAssertEqual(openssl.terminationStatus, 0)
+
+        let config = RunningCoordinator.config(directory: "\(dir)/c")
+        let job = try await TrainingJob.open(config: config, logger: quietLogger("test.tls"))
+        let server = CoordinatorServer(job: job, logger: quietLogger("test.tls"))
+        let shutdown = CoordinatorShutdown()
+        let (ports, continuation) = AsyncStream<Int>.makeStream()
+        let task = Task {
+            try await server.run(host: "127.0.0.1", port: 0, tls: (certificate: "\(dir)/cert.pem", key: "\(dir)/key.pem"),
+                                 shutdown: shutdown) { continuation.yield($0) }
+        }
+        var port = 0
+        for await p in ports { port = p; break }
+
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.trustRoots = .file("\(dir)/cert.pem")
+        for (version, expected) in [(HTTPClient.Configuration.HTTPVersion.automatic, 2), (.http1Only, 1)] {
+            var configuration = HTTPClient.Configuration(tlsConfiguration: tls)
+            configuration.httpVersion = version
+            let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+            let response = try await client.execute(HTTPClientRequest(url: "https://127.0.0.1:\(port)\(Routes.status)"), timeout: .seconds(10))
+            let body = try await response.body.collect(upTo: 1 << 20)
+            XCTAssertEqual(response.status.code, 200)
+            XCTAssertEqual(response.version.major, expected, "negotiated HTTP/\(response.version.major)")
+            let status = try WireJSON.decoder().decode(StatusReport.self, from: Data(body.readableBytesView))
+            XCTAssertEqual(status.job, "test")
+            try await client.shutdown()
+        }
+        await shutdown.trigger()
+        _ = try? await task.value
+    }
+
+    /// Async mode: every accepted update is a step of its own; an update computed on a
+    /// version older than the staleness bound is refused (409 stale_version) and its unit
+    /// goes back to the queue.
+    func testAsyncModeAppliesEachUpdateAndRefusesStaleOnes() async throws {
+        let dir = try temporaryDirectory("async")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let coordinator = try await RunningCoordinator.start(RunningCoordinator.config(directory: "\(dir)/c") { c in
+            c.rounds.mode = "async"
+            c.rounds.maxStaleness = 1
+        })
+        let raw = RawClient(base: coordinator.url)
+        let me = try await raw.register()
+        // Three leases on version 0 (async mode leases ahead).
+        var grants: [LeaseGrant] = []
+        for _ in 0..<3 { grants.append(try await raw.request(.POST, Routes.leases, token: me.token).json(LeaseGrant.self)) }
+        XCTAssertEqual(Set(grants.map(\.unitIndex)).count, 3, "distinct units")
+        XCTAssertTrue(grants.allSatisfy { $0.version == 0 })
+        let manifest = try await raw.request(.GET, Routes.manifest(0)).json(Manifest.self)
+        func push(_ g: LeaseGrant) async throws {
+            for s in manifest.shards {
+                let body = try [Float](repeating: 1e-3, count: s.elementCount).withUnsafeBufferPointer {
+                    try TensorFrame.encode($0, codec: .fp32, zstdLevel: 3)
+                }
+                let r = try await raw.request(.PUT, Routes.update(g.leaseId, shard: s.name), token: me.token, body: body)
+                XCTAssertEqual(r.status, 202)
+            }
+        }
+        for g in grants { try await push(g) }
+        let commit = { (g: LeaseGrant) in
+            try await raw.json(.POST, Routes.commit(g.leaseId), token: me.token, CommitRequest(samples: 4, loss: 2))
+        }
+        // Fresh: weight = samples; applied at once (version 0 → 1).
+        let first = try await commit(grants[0]).json(CommitReceipt.self)
+        XCTAssertEqual(first.weight, 4)
+        XCTAssertEqual(first.currentVersion, 1)
+        // One version old: accepted at half weight (samples / (1 + 1)), version 1 → 2.
+        let second = try await commit(grants[1]).json(CommitReceipt.self)
+        XCTAssertEqual(second.weight, 2)
+        XCTAssertEqual(second.currentVersion, 2)
+        // Two versions old, bound 1: refused, nothing applied, unit leased again later.
+        let third = try await commit(grants[2])
+        XCTAssertEqual(third.status, 409)
+        XCTAssertEqual(third.problem?.code, .staleVersion)
+        let status = await coordinator.job.status()
+        XCTAssertEqual(status.version, 2)
+        XCTAssertEqual(status.updatesAccepted, 2)
+        XCTAssertEqual(status.updatesRejected["stale_version"], 1)
+        let again = try await raw.request(.POST, Routes.leases, token: me.token).json(LeaseGrant.self)
+        XCTAssertEqual(again.unitIndex, grants[2].unitIndex, "the refused unit is leased again first")
+        XCTAssertEqual(again.version, 2)
+        await coordinator.stop()
+    }
+}
