@@ -23,6 +23,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // System shims.
@@ -73,6 +75,8 @@ let package = Package(
                                .product(name: "Yams", package: "Yams"),
                                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                               .product(name: "Metrics", package: "swift-metrics"),
+                               .product(name: "Prometheus", package: "swift-prometheus"),
                                .product(name: "Logging", package: "swift-log")]),
 
         // The worker daemon: leases units, computes gradients, pushes updates.
@@ -98,8 +102,9 @@ let package = Package(
         .testTarget(name: "TributaryCompressionTests", dependencies: ["TributaryCompression"]),
         .testTarget(name: "TributaryLedgerTests", dependencies: ["TributaryLedger"]),
         .testTarget(name: "TributaryNetworkTests",
-                    dependencies: ["TributaryCoordinator", "TributaryWorker", "TributaryProtocol",
+                    dependencies: ["TributaryCoordinator", "TributaryWorker", "TributaryProtocol", "tributary",
                                    .product(name: "HummingbirdTesting", package: "hummingbird"),
-                                   .product(name: "AsyncHTTPClient", package: "async-http-client")]),
+                                   .product(name: "AsyncHTTPClient", package: "async-http-client")],
+                    swiftSettings: [.define("TRIBUTARY_CLI_TESTS")]),
     ]
 )

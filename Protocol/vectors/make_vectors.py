@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
 """Rebuilds the tensor-frame test vectors from Protocol/frames.md alone.
 
-Independent of the Swift code: Python's struct and zlib.crc32 build the header and checksum,
-the zstd command-line tool (1.5.4, file input so the content size is declared, --no-check)
-compresses the payload. Run from anywhere; writes next to this file and prints the README table.
+Independent of the Swift code: Python's struct and zlib.crc32 build the header, payloads and
+checksum (struct's 'e' format is IEEE binary16 with round-half-even; the other codecs are
+written out below from the spec's rules, in double arithmetic rounded to binary32 where the
+spec rounds), the zstd command-line tool (1.5.4, file input so the content size is declared,
+--no-check) compresses the payload. Run from anywhere; writes next to this file and prints the
+README table.
 """
 import hashlib
 import math
@@ -30,26 +33,229 @@ def zstd(data, level):
             return f.read()
 
 
-def frame(values, level):
-    raw = payload(values)
+def make_frame(codec, count, raw, level, parameter=0):
     body, flags = (raw, 0) if level is None else (zstd(raw, level), 1)
-    header = b"TRBF" + bytes([1, 0]) + struct.pack("<HQQII", flags, len(values), len(body), zlib.crc32(raw), 0)
+    header = b"TRBF" + bytes([1, codec]) + struct.pack("<HQQII", flags, count, len(body), zlib.crc32(raw), parameter)
     assert len(header) == 32
     return header + body
 
 
+def frame(values, level):
+    return make_frame(0, len(values), payload(values), level)
+
+
+# ---- binary32 helpers: every value below is a binary32 held in a Python float (a double) ----
+
+def f32(x):
+    """Rounds a double to the nearest binary32 (ties to even); ±Inf past the largest finite."""
+    try:
+        return struct.unpack("<f", struct.pack("<f", x))[0]
+    except OverflowError:
+        return math.copysign(math.inf, x)
+
+
+def bits(x):
+    return struct.unpack("<I", struct.pack("<f", x))[0]
+
+
+def from_bits(b):
+    return struct.unpack("<f", struct.pack("<I", b))[0]
+
+
+def le_f32(x):
+    return struct.pack("<f", x)
+
+
+# ---- codec 1: fp16 ----
+
+def half_bytes(x):
+    """IEEE binary16, round half to even; |x| that would round past 65504 saturates to ±65504."""
+    try:
+        return struct.pack("<e", x)
+    except OverflowError:
+        return struct.pack("<e", math.copysign(65504.0, x))
+
+
+def fp16_codec(values):
+    raw = b"".join(half_bytes(v) for v in values)
+    decoded = [struct.unpack("<e", raw[2 * i:2 * i + 2])[0] for i in range(len(values))]
+    return raw, decoded
+
+
+# ---- codec 2: bf16 ----
+
+def bf16_bits(x):
+    b = bits(x)
+    upper, lower = b >> 16, b & 0xFFFF
+    if lower > 0x8000 or (lower == 0x8000 and upper & 1):  # round to nearest, ties to even
+        upper += 1
+    if upper & 0x7FFF == 0x7F80:  # rounded to infinity: saturate to the largest finite bfloat16
+        upper = (upper & 0x8000) | 0x7F7F
+    return upper
+
+
+def bf16_codec(values):
+    words = [bf16_bits(v) for v in values]
+    return b"".join(struct.pack("<H", w) for w in words), [from_bits(w << 16) for w in words]
+
+
+# ---- codecs 3 and 4: blockwise int8 / int4, and top-k's int8 values ----
+
+def block_scale(block, levels):
+    """fl32(max|x| / levels), one binary32 step down if fl32(scale · levels) would overflow."""
+    scale = f32(max((abs(x) for x in block), default=0.0) / levels)
+    if math.isinf(f32(scale * levels)):
+        scale = from_bits(bits(scale) - 1)
+    return scale
+
+
+def quantize(block, levels):
+    scale = block_scale(block, levels)
+    if scale == 0:
+        return scale, [0] * len(block)
+    # Python's round() is round-half-to-even; x / scale in double, rounded to binary32, is the
+    # correctly rounded binary32 quotient.
+    return scale, [max(-levels, min(levels, round(f32(x / scale)))) for x in block]
+
+
+def int8_section(block):
+    scale, qs = quantize(block, 127)
+    raw = le_f32(scale) + bytes(q & 0xFF for q in qs)
+    return raw, [f32(q * scale) for q in qs]
+
+
+def int4_section(block):
+    scale, qs = quantize(block, 7)
+    padded = qs + [0] * (len(qs) % 2)
+    raw = le_f32(scale) + bytes((padded[j] & 0xF) | (padded[j + 1] & 0xF) << 4 for j in range(0, len(padded), 2))
+    return raw, [f32(q * scale) for q in qs]
+
+
+def blocks_codec(section):
+    def codec(values, block_size):
+        raw, decoded = b"", []
+        for start in range(0, len(values), block_size):
+            r, d = section(values[start:start + block_size])
+            raw += r
+            decoded += d
+        return raw, decoded
+    return codec
+
+
+# ---- codec 5: top-k ----
+
+def topk_count(n, fraction):
+    """k = max(1, ceil(fraction · n)), products within 1e-9 (relative) of an integer taken as it."""
+    if n == 0:
+        return 0
+    exact = fraction * n
+    nearest = round(exact)
+    k = nearest if abs(exact - nearest) <= 1e-9 * nearest else math.ceil(exact)
+    return min(n, max(1, int(k)))
+
+
+def topk_select(values, fraction):
+    """The k largest |x|, the lower index first among equal magnitudes; returned in index order."""
+    k = topk_count(len(values), fraction)
+    chosen = sorted(range(len(values)), key=lambda i: (-abs(values[i]), i))[:k]
+    return sorted(chosen)
+
+
+def varint(value):
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def topk_codec(values, fraction, value_codec):
+    indices = topk_select(values, fraction)
+    raw = struct.pack("<I", len(indices))
+    previous = -1
+    for index in indices:
+        raw += varint(index - previous - 1)
+        previous = index
+    kept = [values[i] for i in indices]
+    section, sent = fp16_codec(kept) if value_codec == 0 else int8_section(kept)
+    decoded = [0.0] * len(values)
+    for index, value in zip(indices, sent):
+        decoded[index] = value
+    return raw + section, decoded
+
+
+# ---- inputs ----
+
 SMALL = [1.0, -2.5, 0.0, 0.1, 65536.0]
-WAVE = [math.sin(i * 0.1) * (1 + i / 1000) for i in range(1000)]  # rounded to float32 by struct
+WAVE = [f32(math.sin(i * 0.1) * (1 + i / 1000)) for i in range(1000)]  # as in the fp32 vectors
+
+# fp16/bf16 edge cases: ties in both directions, rounding past the largest finite value,
+# subnormal halves and their ties, negative zero, and bfloat16's own ties and overflow.
+HALF_EDGE = [f32(x) for x in [
+    1.0, -2.5, 0.1, -0.0, 0.0,
+    1.0 + 2.0 ** -11, 1.0 + 3 * 2.0 ** -11,            # fp16 ties: to even (down, up)
+    65504.0, 65519.0, 65520.0, -1.0e6, 3.0e38,         # largest half, last below the cut, saturation
+    2.0 ** -14, 2.0 ** -24, 2.0 ** -25, 3 * 2.0 ** -25, -1.0e-6,  # fp16 subnormals and their ties
+    1.0 + 2.0 ** -8, 1.0 + 3 * 2.0 ** -8,              # bfloat16 ties: to even (down, up)
+    from_bits(0x7F7FFFFF), -from_bits(0x7F7F8000),     # bfloat16 rounding past its largest finite value
+    from_bits(0x00000001), 1.0e-40,                    # binary32 subnormals
+]]
+
+# int8/int4 blocks of 16 or 17: exact ties at the block's own scale, an all-zero block, a short last block.
+BLOCK_EDGE = ([127.0, 2.5, 3.5, -2.5, -3.5, 0.5, 1.5, -0.5, 63.5, -127.0, 0.25, 100.0, -100.0, 1.0, -1.0, 0.0]
+              + [0.0] * 16
+              + [f32(0.001 * (i - 3)) for i in range(8)])
+INT4_EDGE = ([7.0, 0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 3.5, -7.0, 6.5, 4.5, -4.5, 0.0, 1.0, -1.0, 5.0, 0.75]
+             + [0.0] * 17
+             + [f32(0.3 * (i - 2)) for i in range(6)])
+
+# Top-k: small noise with spikes, so the selection, a tie at the threshold (three of the four
+# |x| = 7.5 fit; index 19999 loses to lower indices), index 0, and 1-, 2- and 3-byte varints all occur.
+SPIKES = [f32(0.5 * math.sin(i * 0.37)) for i in range(20000)]
+for index, value in [(0, 50.0), (3, 3.0), (5, -7.5), (6, 100.0), (200, 7.5), (17000, -7.5), (19999, 7.5)]:
+    SPIKES[index] = value
+
+VECTORS = [
+    # name, codec id, parameter, values, (raw payload, decoded) builder
+    ("fp16-edge", 1, 0, HALF_EDGE, fp16_codec),
+    ("fp16-wave-1000", 1, 0, WAVE, fp16_codec),
+    ("bf16-edge", 2, 0, HALF_EDGE, bf16_codec),
+    ("bf16-wave-1000", 2, 0, WAVE, bf16_codec),
+    ("int8-b16-edge", 3, 16, BLOCK_EDGE, lambda v: blocks_codec(int8_section)(v, 16)),
+    ("int8-b96-wave-1000", 3, 96, WAVE, lambda v: blocks_codec(int8_section)(v, 96)),
+    ("int4-b17-edge", 4, 17, INT4_EDGE, lambda v: blocks_codec(int4_section)(v, 17)),
+    ("int4-b48-wave-1000", 4, 48, WAVE, lambda v: blocks_codec(int4_section)(v, 48)),
+    ("topk-fp16-spikes-20000", 5, 0, SPIKES, lambda v: topk_codec(v, 0.00025, 0)),
+    ("topk-int8-spikes-20000", 5, 1, SPIKES, lambda v: topk_codec(v, 0.00025, 1)),
+    ("topk-fp16-wave-1000", 5, 0, WAVE, lambda v: topk_codec(v, 0.01, 0)),
+    ("topk-int8-wave-1000", 5, 1, WAVE, lambda v: topk_codec(v, 0.01, 1)),
+]
 
 rows = []
+
+
+def write(stem, extension, data, count):
+    path = os.path.join(HERE, f"{stem}.{extension}")
+    with open(path, "wb") as f:
+        f.write(data)
+    rows.append((f"{stem}.{extension}", count, len(data), hashlib.sha256(data).hexdigest()))
+
+
 for name, values in [("fp32-small", SMALL), ("fp32-wave-1000", WAVE)]:
     for suffix, level in [("raw", None), ("zstd3", 3)]:
         stem = f"{name}-{suffix}"
-        for extension, data in [("input.f32", payload(values)), ("frame", frame(values, level))]:
-            path = os.path.join(HERE, f"{stem}.{extension}")
-            with open(path, "wb") as f:
-                f.write(data)
-            rows.append((f"{stem}.{extension}", len(values), len(data), hashlib.sha256(data).hexdigest()))
+        write(stem, "input.f32", payload(values), len(values))
+        write(stem, "frame", frame(values, level), len(values))
+
+for name, codec, parameter, values, build in VECTORS:
+    raw, decoded = build(values)
+    assert len(decoded) == len(values) and all(math.isfinite(x) for x in decoded)
+    for suffix, level in [("raw", None), ("zstd3", 3)]:
+        stem = f"{name}-{suffix}"
+        write(stem, "input.f32", payload(values), len(values))
+        write(stem, "expected.f32", payload(decoded), len(values))
+        write(stem, "frame", make_frame(codec, len(values), raw, level, parameter), len(values))
 
 for file, count, size, digest in rows:
     print(f"| `{file}` | {count} | {size} | `{digest}` |")

@@ -20,7 +20,23 @@ public enum FrameError: Error, CustomStringConvertible, Equatable, Sendable {
     case decompressionBomb(limit: Int)
     case corruptCompression(String)
     case checksumMismatch(expected: UInt32, actual: UInt32)
+    /// The first element (0-based, in the dense tensor) whose decoded value is NaN or ±Inf, or
+    /// to which a non-finite scale applies.
     case nonFinite(index: Int)
+    /// top-k: the payload's k exceeds the element count.
+    case sparseCountTooLarge(k: UInt32, count: Int)
+    /// top-k: the index varint that starts at this byte of the codec payload runs past its end.
+    case truncatedVarint(offset: Int)
+    /// top-k: the index varint at this byte is longer than 5 bytes, exceeds 2³² − 1, or is
+    /// not in its shortest form.
+    case malformedVarint(offset: Int)
+    /// top-k: the index at `position` (0-based among the k) is ≥ n. A delta so large that a
+    /// 32-bit index would wrap around, and so go backwards, is reported this way too.
+    case sparseIndexOutOfRange(position: Int, index: UInt64, count: Int)
+    /// The codec payload (after zstd) ends before the contents its fields announce.
+    case truncatedPayload(expected: Int, actual: Int)
+    /// The codec payload (after zstd) has this many bytes after its contents.
+    case trailingBytes(Int)
 
     public var description: String {
         switch self {
@@ -36,7 +52,9 @@ public enum FrameError: Error, CustomStringConvertible, Equatable, Sendable {
         case .badFlags(let flags):
             return "tensor frame flags 0x\(hex(flags, digits: 4)) set reserved bits (only bit 0, zstd, is defined)"
         case .badCodecParameter(let parameter):
-            return "tensor frame codec parameter \(parameter) is not valid for its codec (fp32 requires 0)"
+            return "tensor frame codec parameter \(parameter) is not valid for its codec (fp32, fp16, bf16: 0; "
+                + "int8/int4 blocks: block size \(TensorCodec.blockSizes.lowerBound)...\(TensorCodec.blockSizes.upperBound); "
+                + "top-k: 0 = fp16 values, 1 = int8 values)"
         case .elementCountMismatch(let claimed, let expected):
             return "tensor frame holds \(claimed) elements, expected \(expected)"
         case .payloadLengthMismatch(let claimed, let actual):
@@ -51,6 +69,18 @@ public enum FrameError: Error, CustomStringConvertible, Equatable, Sendable {
             return "tensor frame checksum mismatch: header says 0x\(hex(expected, digits: 8)), payload has 0x\(hex(actual, digits: 8))"
         case .nonFinite(let index):
             return "tensor frame value at index \(index) is NaN or infinite"
+        case .sparseCountTooLarge(let k, let count):
+            return "top-k frame claims \(k) values for a tensor of \(count) elements"
+        case .truncatedVarint(let offset):
+            return "top-k frame index varint at payload byte \(offset) runs past the end of the payload"
+        case .malformedVarint(let offset):
+            return "top-k frame index varint at payload byte \(offset) is malformed (over 5 bytes, over 2^32-1, or overlong)"
+        case .sparseIndexOutOfRange(let position, let index, let count):
+            return "top-k frame index #\(position) is \(index), outside 0..<\(count) (indices must increase and stay below n)"
+        case .truncatedPayload(let expected, let actual):
+            return "tensor frame codec payload is \(actual) bytes, shorter than the \(expected) its contents need"
+        case .trailingBytes(let count):
+            return "tensor frame codec payload has \(count) trailing bytes after its contents"
         }
     }
 }
@@ -65,6 +95,22 @@ public enum FrameEncodingError: Error, CustomStringConvertible, Equatable, Senda
     case nonFinite(index: Int)
     /// libzstd failed (in practice: out of memory).
     case zstdFailure(String)
+    /// The parameter is not one the codec accepts (see `TensorCodec.isValid(parameter:)`).
+    case invalidCodecParameter(codec: TensorCodec, parameter: UInt32)
+    /// top-k frames are written by `TensorFrame.encodeSparse` (or `UpdateCodecSpec`), which take indices.
+    case sparseCodecNeedsIndices
+    /// `encodeSparse` got different numbers of indices and values.
+    case sparseLengthMismatch(indices: Int, values: Int)
+    /// `encodeSparse`: the index at `position` is not below the element count.
+    case sparseIndexOutOfRange(position: Int, index: UInt32, count: Int)
+    /// `encodeSparse`: the index at `position` is not greater than the one before it.
+    case sparseIndicesNotIncreasing(position: Int)
+    /// top-k frames index at most 2³² elements.
+    case tooManyElementsForSparse(Int)
+    /// The error-feedback residual is not as long as the gradient.
+    case residualLengthMismatch(values: Int, residual: Int)
+    /// gradient + residual is not finite at this index (the residual was left unchanged).
+    case residualOverflow(index: Int)
 
     public var description: String {
         switch self {
@@ -74,6 +120,22 @@ public enum FrameEncodingError: Error, CustomStringConvertible, Equatable, Senda
             return "cannot encode tensor frame: value at index \(index) is NaN or infinite"
         case .zstdFailure(let reason):
             return "zstd compression failed: \(reason)"
+        case .invalidCodecParameter(let codec, let parameter):
+            return "codec parameter \(parameter) is not valid for \(codec)"
+        case .sparseCodecNeedsIndices:
+            return "top-k frames are encoded from indices and values (TensorFrame.encodeSparse), not from a dense tensor"
+        case .sparseLengthMismatch(let indices, let values):
+            return "cannot encode top-k frame: \(indices) indices but \(values) values"
+        case .sparseIndexOutOfRange(let position, let index, let count):
+            return "cannot encode top-k frame: index #\(position) is \(index), outside 0..<\(count)"
+        case .sparseIndicesNotIncreasing(let position):
+            return "cannot encode top-k frame: index #\(position) does not exceed the one before it"
+        case .tooManyElementsForSparse(let count):
+            return "cannot encode top-k frame of \(count) elements: indices are 32-bit (at most 2^32 elements)"
+        case .residualLengthMismatch(let values, let residual):
+            return "error-feedback residual holds \(residual) values for a gradient of \(values)"
+        case .residualOverflow(let index):
+            return "gradient plus error-feedback residual overflows at index \(index); residual left unchanged"
         }
     }
 }

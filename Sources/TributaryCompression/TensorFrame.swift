@@ -76,12 +76,15 @@ public enum TensorFrame {
     /// Largest element count the size arithmetic accepts (every size stays far below Int.max).
     public static let maximumElementCount = Int.max / 16
 
-    /// Encodes `values` (all finite); `zstdLevel` nil leaves the payload uncompressed (flag bit 0 clear).
+    /// Encodes `values` (all finite) with a dense codec (every codec but top-k; see
+    /// `encodeSparse`). `codecParameter` nil writes the codec's `defaultParameter` (block size
+    /// 256 for int8, 64 for int4); `zstdLevel` nil leaves the payload uncompressed (flag bit 0 clear).
     public static func encode(_ values: UnsafeBufferPointer<Float>, codec: TensorCodec = .fp32,
-                              zstdLevel: Int? = 3) throws(FrameEncodingError) -> [UInt8] {
-        let capacity = try bodyCapacity(elementCount: values.count, codec: codec, zstdLevel: zstdLevel)
+                              codecParameter: UInt32? = nil, zstdLevel: Int? = 3) throws(FrameEncodingError) -> [UInt8] {
+        let parameter = try checkedParameter(codec, codecParameter)
+        let capacity = try bodyCapacity(elementCount: values.count, codec: codec, parameter: parameter, zstdLevel: zstdLevel)
         return try makeBytes(capacity: capacity) { (body) throws(FrameEncodingError) -> Int in
-            try write(values, codec: codec, zstdLevel: zstdLevel, into: body)
+            try write(values, codec: codec, parameter: parameter, zstdLevel: zstdLevel, into: body)
         }
     }
 
@@ -89,14 +92,16 @@ public enum TensorFrame {
     /// fresh pages for every frame, which is about half the cost of an uncompressed encode.
     /// On error `body` is left empty.
     public static func encode(_ values: UnsafeBufferPointer<Float>, codec: TensorCodec = .fp32,
-                              zstdLevel: Int? = 3, into body: inout [UInt8]) throws(FrameEncodingError) {
+                              codecParameter: UInt32? = nil, zstdLevel: Int? = 3,
+                              into body: inout [UInt8]) throws(FrameEncodingError) {
         body.removeAll(keepingCapacity: true)
-        let capacity = try bodyCapacity(elementCount: values.count, codec: codec, zstdLevel: zstdLevel)
+        let parameter = try checkedParameter(codec, codecParameter)
+        let capacity = try bodyCapacity(elementCount: values.count, codec: codec, parameter: parameter, zstdLevel: zstdLevel)
         body.append(contentsOf: repeatElement(0, count: capacity))
         var result: Result<Int, FrameEncodingError> = .success(0)
         body.withUnsafeMutableBytes { raw in
             do throws(FrameEncodingError) {
-                result = .success(try write(values, codec: codec, zstdLevel: zstdLevel, into: raw))
+                result = .success(try write(values, codec: codec, parameter: parameter, zstdLevel: zstdLevel, into: raw))
             } catch {
                 result = .failure(error)
             }
@@ -110,12 +115,13 @@ public enum TensorFrame {
         }
     }
 
-    /// Decodes a frame of exactly `expectedCount` values into `out` (`out.count == expectedCount`).
+    /// Decodes a frame of exactly `expectedCount` values, any codec, into `out`
+    /// (`out.count == expectedCount`); a top-k frame leaves zeros where it has no value.
     /// Everything bounded by the header is checked before any memory sized by it is touched:
     /// magic, version, codec, flags, codec parameter, element count, payload length against the
-    /// body and against the codec's limit. Then the payload is decompressed within 4·n bytes, its
-    /// CRC verified, and non-finite values refused. On error `out` may be partially written;
-    /// use `accumulate` where that matters.
+    /// body and against the codec's limit. Then the payload is decompressed within its limit, its
+    /// CRC verified, and its structure and values checked (Protocol/frames.md, "Decoding").
+    /// On error `out` may be partially written; use `accumulate` where that matters.
     public static func decode(_ body: UnsafeRawBufferPointer, expectedCount: Int,
                               into out: UnsafeMutableBufferPointer<Float>) throws(FrameError) {
         precondition(expectedCount >= 0 && expectedCount <= maximumElementCount, "expectedCount out of range")
@@ -123,35 +129,71 @@ public enum TensorFrame {
         let header = try validatedHeader(body, expectedCount: expectedCount)
         let payload = UnsafeRawBufferPointer(rebasing: body[TensorFrameHeader.size...])
         switch header.codec {
-        case .fp32: try decodeFP32(payload, header: header, into: out)
+        case .fp32:
+            try decodeFP32(payload, header: header, into: out)
+        case .topK:
+            try decodeSparse(payload, header: header, into: out)
+        case .fp16, .bf16, .int8Block, .int4Block:
+            // The header parse has checked the parameter, so the layout exists.
+            guard let layout = DenseLayout(codec: header.codec, parameter: header.codecParameter) else {
+                throw .badCodecParameter(header.codecParameter)
+            }
+            try decodeDense(payload, header: header, layout: layout, into: out)
         }
     }
 
-    /// Validates the whole frame, then adds `scale` · value into `accumulator`. `scratch` (at
-    /// least `expectedCount` floats) receives the decoded values first, so on error the
-    /// accumulator is untouched. Sums are not checked: a huge `scale` can still overflow to ±Inf.
+    /// Validates the whole frame, then adds `scale` · value into `accumulator`; on error the
+    /// accumulator is untouched. `scratch` (at least `expectedCount` floats) is working memory:
+    /// fp32 frames decode into it; other codecs keep their decompressed payload there and add
+    /// chunk by chunk (top-k adds only its k entries). Sums are not checked: a huge `scale` can
+    /// still overflow to ±Inf.
     public static func accumulate(_ body: UnsafeRawBufferPointer, expectedCount: Int, scale: Float,
                                   into accumulator: UnsafeMutableBufferPointer<Float>,
                                   scratch: UnsafeMutableBufferPointer<Float>) throws(FrameError) {
+        precondition(expectedCount >= 0 && expectedCount <= maximumElementCount, "expectedCount out of range")
         precondition(accumulator.count == expectedCount, "accumulator must hold exactly expectedCount floats")
         precondition(scratch.count >= expectedCount, "scratch must hold at least expectedCount floats")
-        let decoded = UnsafeMutableBufferPointer(rebasing: scratch[0..<expectedCount])
-        try decode(body, expectedCount: expectedCount, into: decoded)
-        guard let source = decoded.baseAddress, let target = accumulator.baseAddress else { return }
-        FrameKernels.accumulate(source, scale: scale, into: target, count: expectedCount)
+        let header = try validatedHeader(body, expectedCount: expectedCount)
+        let payload = UnsafeRawBufferPointer(rebasing: body[TensorFrameHeader.size...])
+        let work = UnsafeMutableRawBufferPointer(UnsafeMutableBufferPointer(rebasing: scratch[0..<expectedCount]))
+        switch header.codec {
+        case .fp32:
+            let decoded = UnsafeMutableBufferPointer(rebasing: scratch[0..<expectedCount])
+            try decodeFP32(payload, header: header, into: decoded)
+            guard let source = decoded.baseAddress, let target = accumulator.baseAddress else { return }
+            FrameKernels.accumulate(source, scale: scale, into: target, count: expectedCount)
+        case .topK:
+            try accumulateSparse(payload, header: header, scale: scale, into: accumulator, work: work)
+        case .fp16, .bf16, .int8Block, .int4Block:
+            guard let layout = DenseLayout(codec: header.codec, parameter: header.codecParameter) else {
+                throw .badCodecParameter(header.codecParameter)
+            }
+            try accumulateDense(payload, header: header, layout: layout, scale: scale, into: accumulator, work: work)
+        }
     }
 
-    /// The largest valid body for `elementCount` values of `codec` (the HTTP layer answers 413
-    /// above it): the header plus the compressed-payload limit, which exceeds the raw size.
-    public static func maximumBodySize(elementCount: Int, codec: TensorCodec) -> Int {
-        let (size, overflow) = maximumPayloadSize(elementCount: elementCount, codec: codec, compressed: true)
+    /// The largest valid body for `elementCount` values of `codec` with `codecParameter` (the
+    /// HTTP layer answers 413 above it): the header plus the compressed-payload limit, which
+    /// exceeds the raw size. A nil parameter gives the largest over the codec's valid parameters.
+    public static func maximumBodySize(elementCount: Int, codec: TensorCodec, codecParameter: UInt32? = nil) -> Int {
+        let (size, overflow) = maximumPayloadSize(elementCount: elementCount, codec: codec, codecParameter: codecParameter,
+                                                  compressed: true)
             .addingReportingOverflow(TensorFrameHeader.size)
         return overflow ? Int.max : size
     }
 
-    /// Payload limit: the exact raw size when uncompressed, `Zstd.maximumCompressedSize` of it when zstd.
-    public static func maximumPayloadSize(elementCount: Int, codec: TensorCodec, compressed: Bool) -> Int {
-        let raw = codec.payloadSize(elementCount: elementCount)
+    /// The largest valid body for `elementCount` values in any codec, for a receiver that
+    /// accepts whatever codec the sender chose.
+    public static func maximumBodySize(elementCount: Int) -> Int {
+        TensorCodec.allCases.map { maximumBodySize(elementCount: elementCount, codec: $0) }.max() ?? Int.max
+    }
+
+    /// Payload limit: the raw size (for top-k its upper bound) when uncompressed,
+    /// `Zstd.maximumCompressedSize` of it when zstd. A nil parameter means the codec's worst case.
+    public static func maximumPayloadSize(elementCount: Int, codec: TensorCodec, codecParameter: UInt32? = nil,
+                                          compressed: Bool) -> Int {
+        let raw = codecParameter.map { codec.payloadSize(elementCount: elementCount, parameter: $0) }
+            ?? codec.payloadSize(elementCount: elementCount)
         return compressed ? Zstd.maximumCompressedSize(raw) : raw
     }
 
@@ -169,29 +211,41 @@ public enum TensorFrame {
             throw .payloadLengthMismatch(claimed: header.payloadLength, actual: actual)
         }
         let compressed = header.flags.contains(.zstd)
-        let limit = maximumPayloadSize(elementCount: expectedCount, codec: header.codec, compressed: compressed)
+        let limit = maximumPayloadSize(elementCount: expectedCount, codec: header.codec,
+                                       codecParameter: header.codecParameter, compressed: compressed)
         guard actual <= limit else { throw .payloadTooLarge(claimed: header.payloadLength, limit: limit) }
-        // An uncompressed payload has exactly the codec's size.
-        if !compressed && actual < limit { throw .truncated(body.count) }
+        // An uncompressed dense payload has exactly the codec's size (top-k's varies with k).
+        if !compressed && header.codec.isDense && actual < limit { throw .truncated(body.count) }
         return header
     }
 
     // MARK: Encoding
 
+    static func checkedParameter(_ codec: TensorCodec, _ parameter: UInt32?) throws(FrameEncodingError) -> UInt32 {
+        let value = parameter ?? codec.defaultParameter
+        guard codec.isValid(parameter: value) else { throw .invalidCodecParameter(codec: codec, parameter: value) }
+        return value
+    }
+
     /// Bytes `write` may need: the exact body when uncompressed, zstd's worst case otherwise.
-    static func bodyCapacity(elementCount: Int, codec: TensorCodec, zstdLevel: Int?) throws(FrameEncodingError) -> Int {
+    static func bodyCapacity(elementCount: Int, codec: TensorCodec, parameter: UInt32,
+                             zstdLevel: Int?) throws(FrameEncodingError) -> Int {
         precondition(elementCount <= maximumElementCount, "too many elements for one frame")
         if let zstdLevel, !Zstd.levels.contains(zstdLevel) { throw .invalidZstdLevel(zstdLevel) }
-        let raw = codec.payloadSize(elementCount: elementCount)
+        guard codec.isDense else { throw .sparseCodecNeedsIndices }
+        let raw = codec.payloadSize(elementCount: elementCount, parameter: parameter)
         return TensorFrameHeader.size + (zstdLevel == nil ? raw : try Zstd.compressionCapacity(raw))
     }
 
     /// Writes the whole body into `body` (at least `bodyCapacity` bytes); returns its length.
-    static func write(_ values: UnsafeBufferPointer<Float>, codec: TensorCodec, zstdLevel: Int?,
-                      into body: UnsafeMutableRawBufferPointer) throws(FrameEncodingError) -> Int {
-        switch codec {
-        case .fp32: return try writeFP32(values, zstdLevel: zstdLevel, into: body)
-        }
+    /// With `residual` (dense codecs but fp32), once the body is complete, subtracts what the
+    /// receiver will decode from `residual[0..<n]` (error feedback).
+    static func write(_ values: UnsafeBufferPointer<Float>, codec: TensorCodec, parameter: UInt32, zstdLevel: Int?,
+                      into body: UnsafeMutableRawBufferPointer,
+                      residual: UnsafeMutablePointer<Float>? = nil) throws(FrameEncodingError) -> Int {
+        if codec == .fp32 { return try writeFP32(values, zstdLevel: zstdLevel, into: body) }
+        guard let layout = DenseLayout(codec: codec, parameter: parameter) else { throw .sparseCodecNeedsIndices }
+        return try writeDense(values, layout: layout, parameter: parameter, zstdLevel: zstdLevel, into: body, residual: residual)
     }
 
     // MARK: fp32
@@ -287,7 +341,7 @@ public enum TensorFrame {
     }
 
     /// The checksum is judged before the values: a corrupted payload reports as corrupted, not as NaN.
-    private static func finish(header: TensorFrameHeader, result: (checksum: UInt32, firstNonFinite: Int?)) throws(FrameError) {
+    static func finish(header: TensorFrameHeader, result: (checksum: UInt32, firstNonFinite: Int?)) throws(FrameError) {
         guard result.checksum == header.checksum else {
             throw .checksumMismatch(expected: header.checksum, actual: result.checksum)
         }

@@ -110,6 +110,19 @@ public struct CoordinatorServer: Sendable {
         router.get(RouterPath(Routes.status)) { _, _ -> Response in
             try json(await job.status())
         }
+        router.get("/") { _, _ -> Response in
+            // The dashboard: one self-contained page (no CDN, works offline) that polls /v1/status.
+            Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8", .cacheControl: "no-cache",
+                                            .contentSecurityPolicy: DashboardPage.contentSecurityPolicy],
+                     body: .init(byteBuffer: ByteBuffer(string: DashboardPage.html)))
+        }
+        router.get(RouterPath(Routes.workers)) { _, _ -> Response in
+            try json(await job.workers())
+        }
+        router.get("/metrics") { _, _ -> Response in
+            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                     body: .init(byteBuffer: ByteBuffer(bytes: job.metrics.exposition())))
+        }
         return router
     }
 

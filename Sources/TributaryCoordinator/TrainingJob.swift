@@ -35,6 +35,7 @@ public actor TrainingJob {
     let microBatch: Int
     let flopsPerSample: Double
     let logger: Logger
+    public let metrics = CoordinatorMetrics()
     let started = Date()
     private let now: @Sendable () -> Date
 
@@ -67,6 +68,7 @@ public actor TrainingJob {
     private var validationLoss = BoundedSeries()
     private var recentSamples: [(Date, Int)] = []
     private var bytesIn = 0
+    private var denseBytesIn = 0
     private var bytesOut = 0
     private var accepted = 0
     private var rejected: [String: Int] = [:]
@@ -261,6 +263,10 @@ public actor TrainingJob {
         try ledger.recordRound(record)
         lastRoundSeconds = closed.timeIntervalSince(roundOpened)
         trainingLoss.append(.init(round: version, value: meanLoss))
+        metrics.rounds.increment()
+        metrics.roundDuration.record(.milliseconds(Int64(closed.timeIntervalSince(roundOpened) * 1000)))
+        metrics.version.set(to: Double(version))
+        metrics.trainingLoss.set(to: meanLoss)
         logger.info("round closed", metadata: [
             "version": "\(version)", "updates": "\(roundUpdates)", "samples": "\(roundSamples)",
             "loss": "\(String(format: "%.4f", meanLoss))", "lr": "\(lr)", "grad_norm": "\(String(format: "%.3f", norm))"])
@@ -282,6 +288,7 @@ public actor TrainingJob {
         }
         if n > 0 {
             validationLoss.append(.init(round: version, value: sum / Double(n)))
+            metrics.validationLoss.set(to: sum / Double(n))
             logger.info("validation", metadata: ["version": "\(version)", "loss": "\(String(format: "%.4f", sum / Double(n)))"])
         }
     }
@@ -340,6 +347,7 @@ public actor TrainingJob {
                                              samples: 0, flops: 0, acceptedUpdates: 0, rejectedUpdates: 0))
         workerIDsByTokenHash[hash] = id
         lastSeen[id] = at
+        metrics.workersRegistered.increment()
         logger.info("worker registered", metadata: ["worker": "\(id)", "name": "\(name)"])
         return RegisterResponse(workerId: id, token: token, job: jobDescription)
     }
@@ -394,6 +402,7 @@ public actor TrainingJob {
         try ledger.insertLease(LeaseRecord(id: id, epoch: epoch, unitIndex: unit, workerId: worker, baseVersion: version,
                                            issuedAt: now(), deadline: deadline, state: .active))
         leases[id] = ActiveLease(id: id, workerID: worker, epoch: epoch, unit: unit, baseVersion: version, deadline: deadline)
+        metrics.leasesGranted.increment()
         return LeaseGrant(leaseId: id, epoch: epoch, unitIndex: unit, sampleStart: unit * config.units.samplesPerUnit,
                           sampleCount: config.units.samplesPerUnit, microBatchSize: microBatch, version: version,
                           deadline: deadline, shards: layout.shards.map(\.name))
@@ -443,6 +452,7 @@ public actor TrainingJob {
     private func expire(_ id: String) throws {
         guard let lease = leases.removeValue(forKey: id) else { return }
         expiredLeases += 1
+        metrics.leasesExpired.increment()
         if !isSync && lease.epoch == epoch { requeued.append(lease.unit) }
         try ledger.setLeaseState(id: id, .expired)
         logger.info("lease expired", metadata: ["lease": "\(id)", "unit": "\(lease.unit)", "worker": "\(lease.workerID)"])
@@ -453,7 +463,7 @@ public actor TrainingJob {
         let lease = try activeLease(id, worker: worker)
         let indices = unitOrder.batch(epoch: lease.epoch, index: lease.unit)
         let body = BatchBody.encode(data.train.batch(indices))
-        bytesOut += body.count
+        noteBytesOut(body.count)
         return body
     }
 
@@ -472,7 +482,10 @@ public actor TrainingJob {
         return (body, d.contentHash)
     }
 
-    public func noteBytesOut(_ n: Int) { bytesOut += n }
+    public func noteBytesOut(_ n: Int) {
+        bytesOut += n
+        metrics.bytesSent.increment(by: Int64(n))
+    }
 
     private func versionGone(_ v: Int) -> Problem {
         v > version
@@ -508,6 +521,9 @@ public actor TrainingJob {
             throw Problem(.invalidUpdate, status: 422, detail: "shard '\(name)': \(error)")
         }
         bytesIn += body.count
+        denseBytesIn += 4 * shard.elementCount
+        metrics.updateBytes.increment(by: Int64(body.count))
+        metrics.updateDenseBytes.increment(by: Int64(4 * shard.elementCount))
         lease.bodies[name] = body
         leases[id] = lease
         return ShardReceipt(shard: name, bytes: body.count)
@@ -571,6 +587,8 @@ public actor TrainingJob {
         leases[id] = nil
         done.insert(lease.unit)
         accepted += 1
+        metrics.updatesAccepted.increment()
+        metrics.samplesAccepted.increment(by: Int64(request.samples))
         roundUpdates += 1
         roundWeight += weight
         roundSamples += request.samples
@@ -597,6 +615,11 @@ public actor TrainingJob {
     /// Periodic work: expire leases; close a sync round whose deadline passed with enough units.
     public func tick() throws {
         try expireLeases()
+        let s = status()
+        metrics.workersActive.set(to: Double(s.workers.active))
+        metrics.unitsPending.set(to: Double(s.units.pending))
+        metrics.unitsLeased.set(to: Double(s.units.leased))
+        metrics.samplesPerSecond.set(to: s.samplesPerSecond)
         if isSync, roundUpdates >= config.rounds.minUnits,
            now().timeIntervalSince(roundOpened) >= config.rounds.deadlineSeconds {
             logger.info("round deadline passed", metadata: ["updates": "\(roundUpdates)"])
@@ -606,6 +629,7 @@ public actor TrainingJob {
 
     private func count(_ reason: String, worker: String? = nil) {
         rejected[reason, default: 0] += 1
+        metrics.rejected(reason)
         try? ledger.recordRejectedUpdate(workerId: worker, reason: reason, at: now())
     }
 
@@ -638,8 +662,20 @@ public actor TrainingJob {
             units: .init(done: done.count, leased: leasedUnits, pending: unitsPerEpoch - done.count - leasedUnits,
                          expired: expiredLeases, perEpoch: unitsPerEpoch),
             samplesPerSecond: samplesPerSecond, tokensPerSecond: samplesPerSecond * tokensPerSample,
-            bytesIn: bytesIn, bytesOut: bytesOut, updatesAccepted: accepted, updatesRejected: rejected,
+            bytesIn: bytesIn, denseBytesIn: denseBytesIn, bytesOut: bytesOut, updatesAccepted: accepted, updatesRejected: rejected,
             lastRoundSeconds: lastRoundSeconds, uptimeSeconds: t.timeIntervalSince(started), etaSeconds: eta)
+    }
+
+    /// Volunteers and their contribution; tokens never leave the ledger (only hashes are there).
+    public func workers() throws -> WorkerList {
+        let t = now()
+        let active = Set(leases.values.map(\.workerID))
+        return WorkerList(workers: try ledger.workers().map { w in
+            let seen = max(w.lastSeenAt, lastSeen[w.id] ?? w.lastSeenAt)
+            return WorkerSummary(id: w.id, name: w.name, samples: w.samples, flops: w.flops,
+                                 acceptedUpdates: w.acceptedUpdates, rejectedUpdates: w.rejectedUpdates,
+                                 lastSeen: seen, active: active.contains(w.id) || t.timeIntervalSince(seen) < 60)
+        })
     }
 
     /// The parameters, for tests comparing with single-process training.

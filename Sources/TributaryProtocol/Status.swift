@@ -60,6 +60,9 @@ public struct StatusReport: Codable, Sendable, Equatable {
     public var samplesPerSecond: Double
     public var tokensPerSecond: Double
     public var bytesIn: Int
+    /// What the received updates would weigh as dense fp32: bytesIn / denseBytesIn is the
+    /// effective compression.
+    public var denseBytesIn: Int
     public var bytesOut: Int
     public var updatesAccepted: Int
     public var updatesRejected: [String: Int]
@@ -70,7 +73,7 @@ public struct StatusReport: Codable, Sendable, Equatable {
     public init(job: String, model: String, parameters: Int, shards: Int, mode: String, version: Int, round: Int,
                 epoch: Int, totalRounds: Int, complete: Bool, checkpointedVersion: Int, trainingLoss: [Point],
                 validationLoss: [Point], workers: WorkerCounts, units: UnitCounts, samplesPerSecond: Double,
-                tokensPerSecond: Double, bytesIn: Int, bytesOut: Int, updatesAccepted: Int,
+                tokensPerSecond: Double, bytesIn: Int, denseBytesIn: Int, bytesOut: Int, updatesAccepted: Int,
                 updatesRejected: [String: Int], lastRoundSeconds: Double?, uptimeSeconds: Double, etaSeconds: Double?) {
         self.job = job
         self.model = model
@@ -90,6 +93,7 @@ public struct StatusReport: Codable, Sendable, Equatable {
         self.samplesPerSecond = samplesPerSecond
         self.tokensPerSecond = tokensPerSecond
         self.bytesIn = bytesIn
+        self.denseBytesIn = denseBytesIn
         self.bytesOut = bytesOut
         self.updatesAccepted = updatesAccepted
         self.updatesRejected = updatesRejected
@@ -98,7 +102,7 @@ public struct StatusReport: Codable, Sendable, Equatable {
         self.etaSeconds = etaSeconds
     }
 
-    enum CodingKeys: String, CodingKey { case job, model, parameters, shards, mode, version, round, epoch, totalRounds = "total_rounds", complete, checkpointedVersion = "checkpointed_version", trainingLoss = "training_loss", validationLoss = "validation_loss", workers, units, samplesPerSecond = "samples_per_second", tokensPerSecond = "tokens_per_second", bytesIn = "bytes_in", bytesOut = "bytes_out", updatesAccepted = "updates_accepted", updatesRejected = "updates_rejected", lastRoundSeconds = "last_round_seconds", uptimeSeconds = "uptime_seconds", etaSeconds = "eta_seconds" }
+    enum CodingKeys: String, CodingKey { case job, model, parameters, shards, mode, version, round, epoch, totalRounds = "total_rounds", complete, checkpointedVersion = "checkpointed_version", trainingLoss = "training_loss", validationLoss = "validation_loss", workers, units, samplesPerSecond = "samples_per_second", tokensPerSecond = "tokens_per_second", bytesIn = "bytes_in", denseBytesIn = "dense_bytes_in", bytesOut = "bytes_out", updatesAccepted = "updates_accepted", updatesRejected = "updates_rejected", lastRoundSeconds = "last_round_seconds", uptimeSeconds = "uptime_seconds", etaSeconds = "eta_seconds" }
 }
 
 /// A bounded series: when full, every other old point is dropped, so a long job keeps
@@ -118,4 +122,38 @@ public struct BoundedSeries: Sendable, Equatable {
             points = thinned + points[half...]
         }
     }
+}
+
+/// GET /v1/workers: each volunteer's contribution (never its token).
+public struct WorkerSummary: Codable, Sendable, Equatable {
+    public var id: String
+    public var name: String
+    public var samples: Int
+    public var flops: Double
+    public var acceptedUpdates: Int
+    public var rejectedUpdates: Int
+    public var lastSeen: Date
+    public var active: Bool
+
+    public init(id: String, name: String, samples: Int, flops: Double, acceptedUpdates: Int, rejectedUpdates: Int,
+                lastSeen: Date, active: Bool) {
+        self.id = id
+        self.name = name
+        self.samples = samples
+        self.flops = flops
+        self.acceptedUpdates = acceptedUpdates
+        self.rejectedUpdates = rejectedUpdates
+        self.lastSeen = lastSeen
+        self.active = active
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, name, samples, flops, acceptedUpdates = "accepted_updates", rejectedUpdates = "rejected_updates",
+             lastSeen = "last_seen", active
+    }
+}
+
+public struct WorkerList: Codable, Sendable, Equatable {
+    public var workers: [WorkerSummary]
+    public init(workers: [WorkerSummary]) { self.workers = workers }
 }

@@ -8,7 +8,7 @@ struct TributaryCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tributary",
         abstract: "Volunteer deep-learning training: train models, run and watch training jobs.",
-        subcommands: [DemoCommand.self, CoordinatorCommand.self, WorkerCommand.self,
+        subcommands: [DemoCommand.self, CoordinatorCommand.self, WorkerCommand.self, StatusCommand.self,
                       TrainCommand.self, SampleCommand.self, BenchCommand.self])
 
     static func main() async {

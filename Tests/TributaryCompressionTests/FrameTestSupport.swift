@@ -84,6 +84,86 @@ func encodeFrame(_ values: [Float], zstdLevel: Int?) throws -> [UInt8] {
     try values.withUnsafeBufferPointer { try TensorFrame.encode($0, zstdLevel: zstdLevel) }
 }
 
+func encodeFrame(_ values: [Float], codec: TensorCodec, parameter: UInt32? = nil, zstdLevel: Int?) throws -> [UInt8] {
+    try values.withUnsafeBufferPointer { try TensorFrame.encode($0, codec: codec, codecParameter: parameter, zstdLevel: zstdLevel) }
+}
+
+/// A frame for `values` in the codec `spec` names (top-k included), without error feedback.
+func encodeFrame(_ values: [Float], spec: String, zstdLevel: Int?) throws -> [UInt8] {
+    try values.withUnsafeBufferPointer { try UpdateCodecSpec(parsing: spec).encode($0, residual: nil, zstdLevel: zstdLevel) }
+}
+
+/// Adds `scale` · frame into `accumulator` through a fresh scratch; returns the error, or nil.
+func accumulateError(_ body: [UInt8], expectedCount: Int, scale: Float = 2, into accumulator: inout [Float]) -> FrameError? {
+    var scratch = [Float](repeating: 0, count: expectedCount)
+    do {
+        try body.withUnsafeBytes { raw in
+            try accumulator.withUnsafeMutableBufferPointer { acc in
+                try scratch.withUnsafeMutableBufferPointer {
+                    try TensorFrame.accumulate(raw, expectedCount: expectedCount, scale: scale, into: acc, scratch: $0)
+                }
+            }
+        }
+        return nil
+    } catch let error as FrameError {
+        return error
+    } catch {
+        XCTFail("accumulate threw a non-FrameError: \(error)")
+        return nil
+    }
+}
+
+/// The body refuses with `expected` both when decoded and when accumulated, and the failed
+/// accumulate leaves its accumulator exactly as it was.
+func assertRefused(_ body: [UInt8], count: Int, _ expected: FrameError, _ message: String = "",
+                   file: StaticString = #filePath, line: UInt = #line) {
+    XCTAssertEqual(decodeError(body, expectedCount: count), expected, "decode: \(message)", file: file, line: line)
+    let start = (0..<count).map { Float($0 % 13) - 6.5 }
+    var accumulator = start
+    XCTAssertEqual(accumulateError(body, expectedCount: count, into: &accumulator), expected, "accumulate: \(message)",
+                   file: file, line: line)
+    assertBitwiseEqual(accumulator, start, "accumulator touched: \(message)", file: file, line: line)
+}
+
+/// Gaussian N(0, 1) values (Box–Muller), seeded.
+func gaussianFloats(_ count: Int, seed: UInt64) -> [Float] {
+    var rng = SplitMix64(seed: seed)
+    return (0..<count).map { _ in
+        let u = Double.random(in: Double.ulpOfOne..<1, using: &rng), v = Double.random(in: 0..<1, using: &rng)
+        return Float((-2 * log(u)).squareRoot() * cos(2 * Double.pi * v))
+    }
+}
+
+/// A top-k body from hand-written payload fields, with a correct CRC unless one is given.
+func craftTopK(count: UInt64, k: UInt32, varints: [UInt8], values: [UInt8], parameter: UInt32 = 0,
+               checksum: UInt32? = nil, zstdLevel: Int? = nil) throws -> [UInt8] {
+    var raw: [UInt8] = []
+    appendLittleEndian(k, to: &raw)
+    raw += varints + values
+    let crc = checksum ?? crc32(raw)
+    guard let zstdLevel else { return craftBody(codec: 5, elementCount: count, payload: raw, checksum: crc, parameter: parameter) }
+    let compressed = try raw.withUnsafeBytes { try Zstd.compress($0, level: zstdLevel) }
+    return craftBody(codec: 5, flags: 1, elementCount: count, payload: compressed, checksum: crc, parameter: parameter)
+}
+
+func halfBytes(_ values: [Float]) -> [UInt8] {
+    values.flatMap { value -> [UInt8] in
+        let bits = Float16(value).bitPattern
+        return [UInt8(bits & 0xFF), UInt8(bits >> 8)]
+    }
+}
+
+func floatBytes(_ value: Float) -> [UInt8] { littleEndianBytes([value]) }
+
+/// The codec payload of a body (decompressed when flag bit 0 is set).
+func codecPayload(_ body: [UInt8], rawSize: Int) throws -> [UInt8] {
+    let payload = Array(body[32...])
+    guard body[6] & 1 == 1 else { return payload }
+    var out = [UInt8](repeating: 0, count: rawSize)
+    let produced = try payload.withUnsafeBytes { src in try out.withUnsafeMutableBytes { try Zstd.decompress(src, into: $0) } }
+    return Array(out.prefix(produced))
+}
+
 /// The FrameError a decode throws, or nil when it succeeds.
 func decodeError(_ body: [UInt8], expectedCount: Int) -> FrameError? {
     do {

@@ -138,7 +138,7 @@ final class TensorFrameTests: XCTestCase {
         XCTAssertEqual(decodeError(body(magic: [0x46, 0x42, 0x52, 0x54]), expectedCount: 5), .badMagic, "byte order matters")
         XCTAssertEqual(decodeError(body(version: 0), expectedCount: 5), .unsupportedVersion(0))
         XCTAssertEqual(decodeError(body(version: 2), expectedCount: 5), .unsupportedVersion(2))
-        for codec: UInt8 in [1, 4, 15, 16, 255] {
+        for codec: UInt8 in [6, 7, 15, 16, 255] {
             XCTAssertEqual(decodeError(body(codec: codec), expectedCount: 5), .unknownCodec(codec))
         }
         for flags: UInt16 in [2, 3, 0x8000, 0xFFFF] {
@@ -351,6 +351,8 @@ final class TensorFrameTests: XCTestCase {
             .elementCountMismatch(claimed: 1, expected: 2), .payloadLengthMismatch(claimed: 1, actual: 2),
             .payloadTooLarge(claimed: 100, limit: 84), .decompressionBomb(limit: 64), .corruptCompression("x"),
             .checksumMismatch(expected: 0xCBF4_3926, actual: 1), .nonFinite(index: 4),
+            .sparseCountTooLarge(k: 9, count: 3), .truncatedVarint(offset: 4), .malformedVarint(offset: 5),
+            .sparseIndexOutOfRange(position: 1, index: 7, count: 3), .truncatedPayload(expected: 10, actual: 9), .trailingBytes(2),
         ]
         for error in errors {
             XCTAssertFalse(error.description.isEmpty)
@@ -360,7 +362,20 @@ final class TensorFrameTests: XCTestCase {
                        "tensor frame flags 0x8000 set reserved bits (only bit 0, zstd, is defined)")
         XCTAssertEqual(FrameError.checksumMismatch(expected: 0xCBF4_3926, actual: 1).description,
                        "tensor frame checksum mismatch: header says 0xcbf43926, payload has 0x00000001")
-        XCTAssertEqual(FrameError.unknownCodec(9).description, "unknown tensor codec id 9 (this build knows fp32 = 0)")
+        XCTAssertEqual(FrameError.unknownCodec(9).description,
+                       "unknown tensor codec id 9 (this build knows fp32 = 0, fp16 = 1, bf16 = 2, int8-block = 3, int4-block = 4, top-k = 5)")
+        XCTAssertEqual(FrameError.sparseIndexOutOfRange(position: 1, index: 7, count: 3).description,
+                       "top-k frame index #1 is 7, outside 0..<3 (indices must increase and stay below n)")
+        let encodingErrors: [FrameEncodingError] = [
+            .invalidZstdLevel(0), .nonFinite(index: 1), .zstdFailure("x"), .invalidCodecParameter(codec: .int8Block, parameter: 3),
+            .sparseCodecNeedsIndices, .sparseLengthMismatch(indices: 1, values: 2), .sparseIndexOutOfRange(position: 0, index: 5, count: 5),
+            .sparseIndicesNotIncreasing(position: 1), .tooManyElementsForSparse(1 << 33), .residualLengthMismatch(values: 2, residual: 1),
+            .residualOverflow(index: 0),
+        ]
+        for error in encodingErrors {
+            XCTAssertFalse(error.description.isEmpty)
+            XCTAssertFalse(error.description.contains("\n"))
+        }
         XCTAssertEqual(FrameEncodingError.invalidZstdLevel(20).description, "zstd level 20 is outside 1...19")
     }
 }

@@ -108,7 +108,7 @@ final class OpenAPIContractTests: XCTestCase {
             trainingLoss: [.init(round: 1, value: 3.5)], validationLoss: [.init(round: 1, value: 3.6)],
             workers: .init(active: 1, seenRecently: 2, total: 3),
             units: .init(done: 4, leased: 1, pending: 10, expired: 2, perEpoch: 15),
-            samplesPerSecond: 12.5, tokensPerSecond: 200, bytesIn: 10, bytesOut: 20, updatesAccepted: 4,
+            samplesPerSecond: 12.5, tokensPerSecond: 200, bytesIn: 10, denseBytesIn: 40, bytesOut: 20, updatesAccepted: 4,
             updatesRejected: ["invalid_update": 2, "bad_token": 1], lastRoundSeconds: 1.25, uptimeSeconds: 30,
             etaSeconds: 90)
         let values: [(String, any Encodable)] = [
@@ -264,6 +264,22 @@ final class OpenAPIContractTests: XCTestCase {
         let status1 = try await api.call(.GET, Routes.status, expect: 200).json(StatusReport.self)
         XCTAssertEqual(status1.version, 1)
         XCTAssertFalse(status1.updatesRejected.isEmpty)
+        // Every validated upload counts (also those whose lease was later refused).
+        XCTAssertGreaterThanOrEqual(status1.denseBytesIn, 4 * status1.parameters * status1.updatesAccepted)
+        XCTAssertEqual(status1.denseBytesIn % 4, 0)
+
+        // Volunteers' credit (never their tokens) and the Prometheus exposition.
+        let workers = try await api.call(.GET, Routes.workers, expect: 200)
+        let list = try workers.json(WorkerList.self)
+        XCTAssertEqual(list.workers.reduce(0) { $0 + $1.acceptedUpdates }, status1.updatesAccepted)
+        XCTAssertFalse(String(decoding: workers.body, as: UTF8.self).contains(t), "a bearer token never appears")
+        let page = String(decoding: try await api.call(.GET, "/", expect: 200).body, as: UTF8.self)
+        XCTAssertTrue(page.contains("<html"), "the dashboard page")
+        let metrics = String(decoding: try await api.call(.GET, "/metrics", expect: 200).body, as: UTF8.self)
+        XCTAssertTrue(metrics.contains("tributary_updates_accepted_total \(status1.updatesAccepted)"), metrics)
+        XCTAssertTrue(metrics.contains("tributary_parameter_version 1"), metrics)
+        XCTAssertTrue(metrics.contains("tributary_round_duration_seconds_bucket"), metrics)
+        XCTAssertTrue(metrics.contains("tributary_updates_rejected_total{reason="), metrics)
 
         // A lease that ran out.
         let l4 = try await api.call(.POST, Routes.leases, token: t, expect: 201).json(LeaseGrant.self)

@@ -1,0 +1,306 @@
+import Foundation
+
+/// Which codec a worker uses for its gradient updates, as written in configuration:
+/// `fp32`, `fp16`, `bf16`, `int8[:B]`, `int4[:B]` (block size B in 16...65536, default 256 and
+/// 64), `topk:F[:fp16|:int8]` (keep the ⌈F·n⌉ largest magnitudes, 0 < F ≤ 1, values in fp16 by
+/// default). Codable as that string; `description` gives the canonical form, which parses back.
+public struct UpdateCodecSpec: Sendable, Hashable, Codable, CustomStringConvertible {
+    public enum Kind: Sendable, Hashable {
+        case fp32
+        case fp16
+        case bf16
+        case int8Block(blockSize: Int)
+        case int4Block(blockSize: Int)
+        case topK(fraction: Double, values: TopKValueCodec)
+    }
+
+    public let kind: Kind
+
+    public static let fp32 = UpdateCodecSpec(validated: .fp32)
+
+    /// Checks block sizes (16...65536) and fractions (0 < F ≤ 1).
+    public init(_ kind: Kind) throws(UpdateCodecSpecError) {
+        switch kind {
+        case .fp32, .fp16, .bf16: break
+        case .int8Block(let size), .int4Block(let size):
+            guard size >= Int(TensorCodec.blockSizes.lowerBound) && size <= Int(TensorCodec.blockSizes.upperBound) else {
+                throw .invalidBlockSize(String(size))
+            }
+        case .topK(let fraction, _):
+            guard fraction > 0 && fraction <= 1 else { throw .invalidFraction(String(fraction)) }
+        }
+        self.kind = kind
+    }
+
+    private init(validated kind: Kind) { self.kind = kind }
+
+    /// Parses the configuration form (case and surrounding spaces ignored).
+    public init(parsing text: String) throws(UpdateCodecSpecError) {
+        let normalized = text.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
+        let parts = normalized.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+        let name = parts[0]
+        let arguments = parts.dropFirst()
+        switch name {
+        case "fp32", "fp16", "bf16":
+            guard arguments.isEmpty else { throw .unexpectedArgument(text) }
+            self.init(validated: name == "fp32" ? .fp32 : name == "fp16" ? .fp16 : .bf16)
+        case "int8", "int4":
+            guard arguments.count <= 1 else { throw .unexpectedArgument(text) }
+            let codec: TensorCodec = name == "int8" ? .int8Block : .int4Block
+            let size: Int
+            if let argument = arguments.first {
+                guard let parsed = Int(argument) else { throw .invalidBlockSize(argument) }
+                size = parsed
+            } else {
+                size = Int(codec.defaultParameter)
+            }
+            try self.init(name == "int8" ? .int8Block(blockSize: size) : .int4Block(blockSize: size))
+        case "topk":
+            guard let argument = arguments.first else { throw .invalidFraction("") }
+            guard arguments.count <= 2 else { throw .unexpectedArgument(text) }
+            guard let fraction = Double(argument), fraction.isFinite else { throw .invalidFraction(argument) }
+            var values = TopKValueCodec.fp16
+            if arguments.count == 2 {
+                let valueName = arguments[arguments.startIndex + 1]
+                guard let parsed = TopKValueCodec.allCases.first(where: { $0.description == valueName }) else {
+                    throw .invalidTopKValues(valueName)
+                }
+                values = parsed
+            }
+            try self.init(.topK(fraction: fraction, values: values))
+        default:
+            throw .unknownCodec(text)
+        }
+    }
+
+    /// The canonical configuration form: `int8:256`, `topk:0.01:fp16`, ….
+    public var description: String {
+        switch kind {
+        case .fp32: return "fp32"
+        case .fp16: return "fp16"
+        case .bf16: return "bf16"
+        case .int8Block(let size): return "int8:\(size)"
+        case .int4Block(let size): return "int4:\(size)"
+        case .topK(let fraction, let values): return "topk:\(fraction):\(values)"
+        }
+    }
+
+    /// The frame codec (header byte 5) and parameter (bytes 28...31) this spec writes.
+    public var codec: TensorCodec {
+        switch kind {
+        case .fp32: return .fp32
+        case .fp16: return .fp16
+        case .bf16: return .bf16
+        case .int8Block: return .int8Block
+        case .int4Block: return .int4Block
+        case .topK: return .topK
+        }
+    }
+
+    public var codecParameter: UInt32 {
+        switch kind {
+        case .fp32, .fp16, .bf16: return 0
+        case .int8Block(let size), .int4Block(let size): return UInt32(size)
+        case .topK(_, let values): return values.parameter
+        }
+    }
+
+    /// The largest body this spec can produce for n elements (what a receiver expecting it may allow).
+    public func maximumBodySize(elementCount: Int) -> Int {
+        TensorFrame.maximumBodySize(elementCount: elementCount, codec: codec, codecParameter: codecParameter)
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        let text = try container.decode(String.self)
+        do {
+            try self.init(parsing: text)
+        } catch {
+            throw DecodingError.dataCorruptedError(in: container, debugDescription: error.description)
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(description)
+    }
+
+    /// Encodes gradient `g` as a frame, with error feedback when `residual` is given (the
+    /// caller's buffer, as long as `g`, zero at first, kept between steps): the frame carries
+    /// v = g + residual in this codec, and afterwards residual = v − (what the receiver decodes),
+    /// so whatever the codec drops now is sent later. Non-finite g, or a non-finite g + residual,
+    /// is refused before the residual is touched. If zstd fails after the sum, the residual holds
+    /// v (nothing sent, nothing lost). `zstdLevel` nil sends the payload uncompressed.
+    public func encode(_ g: UnsafeBufferPointer<Float>, residual: UnsafeMutableBufferPointer<Float>?,
+                       zstdLevel: Int?) throws(FrameEncodingError) -> [UInt8] {
+        if let zstdLevel, !Zstd.levels.contains(zstdLevel) { throw .invalidZstdLevel(zstdLevel) }
+        let n = g.count
+        precondition(n <= TensorFrame.maximumElementCount, "too many elements for one frame")
+        if case .topK = kind, n > Int(UInt32.max) + 1 { throw .tooManyElementsForSparse(n) }
+        guard let residual else {
+            // Top-k would only look at the entries it selects; report the first bad one like the dense codecs.
+            if case .topK = kind, let base = g.baseAddress, let bad = FrameKernels.firstNonFinite(base, count: n) {
+                throw .nonFinite(index: bad)
+            }
+            return try encodeValues(g, zstdLevel: zstdLevel, residual: nil)
+        }
+        guard residual.count == n else { throw .residualLengthMismatch(values: n, residual: residual.count) }
+        guard let gBase = g.baseAddress, let rBase = residual.baseAddress else {
+            return try encodeValues(g, zstdLevel: zstdLevel, residual: nil)  // n = 0
+        }
+        if let bad = FrameKernels.firstNonFinite(gBase, count: n) { throw .nonFinite(index: bad) }
+        if let bad = Self.firstNonFiniteSum(gBase, rBase, count: n) { throw .residualOverflow(index: bad) }
+        FrameKernels.accumulate(gBase, scale: 1, into: rBase, count: n)  // residual = v = residual + 1·g, exactly g + r
+        return try encodeValues(UnsafeBufferPointer(residual), zstdLevel: zstdLevel, residual: residual)
+    }
+
+    /// `encode` for arrays.
+    public func encode(_ g: [Float], residual: inout [Float], zstdLevel: Int?) throws(FrameEncodingError) -> [UInt8] {
+        var result: Result<[UInt8], FrameEncodingError> = .success([])
+        g.withUnsafeBufferPointer { gradient in
+            residual.withUnsafeMutableBufferPointer { r in
+                do throws(FrameEncodingError) {
+                    result = .success(try encode(gradient, residual: r, zstdLevel: zstdLevel))
+                } catch {
+                    result = .failure(error)
+                }
+            }
+        }
+        return try result.get()
+    }
+
+    /// Encodes `values`; with `residual` (the same memory as `values`), then subtracts what was sent.
+    private func encodeValues(_ values: UnsafeBufferPointer<Float>, zstdLevel: Int?,
+                              residual: UnsafeMutableBufferPointer<Float>?) throws(FrameEncodingError) -> [UInt8] {
+        let n = values.count
+        switch kind {
+        case .fp32:
+            let body = try TensorFrame.encode(values, codec: .fp32, zstdLevel: zstdLevel)
+            residual?.update(repeating: 0)  // fp32 sends v exactly: v − v = 0
+            return body
+        case .fp16, .bf16, .int8Block, .int4Block:
+            let codec = self.codec, parameter = codecParameter
+            let capacity = try TensorFrame.bodyCapacity(elementCount: n, codec: codec, parameter: parameter, zstdLevel: zstdLevel)
+            return try makeBytes(capacity: capacity) { (body) throws(FrameEncodingError) -> Int in
+                try TensorFrame.write(values, codec: codec, parameter: parameter, zstdLevel: zstdLevel, into: body,
+                                      residual: residual?.baseAddress)
+            }
+        case .topK(let fraction, let valueCodec):
+            let (indices, selected) = TopK.select(values: values, fraction: fraction)
+            var sent = [Float](repeating: 0, count: indices.count)
+            var result: Result<[UInt8], FrameEncodingError> = .success([])
+            indices.withUnsafeBufferPointer { i in
+                selected.withUnsafeBufferPointer { v in
+                    sent.withUnsafeMutableBufferPointer { s in
+                        do throws(FrameEncodingError) {
+                            result = .success(try TensorFrame.writeSparse(indices: i, values: v, count: n, valueCodec: valueCodec,
+                                                                          zstdLevel: zstdLevel, sent: s.baseAddress))
+                        } catch {
+                            result = .failure(error)
+                        }
+                    }
+                }
+            }
+            let body = try result.get()
+            if let r = residual?.baseAddress {
+                for (j, index) in indices.enumerated() { r[Int(index)] = r[Int(index)] - sent[j] }
+            }
+            return body
+        }
+    }
+
+    /// Index of the first i where g[i] + r[i] is not finite, or nil.
+    static func firstNonFiniteSum(_ g: UnsafePointer<Float>, _ r: UnsafePointer<Float>, count: Int) -> Int? {
+        let a = UnsafeRawPointer(g), b = UnsafeRawPointer(r)
+        var flags = SIMD8<UInt32>(repeating: 0)
+        var i = 0
+        while i &+ 8 <= count {
+            let sum = a.loadUnaligned(fromByteOffset: i &* 4, as: SIMD8<Float>.self)
+                + b.loadUnaligned(fromByteOffset: i &* 4, as: SIMD8<Float>.self)
+            flags |= CodecKernels.nonFiniteFlag32(unsafeBitCast(sum, to: SIMD8<UInt32>.self))
+            i &+= 8
+        }
+        var tail = false
+        while i < count {
+            tail = tail || !(g[i] + r[i]).isFinite
+            i &+= 1
+        }
+        guard tail || CodecKernels.anyFlag32(flags) else { return nil }
+        return (0..<count).first { !(g[$0] + r[$0]).isFinite }
+    }
+}
+
+/// A worker's error-feedback state for one tensor: the codec and the residual it carries
+/// between steps (persist `residual` to survive restarts).
+public struct ErrorFeedbackEncoder: Sendable {
+    public let spec: UpdateCodecSpec
+    public var residual: [Float]
+
+    public init(spec: UpdateCodecSpec, elementCount: Int) {
+        self.spec = spec
+        residual = [Float](repeating: 0, count: elementCount)
+    }
+
+    /// Resumes with a saved residual.
+    public init(spec: UpdateCodecSpec, residual: [Float]) {
+        self.spec = spec
+        self.residual = residual
+    }
+
+    /// One step: the frame for gradient + residual, leaving in the residual what it did not carry.
+    public mutating func encode(_ gradient: UnsafeBufferPointer<Float>, zstdLevel: Int?) throws(FrameEncodingError) -> [UInt8] {
+        var result: Result<[UInt8], FrameEncodingError> = .success([])
+        let spec = self.spec
+        residual.withUnsafeMutableBufferPointer { r in
+            do throws(FrameEncodingError) {
+                result = .success(try spec.encode(gradient, residual: r, zstdLevel: zstdLevel))
+            } catch {
+                result = .failure(error)
+            }
+        }
+        return try result.get()
+    }
+
+    public mutating func encode(_ gradient: [Float], zstdLevel: Int?) throws(FrameEncodingError) -> [UInt8] {
+        var result: Result<[UInt8], FrameEncodingError> = .success([])
+        gradient.withUnsafeBufferPointer { g in
+            do throws(FrameEncodingError) {
+                result = .success(try encode(g, zstdLevel: zstdLevel))
+            } catch {
+                result = .failure(error)
+            }
+        }
+        return try result.get()
+    }
+
+    /// Forgets what was not yet sent (e.g. after the model was replaced).
+    public mutating func reset() {
+        residual.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+    }
+}
+
+/// Why an update codec string was refused.
+public enum UpdateCodecSpecError: Error, Equatable, Sendable, CustomStringConvertible {
+    case unknownCodec(String)
+    case invalidBlockSize(String)
+    case invalidFraction(String)
+    case invalidTopKValues(String)
+    case unexpectedArgument(String)
+
+    static let accepted = "fp32, fp16, bf16, int8[:B], int4[:B] (B = 16...65536), topk:F[:fp16|:int8] (0 < F <= 1)"
+
+    public var description: String {
+        switch self {
+        case .unknownCodec(let text):
+            return "unknown update codec '\(text)'; expected one of \(Self.accepted)"
+        case .invalidBlockSize(let text):
+            return "invalid block size '\(text)': expected an integer in \(TensorCodec.blockSizes.lowerBound)...\(TensorCodec.blockSizes.upperBound)"
+        case .invalidFraction(let text):
+            return "invalid top-k fraction '\(text)': expected a number with 0 < F <= 1, e.g. topk:0.01"
+        case .invalidTopKValues(let text):
+            return "invalid top-k value codec '\(text)': expected fp16 or int8"
+        case .unexpectedArgument(let text):
+            return "malformed update codec '\(text)'; expected one of \(Self.accepted)"
+        }
+    }
+}
