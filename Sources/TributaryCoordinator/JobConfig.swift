@@ -1,5 +1,6 @@
 import Foundation
 import TributaryModels
+import TributaryCompression
 import Yams
 
 /// A training job, as the operator writes it in YAML (`tributary coordinator init`
@@ -225,7 +226,9 @@ public struct JobConfig: Codable, Sendable, Equatable {
             throw bad("rounds.deadline_seconds must be positive and rounds.max_staleness non-negative")
         }
         guard leases.durationSeconds > 0 else { throw bad("leases.duration_seconds must be positive") }
-        guard compression.codec == "fp32" else { throw bad("compression.codec must be fp32 (the other codecs are not implemented yet)") }
+        do { _ = try UpdateCodecSpec(parsing: compression.codec) } catch {
+            throw bad("compression.codec: \(error)")
+        }
         guard (1...19).contains(compression.zstdLevel) else { throw bad("compression.zstd_level must lie in 1...19") }
         guard (server.tlsCertificate == nil) == (server.tlsKey == nil) else {
             throw bad("server.tls_certificate and server.tls_key go together")
@@ -321,8 +324,8 @@ public struct JobConfig: Codable, Sendable, Equatable {
       duration_seconds: 60         # a unit not committed by then goes back to the queue
 
     compression:
-      codec: fp32
-      zstd_level: 3
+      codec: fp32                  # fp32, fp16, bf16, int8:256 (block), int4:64, topk:0.01 (fraction kept), topk:0.01:int8
+      zstd_level: 3                # every update body is zstd-compressed at this level
 
     server:
       listen: 127.0.0.1:8470       # 0.0.0.0:8470 to accept volunteers from other machines

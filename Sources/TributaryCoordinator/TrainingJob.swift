@@ -498,7 +498,9 @@ public actor TrainingJob {
     /// The largest body an update of this shard may have (413 above it).
     public func updateBodyLimit(shard name: String) -> Int? {
         guard let shard = layout.shard(named: name) else { return nil }
-        return TensorFrame.maximumBodySize(elementCount: shard.elementCount, codec: .fp32)
+        // Workers may send any codec (the job's is a recommendation), so the bound is the
+        // largest valid body of any codec for this shard's size.
+        return TensorFrame.maximumBodySize(elementCount: shard.elementCount)
     }
 
     /// Checks one shard's update and keeps it with the lease until commit.

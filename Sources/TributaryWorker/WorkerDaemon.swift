@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOHTTP1
+import TributaryCheckpoint
 import TributaryCompression
 import TributaryModels
 import TributaryProtocol
@@ -66,6 +67,9 @@ public actor WorkerDaemon {
     private var model: (any TrainableModel)?
     private var layout: ShardLayout?
     private var loadedHashes: [String: String] = [:]   // shard → content hash now in the model
+    private var allocator: TensorAllocator?
+    /// Error feedback: what the codec dropped so far, per shard (see `residual(for:)`).
+    private var residuals: [String: Tensor] = [:]
     private var stopRequested = false
     private var currentLease: String?
     public private(set) var unitsDone = 0
@@ -163,6 +167,7 @@ public actor WorkerDaemon {
         let description: JobDescription
         if let job { description = job } else { description = try await client.json(.GET, Routes.job, token: token) }
         let allocator = TensorAllocator(budgetBytes: options.memoryBudgetBytes)
+        self.allocator = allocator
         let built = try description.model.build(seed: 0, allocator: allocator)
         let l = ShardLayout(spec: description.model, parameters: built.parameters)
         job = description
@@ -223,19 +228,41 @@ public actor WorkerDaemon {
         let loss = try Self.computeGradient(model: model, batch: batch, microBatch: grant.microBatchSize)
         let computeSeconds = Double(DispatchTime.now().uptimeNanoseconds - computeStart) / 1e9
 
-        // Push shard by shard, then commit.
-        for shard in layout.shards {
-            var flat = [Float](repeating: 0, count: shard.elementCount)
-            flat.withUnsafeMutableBufferPointer { p in
-                if let base = p.baseAddress { layout.gather(shard, from: model.parameters, gradients: true, into: base) }
-            }
-            let body = try flat.withUnsafeBufferPointer { try TensorFrame.encode($0, codec: .fp32, zstdLevel: job.zstdLevel) }
-            _ = try await client.send(.PUT, Routes.update(grant.leaseId, shard: shard.name), token: me.token, body: body,
-                                      contentType: Routes.tensorFrameType)
-            up += body.count
+        // Push shard by shard (compressed, with error feedback), then commit.
+        let codec: UpdateCodecSpec
+        do { codec = try UpdateCodecSpec(parsing: job.updateCodec) } catch {
+            throw WorkerError.fatal("the coordinator asks for update codec '\(job.updateCodec)', which this worker does not know: \(error)")
         }
-        let receipt: CommitReceipt = try await client.json(.POST, Routes.commit(grant.leaseId), token: me.token,
-                                                            body: CommitRequest(samples: batch.sampleCount, loss: loss))
+        let lossy = codec.codec != .fp32
+        do {
+            for shard in layout.shards {
+                var flat = [Float](repeating: 0, count: shard.elementCount)
+                flat.withUnsafeMutableBufferPointer { p in
+                    if let base = p.baseAddress { layout.gather(shard, from: model.parameters, gradients: true, into: base) }
+                }
+                let residual = lossy ? try residual(for: shard) : nil
+                let body = try flat.withUnsafeBufferPointer { g in
+                    try codec.encode(g, residual: residual.map { UnsafeMutableBufferPointer(start: $0.data, count: $0.count) },
+                                     zstdLevel: job.zstdLevel)
+                }
+                _ = try await client.send(.PUT, Routes.update(grant.leaseId, shard: shard.name), token: me.token, body: body,
+                                          contentType: Routes.tensorFrameType)
+                up += body.count
+            }
+        } catch {
+            if lossy { discardUnsavedResiduals() }
+            throw error
+        }
+        let receipt: CommitReceipt
+        do {
+            receipt = try await client.json(.POST, Routes.commit(grant.leaseId), token: me.token,
+                                            body: CommitRequest(samples: batch.sampleCount, loss: loss))
+        } catch {
+            // The update was not applied: what it carried from the residual must not be lost.
+            if lossy { discardUnsavedResiduals() }
+            throw error
+        }
+        if lossy { try saveResiduals() }
         currentLease = nil
         return UnitReport(unit: grant.unitIndex, epoch: grant.epoch, version: grant.version, loss: loss,
                           samples: batch.sampleCount, computeSeconds: computeSeconds,
@@ -271,6 +298,50 @@ public actor WorkerDaemon {
     }
 
     private func cachePath(_ hash: String) -> String { "\(cacheDirectory)/\(hash).frame" }
+
+    // MARK: Error feedback
+
+    var residualDirectory: String { "\(options.dataDirectory)/residual" }
+
+    /// The shard's residual: in memory (from the worker's budgeted allocator, so it counts
+    /// against --memory-budget), loaded from disk after a restart. It is kept across parameter
+    /// versions, as Deep Gradient Compression does: it holds gradient mass not yet sent, which
+    /// stays a valid direction for the next version. A file of the wrong size (another model)
+    /// is discarded.
+    private func residual(for shard: ShardLayout.Shard) throws -> Tensor {
+        if let r = residuals[shard.name] { return r }
+        let r = try Tensor(shape: [shard.elementCount], allocator: allocator ?? .shared)
+        if let data = FileManager.default.contents(atPath: "\(residualDirectory)/\(shard.name).f32"),
+           data.count == 4 * shard.elementCount {
+            data.withUnsafeBytes { raw in
+                for i in 0..<shard.elementCount {
+                    let v = Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)))
+                    r.data[i] = v.isFinite ? v : 0
+                }
+            }
+        }
+        residuals[shard.name] = r
+        return r
+    }
+
+    /// After a commit: the residuals become the persisted state (atomic per file).
+    private func saveResiduals() throws {
+        try FileManager.default.createDirectory(atPath: residualDirectory, withIntermediateDirectories: true)
+        for (name, r) in residuals {
+            var bytes = [UInt8](repeating: 0, count: 4 * r.count)
+            for i in 0..<r.count {
+                let b = r.data[i].bitPattern.littleEndian
+                bytes[4 * i] = UInt8(truncatingIfNeeded: b)
+                bytes[4 * i + 1] = UInt8(truncatingIfNeeded: b >> 8)
+                bytes[4 * i + 2] = UInt8(truncatingIfNeeded: b >> 16)
+                bytes[4 * i + 3] = UInt8(truncatingIfNeeded: b >> 24)
+            }
+            try AtomicFile.write(bytes, to: "\(residualDirectory)/\(name).f32")
+        }
+    }
+
+    /// A refused or failed unit: go back to the last committed residuals.
+    private func discardUnsavedResiduals() { residuals = [:] }
 
     /// A shard body from the local cache (checked against its hash) or the coordinator.
     private func shardBody(_ d: ShardDescriptor, version: Int, token: String, downloaded: inout Int) async throws -> [UInt8] {

@@ -1,0 +1,45 @@
+import Foundation
+import TributaryCoordinator
+import TributaryTensor
+import TributaryWorker
+import XCTest
+
+final class CompressedTrainingTests: XCTestCase {
+    override func setUp() { ComputeThreads.set(1) }
+
+    /// Top-k updates with error feedback through the real coordinator: far fewer bytes on
+    /// the wire, training still proceeds, and the residuals are on disk for a restart.
+    func testTopKUpdatesWithErrorFeedbackTrainThroughTheCoordinator() async throws {
+        let dir = try temporaryDirectory("topk")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let coordinator = try await RunningCoordinator.start(RunningCoordinator.config(directory: "\(dir)/c") { c in
+            c.compression.codec = "topk:0.01"
+            c.optimizer.totalRounds = 30
+            c.optimizer.lr = 1e-2
+            c.rounds.unitsPerRound = 2
+            c.storage.validationEveryRounds = 30
+        })
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<2 {
+                let options = WorkerOptions(coordinator: coordinator.url, joinToken: RunningCoordinator.joinToken,
+                                            name: "w\(i)", dataDirectory: "\(dir)/worker-\(i)")
+                let daemon = WorkerDaemon(options: options, logger: quietLogger("test.worker"))
+                group.addTask { try await daemon.run() }
+            }
+            try await group.waitForAll()
+        }
+        let status = await coordinator.job.status()
+        await coordinator.stop()
+        XCTAssertTrue(status.complete)
+        XCTAssertEqual(status.updatesAccepted, 60)
+        let ratio = Double(status.denseBytesIn) / Double(status.bytesIn)
+        print("top-k 1%: \(status.bytesIn) bytes on the wire for \(status.denseBytesIn) dense (×\(String(format: "%.1f", ratio)))")
+        XCTAssertGreaterThan(ratio, 20, "1% of the values plus indices must be far smaller than dense fp32")
+        let losses = status.trainingLoss.map(\.value)
+        XCTAssertLessThan(losses.suffix(3).reduce(0, +) / 3, losses.prefix(3).reduce(0, +) / 3, "loss falls")
+        for i in 0..<2 {
+            let files = (try? FileManager.default.contentsOfDirectory(atPath: "\(dir)/worker-\(i)/residual")) ?? []
+            XCTAssertEqual(files.sorted(), ["block.0.f32", "embeddings.f32", "head.f32"], "worker \(i) persisted its residuals")
+        }
+    }
+}
