@@ -1,0 +1,141 @@
+import ArgumentParser
+import Foundation
+import Logging
+import TributaryCompression
+import TributaryCoordinator
+import TributaryModels
+import TributaryTensor
+import TributaryTraining
+import TributaryWorker
+
+struct CompressionBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "compression",
+        abstract: "Update codecs: bytes vs fp32, encode/decode speed on one core, and training quality through the real coordinator.")
+
+    @Option(help: "Codecs (comma-separated).") var codecs = "fp32,fp16,bf16,int8:256,int4:64,topk:0.01,topk:0.01:int8,topk:0.003"
+    @Option(help: "Dataset for the quality runs (default: ../shared tinyshakespeare if present, else builtin:arithmetic).") var data: String?
+    @Option(help: "Rounds per quality run (each round: 4 workers' units of 8 sequences).") var rounds = 150
+    @Flag(name: .customLong("skip-quality"), help: "Only the codec table.") var skipQuality = false
+    @Option(name: .customLong("zstd-level")) var zstdLevel = 3
+
+    func run() async throws {
+        let specs = try codecs.split(separator: ",").map { text -> UpdateCodecSpec in
+            do { return try UpdateCodecSpec(parsing: String(text)) } catch { throw ValidationError("\(text): \(error)") }
+        }
+        #if DEBUG
+        print("warning: debug build; benchmark with `swift run -c release tributary bench compression`")
+        #endif
+        // A real gradient: one backward pass of gpt-tiny (peers.md) on a random batch.
+        ComputeThreads.set(2)
+        let cfg = ComputeBenchmark.Configuration.all[1]
+        let model = try cfg.spec.build(seed: 1)
+        var rng = SeededRandom(seed: 2)
+        guard case let .gpt(g) = cfg.spec else { return }
+        let n = cfg.batch * g.blockSize
+        let batch = ModelBatch.tokens(inputs: (0..<n).map { _ in Int32(rng.nextIndex(below: g.vocabSize)) },
+                                      targets: (0..<n).map { _ in Int32(rng.nextIndex(below: g.vocabSize)) },
+                                      batch: cfg.batch, sequence: g.blockSize)
+        _ = try model.forwardBackward(batch, lossScale: 1) // warm-up: buffers allocated once
+        model.parameters.zeroGradients()
+        let stepStart = DispatchTime.now().uptimeNanoseconds
+        _ = try model.forwardBackward(batch, lossScale: 1)
+        let stepSeconds = Double(DispatchTime.now().uptimeNanoseconds - stepStart) / 1e9
+        let gradient = model.parameters.parameters.flatMap { $0.gradient.toArray() }
+        let denseBytes = 4 * gradient.count
+        ComputeThreads.set(1)
+        print("# codecs on a gpt-tiny gradient (\(gradient.count.formatted()) values, \(ByteCount.format(denseBytes)) as fp32), one core, zstd level \(zstdLevel); forward+backward took \(String(format: "%.0f", stepSeconds * 1000)) ms on 2 threads")
+        print("| codec | bytes | ratio vs fp32 | encode MB/s | decode MB/s | relative L2 error (one update) | encode+decode vs step |")
+        print("|---|---|---|---|---|---|---|")
+        for spec in specs {
+            var residual = [Float](repeating: 0, count: gradient.count)
+            var body: [UInt8] = []
+            let reps = 5
+            var encodeTimes: [Double] = [], decodeTimes: [Double] = []
+            var decoded = [Float](repeating: 0, count: gradient.count)
+            for _ in 0..<reps {
+                residual = [Float](repeating: 0, count: gradient.count)
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                body = try spec.encode(gradient, residual: &residual, zstdLevel: zstdLevel)
+                encodeTimes.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+                let t1 = DispatchTime.now().uptimeNanoseconds
+                try body.withUnsafeBytes { raw in
+                    try decoded.withUnsafeMutableBufferPointer { try TensorFrame.decode(raw, expectedCount: gradient.count, into: $0) }
+                }
+                decodeTimes.append(Double(DispatchTime.now().uptimeNanoseconds - t1) / 1e9)
+            }
+            var err = 0.0, norm = 0.0
+            for i in 0..<gradient.count {
+                let d = Double(gradient[i] - decoded[i])
+                err += d * d
+                norm += Double(gradient[i]) * Double(gradient[i])
+            }
+            let enc = encodeTimes.sorted()[reps / 2], dec = decodeTimes.sorted()[reps / 2]
+            print(String(format: "| %@ | %@ | %.1fx | %.0f | %.0f | %.2e | %.1f%% |", spec.description, ByteCount.format(body.count),
+                         Double(denseBytes) / Double(body.count), Double(denseBytes) / enc / 1e6, Double(denseBytes) / dec / 1e6,
+                         (err / max(norm, 1e-30)).squareRoot(), 100 * (enc + dec) / stepSeconds))
+        }
+        guard !skipQuality else { return }
+
+        let source = data ?? (FileManager.default.fileExists(atPath: "../shared/data/tinyshakespeare/input.txt")
+            ? "../shared/data/tinyshakespeare/input.txt" : "builtin:arithmetic")
+        print("\n# training quality: GPT 2 layers × 4 heads × 64 wide, context 64, on \(source); \(rounds) sync rounds of 4 units × 8 sequences, 4 workers in this process, same samples for every codec")
+        print("| codec | final validation loss | vs fp32 | bytes up (all workers) | ratio vs fp32 |")
+        print("|---|---|---|---|---|")
+        var baseline: Double?
+        for spec in specs {
+            let (loss, bytes, dense) = try await qualityRun(spec.description, source: source)
+            if baseline == nil { baseline = loss }
+            let delta = baseline.map { String(format: "%+.2f%%", 100 * (loss - $0) / $0) } ?? "–"
+            print(String(format: "| %@ | %.4f | %@ | %@ | %.1fx |", spec.description, loss, delta, ByteCount.format(bytes),
+                         Double(dense) / Double(max(1, bytes))))
+        }
+    }
+
+    private func qualityRun(_ codec: String, source: String) async throws -> (Double, Int, Int) {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tributary-codec-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var c = JobConfig()
+        c.name = "codec-\(codec)"
+        c.model.nLayer = 2
+        c.model.nHead = 4
+        c.model.nEmbd = 64
+        c.model.blockSize = 64
+        c.data.source = source
+        c.units.samplesPerUnit = 8
+        c.optimizer.lr = 3e-3
+        c.optimizer.warmupRounds = 10
+        c.optimizer.totalRounds = rounds
+        c.rounds.unitsPerRound = 4
+        c.rounds.maxStaleness = 0
+        c.compression.codec = codec
+        c.compression.zstdLevel = zstdLevel
+        c.storage.dataDirectory = "\(dir)/c"
+        c.storage.checkpointEveryRounds = rounds
+        c.storage.validationEveryRounds = rounds
+        c.storage.validationBatches = 40
+        c.auth.joinToken = "bench"
+        var logger = Logger(label: "bench.codec")
+        logger.logLevel = .warning
+        let job = try await TrainingJob.open(config: c, logger: logger)
+        let shutdown = CoordinatorShutdown()
+        let server = CoordinatorServer(job: job, logger: logger)
+        let (ports, continuation) = AsyncStream<Int>.makeStream()
+        let task = Task { try await server.run(host: "127.0.0.1", port: 0, tls: nil, shutdown: shutdown) { continuation.yield($0) } }
+        var port = 0
+        for await p in ports { port = p; break }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<4 {
+                let options = WorkerOptions(coordinator: "http://127.0.0.1:\(port)", joinToken: "bench", name: "w\(i)",
+                                            dataDirectory: "\(dir)/w\(i)")
+                let daemon = WorkerDaemon(options: options, logger: logger)
+                group.addTask { try await daemon.run() }
+            }
+            try await group.waitForAll()
+        }
+        let status = await job.status()
+        await shutdown.trigger()
+        _ = try? await task.value
+        return (status.validationLoss.last?.value ?? .nan, status.bytesIn, status.denseBytesIn)
+    }
+}
