@@ -45,7 +45,7 @@ public struct ComputeBenchmark {
 
     /// Times `steps` steps after `warmup` steps.
     public static func run(_ cfg: Configuration, optimizer kind: String, warmup: Int, steps: Int,
-                           seed: UInt64 = 0) throws -> Result {
+                           seed: UInt64 = 0, progress: (Int, Double) -> Void = { _, _ in }) throws -> Result {
         let allocator = TensorAllocator(budgetBytes: nil)
         let model = try cfg.spec.build(seed: seed, allocator: allocator)
         let optimizer: any Optimizer = kind == "sgd"
@@ -65,6 +65,7 @@ public struct ComputeBenchmark {
             optimizer.step(model.parameters, learningRate: lr)
             let ms = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
             if i >= warmup { times.append(ms) }
+            progress(i + 1, ms)
         }
         let probe = batches[0]
         let units: Int, unitName: String

@@ -42,7 +42,14 @@ struct ComputeBench: ParsableCommand {
         var ours: [ComputeBenchmark.Result] = []
         for cfg in configs {
             for opt in optimizers {
-                let r = try ComputeBenchmark.run(cfg, optimizer: opt, warmup: warmup, steps: steps)
+                // A bar with rate and ETA on a terminal; plain result lines otherwise.
+                let progress = ProgressReporter(total: warmup + steps)
+                let r = try ComputeBenchmark.run(cfg, optimizer: opt, warmup: warmup, steps: steps) { done, lastMs in
+                    guard progress.isTerminal else { return }
+                    progress.update(done: done, rate: String(format: "%.1f ms/step", lastMs),
+                                    eta: lastMs / 1000 * Double(warmup + steps - done), detail: "\(cfg.name) \(opt)")
+                }
+                if progress.isTerminal { print("\r\u{1B}[2K", terminator: "") }
                 ours.append(r)
                 print(String(format: "tributary %@ %@: %.2f ms/step [%.2f-%.2f], %@, %.1f GFLOP/s, peak tensor memory %@",
                              r.configuration, r.optimizer, r.median, r.minimum, r.maximum,

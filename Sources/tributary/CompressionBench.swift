@@ -74,6 +74,7 @@ struct CompressionBench: AsyncParsableCommand {
             print(String(format: "| %@ | %@ | %.1fx | %.0f | %.0f | %.2e | %.1f%% |", spec.description, ByteCount.format(body.count),
                          Double(denseBytes) / Double(body.count), Double(denseBytes) / enc / 1e6, Double(denseBytes) / dec / 1e6,
                          (err / max(norm, 1e-30)).squareRoot(), 100 * (enc + dec) / stepSeconds))
+            fflush(nil)
         }
         guard !skipQuality else { return }
 
@@ -83,12 +84,20 @@ struct CompressionBench: AsyncParsableCommand {
         print("| codec | final validation loss | vs fp32 | bytes up (all workers) | ratio vs fp32 |")
         print("|---|---|---|---|---|")
         var baseline: Double?
-        for spec in specs {
+        let progress = ProgressReporter(total: specs.count)
+        let started = Date()
+        for (i, spec) in specs.enumerated() {
+            if progress.isTerminal {
+                let perRun = i > 0 ? Date().timeIntervalSince(started) / Double(i) : .nan
+                progress.update(done: i, rate: "", eta: perRun * Double(specs.count - i), detail: "training with \(spec.description)")
+            }
             let (loss, bytes, dense) = try await qualityRun(spec.description, source: source)
+            if progress.isTerminal { print("\r\u{1B}[2K", terminator: "") }
             if baseline == nil { baseline = loss }
             let delta = baseline.map { String(format: "%+.2f%%", 100 * (loss - $0) / $0) } ?? "–"
             print(String(format: "| %@ | %.4f | %@ | %@ | %.1fx |", spec.description, loss, delta, ByteCount.format(bytes),
                          Double(dense) / Double(max(1, bytes))))
+            fflush(nil)
         }
     }
 

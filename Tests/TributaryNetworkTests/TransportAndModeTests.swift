@@ -111,3 +111,19 @@ final class TransportAndModeTests: XCTestCase {
         await coordinator.stop()
     }
 }
+
+final class BoundedSeriesTests: XCTestCase {
+    /// A long job's loss history stays bounded, keeps its first and latest points, and
+    /// keeps the recent half at full resolution.
+    func testLossHistoryIsDownsampledNotTruncated() {
+        var series = BoundedSeries(capacity: 64)
+        for r in 1...10_000 { series.append(.init(round: r, value: Double(r))) }
+        let rounds = series.points.map(\.round)
+        XCTAssertLessThanOrEqual(rounds.count, 64)
+        XCTAssertEqual(rounds.first, 1, "the start of training is kept")
+        XCTAssertEqual(rounds.last, 10_000, "the latest point is kept")
+        XCTAssertEqual(rounds, rounds.sorted(), "in order")
+        let tail = Array(rounds.suffix(16))
+        XCTAssertEqual(tail, Array((10_000 - 15)...10_000), "recent points at full resolution")
+    }
+}
