@@ -126,25 +126,18 @@ struct CompressionBench: AsyncParsableCommand {
         c.auth.joinToken = "bench"
         var logger = Logger(label: "bench.codec")
         logger.logLevel = .warning
-        let job = try await TrainingJob.open(config: c, logger: logger)
-        let shutdown = CoordinatorShutdown()
-        let server = CoordinatorServer(job: job, logger: logger)
-        let (ports, continuation) = AsyncStream<Int>.makeStream()
-        let task = Task { try await server.run(host: "127.0.0.1", port: 0, tls: nil, shutdown: shutdown) { continuation.yield($0) } }
-        var port = 0
-        for await p in ports { port = p; break }
+        let coordinator = try await EmbeddedCoordinator.start(c, logger: logger)
         try await withThrowingTaskGroup(of: Void.self) { group in
             for i in 0..<4 {
-                let options = WorkerOptions(coordinator: "http://127.0.0.1:\(port)", joinToken: "bench", name: "w\(i)",
+                let options = WorkerOptions(coordinator: coordinator.url, joinToken: "bench", name: "w\(i)",
                                             dataDirectory: "\(dir)/w\(i)")
                 let daemon = WorkerDaemon(options: options, logger: logger)
                 group.addTask { try await daemon.run() }
             }
             try await group.waitForAll()
         }
-        let status = await job.status()
-        await shutdown.trigger()
-        _ = try? await task.value
+        let status = await coordinator.job.status()
+        await coordinator.stop()
         return (status.validationLoss.last?.value ?? .nan, status.bytesIn, status.denseBytesIn)
     }
 }

@@ -44,14 +44,9 @@ struct CoordinatorBench: AsyncParsableCommand {
         config.auth.joinToken = "bench"
         var logger = Logger(label: "bench.coordinator")
         logger.logLevel = .warning
-        let job = try await TrainingJob.open(config: config, logger: logger)
-        let shutdown = CoordinatorShutdown()
-        let server = CoordinatorServer(job: job, logger: logger)
-        let (ports, continuation) = AsyncStream<Int>.makeStream()
-        let serverTask = Task { try await server.run(host: "127.0.0.1", port: 0, tls: nil, shutdown: shutdown) { continuation.yield($0) } }
-        var port = 0
-        for await p in ports { port = p; break }
-        let base = "http://127.0.0.1:\(port)"
+        let coordinator = try await EmbeddedCoordinator.start(config, logger: logger)
+        let job = coordinator.job
+        let base = coordinator.url
 
         var clientConfig = HTTPClient.Configuration()
         clientConfig.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = workers + 8
@@ -110,8 +105,7 @@ struct CoordinatorBench: AsyncParsableCommand {
         }
         let elapsed = Date().timeIntervalSince(started)
         let final = await job.status()
-        await shutdown.trigger()
-        _ = try? await serverTask.value
+        await coordinator.stop()
         try await http.shutdown()
 
         let rounds = final.version - startVersion

@@ -9,7 +9,7 @@ import XCTest
 /// the round and the ledger untouched.
 final class BadInputTests: XCTestCase {
     var dir = ""
-    var coordinator: RunningCoordinator?
+    var coordinator: EmbeddedCoordinator?
 
     override func setUp() async throws {
         ComputeThreads.set(1)

@@ -81,7 +81,7 @@ final class DashboardTests: XCTestCase {
         await coordinator.stop()
     }
 
-    private func checkDashboard(_ coordinator: RunningCoordinator, dir: String, rounds: Int) async throws {
+    private func checkDashboard(_ coordinator: EmbeddedCoordinator, dir: String, rounds: Int) async throws {
         let client = RawClient(base: coordinator.url)
         let page = try await client.request(.GET, "/")
         if page.status == 404 {

@@ -9,14 +9,8 @@ import TributaryTensor
 import TributaryWorker
 import XCTest
 
-/// A coordinator serving on an ephemeral loopback port inside the test process.
-final class RunningCoordinator: @unchecked Sendable {
-    // Unchecked: written once during start, read afterwards.
-    let job: TrainingJob
-    let url: String
-    let directory: String
-    private let task: Task<Void, Error>
-
+/// Test defaults around the embedded coordinator.
+enum RunningCoordinator {
     static let joinToken = "test-join-token"
 
     /// A small GPT job on the built-in arithmetic corpus; `adjust` changes the defaults.
@@ -43,36 +37,10 @@ final class RunningCoordinator: @unchecked Sendable {
         return c
     }
 
-    static func start(_ config: JobConfig, now: @escaping @Sendable () -> Date = { Date() }) async throws -> RunningCoordinator {
+    static func start(_ config: JobConfig, now: @escaping @Sendable () -> Date = { Date() }) async throws -> EmbeddedCoordinator {
         var logger = Logger(label: "test.coordinator")
         logger.logLevel = .warning
-        let job = try await TrainingJob.open(config: config, logger: logger, now: now)
-        let server = CoordinatorServer(job: job, logger: logger)
-        let (stream, continuation) = AsyncStream<Int>.makeStream()
-        let shutdown = CoordinatorShutdown()
-        let task = Task {
-            try await server.run(host: "127.0.0.1", port: 0, tls: nil, shutdown: shutdown) { port in continuation.yield(port) }
-        }
-        var port = 0
-        for await p in stream { port = p; break }
-        return RunningCoordinator(job: job, url: "http://127.0.0.1:\(port)", directory: config.storage.dataDirectory,
-                                  task: task, shutdown: shutdown)
-    }
-
-    private let shutdown: CoordinatorShutdown
-
-    private init(job: TrainingJob, url: String, directory: String, task: Task<Void, Error>, shutdown: CoordinatorShutdown) {
-        self.job = job
-        self.url = url
-        self.directory = directory
-        self.task = task
-        self.shutdown = shutdown
-    }
-
-    /// Graceful stop: the server drains, then the job checkpoints.
-    func stop() async {
-        await shutdown.trigger()
-        _ = try? await task.value
+        return try await EmbeddedCoordinator.start(config, logger: logger, now: now)
     }
 }
 
