@@ -194,8 +194,14 @@ public struct JobConfig: Codable, Sendable, Equatable {
     }
 
     static func describe(_ error: DecodingError) -> String {
+        // Report keys as the file spells them (n_layer), not as Swift does (nLayer).
+        func snake(_ key: String) -> String {
+            key.reduce(into: "") { out, ch in
+                if ch.isUppercase { out += "_" + ch.lowercased() } else { out.append(ch) }
+            }
+        }
         func path(_ ctx: DecodingError.Context) -> String {
-            ctx.codingPath.map { $0.stringValue }.filter { !$0.isEmpty }.joined(separator: ".")
+            ctx.codingPath.map { snake($0.stringValue) }.filter { !$0.isEmpty }.joined(separator: ".")
         }
         switch error {
         case let .typeMismatch(_, ctx), let .valueNotFound(_, ctx), let .dataCorrupted(ctx):
@@ -234,6 +240,8 @@ public struct JobConfig: Codable, Sendable, Equatable {
             throw bad("server.tls_certificate and server.tls_key go together")
         }
         guard storage.checkpointEveryRounds >= 1 else { throw bad("storage.checkpoint_every_rounds must be positive") }
+        guard storage.validationEveryRounds >= 1 else { throw bad("storage.validation_every_rounds must be positive") }
+        guard storage.validationBatches >= 0 else { throw bad("storage.validation_batches must not be negative") }
         _ = try listenAddress()
     }
 

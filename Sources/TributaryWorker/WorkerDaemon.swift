@@ -125,8 +125,10 @@ public actor WorkerDaemon {
                     identity = nil
                     try? FileManager.default.removeItem(atPath: identityPath)
                 default:
-                    // Stale version, expired lease, duplicate: drop this unit and lease another.
+                    // Stale version, expired lease, duplicate: drop this unit (giving the lease
+                    // back, so nobody waits for it to time out) and lease another.
                     logger.info("unit dropped", metadata: ["reason": "\(problem.code.rawValue)", "detail": "\(problem.detail)"])
+                    await releaseCurrentLease()
                 }
                 currentLease = nil
             } catch let error as ClientError {

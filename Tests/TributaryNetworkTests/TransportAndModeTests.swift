@@ -127,3 +127,28 @@ final class BoundedSeriesTests: XCTestCase {
         XCTAssertEqual(tail, Array((10_000 - 15)...10_000), "recent points at full resolution")
     }
 }
+
+final class JobConfigTests: XCTestCase {
+    func testJobFilesAreValidatedWithClearErrors() throws {
+        let ok = try JobConfig.parse("name: x\nmodel: {n_layer: 2}\nauth: {join_token: t}\n")
+        XCTAssertEqual(ok.model.nLayer, 2)
+        XCTAssertEqual(ok.model.nHead, 4, "defaults fill what the file leaves out")
+        XCTAssertEqual(try JobConfig.parse(JobConfig.example).rounds.unitsPerRound, 4, "the example written by `coordinator init` is valid")
+        let cases: [(String, String)] = [
+            ("model: {n_layers: 2}", "unknown key 'model.n_layers'"),
+            ("storage: {validation_every_rounds: 0}", "validation_every_rounds must be positive"),
+            ("rounds: {mode: eventually}", "rounds.mode must be sync or async"),
+            ("compression: {codec: gzip}", "compression.codec"),
+            ("server: {listen: nowhere}", "server.listen must be HOST:PORT"),
+            ("rounds: {min_units: 9, units_per_round: 4}", "min_units"),
+            ("units: {samples_per_unit: 8, micro_batch: 3}", "micro_batch"),
+            ("- a\n- b", "top level must be a mapping"),
+            ("model: {n_layer: [1, 2]}", "model.n_layer"),
+        ]
+        for (yaml, expected) in cases {
+            XCTAssertThrowsError(try JobConfig.parse(yaml)) { error in
+                XCTAssertTrue("\(error)".contains(expected), "\(yaml): \(error)")
+            }
+        }
+    }
+}
