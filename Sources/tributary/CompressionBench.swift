@@ -17,7 +17,9 @@ struct CompressionBench: AsyncParsableCommand {
     @Option(help: "Dataset for the quality runs (default: ../shared tinyshakespeare if present, else builtin:arithmetic).") var data: String?
     @Option(help: "Rounds per quality run (each round: 4 workers' units of 8 sequences).") var rounds = 150
     @Flag(name: .customLong("skip-quality"), help: "Only the codec table.") var skipQuality = false
-    @Option(name: .customLong("zstd-level")) var zstdLevel = 3
+    @Option(name: .customLong("zstd-level"), help: "zstd level for update bodies; 0 sends the codec payload uncompressed (measures the codec alone).")
+    var zstdLevel = 3
+    var zstd: Int? { zstdLevel == 0 ? nil : zstdLevel }
 
     func run() async throws {
         let specs = try codecs.split(separator: ",").map { text -> UpdateCodecSpec in
@@ -56,7 +58,7 @@ struct CompressionBench: AsyncParsableCommand {
             for _ in 0..<reps {
                 residual = [Float](repeating: 0, count: gradient.count)
                 let t0 = DispatchTime.now().uptimeNanoseconds
-                body = try spec.encode(gradient, residual: &residual, zstdLevel: zstdLevel)
+                body = try spec.encode(gradient, residual: &residual, zstdLevel: zstd)
                 encodeTimes.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
                 let t1 = DispatchTime.now().uptimeNanoseconds
                 try body.withUnsafeBytes { raw in
@@ -118,7 +120,7 @@ struct CompressionBench: AsyncParsableCommand {
         c.rounds.unitsPerRound = 4
         c.rounds.maxStaleness = 0
         c.compression.codec = codec
-        c.compression.zstdLevel = zstdLevel
+        c.compression.zstdLevel = zstd ?? 3
         c.storage.dataDirectory = "\(dir)/c"
         c.storage.checkpointEveryRounds = rounds
         c.storage.validationEveryRounds = rounds
