@@ -238,21 +238,26 @@ struct SparsePayload {
         return result
     }
 
+    /// One index gap (LEB128) at `offset`, advancing it. The payload must have passed `validate`.
+    @inline(__always)
+    static func readGap(_ base: UnsafeRawPointer, _ offset: inout Int) -> Int {
+        var value = 0
+        var shift = 0
+        while true {
+            let byte = base.load(fromByteOffset: offset, as: UInt8.self)
+            offset &+= 1
+            value |= Int(byte & 0x7F) &<< shift
+            if byte & 0x80 == 0 { return value }
+            shift &+= 7
+        }
+    }
+
     @inline(__always)
     private func forEachIndex(_ base: UnsafeRawPointer, _ body: (Int) -> Void) {
         var offset = 4
         var previous = -1
         for _ in 0..<k {
-            var value = 0
-            var shift = 0
-            while true {
-                let byte = base.load(fromByteOffset: offset, as: UInt8.self)
-                offset &+= 1
-                value |= Int(byte & 0x7F) &<< shift
-                if byte & 0x80 == 0 { break }
-                shift &+= 7
-            }
-            previous = previous &+ 1 &+ value
+            previous = previous &+ 1 &+ Self.readGap(base, &offset)
             body(previous)
         }
     }
@@ -270,16 +275,7 @@ struct SparsePayload {
             let length = min(Self.batch, k &- done)
             _ = decodeValues(base, from: done, count: length, into: buffer)
             for j in 0..<length {
-                var value = 0
-                var shift = 0
-                while true {
-                    let byte = base.load(fromByteOffset: offset, as: UInt8.self)
-                    offset &+= 1
-                    value |= Int(byte & 0x7F) &<< shift
-                    if byte & 0x80 == 0 { break }
-                    shift &+= 7
-                }
-                previous = previous &+ 1 &+ value
+                previous = previous &+ 1 &+ Self.readGap(base, &offset)
                 body(previous, buffer[j])
             }
             done &+= length
