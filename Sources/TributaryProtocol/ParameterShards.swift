@@ -20,10 +20,9 @@ public struct TensorSlot: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey { case name, shape, offset }
 }
 
-/// A named group of parameters fetched and updated as one body, FSDP-style: a GPT is
-/// cut into `embeddings` (wte, wpe), one `block.N` per transformer block, and `head`
-/// (the final LayerNorm; the output head is tied to wte); an MLP into one `layer.N` per
-/// Linear. A worker can hold one shard at a time.
+/// A named group of parameters fetched and updated as one body, FSDP-style (the cut is
+/// the model's `shardGroups`: `embeddings`, `block.N`, `head` for a GPT; `layer.N` for an
+/// MLP). A streaming worker holds one block shard at a time.
 public struct ShardDescriptor: Codable, Sendable, Equatable {
     public var name: String
     public var tensors: [TensorSlot]
@@ -69,38 +68,15 @@ public struct ShardLayout: Sendable, Equatable {
 
     public let shards: [Shard]
 
-    public init(spec: ModelSpec, parameters: ParameterSet) {
-        func group(_ p: Parameter) -> String {
-            let n = p.name
-            switch spec {
-            case .gpt:
-                if n.hasPrefix("transformer.h.") {
-                    let rest = n.dropFirst("transformer.h.".count)
-                    return "block." + (rest.split(separator: ".").first.map(String.init) ?? "0")
-                }
-                if n.hasPrefix("transformer.ln_f") { return "head" }
-                return "embeddings"
-            case .mlp:
-                // net.{2i}.weight → layer.i
-                let parts = n.split(separator: ".")
-                if parts.count >= 2, let k = Int(parts[1]) { return "layer.\(k / 2)" }
-                return "layer.0"
-            }
-        }
-        var order: [String] = []
-        var members: [String: [Parameter]] = [:]
-        for p in parameters.parameters {
-            let g = group(p)
-            if members[g] == nil { order.append(g) }
-            members[g, default: []].append(p)
-        }
-        shards = order.map { name in
+    /// The model's shard groups (see `ModelShardGroup`), with each tensor's offset.
+    public init(spec: ModelSpec) {
+        shards = spec.shardGroups.map { group in
             var offset = 0
-            let slots = (members[name] ?? []).map { p -> TensorSlot in
+            let slots = group.parameters.map { p -> TensorSlot in
                 defer { offset += p.count }
                 return TensorSlot(name: p.name, shape: p.shape, offset: offset)
             }
-            return Shard(name: name, tensors: slots)
+            return Shard(name: group.name, tensors: slots)
         }
     }
 

@@ -15,6 +15,14 @@ public struct Parameter: Sendable {
         self.decays = decays
     }
 
+    /// A parameter over existing tensors (views into a shard's storage).
+    public init(name: String, value: Tensor, gradient: Tensor, decays: Bool) {
+        self.name = name
+        self.value = value
+        self.gradient = gradient
+        self.decays = decays
+    }
+
     public var shape: [Int] { value.shape }
     public var count: Int { value.count }
 }

@@ -77,6 +77,23 @@ public final class TensorAllocator: Sendable {
         unreserve(count * MemoryLayout<Float>.stride)
     }
 
+    /// Counts `bytes` held outside tensors against the budget (an encoded update waiting
+    /// for upload, a shard body being decoded), so the budget covers them too. Give them
+    /// back with `releaseBytes`.
+    public func reserveBytes(_ bytes: Int) throws(TensorAllocationError) {
+        if bytes < 0 { throw .invalidShape([bytes]) }
+        try reserve(bytes)
+    }
+
+    public func releaseBytes(_ bytes: Int) { unreserve(bytes) }
+
+    /// Runs `body` with `bytes` reserved, released afterwards whatever happens.
+    public func withReservedBytes<R>(_ bytes: Int, _ body: () throws -> R) throws -> R {
+        try reserveBytes(bytes)
+        defer { releaseBytes(bytes) }
+        return try body()
+    }
+
     private func reserve(_ bytes: Int) throws(TensorAllocationError) {
         let refusal: TensorAllocationError? = counters.withLock { c in
             let next = c.current + bytes

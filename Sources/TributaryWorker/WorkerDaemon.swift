@@ -171,7 +171,7 @@ public actor WorkerDaemon {
         let allocator = TensorAllocator(budgetBytes: options.memoryBudgetBytes)
         self.allocator = allocator
         let built = try description.model.build(seed: 0, allocator: allocator)
-        let l = ShardLayout(spec: description.model, parameters: built.parameters)
+        let l = ShardLayout(spec: description.model)
         job = description
         model = built
         layout = l

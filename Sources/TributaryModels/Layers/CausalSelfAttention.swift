@@ -8,8 +8,12 @@ public struct CausalSelfAttention: Sendable {
     public let channels: Int
 
     public init(name: String, channels: Int, heads: Int, bias: Bool, allocator: TensorAllocator) throws {
-        cAttn = try Linear(name: "\(name).c_attn", inFeatures: channels, outFeatures: 3 * channels, bias: bias, allocator: allocator)
-        cProj = try Linear(name: "\(name).c_proj", inFeatures: channels, outFeatures: channels, bias: bias, allocator: allocator)
+        try self.init(name: name, channels: channels, heads: heads, bias: bias, parameters: .allocating(allocator))
+    }
+
+    public init(name: String, channels: Int, heads: Int, bias: Bool, parameters f: ParameterFactory) throws {
+        cAttn = try Linear(name: "\(name).c_attn", inFeatures: channels, outFeatures: 3 * channels, bias: bias, parameters: f)
+        cProj = try Linear(name: "\(name).c_proj", inFeatures: channels, outFeatures: channels, bias: bias, parameters: f)
         self.heads = heads
         self.channels = channels
     }

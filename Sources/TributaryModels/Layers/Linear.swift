@@ -8,8 +8,12 @@ public struct Linear: Sendable {
     public let outFeatures: Int
 
     public init(name: String, inFeatures: Int, outFeatures: Int, bias: Bool, allocator: TensorAllocator) throws {
-        weight = try Parameter(name: "\(name).weight", shape: [outFeatures, inFeatures], decays: true, allocator: allocator)
-        self.bias = bias ? try Parameter(name: "\(name).bias", shape: [outFeatures], decays: false, allocator: allocator) : nil
+        try self.init(name: name, inFeatures: inFeatures, outFeatures: outFeatures, bias: bias, parameters: .allocating(allocator))
+    }
+
+    public init(name: String, inFeatures: Int, outFeatures: Int, bias: Bool, parameters f: ParameterFactory) throws {
+        weight = try f.make(name: "\(name).weight", shape: [outFeatures, inFeatures], decays: true)
+        self.bias = bias ? try f.make(name: "\(name).bias", shape: [outFeatures], decays: false) : nil
         self.inFeatures = inFeatures
         self.outFeatures = outFeatures
     }
@@ -41,9 +45,14 @@ public struct LayerNorm: Sendable {
     public let features: Int
 
     public init(name: String, features: Int, bias: Bool, allocator: TensorAllocator) throws {
-        weight = try Parameter(name: "\(name).weight", shape: [features], decays: false, allocator: allocator)
-        weight.value.fill(1)
-        self.bias = bias ? try Parameter(name: "\(name).bias", shape: [features], decays: false, allocator: allocator) : nil
+        try self.init(name: name, features: features, bias: bias, parameters: .allocating(allocator))
+    }
+
+    /// A fresh gain starts at 1; a shard-backed layer keeps the values its shard holds.
+    public init(name: String, features: Int, bias: Bool, parameters f: ParameterFactory) throws {
+        weight = try f.make(name: "\(name).weight", shape: [features], decays: false)
+        if f.initializesValues { weight.value.fill(1) }
+        self.bias = bias ? try f.make(name: "\(name).bias", shape: [features], decays: false) : nil
         self.features = features
     }
 

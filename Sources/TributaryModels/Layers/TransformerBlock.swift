@@ -10,12 +10,17 @@ public struct TransformerBlock: Sendable {
     public let channels: Int
 
     public init(index i: Int, channels c: Int, heads: Int, bias: Bool, allocator: TensorAllocator) throws {
+        try self.init(index: i, channels: c, heads: heads, bias: bias, parameters: .allocating(allocator))
+    }
+
+    /// Parameters are made in `parameters`' order, which is the `block.N` shard's order.
+    public init(index i: Int, channels c: Int, heads: Int, bias: Bool, parameters f: ParameterFactory) throws {
         let p = "transformer.h.\(i)"
-        ln1 = try LayerNorm(name: "\(p).ln_1", features: c, bias: bias, allocator: allocator)
-        attention = try CausalSelfAttention(name: "\(p).attn", channels: c, heads: heads, bias: bias, allocator: allocator)
-        ln2 = try LayerNorm(name: "\(p).ln_2", features: c, bias: bias, allocator: allocator)
-        cFc = try Linear(name: "\(p).mlp.c_fc", inFeatures: c, outFeatures: 4 * c, bias: bias, allocator: allocator)
-        cProj = try Linear(name: "\(p).mlp.c_proj", inFeatures: 4 * c, outFeatures: c, bias: bias, allocator: allocator)
+        ln1 = try LayerNorm(name: "\(p).ln_1", features: c, bias: bias, parameters: f)
+        attention = try CausalSelfAttention(name: "\(p).attn", channels: c, heads: heads, bias: bias, parameters: f)
+        ln2 = try LayerNorm(name: "\(p).ln_2", features: c, bias: bias, parameters: f)
+        cFc = try Linear(name: "\(p).mlp.c_fc", inFeatures: c, outFeatures: 4 * c, bias: bias, parameters: f)
+        cProj = try Linear(name: "\(p).mlp.c_proj", inFeatures: 4 * c, outFeatures: c, bias: bias, parameters: f)
         channels = c
     }
 

@@ -1,0 +1,295 @@
+import TributaryTensor
+
+/// How a memory-budgeted worker runs one GPT training step (chosen by the worker's
+/// memory planner; see `StreamedGPT.peakBytes`).
+public struct GPTExecutionPlan: Sendable, Equatable, CustomStringConvertible {
+    public enum ActivationPolicy: String, Sendable {
+        /// Every block's activations are kept from forward to backward.
+        case kept
+        /// Only each block's input is kept (activation checkpointing); backward rebuilds the
+        /// block's activations from it, one micro-batch at a time.
+        case recomputed
+    }
+
+    /// Sequences per forward/backward call (gradient accumulation reaches the unit's batch).
+    public var microBatch: Int
+    public var activations: ActivationPolicy
+    /// Transformer blocks whose parameters stay resident from forward to backward (the
+    /// last ones, which backward meets first). The others are made resident twice: once
+    /// in forward, once in backward. With every block resident, shards also stay resident
+    /// between steps and only shards whose content changed are loaded again.
+    public var residentBlocks: Int
+
+    public init(microBatch: Int, activations: ActivationPolicy, residentBlocks: Int) {
+        self.microBatch = microBatch
+        self.activations = activations
+        self.residentBlocks = residentBlocks
+    }
+
+    public var description: String {
+        "micro-batch \(microBatch), activations \(activations.rawValue), \(residentBlocks) block shard(s) resident"
+    }
+}
+
+/// What a streamed step needs from whoever holds the parameter shards (a worker's local,
+/// content-addressed shard cache) and whoever takes the finished gradients (its codec and
+/// upload queue). Shard names are `ModelShardGroup` names.
+public protocol ShardStreamingDelegate: AnyObject, Sendable {
+    /// Writes the shard's parameter values (the shard body's element order) into `values`.
+    func loadShard(_ name: String, into values: UnsafeMutableBufferPointer<Float>) throws
+    /// Identifies the shard's current content (a content hash): a shard kept resident
+    /// between steps is loaded again only when its key changed.
+    func contentKey(ofShard name: String) -> String
+    /// The shard's gradient is final for this step; it can be read until the call returns.
+    /// This is where the worker encodes it and queues the upload, overlapping the network
+    /// with the backward of the shards still to come.
+    func shardGradientReady(_ name: String, gradient: UnsafeBufferPointer<Float>) async throws
+    /// Bytes the delegate holds (outside the step's tensors) while loading a shard of
+    /// `elements` values, and while taking its gradient; the planner counts them.
+    func transientBytes(loading elements: Int) -> Int
+    func transientBytes(takingGradientOf elements: Int) -> Int
+}
+
+/// FSDP-style execution of a GPT training step under a memory budget: parameter shards are
+/// made resident one transformer block at a time (and released again unless the plan keeps
+/// them), activations are kept or recomputed from each block's saved input, micro-batches
+/// accumulate gradients inside each block (layer-outer order, so each block is loaded once
+/// per pass, not once per micro-batch), and each shard's gradient is handed on as soon as
+/// it is final. Every tensor comes from the device's allocator, so the step's peak is what
+/// the budget sees; `peakBytes` predicts it from the same schedule.
+///
+/// The gradient equals `GPT.forwardBackward`'s for the same batch up to the order of fp32
+/// sums (tested).
+public final class StreamedGPT: @unchecked Sendable {
+    // Unchecked: driven by one task at a time (a worker's compute loop).
+    public let config: GPTConfig
+    public let plan: GPTExecutionPlan
+    let allocator: TensorAllocator
+    let groups: [String: ModelShardGroup]
+
+    /// Shards kept resident between steps (with every block resident), by name.
+    private var resident: [String: (values: TensorStorage, key: String)] = [:]
+
+    public init(config: GPTConfig, plan: GPTExecutionPlan, device: any ComputeDevice) throws {
+        try config.validate()
+        guard plan.microBatch >= 1 else { throw ModelError.invalidConfiguration("micro-batch must be at least 1") }
+        guard (0...config.nLayer).contains(plan.residentBlocks) else {
+            throw ModelError.invalidConfiguration("resident blocks must be 0…\(config.nLayer) (got \(plan.residentBlocks))")
+        }
+        self.config = config
+        self.plan = plan
+        allocator = device.allocator
+        var g: [String: ModelShardGroup] = [:]
+        for group in GPT.shardGroups(config) { g[group.name] = group }
+        groups = g
+    }
+
+    var keepsShardsBetweenSteps: Bool { plan.residentBlocks == config.nLayer }
+
+    /// Drops shards kept between steps (their memory returns to the allocator).
+    public func releaseResidentShards() { resident = [:] }
+
+    private func elements(_ name: String) -> Int { groups[name]?.elementCount ?? 0 }
+
+    /// A shard's values, loaded through the delegate or reused when kept resident.
+    private func values(_ name: String, delegate: any ShardStreamingDelegate, keep: Bool) throws -> TensorStorage {
+        let key = delegate.contentKey(ofShard: name)
+        if let r = resident[name], r.key == key { return r.values }
+        resident[name] = nil
+        let storage = try TensorStorage(count: elements(name), allocator: allocator)
+        try delegate.loadShard(name, into: UnsafeMutableBufferPointer(start: storage.base, count: storage.count))
+        if keep { resident[name] = (storage, key) }
+        return storage
+    }
+
+    private func block(_ i: Int, values: TensorStorage, gradients: TensorStorage?) throws -> TransformerBlock {
+        // Forward never writes gradients, so a forward-only block views its values twice.
+        try TransformerBlock(index: i, channels: config.nEmbd, heads: config.nHead, bias: config.bias,
+                             parameters: .views(values: values, gradients: gradients ?? values))
+    }
+
+    /// Loss and gradients of the mean loss over `batch` (token sequences), each shard's
+    /// gradient delivered to the delegate as soon as it is final: `head` first, then the
+    /// blocks from last to first, then `embeddings`.
+    public func step(_ batch: ModelBatch, delegate: any ShardStreamingDelegate) async throws -> Double {
+        guard case let .tokens(inputs, targets, b, t) = batch else {
+            throw ModelError.batchShape("a GPT takes token batches, not feature rows")
+        }
+        guard b > 0, t > 0 else { throw ModelError.batchShape("batch and sequence must be positive (got \(b)×\(t))") }
+        guard t <= config.blockSize else { throw ModelError.batchShape("sequence length \(t) exceeds block_size \(config.blockSize)") }
+        guard inputs.count == b * t, targets.count == b * t else {
+            throw ModelError.batchShape("expected \(b * t) input tokens and targets, got \(inputs.count) and \(targets.count)")
+        }
+        try validateIDs(inputs, below: config.vocabSize, isTarget: false)
+        try validateIDs(targets, below: config.vocabSize, isTarget: true)
+
+        let c = config.nEmbd, v = config.vocabSize, layers = config.nLayer, h = config.nHead
+        let m = min(plan.microBatch, b)
+        let micro = stride(from: 0, to: b, by: m).map { ($0, min(b, $0 + m)) }
+        let keepBetween = keepsShardsBetweenSteps
+        let firstResident = layers - plan.residentBlocks
+        let a = allocator
+        let emb = GPT.embeddingsShardName, headName = GPT.headShardName
+
+        // Embeddings (wte is also the tied output head) and ln_f stay resident all step.
+        let embValues = try values(emb, delegate: delegate, keep: keepBetween)
+        let embGrads = try TensorStorage(count: embValues.count, allocator: a)
+        let vocabEntries = v * c
+        let wte = embValues.base, wpe = embValues.base + vocabEntries
+        let dWTE = embGrads.base, dWPE = embGrads.base + vocabEntries
+        let headValues = try values(headName, delegate: delegate, keep: keepBetween)
+        let headGrads = try TensorStorage(count: headValues.count, allocator: a)
+        let lnF = try LayerNorm(name: "transformer.ln_f", features: c, bias: config.bias,
+                                parameters: .views(values: headValues, gradients: headGrads))
+
+        // Block inputs for the whole unit: the activation checkpoints (also what backward
+        // needs as each block's input when activations are kept).
+        var checkpoints: [Tensor?] = try (0...layers).map { _ in try Tensor(shape: [b * t, c], allocator: a) }
+        var keptActivations: [[TransformerBlock.Activations]] = []
+        let recompute = plan.activations == .recomputed
+        let work: TransformerBlock.Activations? = recompute
+            ? try TransformerBlock.Activations(batch: m, sequence: t, channels: c, heads: h, allocator: a) : nil
+
+        inputs.withUnsafeBufferPointer { tok in
+            guard let tp = tok.baseAddress, let x0 = checkpoints[0] else { return }
+            EmbeddingKernels.forward(out: x0.data, tokens: tp, wte: wte, wpe: wpe, batch: b, sequence: t, channels: c)
+        }
+
+        // Forward, block by block; each block runs every micro-batch while it is resident.
+        var residentBlockValues: [Int: TensorStorage] = [:]
+        for l in 0..<layers {
+            let keep = l >= firstResident
+            let bv = try values(GPT.blockShardName(l), delegate: delegate, keep: keepBetween)
+            let blk = try block(l, values: bv, gradients: nil)
+            guard let x = checkpoints[l], let y = checkpoints[l + 1] else { continue }
+            var saved: [TransformerBlock.Activations] = []
+            for (lo, hi) in micro {
+                let acts: TransformerBlock.Activations
+                if let work, recompute { acts = work } else {
+                    acts = try TransformerBlock.Activations(batch: hi - lo, sequence: t, channels: c, heads: h, allocator: a)
+                    saved.append(acts)
+                }
+                blk.forward(x.data + lo * t * c, into: y.data + lo * t * c, saving: acts, batch: hi - lo, sequence: t)
+            }
+            if !recompute { keptActivations.append(saved) }
+            if keep { residentBlockValues[l] = bv }
+        }
+
+        // Head, loss and the head's backward, one micro-batch at a time.
+        let dX = try Tensor(shape: [b * t, c], allocator: a)
+        let scratch = try TransformerBlock.Scratch(batch: m, sequence: t, channels: c, allocator: a)
+        var loss = 0.0
+        do {
+            let lnOut = try Tensor(shape: [m * t, c], allocator: a)
+            let mean = try Tensor(shape: [m * t], allocator: a), rstd = try Tensor(shape: [m * t], allocator: a)
+            let logits = try Tensor(shape: [m * t, v], allocator: a), losses = try Tensor(shape: [m * t], allocator: a)
+            guard let xL = checkpoints[layers] else { throw ModelError.batchShape("internal: missing final residual") }
+            for (lo, hi) in micro {
+                let rows = (hi - lo) * t, base = lo * t
+                lnF.forward(xL.data + base * c, into: lnOut.data, mean: mean.data, rstd: rstd.data, rows: rows)
+                LinearKernels.forward(out: logits.data, input: lnOut.data, weight: wte, bias: nil,
+                                      rows: rows, inFeatures: c, outFeatures: v)
+                targets.withUnsafeBufferPointer { tg in
+                    guard let tp = tg.baseAddress else { return }
+                    SoftmaxCrossEntropyKernels.forward(logits: logits.data, targets: tp + base, losses: losses.data, rows: rows, classes: v)
+                    SoftmaxCrossEntropyKernels.backward(probabilities: logits.data, targets: tp + base, rows: rows, classes: v,
+                                                        scale: 1 / Float(b * t))
+                }
+                var s = 0.0
+                for i in 0..<rows { s += Double(losses.data[i]) }
+                loss += s / Double(b * t)
+                LinearKernels.backward(dInput: scratch.dLN.data, dWeight: dWTE, dBias: nil, dOut: logits.data,
+                                       input: lnOut.data, weight: wte, rows: rows, inFeatures: c, outFeatures: v)
+                lnF.backward(dOut: scratch.dLN.data, input: xL.data + base * c, mean: mean.data, rstd: rstd.data,
+                             dInput: dX.data + base * c, rows: rows)
+            }
+        }
+        checkpoints[layers] = nil
+        try await delegate.shardGradientReady(headName, gradient: UnsafeBufferPointer(start: headGrads.base, count: headGrads.count))
+
+        // Backward, block by block from the last; each block's gradient is final once
+        // every micro-batch went through it.
+        let recomputed: Tensor? = recompute ? try Tensor(shape: [m * t, c], allocator: a) : nil
+        for l in stride(from: layers - 1, through: 0, by: -1) {
+            let bv = try residentBlockValues[l] ?? values(GPT.blockShardName(l), delegate: delegate, keep: keepBetween)
+            residentBlockValues[l] = nil
+            let grads = try TensorStorage(count: bv.count, allocator: a)
+            let blk = try block(l, values: bv, gradients: grads)
+            guard let x = checkpoints[l] else { continue }
+            for (i, (lo, hi)) in micro.enumerated() {
+                let acts: TransformerBlock.Activations
+                if let work, let y = recomputed {
+                    blk.forward(x.data + lo * t * c, into: y.data, saving: work, batch: hi - lo, sequence: t)
+                    acts = work
+                } else {
+                    acts = keptActivations[l][i]
+                }
+                blk.backward(dResidual: dX.data + lo * t * c, input: x.data + lo * t * c, saved: acts,
+                             scratch: scratch, batch: hi - lo, sequence: t)
+            }
+            if !recompute { keptActivations[l] = [] }
+            checkpoints[l + 1] = nil
+            try await delegate.shardGradientReady(GPT.blockShardName(l), gradient: UnsafeBufferPointer(start: grads.base, count: grads.count))
+        }
+
+        inputs.withUnsafeBufferPointer { tok in
+            guard let tp = tok.baseAddress else { return }
+            EmbeddingKernels.backward(dWTE: dWTE, dWPE: dWPE, dOut: dX.data, tokens: tp, batch: b, sequence: t, channels: c)
+        }
+        try await delegate.shardGradientReady(emb, gradient: UnsafeBufferPointer(start: embGrads.base, count: embGrads.count))
+        return loss
+    }
+
+    // MARK: Memory
+
+    /// The step's peak tensor bytes under `plan` for `batch` sequences of `sequence`
+    /// tokens, including the delegate's transient bytes, by walking the same allocation
+    /// schedule as `step` (tensor byte counts are exact; the allocator counts no padding).
+    public static func peakBytes(config: GPTConfig, batch b: Int, sequence t: Int, plan: GPTExecutionPlan,
+                                 loadTransient: (Int) -> Int, gradientTransient: (Int) -> Int) -> Int {
+        let c = config.nEmbd, v = config.vocabSize, layers = config.nLayer, h = config.nHead
+        let m = max(1, min(plan.microBatch, b))
+        let groups = GPT.shardGroups(config)
+        let embE = groups.first?.elementCount ?? 0, headE = groups.last?.elementCount ?? 0
+        let blockE = groups.count > 2 ? groups[1].elementCount : 0
+        let f = MemoryLayout<Float>.stride
+        var live = 0, peak = 0
+        func alloc(_ floats: Int) { live += floats * f; peak = max(peak, live) }
+        func free(_ floats: Int) { live -= floats * f }
+        func transient(_ bytes: Int) { peak = max(peak, live + bytes) }
+        func activations(_ rows: Int, _ seqs: Int) -> Int { 15 * rows * c + 4 * rows + seqs * h * t * t }
+        let keepBetween = plan.residentBlocks == layers
+        let firstResident = layers - plan.residentBlocks
+        let recompute = plan.activations == .recomputed
+        let micro = stride(from: 0, to: b, by: m).map { min(b, $0 + m) - $0 }
+        let n = b * t, mt = m * t
+
+        transient(loadTransient(embE)); alloc(embE); alloc(embE)
+        transient(loadTransient(headE)); alloc(headE); alloc(headE)
+        alloc((layers + 1) * n * c)
+        if recompute { alloc(activations(mt, m)) }
+        for l in 0..<layers {
+            transient(loadTransient(blockE)); alloc(blockE)
+            if !recompute { for s in micro { alloc(activations(s * t, s)) } }
+            if l < firstResident && !keepBetween { free(blockE) }
+        }
+        alloc(n * c)                                                 // dX
+        alloc(9 * mt * c + ComputeThreads.count * t * t)             // backward scratch
+        alloc(mt * c + 3 * mt + mt * v)                              // head buffers
+        free(mt * c + 3 * mt + mt * v)
+        free(n * c)                                                  // checkpoint L
+        transient(gradientTransient(headE))
+        if recompute { alloc(mt * c) }
+        for l in stride(from: layers - 1, through: 0, by: -1) {
+            if l < firstResident && !keepBetween { transient(loadTransient(blockE)); alloc(blockE) }
+            alloc(blockE)                                            // gradients
+            if !recompute { for s in micro { free(activations(s * t, s)) } }
+            if l < layers - 1 { free(n * c) }                        // checkpoint l + 1 (the head freed L)
+            transient(gradientTransient(blockE))
+            free(blockE)
+            if !keepBetween { free(blockE) }
+        }
+        transient(gradientTransient(embE))
+        return peak
+    }
+}
