@@ -101,6 +101,7 @@ let package = Package(
         .testTarget(name: "TributaryTrainingTests", dependencies: ["TributaryTraining"]),
         .testTarget(name: "TributaryCompressionTests", dependencies: ["TributaryCompression"]),
         .testTarget(name: "TributaryLedgerTests", dependencies: ["TributaryLedger"]),
+        .testTarget(name: "TributaryWorkerTests", dependencies: ["TributaryWorker"]),
         .testTarget(name: "TributaryNetworkTests",
                     dependencies: ["TributaryCoordinator", "TributaryWorker", "TributaryProtocol", "tributary",
                                    .product(name: "HummingbirdTesting", package: "hummingbird"),

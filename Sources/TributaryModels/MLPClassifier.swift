@@ -63,6 +63,14 @@ public final class MLPClassifier: TrainableModel, @unchecked Sendable {
         }
     }
 
+    /// Bytes of the activation cache for a batch of `b` rows (what `Cache` allocates).
+    public static func activationBytes(config: MLPConfig, batch b: Int) -> Int {
+        let sizes = config.layerSizes
+        let floats = b * sizes[0] + sizes.dropFirst().reduce(0) { $0 + b * $1 }
+            + sizes.dropFirst().dropLast().reduce(0) { $0 + b * $1 } + b + 2 * b * (sizes.max() ?? 1)
+        return floats * MemoryLayout<Float>.stride
+    }
+
     final class Cache: @unchecked Sendable {
         let batch: Int
         let input: Tensor

@@ -64,12 +64,10 @@ public actor WorkerDaemon {
     let logger: Logger
     private var identity: Identity?
     private var job: JobDescription?
-    private var model: (any TrainableModel)?
-    private var layout: ShardLayout?
-    private var loadedHashes: [String: String] = [:]   // shard → content hash now in the model
-    private var allocator: TensorAllocator?
-    /// Error feedback: what the codec dropped so far, per shard (see `residual(for:)`).
-    private var residuals: [String: Tensor] = [:]
+    private var compute: UnitCompute?
+    private let device: any ComputeDevice
+    private let cache: ShardCache
+    private let residualStore: ResidualStore
     private var stopRequested = false
     private var currentLease: String?
     public private(set) var unitsDone = 0
@@ -84,10 +82,18 @@ public actor WorkerDaemon {
         self.options = options
         self.logger = logger
         client = CoordinatorClient(base: options.coordinator, http: http)
+        device = CPUDevice(memoryBudgetBytes: options.memoryBudgetBytes)
+        cache = ShardCache(directory: "\(options.dataDirectory)/shards")
+        residualStore = ResidualStore(directory: "\(options.dataDirectory)/residual")
     }
 
     var identityPath: String { "\(options.dataDirectory)/identity.json" }
-    var cacheDirectory: String { "\(options.dataDirectory)/shards" }
+    var cacheDirectory: String { cache.directory }
+
+    /// The plan in use (after the first unit's job description arrived).
+    public var memoryPlan: MemoryPlan? { compute?.plan }
+    /// The device allocator's peak so far: what the budget was measured against.
+    public var peakTensorBytes: Int { device.allocator.peakBytes }
 
     /// Asks the loop to stop after the current unit.
     public func requestStop() { stopRequested = true }
@@ -157,58 +163,54 @@ public actor WorkerDaemon {
         let fresh = Identity(coordinator: options.coordinator, workerId: response.workerId, token: response.token)
         // The token is a secret: readable by this user only.
         let data = try JSONEncoder().encode(fresh)
-        FileManager.default.createFile(atPath: identityPath, contents: data, attributes: [.posixPermissions: 0o600])
+        _ = FileManager.default.createFile(atPath: identityPath, contents: data, attributes: [.posixPermissions: 0o600])
         identity = fresh
         job = response.job
         logger.info("registered", metadata: ["worker": "\(response.workerId)", "job": "\(response.job.name)"])
         return fresh
     }
 
-    private func ensureModel(token: String) async throws -> (any TrainableModel, ShardLayout, JobDescription) {
-        if let model, let layout, let job { return (model, layout, job) }
+    /// Plans the job's compute against the budget (once per job): a job this budget
+    /// cannot run is refused before any unit is leased.
+    private func ensureCompute(token: String) async throws -> (UnitCompute, JobDescription) {
+        if let compute, let job { return (compute, job) }
         let description: JobDescription
         if let job { description = job } else { description = try await client.json(.GET, Routes.job, token: token) }
-        let allocator = TensorAllocator(budgetBytes: options.memoryBudgetBytes)
-        self.allocator = allocator
-        let built = try description.model.build(seed: 0, allocator: allocator)
-        let l = ShardLayout(spec: description.model)
+        let fresh = try UnitCompute(job: description, device: device, budgetBytes: options.memoryBudgetBytes)
+        logger.info("memory plan", metadata: [
+            "device": "\(device.name)",
+            "budget": "\(options.memoryBudgetBytes.map(ByteCount.format) ?? "unbounded")",
+            "plan": "\(fresh.plan)",
+            "model": "\(description.model.summary)"])
         job = description
-        model = built
-        layout = l
-        return (built, l, description)
+        compute = fresh
+        return (fresh, description)
     }
 
     /// One unit from lease to commit; nil when there was nothing to do.
     private func workOneUnit() async throws -> UnitReport? {
         let start = DispatchTime.now().uptimeNanoseconds
         let me = try await register()
-        let (model, layout, job) = try await ensureModel(token: me.token)
+        let (compute, job) = try await ensureCompute(token: me.token)
         let grant: LeaseGrant = try await client.json(.POST, Routes.leases, token: me.token, body: [String: String]())
         currentLease = grant.leaseId
-        var down = 0, up = 0
+        var down = 0
 
-        // Parameters of the lease's version: only shards whose content changed are fetched.
+        // The lease's version: shards whose content is not in the local cache are fetched.
         let manifest: Manifest = try await client.json(.GET, Routes.manifest(grant.version), token: me.token)
-        for descriptor in manifest.shards {
-            guard loadedHashes[descriptor.name] != descriptor.contentHash else { continue }
-            guard let shard = layout.shard(named: descriptor.name), shard.elementCount == descriptor.elementCount else {
-                throw WorkerError.fatal("shard \(descriptor.name) does not match this worker's model layout")
+        var refs: [String: UnitShardStream.ShardDescriptorRef] = [:]
+        for shard in compute.layout.shards {
+            guard let d = manifest.shard(named: shard.name), d.elementCount == shard.elementCount else {
+                throw WorkerError.fatal("shard \(shard.name) does not match this worker's model layout")
             }
-            let body = try await shardBody(descriptor, version: grant.version, token: me.token, downloaded: &down)
-            var flat = [Float](repeating: 0, count: shard.elementCount)
-            do {
-                try body.withUnsafeBytes { raw in
-                    try flat.withUnsafeMutableBufferPointer { try TensorFrame.decode(raw, expectedCount: shard.elementCount, into: $0) }
-                }
-            } catch {
-                try? FileManager.default.removeItem(atPath: cachePath(descriptor.contentHash))
-                throw ClientError.protocolViolation("shard \(descriptor.name): \(error)")
+            refs[d.name] = .init(hash: d.contentHash, elements: d.elementCount)
+            if !cache.contains(d.contentHash) {
+                let reply = try await client.send(.GET, Routes.shard(grant.version, d.name), token: me.token)
+                try device.allocator.withReservedBytes(reply.body.count) { try cache.store(reply.body, hash: d.contentHash) }
+                down += reply.body.count
             }
-            flat.withUnsafeBufferPointer { p in
-                if let base = p.baseAddress { layout.scatter(shard, from: base, into: model.parameters) }
-            }
-            loadedHashes[descriptor.name] = descriptor.contentHash
         }
+        cache.prune(keeping: Set(refs.values.map(\.hash)), limit: 2 * compute.layout.shards.count)
 
         // The unit's samples.
         let batchReply = try await client.send(.GET, Routes.batch(grant.leaseId), token: me.token)
@@ -225,155 +227,45 @@ public actor WorkerDaemon {
             throw ClientError.protocolViolation("batch: \(error)")
         }
 
-        // The gradient of the unit's mean loss, accumulated over micro-batches.
-        let computeStart = DispatchTime.now().uptimeNanoseconds
-        let loss = try Self.computeGradient(model: model, batch: batch, microBatch: grant.microBatchSize)
-        let computeSeconds = Double(DispatchTime.now().uptimeNanoseconds - computeStart) / 1e9
-
-        // Push shard by shard (compressed, with error feedback), then commit.
-        let codec: UpdateCodecSpec
-        do { codec = try UpdateCodecSpec(parsing: job.updateCodec) } catch {
-            throw WorkerError.fatal("the coordinator asks for update codec '\(job.updateCodec)', which this worker does not know: \(error)")
+        // Compute the gradient; each shard's update is encoded (with error feedback) and
+        // uploaded as soon as it is final, while the rest of the backward goes on.
+        let lossy = compute.planner.codec.codec != .fp32
+        let client = self.client, lease = grant.leaseId, token = me.token
+        let queue = UploadQueue(capacity: compute.plan.uploadQueueBytes, allocator: device.allocator) { shard, body in
+            _ = try await client.send(.PUT, Routes.update(lease, shard: shard), token: token, body: body,
+                                      contentType: Routes.tensorFrameType)
         }
-        let lossy = codec.codec != .fp32
+        let stream = UnitShardStream(descriptors: refs, cache: cache, allocator: device.allocator, planner: compute.planner,
+                                     zstdLevel: job.zstdLevel, residuals: lossy ? residualStore : nil, queue: queue)
+        let computeStart = DispatchTime.now().uptimeNanoseconds
+        let loss: Double
         do {
-            for shard in layout.shards {
-                var flat = [Float](repeating: 0, count: shard.elementCount)
-                flat.withUnsafeMutableBufferPointer { p in
-                    if let base = p.baseAddress { layout.gather(shard, from: model.parameters, gradients: true, into: base) }
-                }
-                let residual = lossy ? try residual(for: shard) : nil
-                let body = try flat.withUnsafeBufferPointer { g in
-                    try codec.encode(g, residual: residual.map { UnsafeMutableBufferPointer(start: $0.data, count: $0.count) },
-                                     zstdLevel: job.zstdLevel)
-                }
-                _ = try await client.send(.PUT, Routes.update(grant.leaseId, shard: shard.name), token: me.token, body: body,
-                                          contentType: Routes.tensorFrameType)
-                up += body.count
-            }
+            loss = try await compute.run(batch, stream: stream)
+            try await queue.finish()
         } catch {
-            if lossy { discardUnsavedResiduals() }
+            await queue.cancelAll()
+            residualStore.discardStaged()
             throw error
         }
+        let computeSeconds = Double(DispatchTime.now().uptimeNanoseconds - computeStart) / 1e9
+        let up = await queue.bytesSent
+
         let receipt: CommitReceipt
         do {
             receipt = try await client.json(.POST, Routes.commit(grant.leaseId), token: me.token,
                                             body: CommitRequest(samples: batch.sampleCount, loss: loss))
         } catch {
             // The update was not applied: what it carried from the residual must not be lost.
-            if lossy { discardUnsavedResiduals() }
+            residualStore.discardStaged()
             throw error
         }
-        if lossy { try saveResiduals() }
+        try residualStore.commitStaged()
         currentLease = nil
         return UnitReport(unit: grant.unitIndex, epoch: grant.epoch, version: grant.version, loss: loss,
                           samples: batch.sampleCount, computeSeconds: computeSeconds,
                           totalSeconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9,
                           bytesUp: up, bytesDown: down, round: receipt.round)
     }
-
-    /// Mean loss of the unit; gradients (of the mean) left in the model's parameters.
-    static func computeGradient(model: any TrainableModel, batch: ModelBatch, microBatch: Int) throws -> Double {
-        model.parameters.zeroGradients()
-        let n = batch.sampleCount
-        let m = max(1, min(microBatch, n))
-        var lossSum = 0.0
-        var start = 0
-        while start < n {
-            let end = min(n, start + m)
-            let slice = Self.slice(batch, start, end)
-            let share = Float(end - start) / Float(n)
-            lossSum += Double(try model.forwardBackward(slice, lossScale: share)) * Double(share)
-            start = end
-        }
-        return lossSum
-    }
-
-    static func slice(_ batch: ModelBatch, _ lo: Int, _ hi: Int) -> ModelBatch {
-        switch batch {
-        case let .tokens(x, y, _, t):
-            return .tokens(inputs: Array(x[(lo * t)..<(hi * t)]), targets: Array(y[(lo * t)..<(hi * t)]), batch: hi - lo, sequence: t)
-        case let .features(x, y, b):
-            let f = x.count / max(1, b)
-            return .features(inputs: Array(x[(lo * f)..<(hi * f)]), targets: Array(y[lo..<hi]), batch: hi - lo)
-        }
-    }
-
-    private func cachePath(_ hash: String) -> String { "\(cacheDirectory)/\(hash).frame" }
-
-    // MARK: Error feedback
-
-    var residualDirectory: String { "\(options.dataDirectory)/residual" }
-
-    /// The shard's residual: in memory (from the worker's budgeted allocator, so it counts
-    /// against --memory-budget), loaded from disk after a restart. It is kept across parameter
-    /// versions, as Deep Gradient Compression does: it holds gradient mass not yet sent, which
-    /// stays a valid direction for the next version. A file of the wrong size (another model)
-    /// is discarded.
-    private func residual(for shard: ShardLayout.Shard) throws -> Tensor {
-        if let r = residuals[shard.name] { return r }
-        let r = try Tensor(shape: [shard.elementCount], allocator: allocator ?? .shared)
-        if let data = FileManager.default.contents(atPath: "\(residualDirectory)/\(shard.name).f32"),
-           data.count == 4 * shard.elementCount {
-            data.withUnsafeBytes { raw in
-                for i in 0..<shard.elementCount {
-                    let v = Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)))
-                    r.data[i] = v.isFinite ? v : 0
-                }
-            }
-        }
-        residuals[shard.name] = r
-        return r
-    }
-
-    /// After a commit: the residuals become the persisted state (atomic per file).
-    private func saveResiduals() throws {
-        try FileManager.default.createDirectory(atPath: residualDirectory, withIntermediateDirectories: true)
-        for (name, r) in residuals {
-            var bytes = [UInt8](repeating: 0, count: 4 * r.count)
-            for i in 0..<r.count {
-                let b = r.data[i].bitPattern.littleEndian
-                bytes[4 * i] = UInt8(truncatingIfNeeded: b)
-                bytes[4 * i + 1] = UInt8(truncatingIfNeeded: b >> 8)
-                bytes[4 * i + 2] = UInt8(truncatingIfNeeded: b >> 16)
-                bytes[4 * i + 3] = UInt8(truncatingIfNeeded: b >> 24)
-            }
-            try AtomicFile.write(bytes, to: "\(residualDirectory)/\(name).f32")
-        }
-    }
-
-    /// A refused or failed unit: go back to the last committed residuals.
-    private func discardUnsavedResiduals() { residuals = [:] }
-
-    /// A shard body from the local cache (checked against its hash) or the coordinator.
-    private func shardBody(_ d: ShardDescriptor, version: Int, token: String, downloaded: inout Int) async throws -> [UInt8] {
-        if let cached = FileManager.default.contents(atPath: cachePath(d.contentHash)) {
-            let bytes = Array(cached)
-            if Self.hex(SHA256.hash(data: bytes)) == d.contentHash { return bytes }
-        }
-        let reply = try await client.send(.GET, Routes.shard(version, d.name), token: token)
-        guard Self.hex(SHA256.hash(data: reply.body)) == d.contentHash else {
-            throw ClientError.protocolViolation("shard \(d.name) of version \(version) does not match its content hash")
-        }
-        downloaded += reply.body.count
-        FileManager.default.createFile(atPath: cachePath(d.contentHash), contents: Data(reply.body))
-        pruneCache(keeping: 4 * (layout?.shards.count ?? 16))
-        return reply.body
-    }
-
-    /// Keeps the newest shard files (a worker only needs the current version's).
-    private func pruneCache(keeping limit: Int) {
-        let fm = FileManager.default
-        guard let names = try? fm.contentsOfDirectory(atPath: cacheDirectory), names.count > limit else { return }
-        let dated = names.compactMap { name -> (String, Date)? in
-            let path = "\(cacheDirectory)/\(name)"
-            guard let date = (try? fm.attributesOfItem(atPath: path))?[.modificationDate] as? Date else { return nil }
-            return (path, date)
-        }.sorted { $0.1 > $1.1 }
-        for (path, _) in dated.dropFirst(limit) { try? fm.removeItem(atPath: path) }
-    }
-
-    static func hex(_ digest: SHA256.Digest) -> String { digest.map { String(format: "%02x", $0) }.joined() }
 }
 
 /// Exponential back-off with full jitter: 0.25 s doubling to 30 s.

@@ -1,0 +1,144 @@
+import TributaryCompression
+import TributaryModels
+import TributaryTensor
+
+/// How a worker computes its units within its memory budget.
+public struct MemoryPlan: Sendable, Equatable, CustomStringConvertible {
+    public enum Execution: Sendable, Equatable {
+        /// A GPT, FSDP-style: shards streamed through a `StreamedGPT` step.
+        case streamedGPT(GPTExecutionPlan)
+        /// A model held whole (the MLP), with this many samples per micro-batch.
+        case residentModel(microBatch: Int)
+    }
+
+    public let execution: Execution
+    /// Encoded updates that may wait for upload at once (what lets uploads overlap the
+    /// backward of the next shards); at least the largest shard's worst-case body.
+    public let uploadQueueBytes: Int
+    /// The allocator's predicted peak, upload queue included: what the budget must cover.
+    public let predictedPeakBytes: Int
+
+    public var description: String {
+        let how: String
+        switch execution {
+        case let .streamedGPT(p): how = p.description
+        case let .residentModel(m): how = "whole model resident, micro-batch \(m)"
+        }
+        return "\(how), upload queue \(ByteCount.format(uploadQueueBytes)), expected peak \(ByteCount.format(predictedPeakBytes))"
+    }
+}
+
+public enum MemoryPlanError: Error, CustomStringConvertible, Equatable {
+    case doesNotFit(neededBytes: Int, budgetBytes: Int, smallestPlan: String)
+
+    public var description: String {
+        switch self {
+        case let .doesNotFit(needed, budget, plan):
+            return "the memory budget is too small for this job: its smallest plan (\(plan)) needs \(ByteCount.format(needed)), the budget is \(ByteCount.format(budget)); give --memory-budget at least \(ByteCount.format(needed))"
+        }
+    }
+}
+
+/// Chooses, from the job's model and unit size and the device's budget, the fastest plan
+/// whose predicted peak fits: the micro-batch size, how many block shards stay resident,
+/// whether activations are kept or recomputed, and how much encoded upload may queue.
+/// Every byte the worker's compute holds is in the prediction: resident parameters,
+/// gradients, activations and checkpoints, scratch, a shard body being decoded, the
+/// error-feedback residual and codec buffers while a shard is encoded, queued uploads.
+public struct MemoryPlanner: Sendable {
+    public let model: ModelSpec
+    /// Samples per unit and the tokens per sample (a GPT's context; 1 for an MLP).
+    public let unitSamples: Int
+    public let sequence: Int
+    /// The coordinator's micro-batch size: the largest the planner uses.
+    public let suggestedMicroBatch: Int
+    public let codec: UpdateCodecSpec
+
+    public init(model: ModelSpec, unitSamples: Int, sequence: Int, suggestedMicroBatch: Int, codec: UpdateCodecSpec) {
+        self.model = model
+        self.unitSamples = max(1, unitSamples)
+        self.sequence = max(1, sequence)
+        self.suggestedMicroBatch = max(1, min(suggestedMicroBatch, unitSamples))
+        self.codec = codec
+    }
+
+    // MARK: Bytes outside the step's tensors
+
+    /// A shard body read from the local cache while it is decoded (shards are fp32 frames).
+    public func loadTransient(_ elements: Int) -> Int {
+        TensorFrame.maximumBodySize(elementCount: elements, codec: .fp32)
+    }
+
+    /// While a shard's gradient is taken: its residual (lossy codecs), the gradient
+    /// gathered flat (whole-model plans), and the codec's buffers (a full-size selection
+    /// scratch and the payload before and after zstd, each at most the worst-case body).
+    public func gradientTransient(_ elements: Int, gathers: Bool) -> Int {
+        let f = MemoryLayout<Float>.stride
+        let residual = codec.codec == .fp32 ? 0 : f * elements
+        return residual + (gathers ? f * elements : 0) + f * elements + 2 * codec.maximumBodySize(elementCount: elements)
+    }
+
+    var largestShard: Int { model.shardGroups.map(\.elementCount).max() ?? 0 }
+
+    /// Micro-batch sizes from the suggested one down to 1, halving.
+    var microBatches: [Int] {
+        var sizes: [Int] = []
+        var m = suggestedMicroBatch
+        while m >= 1 {
+            sizes.append(m)
+            if m == 1 { break }
+            m = (m + 1) / 2
+        }
+        return sizes
+    }
+
+    /// Every candidate, fastest first, with its predicted peak.
+    public func candidates() -> [MemoryPlan] {
+        let body = codec.maximumBodySize(elementCount: largestShard)
+        let queues = [2 * body, body]
+        var out: [MemoryPlan] = []
+        switch model {
+        case let .gpt(cfg):
+            var plans: [GPTExecutionPlan] = []
+            for policy in [GPTExecutionPlan.ActivationPolicy.kept, .recomputed] {
+                for m in microBatches {
+                    for r in stride(from: cfg.nLayer, through: 0, by: -1) {
+                        plans.append(GPTExecutionPlan(microBatch: m, activations: policy, residentBlocks: r))
+                    }
+                }
+            }
+            for p in plans {
+                for q in queues {
+                    let peak = StreamedGPT.peakBytes(config: cfg, batch: unitSamples, sequence: sequence, plan: p,
+                                                     loadTransient: loadTransient,
+                                                     gradientTransient: { gradientTransient($0, gathers: false) })
+                    out.append(MemoryPlan(execution: .streamedGPT(p), uploadQueueBytes: q, predictedPeakBytes: peak + q))
+                }
+            }
+        case let .mlp(cfg):
+            let f = MemoryLayout<Float>.stride
+            let parameters = 2 * f * cfg.parameterCount
+            for m in microBatches {
+                for q in queues {
+                    let peak = parameters + MLPClassifier.activationBytes(config: cfg, batch: m)
+                        + max(loadTransient(largestShard), gradientTransient(largestShard, gathers: true))
+                    out.append(MemoryPlan(execution: .residentModel(microBatch: m), uploadQueueBytes: q, predictedPeakBytes: peak + q))
+                }
+            }
+        }
+        return out
+    }
+
+    /// The first candidate that fits (any, fastest first, without a budget).
+    public func plan(budgetBytes: Int?) throws(MemoryPlanError) -> MemoryPlan {
+        let all = candidates()
+        guard let budget = budgetBytes else {
+            guard let first = all.first else { throw .doesNotFit(neededBytes: 0, budgetBytes: 0, smallestPlan: "none") }
+            return first
+        }
+        if let fit = all.first(where: { $0.predictedPeakBytes <= budget }) { return fit }
+        let smallest = all.min { $0.predictedPeakBytes < $1.predictedPeakBytes }
+        throw .doesNotFit(neededBytes: smallest?.predictedPeakBytes ?? 0, budgetBytes: budget,
+                          smallestPlan: smallest?.description ?? "none")
+    }
+}

@@ -1,0 +1,113 @@
+import TributaryCompression
+import TributaryModels
+import TributaryProtocol
+import TributaryTensor
+
+/// How a worker computes the units of one job, as its memory planner chose: a GPT through
+/// a `StreamedGPT` step (shards streamed, FSDP-style), an MLP held whole.
+final class UnitCompute: @unchecked Sendable {
+    // Unchecked: used by one unit at a time (the daemon's loop, or an offline runner).
+    let plan: MemoryPlan
+    let planner: MemoryPlanner
+    let layout: ShardLayout
+    let device: any ComputeDevice
+    private var engine: Engine
+
+    private enum Engine {
+        case streamed(StreamedGPT)
+        /// A model held whole, and the content hash of each shard now in it.
+        case resident(any TrainableModel, loaded: [String: String])
+    }
+
+    /// Plans against `budgetBytes`; throws `WorkerError.fatal` with the one-line reason
+    /// when even the smallest plan does not fit, or the codec is unknown.
+    init(job: JobDescription, device: any ComputeDevice, budgetBytes: Int?) throws {
+        let codec: UpdateCodecSpec
+        do { codec = try UpdateCodecSpec(parsing: job.updateCodec) } catch {
+            throw WorkerError.fatal("the coordinator asks for update codec '\(job.updateCodec)', which this worker does not know: \(error)")
+        }
+        let sequence: Int
+        switch job.model {
+        case let .gpt(g): sequence = g.blockSize
+        case .mlp: sequence = 1
+        }
+        planner = MemoryPlanner(model: job.model, unitSamples: job.samplesPerUnit, sequence: sequence,
+                                suggestedMicroBatch: job.microBatchSize, codec: codec)
+        do { plan = try planner.plan(budgetBytes: budgetBytes) } catch {
+            throw WorkerError.fatal(error.description)
+        }
+        switch (job.model, plan.execution) {
+        case let (.gpt(cfg), .streamedGPT(p)):
+            engine = .streamed(try StreamedGPT(config: cfg, plan: p, device: device))
+        default:
+            engine = .resident(try job.model.build(seed: 0, allocator: device.allocator), loaded: [:])
+        }
+        layout = ShardLayout(spec: job.model)
+        self.device = device
+    }
+
+    /// The unit's mean loss; every shard's update handed to `stream` (encoded and queued).
+    func run(_ batch: ModelBatch, stream: UnitShardStream) async throws -> Double {
+        switch engine {
+        case let .streamed(step):
+            return try await step.step(batch, delegate: stream)
+        case let .resident(model, loaded):
+            return try await residentStep(model, loaded: loaded, batch: batch, stream: stream)
+        }
+    }
+
+    /// A whole-model unit: changed shards decoded into the model, micro-batches
+    /// accumulated, then each shard's gradient taken from last to first.
+    private func residentStep(_ model: any TrainableModel, loaded: [String: String], batch: ModelBatch,
+                              stream: UnitShardStream) async throws -> Double {
+        var nowLoaded = loaded
+        for shard in layout.shards {
+            let hash = stream.contentKey(ofShard: shard.name)
+            guard nowLoaded[shard.name] != hash else { continue }
+            let flat = UnsafeMutableBufferPointer<Float>.allocate(capacity: shard.elementCount)
+            defer { flat.deallocate() }
+            try device.allocator.withReservedBytes(4 * shard.elementCount) {
+                try stream.loadShard(shard.name, into: flat)
+                if let base = flat.baseAddress { layout.scatter(shard, from: base, into: model.parameters) }
+            }
+            nowLoaded[shard.name] = hash
+        }
+        engine = .resident(model, loaded: nowLoaded)
+        guard case let .residentModel(micro) = plan.execution else { return .nan }
+        let loss = try Self.computeGradient(model: model, batch: batch, microBatch: micro)
+        for shard in layout.shards.reversed() {
+            let flat = UnsafeMutableBufferPointer<Float>.allocate(capacity: shard.elementCount)
+            defer { flat.deallocate() }
+            if let base = flat.baseAddress { layout.gather(shard, from: model.parameters, gradients: true, into: base) }
+            let body = try stream.encode(shard.name, UnsafeBufferPointer(flat), gathers: true)
+            try await stream.queue.submit(shard.name, body)
+        }
+        return loss
+    }
+
+    /// Mean loss of the batch; gradients (of the mean) left in the model's parameters.
+    static func computeGradient(model: any TrainableModel, batch: ModelBatch, microBatch: Int) throws -> Double {
+        model.parameters.zeroGradients()
+        let n = batch.sampleCount
+        let m = max(1, min(microBatch, n))
+        var lossSum = 0.0
+        var start = 0
+        while start < n {
+            let end = min(n, start + m)
+            let share = Float(end - start) / Float(n)
+            lossSum += Double(try model.forwardBackward(slice(batch, start, end), lossScale: share)) * Double(share)
+            start = end
+        }
+        return lossSum
+    }
+
+    static func slice(_ batch: ModelBatch, _ lo: Int, _ hi: Int) -> ModelBatch {
+        switch batch {
+        case let .tokens(x, y, _, t):
+            return .tokens(inputs: Array(x[(lo * t)..<(hi * t)]), targets: Array(y[(lo * t)..<(hi * t)]), batch: hi - lo, sequence: t)
+        case let .features(x, y, b):
+            let f = x.count / max(1, b)
+            return .features(inputs: Array(x[(lo * f)..<(hi * f)]), targets: Array(y[lo..<hi]), batch: hi - lo)
+        }
+    }
+}

@@ -1,0 +1,148 @@
+import Foundation
+import TributaryCompression
+import TributaryModels
+import TributaryProtocol
+import TributaryTensor
+@testable import TributaryWorker
+import XCTest
+
+final class MemoryBudgetTests: XCTestCase {
+    override func setUp() { ComputeThreads.set(2) }
+
+    struct Case {
+        let name: String
+        let model: ModelSpec
+        let samples: Int
+    }
+
+    static let cases: [Case] = [
+        Case(name: "gpt 4×32 bias", model: .gpt(GPTConfig(vocabSize: 17, blockSize: 16, nLayer: 4, nHead: 2, nEmbd: 32)), samples: 6),
+        Case(name: "gpt 2×48 no bias", model: .gpt(GPTConfig(vocabSize: 40, blockSize: 24, nLayer: 2, nHead: 4, nEmbd: 48, bias: false)), samples: 4),
+        Case(name: "mlp 20-32-16-5", model: .mlp(MLPConfig(inputFeatures: 20, hidden: [32, 16], classes: 5)), samples: 10),
+    ]
+
+    func batch(for c: Case, seed: UInt64) -> ModelBatch {
+        var r = SeededRandom(seed: seed)
+        switch c.model {
+        case let .gpt(g):
+            let n = c.samples * g.blockSize
+            return .tokens(inputs: (0..<n).map { _ in Int32(r.nextIndex(below: g.vocabSize)) },
+                           targets: (0..<n).map { _ in Int32(r.nextIndex(below: g.vocabSize)) },
+                           batch: c.samples, sequence: g.blockSize)
+        case let .mlp(m):
+            return .features(inputs: (0..<(c.samples * m.inputFeatures)).map { _ in r.nextGaussian() },
+                             targets: (0..<c.samples).map { _ in Int32(r.nextIndex(below: m.classes)) }, batch: c.samples)
+        }
+    }
+
+    func job(_ c: Case, codec: String) -> JobDescription {
+        JobDescription(name: "budget", model: c.model, samplesPerUnit: c.samples, microBatchSize: c.samples,
+                       updateCodec: codec, zstdLevel: 1)
+    }
+
+    /// Over a grid of models, codecs and falling budgets: every plan the planner produces
+    /// runs two units with the allocator's peak at or under the budget (the allocator
+    /// refuses to go past it, so finishing is the proof) and under the plan's prediction;
+    /// with fp32 updates, every plan's gradient equals the whole model's; budgets below
+    /// the smallest plan are refused before any work.
+    func testEveryPlanStaysWithinItsBudgetAndComputesTheSameGradient() async throws {
+        let dir = NSTemporaryDirectory() + "tributary-budget-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var distinct = Set<String>()
+        var refusals = 0
+        for c in Self.cases {
+            let model = try c.model.build(seed: 3)
+            let units = [batch(for: c, seed: 1), batch(for: c, seed: 2)]
+            // The reference: the whole model's gradient of each unit.
+            var reference: [[Float]] = []
+            for u in units {
+                model.parameters.zeroGradients()
+                _ = try model.forwardBackward(u, lossScale: 1)
+                reference.append(model.parameters.parameters.flatMap { $0.gradient.toArray() })
+            }
+            for codec in ["fp32", "int8:64", "topk:0.05"] {
+                let unbudgeted = try OfflineUnitRunner(job: job(c, codec: codec), directory: "\(dir)/probe", budgetBytes: nil)
+                let full = unbudgeted.plan.predictedPeakBytes
+                for fraction in [1.0, 0.75, 0.5, 0.35, 0.25, 0.15, 0.1, 0.05] {
+                    let budget = Int(Double(full) * fraction)
+                    let what = "\(c.name), \(codec), budget \(budget) (\(fraction) of \(full))"
+                    let runner: OfflineUnitRunner
+                    do {
+                        runner = try OfflineUnitRunner(job: job(c, codec: codec), directory: "\(dir)/\(UUID().uuidString)", budgetBytes: budget)
+                    } catch let WorkerError.fatal(why) {
+                        XCTAssertTrue(why.contains("needs") && why.contains(ByteCount.format(budget)) && !why.contains("\n"), "\(what): \(why)")
+                        refusals += 1
+                        continue
+                    }
+                    XCTAssertLessThanOrEqual(runner.plan.predictedPeakBytes, budget, what)
+                    distinct.insert("\(runner.plan.execution)")
+                    try runner.publish(model.parameters)
+                    for (k, u) in units.enumerated() {
+                        let (_, updates) = try await runner.run(u)
+                        XCTAssertLessThanOrEqual(runner.device.allocator.peakBytes, budget, what)
+                        XCTAssertLessThanOrEqual(runner.device.allocator.peakBytes, runner.plan.predictedPeakBytes, what)
+                        guard codec == "fp32" else {
+                            XCTAssertEqual(updates.count, runner.shards.count, what)
+                            continue
+                        }
+                        // Decode every shard's update back into parameter order and compare.
+                        var decoded: [String: [Float]] = [:]
+                        for (name, n) in runner.shards {
+                            guard let body = updates[name] else { XCTFail("\(what): no update for \(name)"); continue }
+                            var out = [Float](repeating: 0, count: n)
+                            try body.withUnsafeBytes { raw in
+                                try out.withUnsafeMutableBufferPointer { try TensorFrame.decode(raw, expectedCount: n, into: $0) }
+                            }
+                            decoded[name] = out
+                        }
+                        var flat: [Float] = []
+                        for group in c.model.shardGroups { flat += decoded[group.name] ?? [] }
+                        // Shard order is parameter order for both models.
+                        XCTAssertEqual(flat.count, reference[k].count, what)
+                        let scale = reference[k].map(abs).max() ?? 0
+                        let worst = zip(flat, reference[k]).map { abs($0 - $1) }.max() ?? .infinity
+                        // Micro-batches and recomputation reorder fp32 sums: a few ulps of the largest gradient.
+                        XCTAssertLessThanOrEqual(worst, 2e-6 * scale, "\(what), unit \(k)")
+                        XCTAssertGreaterThan(scale, 1e-3, what)
+                    }
+                }
+            }
+        }
+        // The grid reaches streamed, recomputing and smaller micro-batch plans, and refusals.
+        XCTAssertGreaterThanOrEqual(distinct.count, 8, "\(distinct)")
+        XCTAssertTrue(distinct.contains { $0.contains("recomputed") && $0.contains("micro-batch 1,") && $0.contains(" 1 block shard") }, "\(distinct)")
+        XCTAssertGreaterThan(refusals, 0)
+    }
+
+    /// The budget is refused before any unit, in one line that says what is needed.
+    func testTooSmallABudgetIsRefusedInOneLine() throws {
+        let c = Self.cases[0]
+        XCTAssertThrowsError(try OfflineUnitRunner(job: job(c, codec: "fp32"), directory: NSTemporaryDirectory(), budgetBytes: 4096)) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.contains("the memory budget is too small"), text)
+            XCTAssertTrue(text.contains("4.0 KiB"), text)
+            XCTAssertFalse(text.contains("\n"), text)
+        }
+    }
+
+    /// Fastest first: with room for everything the plan keeps every block and every
+    /// activation; shrinking the budget first streams blocks, then recomputes.
+    func testPlannerPrefersResidencyThenStreamingThenRecomputation() throws {
+        let cfg = GPTConfig(vocabSize: 65, blockSize: 64, nLayer: 6, nHead: 4, nEmbd: 128)
+        let planner = MemoryPlanner(model: .gpt(cfg), unitSamples: 16, sequence: 64, suggestedMicroBatch: 16,
+                                    codec: try UpdateCodecSpec(parsing: "int8:256"))
+        let full = try planner.plan(budgetBytes: nil)
+        XCTAssertEqual(full.execution, .streamedGPT(GPTExecutionPlan(microBatch: 16, activations: .kept, residentBlocks: 6)))
+        var previous = full.predictedPeakBytes
+        var sawStreaming = false, sawRecompute = false
+        for fraction in stride(from: 0.95, through: 0.1, by: -0.05) {
+            guard let plan = try? planner.plan(budgetBytes: Int(Double(full.predictedPeakBytes) * fraction)) else { break }
+            XCTAssertLessThanOrEqual(plan.predictedPeakBytes, previous)
+            previous = plan.predictedPeakBytes
+            guard case let .streamedGPT(p) = plan.execution else { return XCTFail("a GPT is streamed") }
+            if p.residentBlocks < 6 { sawStreaming = true }
+            if p.activations == .recomputed { sawRecompute = true; XCTAssertTrue(sawStreaming, "blocks are streamed before activations are recomputed") }
+        }
+        XCTAssertTrue(sawStreaming && sawRecompute)
+    }
+}
