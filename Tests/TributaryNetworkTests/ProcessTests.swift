@@ -194,6 +194,24 @@ final class ProcessTests: XCTestCase {
         XCTAssertTrue(log.contains("resumed from checkpoint"), "the restarted coordinator says where it resumed")
     }
 
+    /// A worker given less memory than the job's smallest plan says so in one line and
+    /// exits non-zero before it leases anything.
+    func testWorkerWithTooSmallABudgetRefusesBeforeLeasing() async throws {
+        let job = try writeJob(rounds: 10, checkpointEvery: 5)
+        let (_, port) = try await startCoordinator(job)
+        let worker = try launch(["worker", "--coordinator", "http://127.0.0.1:\(port)", "--join-token", "process-token",
+                                 "--data-dir", "\(dir)/small", "--memory-budget", "64KiB"], log: "\(dir)/small.log")
+        worker.waitUntilExit()
+        XCTAssertNotEqual(worker.terminationStatus, 0)
+        let log = (try? String(contentsOfFile: "\(dir)/small.log", encoding: .utf8)) ?? ""
+        let lines = log.split(separator: "\n").filter { $0.contains("memory budget is too small") }
+        XCTAssertEqual(lines.count, 1, log)
+        XCTAssertTrue(lines.first?.contains("64.0 KiB") ?? false, log)
+        let s = await status(port)
+        XCTAssertEqual(s?.units.leased, 0)
+        XCTAssertEqual(s?.units.expired, 0)
+    }
+
     func testSIGTERMWritesACheckpointOfTheCurrentVersion() async throws {
         let job = try writeJob(rounds: 1000, checkpointEvery: 1000)
         let (coordinator, port) = try await startCoordinator(job)
