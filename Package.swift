@@ -34,9 +34,10 @@ let package = Package(
                        providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib",
                        providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CMalloc"),
 
         // Tensors and kernels.
-        .target(name: "TributaryTensor", dependencies: ["COpenBLAS"],
+        .target(name: "TributaryTensor", dependencies: ["COpenBLAS", "CMalloc"],
                 swiftSettings: optimizedInDebug),
 
         // Models, data and optimizers.

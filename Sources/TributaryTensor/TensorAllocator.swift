@@ -1,3 +1,4 @@
+import CMalloc
 import Foundation
 import Synchronization
 
@@ -56,11 +57,25 @@ public final class TensorAllocator: Sendable {
     /// Starts a new peak measurement from what is held now.
     public func resetPeak() { counters.withLock { $0.peak = $0.current } }
 
+    /// Tensors this large are mapped from the kernel directly and unmapped when freed, so
+    /// their memory goes back to the OS at once (a malloc heap would keep it, and a
+    /// budgeted worker's resident size would drift above its budget); the kernel's pages
+    /// also come zero-filled, so no memset is needed.
+    public static let directMappingThreshold = 256 * 1024
+
     /// Allocates `count` zero-filled floats.
     public func allocateFloats(_ count: Int) throws(TensorAllocationError) -> UnsafeMutablePointer<Float> {
         let (bytes, overflow) = count.multipliedReportingOverflow(by: MemoryLayout<Float>.stride)
         if count < 0 || overflow { throw .invalidShape([count]) }
         try reserve(bytes)
+        if bytes >= Self.directMappingThreshold {
+            let raw = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+            guard let raw, raw != MAP_FAILED else {
+                unreserve(bytes)
+                throw .outOfMemory(requestedBytes: bytes)
+            }
+            return raw.bindMemory(to: Float.self, capacity: count)
+        }
         // posix_memalign refuses size 0 on some platforms; keep one line for empty tensors.
         var raw: UnsafeMutableRawPointer?
         let rc = posix_memalign(&raw, Self.alignment, max(bytes, Self.alignment))
@@ -73,8 +88,22 @@ public final class TensorAllocator: Sendable {
     }
 
     public func deallocateFloats(_ pointer: UnsafeMutablePointer<Float>, count: Int) {
-        free(pointer)
-        unreserve(count * MemoryLayout<Float>.stride)
+        let bytes = count * MemoryLayout<Float>.stride
+        if bytes >= Self.directMappingThreshold {
+            munmap(UnsafeMutableRawPointer(pointer), bytes)
+        } else {
+            free(pointer)
+        }
+        unreserve(bytes)
+    }
+
+    /// Pins glibc's mmap threshold (it otherwise rises after each large free, after which
+    /// large buffers — encoded updates, shard bodies — come from heaps that keep their
+    /// memory). Called once by a budgeted device; harmless elsewhere.
+    public static func returnLargeBuffersToTheSystem() {
+        #if os(Linux)
+        _ = mallopt(M_MMAP_THRESHOLD, Int32(directMappingThreshold))
+        #endif
     }
 
     /// Counts `bytes` held outside tensors against the budget (an encoded update waiting

@@ -78,7 +78,7 @@ public struct ComputeBenchmark {
                       unitName: unitName, finalLoss: loss, peakTensorBytes: allocator.peakBytes)
     }
 
-    static func randomBatch(_ cfg: Configuration, _ rng: inout SeededRandom) -> ModelBatch {
+    public static func randomBatch(_ cfg: Configuration, _ rng: inout SeededRandom) -> ModelBatch {
         switch cfg.spec {
         case let .gpt(g):
             let n = cfg.batch * g.blockSize

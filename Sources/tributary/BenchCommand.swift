@@ -7,7 +7,7 @@ import TributaryTraining
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Benchmarks (build with -c release).",
-        subcommands: [ComputeBench.self, CoordinatorBench.self, CompressionBench.self])
+        subcommands: [ComputeBench.self, CoordinatorBench.self, CompressionBench.self, MemoryBench.self])
 }
 
 struct ComputeBench: ParsableCommand {
