@@ -28,12 +28,22 @@ public enum TensorAllocationError: Error, CustomStringConvertible, Equatable {
 /// It counts the bytes currently held and the peak, and refuses an allocation that
 /// would exceed its budget. A worker's memory planner sizes its plan against this
 /// accountant, so every tensor byte the compute engine holds is visible here.
+///
+/// Large blocks are mapped from the kernel, and a freed one is kept for the next request
+/// of the same size (a caching allocator, as PyTorch's): a training step asks for the
+/// same buffers every time, and a fresh mapping would cost a page fault per 4 KiB. Cached
+/// blocks count towards the budget with the live ones (they are resident memory): when a
+/// new block would take live + cached past the budget, cached blocks are unmapped first.
+/// Without a budget the cache never holds more than the peak of live bytes.
 public final class TensorAllocator: Sendable {
     private struct Counters {
         var current = 0
         var peak = 0
         var budget: Int?
         var allocations = 0
+        /// Freed large blocks by byte size (addresses as bit patterns), and their total.
+        var cached: [Int: [Int]] = [:]
+        var cachedBytes = 0
     }
     private let counters: Mutex<Counters>
 
@@ -57,25 +67,20 @@ public final class TensorAllocator: Sendable {
     /// Starts a new peak measurement from what is held now.
     public func resetPeak() { counters.withLock { $0.peak = $0.current } }
 
-    /// Tensors this large are mapped from the kernel directly and unmapped when freed, so
-    /// their memory goes back to the OS at once (a malloc heap would keep it, and a
-    /// budgeted worker's resident size would drift above its budget); the kernel's pages
-    /// also come zero-filled, so no memset is needed.
+    /// Tensors this large are mapped from the kernel (and cached when freed; see above)
+    /// rather than taken from a malloc heap, which would keep freed memory and let the
+    /// process outgrow its budget. The kernel's pages come zero-filled.
     public static let directMappingThreshold = 256 * 1024
+
+    /// Bytes of freed blocks kept for reuse (resident, counted with the budget).
+    public var cachedBytes: Int { counters.withLock { $0.cachedBytes } }
 
     /// Allocates `count` zero-filled floats.
     public func allocateFloats(_ count: Int) throws(TensorAllocationError) -> UnsafeMutablePointer<Float> {
         let (bytes, overflow) = count.multipliedReportingOverflow(by: MemoryLayout<Float>.stride)
         if count < 0 || overflow { throw .invalidShape([count]) }
+        if bytes >= Self.directMappingThreshold { return try allocateMapped(bytes, count: count) }
         try reserve(bytes)
-        if bytes >= Self.directMappingThreshold {
-            let raw = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
-            guard let raw, raw != MAP_FAILED else {
-                unreserve(bytes)
-                throw .outOfMemory(requestedBytes: bytes)
-            }
-            return raw.bindMemory(to: Float.self, capacity: count)
-        }
         // posix_memalign refuses size 0 on some platforms; keep one line for empty tensors.
         var raw: UnsafeMutableRawPointer?
         let rc = posix_memalign(&raw, Self.alignment, max(bytes, Self.alignment))
@@ -87,14 +92,74 @@ public final class TensorAllocator: Sendable {
         return raw.bindMemory(to: Float.self, capacity: max(count, 1))
     }
 
+    private func allocateMapped(_ bytes: Int, count: Int) throws(TensorAllocationError) -> UnsafeMutablePointer<Float> {
+        // Reserve, and take a cached block of this size or decide which cached blocks to
+        // unmap so that live + cached stays within the budget (or the peak, unbounded).
+        let outcome: Result<(reused: Int?, evicted: [(Int, Int)]), TensorAllocationError> = counters.withLock { c in
+            let next = c.current + bytes
+            if let budget = c.budget, next > budget {
+                return .failure(.overBudget(requestedBytes: bytes, currentBytes: c.current, budgetBytes: budget))
+            }
+            c.current = next
+            c.allocations += 1
+            if next > c.peak { c.peak = next }
+            if var list = c.cached[bytes], let address = list.popLast() {
+                c.cached[bytes] = list.isEmpty ? nil : list
+                c.cachedBytes -= bytes
+                return .success((address, []))
+            }
+            let limit = c.budget ?? c.peak
+            var evicted: [(Int, Int)] = []
+            while c.current + c.cachedBytes > limit, let size = c.cached.keys.max(), var list = c.cached[size],
+                  let address = list.popLast() {
+                c.cached[size] = list.isEmpty ? nil : list
+                c.cachedBytes -= size
+                evicted.append((address, size))
+            }
+            return .success((nil, evicted))
+        }
+        let (reused, evicted) = try outcome.get()
+        for (address, size) in evicted {
+            if let p = UnsafeMutableRawPointer(bitPattern: address) { munmap(p, size) }
+        }
+        if let reused, let p = UnsafeMutableRawPointer(bitPattern: reused) {
+            memset(p, 0, bytes)
+            return p.bindMemory(to: Float.self, capacity: count)
+        }
+        let raw = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        guard let raw, raw != MAP_FAILED else {
+            unreserve(bytes)
+            throw .outOfMemory(requestedBytes: bytes)
+        }
+        return raw.bindMemory(to: Float.self, capacity: count)
+    }
+
     public func deallocateFloats(_ pointer: UnsafeMutablePointer<Float>, count: Int) {
         let bytes = count * MemoryLayout<Float>.stride
-        if bytes >= Self.directMappingThreshold {
-            munmap(UnsafeMutableRawPointer(pointer), bytes)
-        } else {
+        guard bytes >= Self.directMappingThreshold else {
             free(pointer)
+            unreserve(bytes)
+            return
         }
-        unreserve(bytes)
+        // Live → cached: their sum, hence what the budget sees, does not change.
+        let address = Int(bitPattern: UnsafeMutableRawPointer(pointer))
+        counters.withLock { c in
+            c.current -= bytes
+            c.allocations -= 1
+            c.cached[bytes, default: []].append(address)
+            c.cachedBytes += bytes
+        }
+    }
+
+    /// Unmaps every cached block.
+    public func releaseCachedBlocks() {
+        let blocks: [(Int, Int)] = counters.withLock { c in
+            defer { c.cached = [:]; c.cachedBytes = 0 }
+            return c.cached.flatMap { size, list in list.map { ($0, size) } }
+        }
+        for (address, size) in blocks {
+            if let p = UnsafeMutableRawPointer(bitPattern: address) { munmap(p, size) }
+        }
     }
 
     /// Pins glibc's mmap threshold (it otherwise rises after each large free, after which
@@ -123,18 +188,30 @@ public final class TensorAllocator: Sendable {
         return try body()
     }
 
+    /// Counts `bytes` as live (refusing past the budget), unmapping cached blocks when
+    /// live + cached would pass it.
     private func reserve(_ bytes: Int) throws(TensorAllocationError) {
-        let refusal: TensorAllocationError? = counters.withLock { c in
+        let outcome: Result<[(Int, Int)], TensorAllocationError> = counters.withLock { c in
             let next = c.current + bytes
             if let budget = c.budget, next > budget {
-                return .overBudget(requestedBytes: bytes, currentBytes: c.current, budgetBytes: budget)
+                return .failure(.overBudget(requestedBytes: bytes, currentBytes: c.current, budgetBytes: budget))
             }
             c.current = next
             c.allocations += 1
             if next > c.peak { c.peak = next }
-            return nil
+            var evicted: [(Int, Int)] = []
+            let limit = c.budget ?? c.peak
+            while c.current + c.cachedBytes > limit, let size = c.cached.keys.max(), var list = c.cached[size],
+                  let address = list.popLast() {
+                c.cached[size] = list.isEmpty ? nil : list
+                c.cachedBytes -= size
+                evicted.append((address, size))
+            }
+            return .success(evicted)
         }
-        if let refusal { throw refusal }
+        for (address, size) in try outcome.get() {
+            if let p = UnsafeMutableRawPointer(bitPattern: address) { munmap(p, size) }
+        }
     }
 
     private func unreserve(_ bytes: Int) {

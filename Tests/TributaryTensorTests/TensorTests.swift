@@ -51,6 +51,35 @@ final class AllocatorTests: XCTestCase {
         XCTAssertNil(ByteCount.parse("-5MiB"))
         XCTAssertEqual(ByteCount.format(3 << 20), "3.0 MiB")
     }
+
+    /// Large blocks freed are kept for the next request of the same size (zeroed again),
+    /// and counted with the live ones against the budget: a request that would take
+    /// live + cached past it unmaps cached blocks first.
+    func testCachingOfLargeBlocksStaysWithinTheBudget() throws {
+        let big = TensorAllocator.directMappingThreshold / 4   // floats in one large block
+        let a = TensorAllocator(budgetBytes: 3 * 4 * big)
+        var first: Tensor? = try Tensor(shape: [big], allocator: a)
+        let address = first?.data
+        first?.fill(7)
+        first = nil
+        XCTAssertEqual(a.currentBytes, 0)
+        XCTAssertEqual(a.cachedBytes, 4 * big)
+        let again = try Tensor(shape: [big], allocator: a)
+        XCTAssertEqual(again.data, address, "the cached block is reused")
+        XCTAssertEqual(a.cachedBytes, 0)
+        XCTAssertEqual(again.toArray().max(), 0, "and zero-filled like a new one")
+        // Fill the budget with live blocks of another size while one block sits in the cache.
+        var other: Tensor? = try Tensor(shape: [2 * big], allocator: a)
+        other = nil
+        XCTAssertEqual(a.cachedBytes, 8 * big)
+        let second = try Tensor(shape: [big], allocator: a)   // needs room: the cached 2·big block goes
+        XCTAssertEqual(a.currentBytes, 8 * big)
+        XCTAssertLessThanOrEqual(a.currentBytes + a.cachedBytes, 12 * big)
+        XCTAssertEqual(a.cachedBytes, 0)
+        _ = (again, second, other)
+        XCTAssertThrowsError(try Tensor(shape: [2 * big], allocator: a), "live bytes still obey the budget")
+        a.releaseCachedBlocks()
+    }
 }
 
 final class BLASTests: XCTestCase {
