@@ -24,6 +24,6 @@ public struct CPUDevice: ComputeDevice {
 
     public init(memoryBudgetBytes: Int?) {
         allocator = TensorAllocator(budgetBytes: memoryBudgetBytes)
-        if memoryBudgetBytes != nil { TensorAllocator.returnLargeBuffersToTheSystem() }
+        TensorAllocator.returnLargeBuffersToTheSystem()
     }
 }

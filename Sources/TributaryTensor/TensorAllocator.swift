@@ -164,7 +164,7 @@ public final class TensorAllocator: Sendable {
 
     /// Pins glibc's mmap threshold (it otherwise rises after each large free, after which
     /// large buffers — encoded updates, shard bodies — come from heaps that keep their
-    /// memory). Called once by a budgeted device; harmless elsewhere.
+    /// memory). Called by `CPUDevice`; harmless elsewhere.
     public static func returnLargeBuffersToTheSystem() {
         #if os(Linux)
         _ = mallopt(M_MMAP_THRESHOLD, Int32(directMappingThreshold))

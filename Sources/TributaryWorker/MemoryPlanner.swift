@@ -70,12 +70,17 @@ public struct MemoryPlanner: Sendable {
     }
 
     /// While a shard's gradient is taken: its residual (lossy codecs), the gradient
-    /// gathered flat (whole-model plans), and the codec's buffers (a full-size selection
-    /// scratch and the payload before and after zstd, each at most the worst-case body).
+    /// gathered flat (whole-model plans), and the codec's buffers: the payload before zstd
+    /// and the body after it (each at most the worst-case body), top-k's selected indices,
+    /// values and sent values (12 bytes each) and its 64 KiB histogram.
     public func gradientTransient(_ elements: Int, gathers: Bool) -> Int {
         let f = MemoryLayout<Float>.stride
         let residual = codec.codec == .fp32 ? 0 : f * elements
-        return residual + (gathers ? f * elements : 0) + f * elements + 2 * codec.maximumBodySize(elementCount: elements)
+        var selection = 0
+        if case let .topK(fraction, _) = codec.kind {
+            selection = 12 * Int((fraction * Double(elements)).rounded(.up)) + 64 * 1024
+        }
+        return residual + (gathers ? f * elements : 0) + selection + 2 * codec.maximumBodySize(elementCount: elements)
     }
 
     var largestShard: Int { model.shardGroups.map(\.elementCount).max() ?? 0 }

@@ -124,6 +124,7 @@ struct MemoryBench: AsyncParsableCommand {
             let published = try job.model.build(seed: 1)
             try runner.publish(published.parameters)
         }
+        TensorAllocator.shared.releaseCachedBlocks()
         var rng = SeededRandom(seed: 7)
         let batches = (0..<2).map { _ in ComputeBenchmark.randomBatch(cfg, &rng) }
         // Start the OS's high-water mark from here (Linux: "5" to clear_refs resets VmHWM).
