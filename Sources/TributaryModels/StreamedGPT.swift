@@ -11,8 +11,20 @@ public struct GPTExecutionPlan: Sendable, Equatable, CustomStringConvertible {
         case recomputed
     }
 
+    public enum Schedule: String, Sendable {
+        /// Each block runs every micro-batch while it is resident: a shard is loaded once
+        /// per pass and a block's gradient is final after its backward, but the inputs of
+        /// every block are kept for the whole unit.
+        case blocksOuter = "blocks outer"
+        /// Each micro-batch runs forward and backward through all blocks: block inputs are
+        /// kept for one micro-batch only, but every block's gradient accumulates until the
+        /// last micro-batch, and streamed shards are loaded again for each micro-batch.
+        case microBatchesOuter = "micro-batches outer"
+    }
+
     /// Sequences per forward/backward call (gradient accumulation reaches the unit's batch).
     public var microBatch: Int
+    public var schedule: Schedule
     public var activations: ActivationPolicy
     /// Transformer blocks whose parameters stay resident from forward to backward (the
     /// last ones, which backward meets first). The others are made resident twice: once
@@ -20,14 +32,15 @@ public struct GPTExecutionPlan: Sendable, Equatable, CustomStringConvertible {
     /// between steps and only shards whose content changed are loaded again.
     public var residentBlocks: Int
 
-    public init(microBatch: Int, activations: ActivationPolicy, residentBlocks: Int) {
+    public init(microBatch: Int, activations: ActivationPolicy, residentBlocks: Int, schedule: Schedule = .blocksOuter) {
         self.microBatch = microBatch
+        self.schedule = schedule
         self.activations = activations
         self.residentBlocks = residentBlocks
     }
 
     public var description: String {
-        "micro-batch \(microBatch), activations \(activations.rawValue), \(residentBlocks) block shard(s) resident"
+        "micro-batch \(microBatch), \(schedule.rawValue), activations \(activations.rawValue), \(residentBlocks) block shard(s) resident"
     }
 }
 
@@ -122,6 +135,9 @@ public final class StreamedGPT: @unchecked Sendable {
         }
         try validateIDs(inputs, below: config.vocabSize, isTarget: false)
         try validateIDs(targets, below: config.vocabSize, isTarget: true)
+        if plan.schedule == .microBatchesOuter {
+            return try await microBatchesOuterStep(inputs, targets, batch: b, sequence: t, delegate: delegate)
+        }
 
         let c = config.nEmbd, v = config.vocabSize, layers = config.nLayer, h = config.nHead
         let m = min(plan.microBatch, b)
@@ -240,6 +256,106 @@ public final class StreamedGPT: @unchecked Sendable {
         return loss
     }
 
+    /// The micro-batches-outer schedule (see `GPTExecutionPlan.Schedule`).
+    private func microBatchesOuterStep(_ inputs: [Int32], _ targets: [Int32], batch b: Int, sequence t: Int,
+                                       delegate: any ShardStreamingDelegate) async throws -> Double {
+        let c = config.nEmbd, v = config.vocabSize, layers = config.nLayer, h = config.nHead
+        let m = min(plan.microBatch, b)
+        let micro = stride(from: 0, to: b, by: m).map { ($0, min(b, $0 + m)) }
+        let keepBetween = keepsShardsBetweenSteps
+        let firstResident = layers - plan.residentBlocks
+        let recompute = plan.activations == .recomputed
+        let a = allocator
+        let emb = GPT.embeddingsShardName, headName = GPT.headShardName
+
+        let embValues = try values(emb, delegate: delegate, keep: keepBetween)
+        let embGrads = try TensorStorage(count: embValues.count, allocator: a)
+        let vocabEntries = v * c
+        let wte = embValues.base, wpe = embValues.base + vocabEntries
+        let dWTE = embGrads.base, dWPE = embGrads.base + vocabEntries
+        let headValues = try values(headName, delegate: delegate, keep: keepBetween)
+        let headGrads = try TensorStorage(count: headValues.count, allocator: a)
+        let lnF = try LayerNorm(name: "transformer.ln_f", features: c, bias: config.bias,
+                                parameters: .views(values: headValues, gradients: headGrads))
+
+        // One micro-batch's worth of everything, reused for each micro-batch.
+        let checkpoints = try (0...layers).map { _ in try Tensor(shape: [m * t, c], allocator: a) }
+        let work: TransformerBlock.Activations? = recompute
+            ? try TransformerBlock.Activations(batch: m, sequence: t, channels: c, heads: h, allocator: a) : nil
+        let kept: [TransformerBlock.Activations] = recompute ? [] : try (0..<layers).map { _ in
+            try TransformerBlock.Activations(batch: m, sequence: t, channels: c, heads: h, allocator: a)
+        }
+        let dX = try Tensor(shape: [m * t, c], allocator: a)
+        let scratch = try TransformerBlock.Scratch(batch: m, sequence: t, channels: c, allocator: a)
+        let lnOut = try Tensor(shape: [m * t, c], allocator: a)
+        let mean = try Tensor(shape: [m * t], allocator: a), rstd = try Tensor(shape: [m * t], allocator: a)
+        let logits = try Tensor(shape: [m * t, v], allocator: a), losses = try Tensor(shape: [m * t], allocator: a)
+        let recomputed: Tensor? = recompute ? try Tensor(shape: [m * t, c], allocator: a) : nil
+
+        var residentBlockValues: [Int: TensorStorage] = [:]
+        var gradients: [Int: TensorStorage] = [:]
+        var loss = 0.0
+        for (i, (lo, hi)) in micro.enumerated() {
+            let last = i == micro.count - 1
+            let seqs = hi - lo, rows = seqs * t, base = lo * t
+            inputs.withUnsafeBufferPointer { tok in
+                guard let tp = tok.baseAddress else { return }
+                EmbeddingKernels.forward(out: checkpoints[0].data, tokens: tp + base, wte: wte, wpe: wpe,
+                                         batch: seqs, sequence: t, channels: c)
+            }
+            for l in 0..<layers {
+                let bv = try residentBlockValues[l] ?? values(GPT.blockShardName(l), delegate: delegate, keep: keepBetween)
+                if l >= firstResident { residentBlockValues[l] = bv }
+                let blk = try block(l, values: bv, gradients: nil)
+                blk.forward(checkpoints[l].data, into: checkpoints[l + 1].data, saving: work ?? kept[l], batch: seqs, sequence: t)
+            }
+            lnF.forward(checkpoints[layers].data, into: lnOut.data, mean: mean.data, rstd: rstd.data, rows: rows)
+            LinearKernels.forward(out: logits.data, input: lnOut.data, weight: wte, bias: nil, rows: rows, inFeatures: c, outFeatures: v)
+            targets.withUnsafeBufferPointer { tg in
+                guard let tp = tg.baseAddress else { return }
+                SoftmaxCrossEntropyKernels.forward(logits: logits.data, targets: tp + base, losses: losses.data, rows: rows, classes: v)
+                SoftmaxCrossEntropyKernels.backward(probabilities: logits.data, targets: tp + base, rows: rows, classes: v,
+                                                    scale: 1 / Float(b * t))
+            }
+            var s = 0.0
+            for r in 0..<rows { s += Double(losses.data[r]) }
+            loss += s / Double(b * t)
+            LinearKernels.backward(dInput: scratch.dLN.data, dWeight: dWTE, dBias: nil, dOut: logits.data,
+                                   input: lnOut.data, weight: wte, rows: rows, inFeatures: c, outFeatures: v)
+            dX.zero()
+            lnF.backward(dOut: scratch.dLN.data, input: checkpoints[layers].data, mean: mean.data, rstd: rstd.data,
+                         dInput: dX.data, rows: rows)
+            if last {
+                try await delegate.shardGradientReady(headName, gradient: UnsafeBufferPointer(start: headGrads.base, count: headGrads.count))
+            }
+            for l in stride(from: layers - 1, through: 0, by: -1) {
+                let bv = try residentBlockValues[l] ?? values(GPT.blockShardName(l), delegate: delegate, keep: keepBetween)
+                let grads = try gradients[l] ?? TensorStorage(count: bv.count, allocator: a)
+                gradients[l] = grads
+                let blk = try block(l, values: bv, gradients: grads)
+                let acts: TransformerBlock.Activations
+                if let work, let y = recomputed {
+                    blk.forward(checkpoints[l].data, into: y.data, saving: work, batch: seqs, sequence: t)
+                    acts = work
+                } else {
+                    acts = kept[l]
+                }
+                blk.backward(dResidual: dX.data, input: checkpoints[l].data, saved: acts, scratch: scratch, batch: seqs, sequence: t)
+                if last {
+                    gradients[l] = nil
+                    residentBlockValues[l] = nil
+                    try await delegate.shardGradientReady(GPT.blockShardName(l), gradient: UnsafeBufferPointer(start: grads.base, count: grads.count))
+                }
+            }
+            inputs.withUnsafeBufferPointer { tok in
+                guard let tp = tok.baseAddress else { return }
+                EmbeddingKernels.backward(dWTE: dWTE, dWPE: dWPE, dOut: dX.data, tokens: tp + base, batch: seqs, sequence: t, channels: c)
+            }
+        }
+        try await delegate.shardGradientReady(emb, gradient: UnsafeBufferPointer(start: embGrads.base, count: embGrads.count))
+        return loss
+    }
+
     // MARK: Memory
 
     /// The step's peak tensor bytes under `plan` for `batch` sequences of `sequence`
@@ -257,6 +373,8 @@ public final class StreamedGPT: @unchecked Sendable {
         func alloc(_ floats: Int) { live += floats * f; peak = max(peak, live) }
         func free(_ floats: Int) { live -= floats * f }
         func transient(_ bytes: Int) { peak = max(peak, live + bytes) }
+        // A shard's storage exists before its body is read into it.
+        func load(_ floats: Int) { alloc(floats); transient(loadTransient(floats)) }
         func activations(_ rows: Int, _ seqs: Int) -> Int { 15 * rows * c + 4 * rows + seqs * h * t * t }
         let keepBetween = plan.residentBlocks == layers
         let firstResident = layers - plan.residentBlocks
@@ -264,12 +382,47 @@ public final class StreamedGPT: @unchecked Sendable {
         let micro = stride(from: 0, to: b, by: m).map { min(b, $0 + m) - $0 }
         let n = b * t, mt = m * t
 
-        transient(loadTransient(embE)); alloc(embE); alloc(embE)
-        transient(loadTransient(headE)); alloc(headE); alloc(headE)
+        if plan.schedule == .microBatchesOuter {
+            load(embE); alloc(embE)
+            load(headE); alloc(headE)
+            alloc((layers + 1) * mt * c)
+            alloc(recompute ? activations(mt, m) : layers * activations(mt, m))
+            alloc(mt * c)                                            // dX
+            alloc(9 * mt * c + ComputeThreads.count * t * t)         // backward scratch
+            alloc(mt * c + 3 * mt + mt * v)                          // head buffers
+            if recompute { alloc(mt * c) }
+            var loaded = Set<Int>(), accumulating = Set<Int>()
+            for (i, _) in micro.enumerated() {
+                let last = i == micro.count - 1
+                for l in 0..<layers {
+                    if loaded.contains(l) { continue }
+                    load(blockE)
+                    if l >= firstResident { loaded.insert(l) } else if !keepBetween { free(blockE) }
+                }
+                if last { transient(gradientTransient(headE)) }
+                for l in stride(from: layers - 1, through: 0, by: -1) {
+                    let streamed = !loaded.contains(l)
+                    if streamed { load(blockE) }
+                    if !accumulating.contains(l) { alloc(blockE); accumulating.insert(l) }
+                    if last {
+                        transient(gradientTransient(blockE))
+                        free(blockE)                                 // gradients
+                        if !keepBetween { free(blockE) }             // values, streamed or resident
+                    } else if streamed && !keepBetween {
+                        free(blockE)
+                    }
+                }
+            }
+            transient(gradientTransient(embE))
+            return peak
+        }
+
+        load(embE); alloc(embE)
+        load(headE); alloc(headE)
         alloc((layers + 1) * n * c)
         if recompute { alloc(activations(mt, m)) }
         for l in 0..<layers {
-            transient(loadTransient(blockE)); alloc(blockE)
+            load(blockE)
             if !recompute { for s in micro { alloc(activations(s * t, s)) } }
             if l < firstResident && !keepBetween { free(blockE) }
         }
@@ -281,7 +434,7 @@ public final class StreamedGPT: @unchecked Sendable {
         transient(gradientTransient(headE))
         if recompute { alloc(mt * c) }
         for l in stride(from: layers - 1, through: 0, by: -1) {
-            if l < firstResident && !keepBetween { transient(loadTransient(blockE)); alloc(blockE) }
+            if l < firstResident && !keepBetween { load(blockE) }
             alloc(blockE)                                            // gradients
             if !recompute { for s in micro { free(activations(s * t, s)) } }
             if l < layers - 1 { free(n * c) }                        // checkpoint l + 1 (the head freed L)

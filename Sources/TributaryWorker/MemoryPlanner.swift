@@ -39,9 +39,10 @@ public enum MemoryPlanError: Error, CustomStringConvertible, Equatable {
     }
 }
 
-/// Chooses, from the job's model and unit size and the device's budget, the fastest plan
-/// whose predicted peak fits: the micro-batch size, how many block shards stay resident,
-/// whether activations are kept or recomputed, and how much encoded upload may queue.
+/// Chooses, from the job's model and unit size and the device's budget, the cheapest plan
+/// whose predicted peak fits: the micro-batch size, the schedule (blocks or micro-batches
+/// outer), how many block shards stay resident, whether activations are kept or
+/// recomputed, and how much encoded upload may queue.
 /// Every byte the worker's compute holds is in the prediction: resident parameters,
 /// gradients, activations and checkpoints, scratch, a shard body being decoded, the
 /// error-feedback residual and codec buffers while a shard is encoded, queued uploads.
@@ -97,7 +98,31 @@ public struct MemoryPlanner: Sendable {
         return sizes
     }
 
-    /// Every candidate, fastest first, with its predicted peak.
+    /// A step's estimated cost in FLOP-equivalents, to rank plans: the step's compute
+    /// (forward again when activations are recomputed), less efficient on small
+    /// micro-batches (matrix products with few rows), plus decoding shards made resident
+    /// more than once (about 100 FLOPs per byte: ~1 GB/s against ~100 GFLOP/s).
+    public func estimatedCost(_ execution: MemoryPlan.Execution) -> Double {
+        switch (model, execution) {
+        case let (.gpt(cfg), .streamedGPT(p)):
+            let tokens = Double(unitSamples * sequence)
+            let forward = (6 * Double(cfg.matrixParameterCount) * tokens
+                + 12 * Double(cfg.nLayer * cfg.nEmbd * sequence) * tokens) / 3
+            let rows = Double(min(p.microBatch, unitSamples) * sequence)
+            let compute = (p.activations == .recomputed ? 4 : 3) * forward * (1 + 64 / rows)
+            let passes = p.schedule == .blocksOuter ? 1 : (unitSamples + p.microBatch - 1) / p.microBatch
+            let streamed = p.residentBlocks == cfg.nLayer ? 0 : 2 * passes * (cfg.nLayer - p.residentBlocks)
+            let blockBytes = Double(4 * (model.shardGroups.dropFirst().first?.elementCount ?? 0))
+            return compute + 100 * Double(streamed) * blockBytes
+        case let (.mlp(cfg), .residentModel(m)):
+            let rows = Double(min(m, unitSamples))
+            return 6 * Double(cfg.parameterCount * unitSamples) * (1 + 64 / rows)
+        default:
+            return .infinity
+        }
+    }
+
+    /// Every candidate, cheapest first (by `estimatedCost`), with its predicted peak.
     public func candidates() -> [MemoryPlan] {
         let body = codec.maximumBodySize(elementCount: largestShard)
         let queues = [2 * body, body]
@@ -105,10 +130,14 @@ public struct MemoryPlanner: Sendable {
         switch model {
         case let .gpt(cfg):
             var plans: [GPTExecutionPlan] = []
-            for policy in [GPTExecutionPlan.ActivationPolicy.kept, .recomputed] {
-                for m in microBatches {
-                    for r in stride(from: cfg.nLayer, through: 0, by: -1) {
-                        plans.append(GPTExecutionPlan(microBatch: m, activations: policy, residentBlocks: r))
+            for schedule in [GPTExecutionPlan.Schedule.blocksOuter, .microBatchesOuter] {
+                for policy in [GPTExecutionPlan.ActivationPolicy.kept, .recomputed] {
+                    for m in microBatches {
+                        // With one micro-batch both schedules are the same step.
+                        if schedule == .microBatchesOuter && m >= unitSamples { continue }
+                        for r in stride(from: cfg.nLayer, through: 0, by: -1) {
+                            plans.append(GPTExecutionPlan(microBatch: m, activations: policy, residentBlocks: r, schedule: schedule))
+                        }
                     }
                 }
             }
@@ -131,7 +160,9 @@ public struct MemoryPlanner: Sendable {
                 }
             }
         }
-        return out
+        // Stable: among equal costs the listing order (a larger upload queue first) stays.
+        let costs = out.map { estimatedCost($0.execution) }
+        return out.indices.sorted { costs[$0] != costs[$1] ? costs[$0] < costs[$1] : $0 < $1 }.map { out[$0] }
     }
 
     /// The first candidate that fits (any, fastest first, without a budget).

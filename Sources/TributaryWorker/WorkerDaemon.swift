@@ -165,6 +165,7 @@ public actor WorkerDaemon {
         let data = try JSONEncoder().encode(fresh)
         _ = FileManager.default.createFile(atPath: identityPath, contents: data, attributes: [.posixPermissions: 0o600])
         identity = fresh
+        if job != response.job { compute = nil }  // another job: plan again
         job = response.job
         logger.info("registered", metadata: ["worker": "\(response.workerId)", "job": "\(response.job.name)"])
         return fresh
