@@ -2,6 +2,7 @@ import ArgumentParser
 import AsyncHTTPClient
 import Foundation
 import TributaryProtocol
+import TributaryTensor
 
 struct DemoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -21,9 +22,14 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(name: .customLong("threads-per-worker")) var threadsPerWorker = 1
     @Option(help: "Update codec: fp32, fp16, bf16, int8:256, int4:64, topk:0.01 … (int8 costs nothing measurable in quality).")
     var codec = "int8:256"
+    @Option(name: .customLong("worker-memory-budget"), help: "Memory budget of each worker, e.g. 8MiB (default: unbounded); each worker logs the plan it chose.")
+    var workerMemoryBudget: String?
 
     func run() async throws {
         guard workers >= 1, rounds >= 1 else { throw ValidationError("--workers and --rounds must be positive") }
+        if let workerMemoryBudget, ByteCount.parse(workerMemoryBudget) == nil {
+            throw ValidationError("--worker-memory-budget takes a size such as 8MiB")
+        }
         let fm = FileManager.default
         let dir = dataDir ?? fm.temporaryDirectory.appendingPathComponent("tributary-demo-\(ProcessInfo.processInfo.processIdentifier)").path
         try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -71,7 +77,8 @@ struct DemoCommand: AsyncParsableCommand {
         print("coordinator: \(url)  dashboard: \(url)/  status: \(url)\(Routes.status)  logs and checkpoints: \(dir)")
         for i in 0..<workers {
             children.add(try launch(exe, ["worker", "--coordinator", url, "--join-token", token, "--name", "demo-\(i + 1)",
-                                             "--data-dir", "\(dir)/worker-\(i + 1)", "--threads", String(threadsPerWorker)],
+                                             "--data-dir", "\(dir)/worker-\(i + 1)", "--threads", String(threadsPerWorker)]
+                                             + (workerMemoryBudget.map { ["--memory-budget", $0] } ?? []),
                                        log: "\(dir)/worker-\(i + 1).log"))
         }
         print("\(workers) workers started; training \(rounds) rounds of \(unitsPerRound) units × \(samplesPerUnit) samples")
