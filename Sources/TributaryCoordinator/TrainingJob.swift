@@ -130,14 +130,11 @@ public actor TrainingJob {
         model = try spec.build(seed: config.data.seed)
         let o = config.optimizer
         let decay = o.weightDecay ?? (o.type == "sgd" ? 0 : 0.1)
-        let env = ProcessInfo.processInfo.environment
-        let burst = env["TRIBUTARY_EXP_BURST"].flatMap(Float.init)
         if o.type == "sgd" {
             optimizer = try SGD(parameters: model.parameters, momentum: o.momentum, nesterov: o.nesterov, weightDecay: decay)
-        } else if let burst, config.compression.codec.hasPrefix("topk") {
-            optimizer = try BurstAdamW(parameters: model.parameters, beta1: o.beta1, beta2: o.beta2, weightDecay: decay, ageExponent: burst)
         } else {
-            optimizer = try AdamW(parameters: model.parameters, beta1: o.beta1, beta2: o.beta2, weightDecay: decay)
+            // Top-k updates arrive as error-feedback bursts; see `JobConfig.adamBeta1`.
+            optimizer = try AdamW(parameters: model.parameters, beta1: config.adamBeta1, beta2: o.beta2, weightDecay: decay)
         }
         schedule = LearningRateSchedule(peak: o.lr, minimum: o.minLr, warmupSteps: o.warmupRounds, decaySteps: o.totalRounds)
         layout = ShardLayout(spec: spec)
@@ -252,14 +249,7 @@ public actor TrainingJob {
                 for i in 0..<slot.count { dst[i] = src[i] * inverse }
             }
         }
-        var clip = config.optimizer.gradClip
-        if config.compression.codec.hasPrefix("topk"), let mode = ProcessInfo.processInfo.environment["TRIBUTARY_EXP_CLIP"] {
-            if mode == "off" { clip = 0 } else if let f = Float(mode) { clip *= f }
-        }
-        let norm = GradientClipping.clipGlobalNorm(model.parameters, maxNorm: clip)
-        if ProcessInfo.processInfo.environment["TRIBUTARY_EXP_LOG"] != nil, version % 10 == 0 {
-            print("round \(version) norm \(norm) clip \(clip)")
-        }
+        let norm = GradientClipping.clipGlobalNorm(model.parameters, maxNorm: config.optimizer.gradClip)
         let lr = schedule.rate(at: version)
         if norm.isFinite {
             optimizer.step(model.parameters, learningRate: lr)
