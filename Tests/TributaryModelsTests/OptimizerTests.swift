@@ -98,6 +98,34 @@ final class OptimizerTests: XCTestCase {
         assertClose(state["b.exp_avg_sq"] ?? [], refB.map(\.v), "exp_avg_sq")
     }
 
+    /// β₁ = 0 is what a top-k job runs (`optimizer.sparse_beta1`): a burst of error-feedback
+    /// mass moves the weight in the round it arrives and not after. With β₁ = 0.9 the same
+    /// burst keeps moving it for many rounds: the extra delay that sparse_beta1 = 0 removes.
+    func testAdamWWithoutMomentumAppliesABurstInItsRound() throws {
+        let burst: Float = 0.5, lr: Float = 0.01
+        var final: [Float: Double] = [:]
+        for beta1 in [Float(0), 0.9] {
+            let p = try parameter("p", [1], gradients: [burst], decays: false)
+            let set = ParameterSet([p])
+            let adam = try AdamW(parameters: set, beta1: beta1, beta2: 0.99, epsilon: 1e-8, weightDecay: 0)
+            var ref = AdamReference(beta1: Double(beta1), beta2: 0.99, eps: 1e-8, wd: 0)
+            var expected = ref.step(1, Double(burst), lr: Double(lr), decays: false)
+            adam.step(set, learningRate: lr)
+            // First step, bias-corrected: m̂ = g and √v̂ = |g|, so exactly lr·sign(g) (up to ε).
+            XCTAssertEqual(Double(p.value.data[0]), 1 - 0.01, accuracy: 1e-6, "β1 \(beta1): the burst's own round")
+            setGradients(p, [0])
+            for _ in 0..<30 {
+                expected = ref.step(expected, 0, lr: Double(lr), decays: false)
+                adam.step(set, learningRate: lr)
+            }
+            XCTAssertEqual(Double(p.value.data[0]), expected, accuracy: 1e-5, "β1 \(beta1): 30 silent rounds after the burst")
+            final[beta1] = Double(p.value.data[0])
+        }
+        XCTAssertEqual(final[0] ?? .nan, 0.99, accuracy: 1e-6, "β1 = 0: nothing moves once the burst is applied")
+        // β1 = 0.9: the weight drifts on by 0.0485 (about 5·lr) in the 30 rounds after the burst.
+        XCTAssertEqual(final[Float(0.9)] ?? .nan, 0.99 - 0.0485, accuracy: 2e-4, "β1 = 0.9 keeps applying the burst later")
+    }
+
     func testAdamWDecaysOnlyParametersMarkedDecays() throws {
         // With zero gradients the moments stay zero and the update is pure decay.
         let w = try parameter("w", [2, -4], gradients: [0, 0], decays: true)

@@ -129,6 +129,19 @@ final class BoundedSeriesTests: XCTestCase {
 }
 
 final class JobConfigTests: XCTestCase {
+    /// AdamW's β₁ on the coordinator: `beta1` for dense codecs, `sparse_beta1` (default 0) for top-k.
+    func testTopKJobsRunAdamWWithSparseBeta1() throws {
+        let base = "auth: {join_token: t}\n"
+        XCTAssertEqual(try JobConfig.parse(base).adamBeta1, 0.9, "fp32: the job's beta1")
+        XCTAssertEqual(try JobConfig.parse(base + "compression: {codec: int8:256}").adamBeta1, 0.9, "dense codecs keep beta1")
+        XCTAssertEqual(try JobConfig.parse(base + "compression: {codec: topk:0.01}").adamBeta1, 0, "top-k: sparse_beta1, default 0")
+        XCTAssertEqual(try JobConfig.parse(base + "compression: {codec: TopK:0.003:int8}").adamBeta1, 0)
+        let tuned = try JobConfig.parse(base + "compression: {codec: topk:0.1}\noptimizer: {beta1: 0.8, sparse_beta1: 0.5}")
+        XCTAssertEqual(tuned.adamBeta1, 0.5)
+        XCTAssertEqual(try JobConfig.parse(base + "optimizer: {beta1: 0.8, sparse_beta1: 0.5}").adamBeta1, 0.8)
+        XCTAssertEqual(try JobConfig.parse(JobConfig.example).optimizer.sparseBeta1, 0, "the example spells out the default")
+    }
+
     func testJobFilesAreValidatedWithClearErrors() throws {
         let ok = try JobConfig.parse("name: x\nmodel: {n_layer: 2}\nauth: {join_token: t}\n")
         XCTAssertEqual(ok.model.nLayer, 2)
@@ -144,6 +157,8 @@ final class JobConfigTests: XCTestCase {
             ("units: {samples_per_unit: 8, micro_batch: 3}", "micro_batch"),
             ("- a\n- b", "top level must be a mapping"),
             ("model: {n_layer: [1, 2]}", "model.n_layer"),
+            ("optimizer: {sparse_beta1: 1.0}", "optimizer.sparse_beta1 must lie in [0, 1)"),
+            ("optimizer: {sparse_beta1: -0.1}", "optimizer.sparse_beta1 must lie in [0, 1)"),
         ]
         for (yaml, expected) in cases {
             XCTAssertThrowsError(try JobConfig.parse(yaml)) { error in
