@@ -33,8 +33,8 @@ public struct JobConfig: Codable, Sendable, Equatable {
         public var weightDecay: Float? = nil
         public var beta1: Float = 0.9
         public var beta2: Float = 0.99
-        /// AdamW's β₁ when the job's codec is top-k (see `JobConfig.adamBeta1`).
-        public var sparseBeta1: Float = 0
+        /// AdamW's β₁ when the job's codec is top-k; nil: automatic (see `JobConfig.adamBeta1`).
+        public var sparseBeta1: Float? = nil
         public var momentum: Float = 0.9
         public var nesterov: Bool = false
         public var gradClip: Float = 1.0
@@ -166,6 +166,7 @@ public struct JobConfig: Codable, Sendable, Equatable {
         full.units.microBatch = 1
         full.optimizer.minLr = 0
         full.optimizer.weightDecay = 0
+        full.optimizer.sparseBeta1 = 0
         full.server.tlsCertificate = ""
         full.server.tlsKey = ""
         full.auth.joinToken = ""
@@ -225,8 +226,8 @@ public struct JobConfig: Codable, Sendable, Equatable {
         guard ["adamw", "sgd"].contains(optimizer.type) else { throw bad("optimizer.type must be adamw or sgd") }
         guard optimizer.lr > 0, optimizer.lr.isFinite else { throw bad("optimizer.lr must be positive") }
         guard optimizer.totalRounds >= 1 else { throw bad("optimizer.total_rounds must be positive") }
-        guard optimizer.sparseBeta1 >= 0, optimizer.sparseBeta1 < 1 else {
-            throw bad("optimizer.sparse_beta1 must lie in [0, 1) (got \(optimizer.sparseBeta1)); 0 is the measured best for topk")
+        if let b = optimizer.sparseBeta1, !(b >= 0 && b < 1) {
+            throw bad("optimizer.sparse_beta1 must lie in [0, 1) (got \(b)); leave it out for the automatic choice")
         }
         guard ["sync", "async"].contains(rounds.mode) else { throw bad("rounds.mode must be sync or async") }
         guard rounds.unitsPerRound >= 1 else { throw bad("rounds.units_per_round must be positive") }
@@ -293,17 +294,25 @@ public struct JobConfig: Codable, Sendable, Equatable {
 
     /// The commented example `tributary coordinator init` writes.
     /// AdamW's β₁ for this job: `optimizer.beta1`, except with a top-k codec, where it is
-    /// `optimizer.sparse_beta1` (default 0). A top-k update is a burst: the workers' error
-    /// feedback has already summed the rounds in which a coordinate was not sent, and
-    /// momentum on the coordinator spreads each burst over a further ~1/(1−β₁) rounds, which
-    /// adds that much delay to mass that is already late. `tributary bench compression`
-    /// measured topk:0.01 at +26% final validation loss over fp32 with β₁ = 0.9 and
-    /// +8% to +20% (mean +11%) with β₁ = 0; at topk:0.1 momentum helps again, so set
-    /// `sparse_beta1` to `beta1` for dense-ish top-k fractions.
+    /// `optimizer.sparse_beta1` if given, else 0 for fractions below
+    /// `momentumFreeTopKFraction` and `beta1` from there. A top-k update is a burst: the
+    /// workers' error feedback has already summed the rounds in which a coordinate was not
+    /// sent, and momentum on the coordinator spreads each burst over a further ~1/(1−β₁)
+    /// rounds, adding that much delay to mass that is already late. Measured with
+    /// `tributary bench compression` (150 rounds, final validation loss over fp32's 2.4968):
+    /// topk:0.01 +21%…+29% with β₁ 0.9, +7%…+21% (mean about +14%) with β₁ 0;
+    /// topk:0.03 +19%…+25% vs +11%…+17%; topk:0.1, where bursts are short, +4%…+5% with
+    /// β₁ 0.9 and +6%…+12% with β₁ 0.
     public var adamBeta1: Float {
-        guard let spec = try? UpdateCodecSpec(parsing: compression.codec), case .topK = spec.kind else { return optimizer.beta1 }
-        return optimizer.sparseBeta1
+        guard let spec = try? UpdateCodecSpec(parsing: compression.codec), case let .topK(fraction, _) = spec.kind else {
+            return optimizer.beta1
+        }
+        if let chosen = optimizer.sparseBeta1 { return chosen }
+        return fraction < Self.momentumFreeTopKFraction ? 0 : optimizer.beta1
     }
+
+    /// Top-k fractions below this run AdamW without momentum unless `sparse_beta1` says otherwise.
+    public static let momentumFreeTopKFraction = 0.05
 
     public static let example = """
     # Tributary training job. Every key is optional; the values shown are the defaults
@@ -337,7 +346,7 @@ public struct JobConfig: Codable, Sendable, Equatable {
       # weight_decay: 0.1          # default 0.1 for adamw, 0 for sgd
       beta1: 0.9
       beta2: 0.99
-      sparse_beta1: 0.0            # adamw's beta1 when compression.codec is topk (error feedback already accumulates)
+      # sparse_beta1: 0.0          # adamw's beta1 with a topk codec (default: 0 below topk:0.05, beta1 from there)
       grad_clip: 1.0
 
     rounds:

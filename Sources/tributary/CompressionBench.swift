@@ -20,8 +20,8 @@ struct CompressionBench: AsyncParsableCommand {
     @Option(name: .customLong("zstd-level"), help: "zstd level for update bodies; 0 sends the codec payload uncompressed (measures the codec alone).")
     var zstdLevel = 3
     var zstd: Int? { zstdLevel == 0 ? nil : zstdLevel }
-    @Option(name: .customLong("sparse-beta1"), help: "AdamW β1 on the coordinator for top-k codecs (the job default is 0; 0.9 reproduces plain AdamW).")
-    var sparseBeta1: Float = 0
+    @Option(name: .customLong("sparse-beta1"), help: "AdamW β1 on the coordinator for top-k codecs (default: the job's automatic choice, 0 below topk:0.05 and 0.9 from there; 0.9 reproduces plain AdamW).")
+    var sparseBeta1: Float?
 
     func run() async throws {
         let specs = try codecs.split(separator: ",").map { text -> UpdateCodecSpec in
@@ -84,7 +84,7 @@ struct CompressionBench: AsyncParsableCommand {
 
         let source = data ?? (FileManager.default.fileExists(atPath: "../shared/data/tinyshakespeare/input.txt")
             ? "../shared/data/tinyshakespeare/input.txt" : "builtin:arithmetic")
-        print("\n# training quality: GPT 2 layers × 4 heads × 64 wide, context 64, on \(source); \(rounds) sync rounds of 4 units × 8 sequences, 4 workers in this process, same samples for every codec; AdamW lr 3e-3, β1 0.9 (top-k: sparse_beta1 \(sparseBeta1)), β2 0.99, clip 1.0; top-k runs vary by about ±0.15 from run to run (which worker computes which unit changes the error-feedback residuals)")
+        print("\n# training quality: GPT 2 layers × 4 heads × 64 wide, context 64, on \(source); \(rounds) sync rounds of 4 units × 8 sequences, 4 workers in this process, same samples for every codec; AdamW lr 3e-3, β1 0.9 (top-k: sparse_beta1 \(sparseBeta1.map { "\($0)" } ?? "automatic: 0 below topk:0.05")), β2 0.99, clip 1.0; top-k runs vary by about ±0.15 from run to run (which worker computes which unit changes the error-feedback residuals)")
         print("| codec | final validation loss | vs fp32 | bytes up (all workers) | ratio vs fp32 |")
         print("|---|---|---|---|---|")
         var baseline: Double?

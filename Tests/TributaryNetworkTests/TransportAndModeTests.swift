@@ -129,17 +129,22 @@ final class BoundedSeriesTests: XCTestCase {
 }
 
 final class JobConfigTests: XCTestCase {
-    /// AdamW's β₁ on the coordinator: `beta1` for dense codecs, `sparse_beta1` (default 0) for top-k.
+    /// AdamW's β₁ on the coordinator: `beta1` for dense codecs and top-k from 0.05; 0 for
+    /// smaller top-k fractions; `sparse_beta1` when given, for every top-k fraction.
     func testTopKJobsRunAdamWWithSparseBeta1() throws {
         let base = "auth: {join_token: t}\n"
-        XCTAssertEqual(try JobConfig.parse(base).adamBeta1, 0.9, "fp32: the job's beta1")
-        XCTAssertEqual(try JobConfig.parse(base + "compression: {codec: int8:256}").adamBeta1, 0.9, "dense codecs keep beta1")
-        XCTAssertEqual(try JobConfig.parse(base + "compression: {codec: topk:0.01}").adamBeta1, 0, "top-k: sparse_beta1, default 0")
-        XCTAssertEqual(try JobConfig.parse(base + "compression: {codec: TopK:0.003:int8}").adamBeta1, 0)
-        let tuned = try JobConfig.parse(base + "compression: {codec: topk:0.1}\noptimizer: {beta1: 0.8, sparse_beta1: 0.5}")
-        XCTAssertEqual(tuned.adamBeta1, 0.5)
-        XCTAssertEqual(try JobConfig.parse(base + "optimizer: {beta1: 0.8, sparse_beta1: 0.5}").adamBeta1, 0.8)
-        XCTAssertEqual(try JobConfig.parse(JobConfig.example).optimizer.sparseBeta1, 0, "the example spells out the default")
+        func beta1(_ yaml: String) throws -> Float { try JobConfig.parse(base + yaml).adamBeta1 }
+        XCTAssertEqual(try beta1(""), 0.9, "fp32: the job's beta1")
+        XCTAssertEqual(try beta1("compression: {codec: int8:256}"), 0.9, "dense codecs keep beta1")
+        XCTAssertEqual(try beta1("compression: {codec: topk:0.01}"), 0, "small top-k fractions: no momentum")
+        XCTAssertEqual(try beta1("compression: {codec: TopK:0.003:int8}"), 0)
+        XCTAssertEqual(try beta1("compression: {codec: topk:0.049}"), 0)
+        XCTAssertEqual(try beta1("compression: {codec: topk:0.05}"), 0.9, "from 0.05 on: beta1")
+        XCTAssertEqual(try beta1("compression: {codec: topk:0.1}\noptimizer: {beta1: 0.8}"), 0.8)
+        XCTAssertEqual(try beta1("compression: {codec: topk:0.1}\noptimizer: {beta1: 0.8, sparse_beta1: 0.5}"), 0.5)
+        XCTAssertEqual(try beta1("compression: {codec: topk:0.01}\noptimizer: {sparse_beta1: 0.9}"), 0.9)
+        XCTAssertEqual(try beta1("optimizer: {beta1: 0.8, sparse_beta1: 0.5}"), 0.8, "sparse_beta1 only concerns top-k")
+        XCTAssertNil(try JobConfig.parse(JobConfig.example).optimizer.sparseBeta1, "the example leaves the automatic choice")
     }
 
     func testJobFilesAreValidatedWithClearErrors() throws {
