@@ -134,7 +134,9 @@ public actor TrainingJob {
             optimizer = try SGD(parameters: model.parameters, momentum: o.momentum, nesterov: o.nesterov, weightDecay: decay)
         } else {
             // Top-k updates arrive as error-feedback bursts; see `JobConfig.adamBeta1`.
-            optimizer = try AdamW(parameters: model.parameters, beta1: config.adamBeta1, beta2: o.beta2, weightDecay: decay)
+            // ... and with a bounded step per coordinate; see `JobConfig.adamUpdateBound`.
+            optimizer = try AdamW(parameters: model.parameters, beta1: config.adamBeta1, beta2: o.beta2, weightDecay: decay,
+                                  updateBound: config.adamUpdateBound)
         }
         schedule = LearningRateSchedule(peak: o.lr, minimum: o.minLr, warmupSteps: o.warmupRounds, decaySteps: o.totalRounds)
         layout = ShardLayout(spec: spec)

@@ -47,17 +47,28 @@ extension Optimizer {
 /// p ← p − lr/(1−β₁ᵗ) · m / (√v/√(1−β₂ᵗ) + ε).
 /// Decay applies to parameters marked `decays` (matrices and embeddings), not to biases
 /// or LayerNorm gains, as nanoGPT configures it.
+///
+/// With `updateBound` b, each coordinate's normalised step m̂/(√v̂ + ε) is clamped to [−b, b].
+/// Dense training never comes near it (|m̂/√v̂| stays about 1 or below); it is for sparse,
+/// error-feedback updates, where a coordinate silent for many rounds has a small v and
+/// then receives many rounds' mass at once: unbounded, that one step is up to
+/// 1/√(1−β₂) times the learning rate (10x at β₂ 0.99), and training spikes.
 public final class AdamW: Optimizer {
     public let kind = "adamw"
     public let beta1: Float, beta2: Float, epsilon: Float, weightDecay: Float
+    public let updateBound: Float?
     public private(set) var stepCount = 0
     private let moments: [(name: String, m: Tensor, v: Tensor)]
 
     public init(parameters: ParameterSet, beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-8,
-                weightDecay: Float = 0.01, allocator: TensorAllocator = .shared) throws {
+                weightDecay: Float = 0.01, updateBound: Float? = nil, allocator: TensorAllocator = .shared) throws {
         guard (0..<1).contains(beta1), (0..<1).contains(beta2) else {
             throw OptimizerError.invalidHyperparameter("betas must lie in [0, 1) (got \(beta1), \(beta2))")
         }
+        if let updateBound, !(updateBound > 0) {
+            throw OptimizerError.invalidHyperparameter("the update bound must be positive (got \(updateBound))")
+        }
+        self.updateBound = updateBound
         guard epsilon > 0, weightDecay >= 0 else {
             throw OptimizerError.invalidHyperparameter("epsilon must be positive and weight decay non-negative")
         }
@@ -76,7 +87,7 @@ public final class AdamW: Optimizer {
         let bc1 = Float(1 - pow(Double(beta1), t))
         let bc2Sqrt = Float((1 - pow(Double(beta2), t)).squareRoot())
         let stepSize = lr / bc1
-        let b1 = beta1, b2 = beta2, eps = epsilon
+        let b1 = beta1, b2 = beta2, eps = epsilon, bound = updateBound ?? .infinity
         for (p, state) in zip(parameters.parameters, moments) {
             let decay = p.decays ? 1 - lr * weightDecay : 1
             let w = p.value.data, g = p.gradient.data, m = state.m.data, v = state.v.data
@@ -87,7 +98,8 @@ public final class AdamW: Optimizer {
                     let vi = b2 * v[i] + (1 - b2) * gi * gi
                     m[i] = mi
                     v[i] = vi
-                    w[i] = w[i] * decay - stepSize * mi / (vi.squareRoot() / bc2Sqrt + eps)
+                    let normalised = mi / (vi.squareRoot() / bc2Sqrt + eps)
+                    w[i] = w[i] * decay - stepSize * min(bound, max(-bound, normalised))
                 }
             }
         }

@@ -43,7 +43,7 @@ struct DemoCommand: AsyncParsableCommand {
         optimizer: {type: adamw, lr: \(lr), warmup_rounds: 20, total_rounds: \(rounds)}
         rounds: {mode: sync, units_per_round: \(unitsPerRound), min_units: 1, deadline_seconds: 30, max_staleness: 1}
         leases: {duration_seconds: 30}
-        compression: {codec: "\(codec)", zstd_level: 3}
+        compression: {codec: "\(codec)", zstd_level: 1}
         server: {listen: "127.0.0.1:\(port)"}
         storage: {data_directory: "\(dir)/coordinator", checkpoint_every_rounds: 50, validation_every_rounds: 25}
         auth: {join_token: "\(token)"}

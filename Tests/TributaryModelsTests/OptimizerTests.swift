@@ -126,6 +126,44 @@ final class OptimizerTests: XCTestCase {
         XCTAssertEqual(final[Float(0.9)] ?? .nan, 0.99 - 0.0485, accuracy: 2e-4, "β1 = 0.9 keeps applying the burst later")
     }
 
+    /// A coordinate silent for 100 rounds (its second moment decayed to 0.99¹⁰⁰ of what it
+    /// was) receives 100 rounds of mass at once: unbounded, β₁ 0 moves it about 9.8
+    /// learning rates in that one round; bounded at 2, exactly 2. A dense gradient with
+    /// momentum (β₁ 0.9, what dense jobs run), whose normalised step stays near 1, moves
+    /// exactly as without the bound.
+    func testAdamWUpdateBoundCapsABurstAndLeavesDenseStepsAlone() throws {
+        let lr: Float = 0.01
+        func run(bound: Float?, gradients: [Float], beta1: Float = 0) throws -> [Float] {
+            let p = try parameter("p", [0], gradients: [0], decays: false)
+            let set = ParameterSet([p])
+            let adam = try AdamW(parameters: set, beta1: beta1, beta2: 0.99, epsilon: 1e-8, weightDecay: 0, updateBound: bound)
+            var trace: [Float] = []
+            for g in gradients {
+                setGradients(p, [g])
+                adam.step(set, learningRate: lr)
+                trace.append(p.value.data[0])
+            }
+            return trace
+        }
+        // One ordinary round (g = 0.01), 99 silent ones, then a burst of 100 rounds' mass.
+        let bursty: [Float] = [0.01] + [Float](repeating: 0, count: 99) + [1.0]
+        let free = try run(bound: nil, gradients: bursty)
+        let bounded = try run(bound: 2, gradients: bursty)
+        let freeJump = Double(free[99] - free[100]) / Double(lr), boundedJump = Double(bounded[99] - bounded[100]) / Double(lr)
+        // Unbounded: 1/√(0.99·v + 0.01) with v = 0.99⁹⁹·0.01·0.01² ≈ 0 and bias correction 1 − 0.99¹⁰¹.
+        let v = 0.01 * 0.0001 * pow(0.99, 99) * 0.99 + 0.01 * 1.0
+        XCTAssertEqual(freeJump, 1 / (v / (1 - pow(0.99, 101))).squareRoot(), accuracy: 1e-3)
+        XCTAssertGreaterThan(freeJump, 7)
+        XCTAssertEqual(boundedJump, 2, accuracy: 1e-5)
+        // A steady, noisy dense gradient with momentum: the bound changes nothing.
+        var r = SeededRandom(seed: 3)
+        let dense = (0..<200).map { _ in 0.01 + 0.02 * r.nextGaussian() }
+        XCTAssertEqual(try run(bound: 2, gradients: dense, beta1: 0.9), try run(bound: nil, gradients: dense, beta1: 0.9))
+        XCTAssertNotEqual(try run(bound: 0.5, gradients: dense, beta1: 0.9), try run(bound: nil, gradients: dense, beta1: 0.9),
+                          "a tight enough bound does act on it")
+        XCTAssertThrowsError(try AdamW(parameters: ParameterSet([]), updateBound: 0))
+    }
+
     func testAdamWDecaysOnlyParametersMarkedDecays() throws {
         // With zero gradients the moments stay zero and the update is pure decay.
         let w = try parameter("w", [2, -4], gradients: [0, 0], decays: true)

@@ -145,6 +145,10 @@ final class JobConfigTests: XCTestCase {
         XCTAssertEqual(try beta1("compression: {codec: topk:0.01}\noptimizer: {sparse_beta1: 0.9}"), 0.9)
         XCTAssertEqual(try beta1("optimizer: {beta1: 0.8, sparse_beta1: 0.5}"), 0.8, "sparse_beta1 only concerns top-k")
         XCTAssertNil(try JobConfig.parse(JobConfig.example).optimizer.sparseBeta1, "the example leaves the automatic choice")
+        func bound(_ yaml: String) throws -> Float? { try JobConfig.parse(base + yaml).adamUpdateBound }
+        XCTAssertEqual(try bound("compression: {codec: topk:0.01}"), 2, "top-k: bounded at 2 by default")
+        XCTAssertEqual(try bound("compression: {codec: topk:0.1}\noptimizer: {sparse_update_bound: 3.5}"), 3.5)
+        XCTAssertNil(try bound("compression: {codec: int8:256}\noptimizer: {sparse_update_bound: 3}"), "dense codecs: no bound")
     }
 
     func testJobFilesAreValidatedWithClearErrors() throws {
@@ -164,6 +168,7 @@ final class JobConfigTests: XCTestCase {
             ("model: {n_layer: [1, 2]}", "model.n_layer"),
             ("optimizer: {sparse_beta1: 1.0}", "optimizer.sparse_beta1 must lie in [0, 1)"),
             ("optimizer: {sparse_beta1: -0.1}", "optimizer.sparse_beta1 must lie in [0, 1)"),
+            ("optimizer: {sparse_update_bound: 0}", "optimizer.sparse_update_bound must be a positive number"),
         ]
         for (yaml, expected) in cases {
             XCTAssertThrowsError(try JobConfig.parse(yaml)) { error in
