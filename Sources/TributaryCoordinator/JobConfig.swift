@@ -307,8 +307,10 @@ public struct JobConfig: Codable, Sendable, Equatable {
     /// rounds, adding that much delay to mass that is already late. Measured with
     /// `tributary bench compression` (150 rounds, final validation loss over fp32's 2.4968):
     /// topk:0.01 +21%…+29% with β₁ 0.9, +7%…+21% (mean about +14%) with β₁ 0;
-    /// topk:0.03 +19%…+25% vs +11%…+17%; topk:0.1, where bursts are short, +4%…+5% with
-    /// β₁ 0.9 and +6%…+12% with β₁ 0.
+    /// topk:0.03 +19%…+25% vs +11%…+17%. With steps bounded (`adamUpdateBound`) the
+    /// line moved: topk:0.05:int8 +9%…+20% with β₁ 0.9, +2.6%…+4.0% with 0; topk:0.1
+    /// +3.4%…+5.2% vs +1.7%…+2.7%; topk:0.3, where bursts are short, +0.3%…+0.6% vs
+    /// +1.2%…+1.7%.
     public var adamBeta1: Float {
         guard let spec = try? UpdateCodecSpec(parsing: compression.codec), case let .topK(fraction, _) = spec.kind else {
             return optimizer.beta1
@@ -318,7 +320,7 @@ public struct JobConfig: Codable, Sendable, Equatable {
     }
 
     /// Top-k fractions below this run AdamW without momentum unless `sparse_beta1` says otherwise.
-    public static let momentumFreeTopKFraction = 0.05
+    public static let momentumFreeTopKFraction = 0.2
 
     /// AdamW's bound on each coordinate's normalised step (`AdamW.updateBound`): with a
     /// top-k codec `optimizer.sparse_update_bound`, by default 2; none for dense codecs.
@@ -367,7 +369,7 @@ public struct JobConfig: Codable, Sendable, Equatable {
       # weight_decay: 0.1          # default 0.1 for adamw, 0 for sgd
       beta1: 0.9
       beta2: 0.99
-      # sparse_beta1: 0.0          # adamw's beta1 with a topk codec (default: 0 below topk:0.05, beta1 from there)
+      # sparse_beta1: 0.0          # adamw's beta1 with a topk codec (default: 0 below topk:0.2, beta1 from there)
       # sparse_update_bound: 2     # with a topk codec, adamw's largest step per coordinate, in learning rates
       grad_clip: 1.0
 

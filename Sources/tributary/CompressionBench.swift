@@ -20,7 +20,7 @@ struct CompressionBench: AsyncParsableCommand {
     @Option(name: .customLong("zstd-level"), help: "zstd level for update bodies; 0 sends the codec payload uncompressed (measures the codec alone).")
     var zstdLevel = 1
     var zstd: Int? { zstdLevel == 0 ? nil : zstdLevel }
-    @Option(name: .customLong("sparse-beta1"), help: "AdamW β1 on the coordinator for top-k codecs (default: the job's automatic choice, 0 below topk:0.05 and 0.9 from there; 0.9 reproduces plain AdamW).")
+    @Option(name: .customLong("sparse-beta1"), help: "AdamW β1 on the coordinator for top-k codecs (default: the job's automatic choice, 0 below topk:0.2 and 0.9 from there; 0.9 reproduces plain AdamW).")
     var sparseBeta1: Float?
 
     func run() async throws {
@@ -84,7 +84,7 @@ struct CompressionBench: AsyncParsableCommand {
 
         let source = data ?? (FileManager.default.fileExists(atPath: "../shared/data/tinyshakespeare/input.txt")
             ? "../shared/data/tinyshakespeare/input.txt" : "builtin:arithmetic")
-        print("\n# training quality: GPT 2 layers × 4 heads × 64 wide, context 64, on \(source); \(rounds) sync rounds of 4 units × 8 sequences, 4 workers in this process, same samples for every codec; AdamW lr 3e-3, β1 0.9 (top-k: sparse_beta1 \(sparseBeta1.map { "\($0)" } ?? "automatic: 0 below topk:0.05"), steps bounded at \(JobConfig.defaultSparseUpdateBound) learning rates per coordinate), β2 0.99, clip 1.0; which worker computes which unit varies from run to run, and with it the error-feedback residuals: top-k results vary by a few hundredths")
+        print("\n# training quality: GPT 2 layers × 4 heads × 64 wide, context 64, on \(source); \(rounds) sync rounds of 4 units × 8 sequences, 4 workers in this process, same samples for every codec; AdamW lr 3e-3, β1 0.9 (top-k: sparse_beta1 \(sparseBeta1.map { "\($0)" } ?? "automatic: 0 below topk:0.2"), steps bounded at \(JobConfig.defaultSparseUpdateBound) learning rates per coordinate), β2 0.99, clip 1.0; which worker computes which unit varies from run to run, and with it the error-feedback residuals: top-k results vary by a few hundredths")
         print("| codec | final validation loss | vs fp32 | bytes up (all workers) | ratio vs fp32 |")
         print("|---|---|---|---|---|")
         var baseline: Double?

@@ -129,7 +129,7 @@ final class BoundedSeriesTests: XCTestCase {
 }
 
 final class JobConfigTests: XCTestCase {
-    /// AdamW's β₁ on the coordinator: `beta1` for dense codecs and top-k from 0.05; 0 for
+    /// AdamW's β₁ on the coordinator: `beta1` for dense codecs and top-k from 0.2; 0 for
     /// smaller top-k fractions; `sparse_beta1` when given, for every top-k fraction.
     func testTopKJobsRunAdamWWithSparseBeta1() throws {
         let base = "auth: {join_token: t}\n"
@@ -138,9 +138,9 @@ final class JobConfigTests: XCTestCase {
         XCTAssertEqual(try beta1("compression: {codec: int8:256}"), 0.9, "dense codecs keep beta1")
         XCTAssertEqual(try beta1("compression: {codec: topk:0.01}"), 0, "small top-k fractions: no momentum")
         XCTAssertEqual(try beta1("compression: {codec: TopK:0.003:int8}"), 0)
-        XCTAssertEqual(try beta1("compression: {codec: topk:0.049}"), 0)
-        XCTAssertEqual(try beta1("compression: {codec: topk:0.05}"), 0.9, "from 0.05 on: beta1")
-        XCTAssertEqual(try beta1("compression: {codec: topk:0.1}\noptimizer: {beta1: 0.8}"), 0.8)
+        XCTAssertEqual(try beta1("compression: {codec: topk:0.199}"), 0)
+        XCTAssertEqual(try beta1("compression: {codec: topk:0.2}"), 0.9, "from 0.2 on: beta1")
+        XCTAssertEqual(try beta1("compression: {codec: topk:0.3}\noptimizer: {beta1: 0.8}"), 0.8)
         XCTAssertEqual(try beta1("compression: {codec: topk:0.1}\noptimizer: {beta1: 0.8, sparse_beta1: 0.5}"), 0.5)
         XCTAssertEqual(try beta1("compression: {codec: topk:0.01}\noptimizer: {sparse_beta1: 0.9}"), 0.9)
         XCTAssertEqual(try beta1("optimizer: {beta1: 0.8, sparse_beta1: 0.5}"), 0.8, "sparse_beta1 only concerns top-k")
