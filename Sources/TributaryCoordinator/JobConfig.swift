@@ -327,7 +327,7 @@ public struct JobConfig: Codable, Sendable, Equatable {
     /// A coordinate that top-k left out for many rounds arrives with all their mass while
     /// its second moment has decayed, and would move up to 10 learning rates at once.
     /// Measured (`bench compression`, 150 rounds, final validation loss over fp32's 2.4968,
-    /// several runs each, β₁ 0): topk:0.01 +6.7%…+8.3% bounded at 2 (8 runs), +7%…+21% unbounded;
+    /// several runs each, β₁ 0): topk:0.01 +6.7%…+8.3% bounded at 2 (9 runs), +7%…+21% unbounded;
     /// bound 1: +13% (steady but slow); bound 3 or 4: +7%…+24% (the spikes return).
     public var adamUpdateBound: Float? {
         guard let spec = try? UpdateCodecSpec(parsing: compression.codec), case .topK = spec.kind else { return nil }
