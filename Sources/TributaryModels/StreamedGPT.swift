@@ -148,15 +148,8 @@ public final class StreamedGPT: @unchecked Sendable {
         let emb = GPT.embeddingsShardName, headName = GPT.headShardName
 
         // Embeddings (wte is also the tied output head) and ln_f stay resident all step.
-        let embValues = try values(emb, delegate: delegate, keep: keepBetween)
-        let embGrads = try TensorStorage(count: embValues.count, allocator: a)
-        let vocabEntries = v * c
-        let wte = embValues.base, wpe = embValues.base + vocabEntries
-        let dWTE = embGrads.base, dWPE = embGrads.base + vocabEntries
-        let headValues = try values(headName, delegate: delegate, keep: keepBetween)
-        let headGrads = try TensorStorage(count: headValues.count, allocator: a)
-        let lnF = try LayerNorm(name: "transformer.ln_f", features: c, bias: config.bias,
-                                parameters: .views(values: headValues, gradients: headGrads))
+        let ends = try residentEnds(delegate: delegate, keep: keepBetween)
+        let wte = ends.wte, wpe = ends.wpe
 
         // Block inputs for the whole unit: the activation checkpoints (also what backward
         // needs as each block's input when activations are kept).
@@ -196,32 +189,16 @@ public final class StreamedGPT: @unchecked Sendable {
         let scratch = try TransformerBlock.Scratch(batch: m, sequence: t, channels: c, allocator: a)
         var loss = 0.0
         do {
-            let lnOut = try Tensor(shape: [m * t, c], allocator: a)
-            let mean = try Tensor(shape: [m * t], allocator: a), rstd = try Tensor(shape: [m * t], allocator: a)
-            let logits = try Tensor(shape: [m * t, v], allocator: a), losses = try Tensor(shape: [m * t], allocator: a)
+            let head = try HeadPass(rows: m * t, channels: c, vocabulary: v, allocator: a)
             guard let xL = checkpoints[layers] else { throw ModelError.batchShape("internal: missing final residual") }
             for (lo, hi) in micro {
-                let rows = (hi - lo) * t, base = lo * t
-                lnF.forward(xL.data + base * c, into: lnOut.data, mean: mean.data, rstd: rstd.data, rows: rows)
-                LinearKernels.forward(out: logits.data, input: lnOut.data, weight: wte, bias: nil,
-                                      rows: rows, inFeatures: c, outFeatures: v)
-                targets.withUnsafeBufferPointer { tg in
-                    guard let tp = tg.baseAddress else { return }
-                    SoftmaxCrossEntropyKernels.forward(logits: logits.data, targets: tp + base, losses: losses.data, rows: rows, classes: v)
-                    SoftmaxCrossEntropyKernels.backward(probabilities: logits.data, targets: tp + base, rows: rows, classes: v,
-                                                        scale: 1 / Float(b * t))
-                }
-                var s = 0.0
-                for i in 0..<rows { s += Double(losses.data[i]) }
-                loss += s / Double(b * t)
-                LinearKernels.backward(dInput: scratch.dLN.data, dWeight: dWTE, dBias: nil, dOut: logits.data,
-                                       input: lnOut.data, weight: wte, rows: rows, inFeatures: c, outFeatures: v)
-                lnF.backward(dOut: scratch.dLN.data, input: xL.data + base * c, mean: mean.data, rstd: rstd.data,
-                             dInput: dX.data + base * c, rows: rows)
+                let base = lo * t
+                loss += head.run(xL.data + base * c, targets: targets, from: base, rows: (hi - lo) * t, of: b * t,
+                                 ends: ends, scratch: scratch, dInput: dX.data + base * c)
             }
         }
         checkpoints[layers] = nil
-        try await delegate.shardGradientReady(headName, gradient: UnsafeBufferPointer(start: headGrads.base, count: headGrads.count))
+        try await delegate.shardGradientReady(headName, gradient: ends.headGradients)
 
         // Backward, block by block from the last; each block's gradient is final once
         // every micro-batch went through it.
@@ -250,10 +227,82 @@ public final class StreamedGPT: @unchecked Sendable {
 
         inputs.withUnsafeBufferPointer { tok in
             guard let tp = tok.baseAddress else { return }
-            EmbeddingKernels.backward(dWTE: dWTE, dWPE: dWPE, dOut: dX.data, tokens: tp, batch: b, sequence: t, channels: c)
+            EmbeddingKernels.backward(dWTE: ends.dWTE, dWPE: ends.dWPE, dOut: dX.data, tokens: tp, batch: b, sequence: t, channels: c)
         }
-        try await delegate.shardGradientReady(emb, gradient: UnsafeBufferPointer(start: embGrads.base, count: embGrads.count))
+        try await delegate.shardGradientReady(emb, gradient: ends.embeddingGradients)
         return loss
+    }
+
+    /// The embeddings and head shards, resident for a whole step, with their gradients.
+    private struct ResidentEnds {
+        let embeddings: TensorStorage, embeddingGradientStorage: TensorStorage
+        let head: TensorStorage, headGradientStorage: TensorStorage
+        let lnF: LayerNorm
+        let vocabularyEntries: Int
+
+        var wte: UnsafeMutablePointer<Float> { embeddings.base }
+        var wpe: UnsafeMutablePointer<Float> { embeddings.base + vocabularyEntries }
+        var dWTE: UnsafeMutablePointer<Float> { embeddingGradientStorage.base }
+        var dWPE: UnsafeMutablePointer<Float> { embeddingGradientStorage.base + vocabularyEntries }
+        var embeddingGradients: UnsafeBufferPointer<Float> {
+            UnsafeBufferPointer(start: embeddingGradientStorage.base, count: embeddingGradientStorage.count)
+        }
+        var headGradients: UnsafeBufferPointer<Float> {
+            UnsafeBufferPointer(start: headGradientStorage.base, count: headGradientStorage.count)
+        }
+    }
+
+    /// Loads (or reuses) the embeddings and head shards, in the order `peakBytes` assumes:
+    /// embeddings, their gradient, head, its gradient.
+    private func residentEnds(delegate: any ShardStreamingDelegate, keep: Bool) throws -> ResidentEnds {
+        let embeddings = try values(GPT.embeddingsShardName, delegate: delegate, keep: keep)
+        let embeddingGradients = try TensorStorage(count: embeddings.count, allocator: allocator)
+        let head = try values(GPT.headShardName, delegate: delegate, keep: keep)
+        let headGradients = try TensorStorage(count: head.count, allocator: allocator)
+        let lnF = try LayerNorm(name: "transformer.ln_f", features: config.nEmbd, bias: config.bias,
+                                parameters: .views(values: head, gradients: headGradients))
+        return ResidentEnds(embeddings: embeddings, embeddingGradientStorage: embeddingGradients, head: head,
+                            headGradientStorage: headGradients, lnF: lnF, vocabularyEntries: config.vocabSize * config.nEmbd)
+    }
+
+    /// Buffers for ln_f, the tied head and the loss over up to `rows` positions.
+    private struct HeadPass {
+        let lnOut: Tensor, mean: Tensor, rstd: Tensor, logits: Tensor, losses: Tensor
+        let channels: Int, vocabulary: Int
+
+        init(rows: Int, channels c: Int, vocabulary v: Int, allocator a: TensorAllocator) throws {
+            lnOut = try Tensor(shape: [rows, c], allocator: a)
+            mean = try Tensor(shape: [rows], allocator: a)
+            rstd = try Tensor(shape: [rows], allocator: a)
+            logits = try Tensor(shape: [rows, v], allocator: a)
+            losses = try Tensor(shape: [rows], allocator: a)
+            channels = c
+            vocabulary = v
+        }
+
+        /// ln_f, logits and cross-entropy over `rows` positions whose targets start at
+        /// `base` (scaled as part of a mean over `total`), then their backward: the wte and
+        /// ln_f gradients accumulate and ∂L/∂x is added into `dInput`. Returns this slice's
+        /// share of the mean loss.
+        func run(_ x: UnsafePointer<Float>, targets: [Int32], from base: Int, rows: Int, of total: Int,
+                 ends: ResidentEnds, scratch: TransformerBlock.Scratch, dInput: UnsafeMutablePointer<Float>) -> Double {
+            let c = channels, v = vocabulary
+            ends.lnF.forward(x, into: lnOut.data, mean: mean.data, rstd: rstd.data, rows: rows)
+            LinearKernels.forward(out: logits.data, input: lnOut.data, weight: ends.wte, bias: nil,
+                                  rows: rows, inFeatures: c, outFeatures: v)
+            targets.withUnsafeBufferPointer { tg in
+                guard let tp = tg.baseAddress else { return }
+                SoftmaxCrossEntropyKernels.forward(logits: logits.data, targets: tp + base, losses: losses.data, rows: rows, classes: v)
+                SoftmaxCrossEntropyKernels.backward(probabilities: logits.data, targets: tp + base, rows: rows, classes: v,
+                                                    scale: 1 / Float(total))
+            }
+            var sum = 0.0
+            for r in 0..<rows { sum += Double(losses.data[r]) }
+            LinearKernels.backward(dInput: scratch.dLN.data, dWeight: ends.dWTE, dBias: nil, dOut: logits.data,
+                                   input: lnOut.data, weight: ends.wte, rows: rows, inFeatures: c, outFeatures: v)
+            ends.lnF.backward(dOut: scratch.dLN.data, input: x, mean: mean.data, rstd: rstd.data, dInput: dInput, rows: rows)
+            return sum / Double(total)
+        }
     }
 
     /// The micro-batches-outer schedule (see `GPTExecutionPlan.Schedule`).
@@ -268,15 +317,8 @@ public final class StreamedGPT: @unchecked Sendable {
         let a = allocator
         let emb = GPT.embeddingsShardName, headName = GPT.headShardName
 
-        let embValues = try values(emb, delegate: delegate, keep: keepBetween)
-        let embGrads = try TensorStorage(count: embValues.count, allocator: a)
-        let vocabEntries = v * c
-        let wte = embValues.base, wpe = embValues.base + vocabEntries
-        let dWTE = embGrads.base, dWPE = embGrads.base + vocabEntries
-        let headValues = try values(headName, delegate: delegate, keep: keepBetween)
-        let headGrads = try TensorStorage(count: headValues.count, allocator: a)
-        let lnF = try LayerNorm(name: "transformer.ln_f", features: c, bias: config.bias,
-                                parameters: .views(values: headValues, gradients: headGrads))
+        let ends = try residentEnds(delegate: delegate, keep: keepBetween)
+        let wte = ends.wte, wpe = ends.wpe
 
         // One micro-batch's worth of everything, reused for each micro-batch.
         let checkpoints = try (0...layers).map { _ in try Tensor(shape: [m * t, c], allocator: a) }
@@ -287,9 +329,7 @@ public final class StreamedGPT: @unchecked Sendable {
         }
         let dX = try Tensor(shape: [m * t, c], allocator: a)
         let scratch = try TransformerBlock.Scratch(batch: m, sequence: t, channels: c, allocator: a)
-        let lnOut = try Tensor(shape: [m * t, c], allocator: a)
-        let mean = try Tensor(shape: [m * t], allocator: a), rstd = try Tensor(shape: [m * t], allocator: a)
-        let logits = try Tensor(shape: [m * t, v], allocator: a), losses = try Tensor(shape: [m * t], allocator: a)
+        let head = try HeadPass(rows: m * t, channels: c, vocabulary: v, allocator: a)
         let recomputed: Tensor? = recompute ? try Tensor(shape: [m * t, c], allocator: a) : nil
 
         var residentBlockValues: [Int: TensorStorage] = [:]
@@ -309,24 +349,11 @@ public final class StreamedGPT: @unchecked Sendable {
                 let blk = try block(l, values: bv, gradients: nil)
                 blk.forward(checkpoints[l].data, into: checkpoints[l + 1].data, saving: work ?? kept[l], batch: seqs, sequence: t)
             }
-            lnF.forward(checkpoints[layers].data, into: lnOut.data, mean: mean.data, rstd: rstd.data, rows: rows)
-            LinearKernels.forward(out: logits.data, input: lnOut.data, weight: wte, bias: nil, rows: rows, inFeatures: c, outFeatures: v)
-            targets.withUnsafeBufferPointer { tg in
-                guard let tp = tg.baseAddress else { return }
-                SoftmaxCrossEntropyKernels.forward(logits: logits.data, targets: tp + base, losses: losses.data, rows: rows, classes: v)
-                SoftmaxCrossEntropyKernels.backward(probabilities: logits.data, targets: tp + base, rows: rows, classes: v,
-                                                    scale: 1 / Float(b * t))
-            }
-            var s = 0.0
-            for r in 0..<rows { s += Double(losses.data[r]) }
-            loss += s / Double(b * t)
-            LinearKernels.backward(dInput: scratch.dLN.data, dWeight: dWTE, dBias: nil, dOut: logits.data,
-                                   input: lnOut.data, weight: wte, rows: rows, inFeatures: c, outFeatures: v)
             dX.zero()
-            lnF.backward(dOut: scratch.dLN.data, input: checkpoints[layers].data, mean: mean.data, rstd: rstd.data,
-                         dInput: dX.data, rows: rows)
+            loss += head.run(checkpoints[layers].data, targets: targets, from: base, rows: rows, of: b * t,
+                             ends: ends, scratch: scratch, dInput: dX.data)
             if last {
-                try await delegate.shardGradientReady(headName, gradient: UnsafeBufferPointer(start: headGrads.base, count: headGrads.count))
+                try await delegate.shardGradientReady(headName, gradient: ends.headGradients)
             }
             for l in stride(from: layers - 1, through: 0, by: -1) {
                 let bv = try residentBlockValues[l] ?? values(GPT.blockShardName(l), delegate: delegate, keep: keepBetween)
@@ -349,10 +376,10 @@ public final class StreamedGPT: @unchecked Sendable {
             }
             inputs.withUnsafeBufferPointer { tok in
                 guard let tp = tok.baseAddress else { return }
-                EmbeddingKernels.backward(dWTE: dWTE, dWPE: dWPE, dOut: dX.data, tokens: tp + base, batch: seqs, sequence: t, channels: c)
+                EmbeddingKernels.backward(dWTE: ends.dWTE, dWPE: ends.dWPE, dOut: dX.data, tokens: tp + base, batch: seqs, sequence: t, channels: c)
             }
         }
-        try await delegate.shardGradientReady(emb, gradient: UnsafeBufferPointer(start: embGrads.base, count: embGrads.count))
+        try await delegate.shardGradientReady(emb, gradient: ends.embeddingGradients)
         return loss
     }
 

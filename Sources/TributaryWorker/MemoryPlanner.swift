@@ -142,10 +142,10 @@ public struct MemoryPlanner: Sendable {
                 }
             }
             for p in plans {
+                let peak = StreamedGPT.peakBytes(config: cfg, batch: unitSamples, sequence: sequence, plan: p,
+                                                 loadTransient: loadTransient,
+                                                 gradientTransient: { gradientTransient($0, gathers: false) })
                 for q in queues {
-                    let peak = StreamedGPT.peakBytes(config: cfg, batch: unitSamples, sequence: sequence, plan: p,
-                                                     loadTransient: loadTransient,
-                                                     gradientTransient: { gradientTransient($0, gathers: false) })
                     out.append(MemoryPlan(execution: .streamedGPT(p), uploadQueueBytes: q, predictedPeakBytes: peak + q))
                 }
             }
@@ -153,9 +153,9 @@ public struct MemoryPlanner: Sendable {
             let f = MemoryLayout<Float>.stride
             let parameters = 2 * f * cfg.parameterCount
             for m in microBatches {
+                let peak = parameters + MLPClassifier.activationBytes(config: cfg, batch: m)
+                    + max(loadTransient(largestShard), gradientTransient(largestShard, gathers: true))
                 for q in queues {
-                    let peak = parameters + MLPClassifier.activationBytes(config: cfg, batch: m)
-                        + max(loadTransient(largestShard), gradientTransient(largestShard, gathers: true))
                     out.append(MemoryPlan(execution: .residentModel(microBatch: m), uploadQueueBytes: q, predictedPeakBytes: peak + q))
                 }
             }

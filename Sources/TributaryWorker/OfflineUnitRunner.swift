@@ -48,22 +48,10 @@ public final class OfflineUnitRunner: @unchecked Sendable {
     /// after an accepted commit).
     public func run(_ batch: ModelBatch) async throws -> (loss: Double, updates: [String: [UInt8]]) {
         let received = UpdateSink()
-        let queue = UploadQueue(capacity: plan.uploadQueueBytes, allocator: device.allocator) { shard, body in
-            received.put(shard, body)
-        }
-        let lossy = compute.planner.codec.codec != .fp32
-        let stream = UnitShardStream(descriptors: refs, cache: cache, allocator: device.allocator, planner: compute.planner,
-                                     zstdLevel: job.zstdLevel, residuals: lossy ? residuals : nil, queue: queue)
-        do {
-            let loss = try await compute.run(batch, stream: stream)
-            try await queue.finish()
-            try residuals.commitStaged()
-            return (loss, received.all)
-        } catch {
-            await queue.cancelAll()
-            residuals.discardStaged()
-            throw error
-        }
+        let (loss, _) = try await compute.runUnit(batch, shards: refs, cache: cache, residuals: residuals,
+                                                  zstdLevel: job.zstdLevel) { shard, body in received.put(shard, body) }
+        try residuals.commitStaged()
+        return (loss, received.all)
     }
 
     /// Shard names in body order, with their element counts.

@@ -46,8 +46,31 @@ final class UnitCompute: @unchecked Sendable {
         self.device = device
     }
 
+    /// One unit: computes it with shards from `cache` and hands each shard's update —
+    /// encoded with error feedback against `residuals` (lossy codecs), staged there — to
+    /// `send` through an upload queue that overlaps the compute. Returns once every update
+    /// is sent; on any failure the queue is abandoned and the staged residuals dropped.
+    /// Committing the staged residuals is the caller's, once the unit is accepted.
+    func runUnit(_ batch: ModelBatch, shards: [String: UnitShardStream.ShardDescriptorRef], cache: ShardCache,
+                 residuals: ResidualStore, zstdLevel: Int,
+                 send: @escaping @Sendable (String, [UInt8]) async throws -> Void) async throws -> (loss: Double, bytesSent: Int) {
+        let queue = UploadQueue(capacity: plan.uploadQueueBytes, allocator: device.allocator, send: send)
+        let lossy = planner.codec.codec != .fp32
+        let stream = UnitShardStream(descriptors: shards, cache: cache, allocator: device.allocator, planner: planner,
+                                     zstdLevel: zstdLevel, residuals: lossy ? residuals : nil, queue: queue)
+        do {
+            let loss = try await run(batch, stream: stream)
+            try await queue.finish()
+            return (loss, await queue.bytesSent)
+        } catch {
+            await queue.cancelAll()
+            residuals.discardStaged()
+            throw error
+        }
+    }
+
     /// The unit's mean loss; every shard's update handed to `stream` (encoded and queued).
-    func run(_ batch: ModelBatch, stream: UnitShardStream) async throws -> Double {
+    private func run(_ batch: ModelBatch, stream: UnitShardStream) async throws -> Double {
         switch engine {
         case let .streamed(step):
             return try await step.step(batch, delegate: stream)

@@ -230,26 +230,14 @@ public actor WorkerDaemon {
 
         // Compute the gradient; each shard's update is encoded (with error feedback) and
         // uploaded as soon as it is final, while the rest of the backward goes on.
-        let lossy = compute.planner.codec.codec != .fp32
         let client = self.client, lease = grant.leaseId, token = me.token
-        let queue = UploadQueue(capacity: compute.plan.uploadQueueBytes, allocator: device.allocator) { shard, body in
+        let computeStart = DispatchTime.now().uptimeNanoseconds
+        let (loss, up) = try await compute.runUnit(batch, shards: refs, cache: cache, residuals: residualStore,
+                                                   zstdLevel: job.zstdLevel) { shard, body in
             _ = try await client.send(.PUT, Routes.update(lease, shard: shard), token: token, body: body,
                                       contentType: Routes.tensorFrameType)
         }
-        let stream = UnitShardStream(descriptors: refs, cache: cache, allocator: device.allocator, planner: compute.planner,
-                                     zstdLevel: job.zstdLevel, residuals: lossy ? residualStore : nil, queue: queue)
-        let computeStart = DispatchTime.now().uptimeNanoseconds
-        let loss: Double
-        do {
-            loss = try await compute.run(batch, stream: stream)
-            try await queue.finish()
-        } catch {
-            await queue.cancelAll()
-            residualStore.discardStaged()
-            throw error
-        }
         let computeSeconds = Double(DispatchTime.now().uptimeNanoseconds - computeStart) / 1e9
-        let up = await queue.bytesSent
 
         let receipt: CommitReceipt
         do {
