@@ -51,7 +51,7 @@ let package = Package(
                 dependencies: ["TributaryTensor", "TributaryModels", "TributaryOptim", "TributaryData"]),
 
         // Compression: tensor frames (header, checksum, zstd) and update codecs.
-        .target(name: "TributaryCompression", dependencies: ["CZstd", "CZlib"],
+        .target(name: "TributaryCompression", dependencies: ["TributaryTensor", "CZstd", "CZlib"],
                 swiftSettings: optimizedInDebug),
 
         // Protocol types: the JSON messages and binary bodies of the HTTP API.

@@ -412,7 +412,7 @@ struct DenseLayout {
         switch codec {
         case .fp16, .bf16: block = 1
         case .int8Block, .int4Block: block = Int(parameter)
-        case .fp32, .topK: return nil
+        case .fp32, .topK, .lowRank: return nil
         }
         self.codec = codec
         chunkElements = block * max(1, Self.targetChunk / block)

@@ -37,6 +37,16 @@ public enum FrameError: Error, CustomStringConvertible, Equatable, Sendable {
     case truncatedPayload(expected: Int, actual: Int)
     /// The codec payload (after zstd) has this many bytes after its contents.
     case trailingBytes(Int)
+    /// low-rank: the segment table claims more than 1024 segments.
+    case lowRankSegmentCount(UInt32)
+    /// low-rank: segment `index` has a zero dimension, or a rank whose factors would not be
+    /// fewer values than the segment itself.
+    case lowRankBadSegment(index: Int, rows: UInt32, cols: UInt32, rank: UInt32)
+    /// low-rank: the segments cover this many elements (at the first segment that overruns,
+    /// or in all), not the frame's element count.
+    case lowRankCoverage(covered: UInt64, count: Int)
+    /// low-rank: the factors of segment `index` could multiply past the fp32 range.
+    case lowRankOverflow(segment: Int)
 
     public var description: String {
         switch self {
@@ -54,7 +64,7 @@ public enum FrameError: Error, CustomStringConvertible, Equatable, Sendable {
         case .badCodecParameter(let parameter):
             return "tensor frame codec parameter \(parameter) is not valid for its codec (fp32, fp16, bf16: 0; "
                 + "int8/int4 blocks: block size \(TensorCodec.blockSizes.lowerBound)...\(TensorCodec.blockSizes.upperBound); "
-                + "top-k: 0 = fp16 values, 1 = int8 values)"
+                + "top-k and low-rank: 0 = fp16 values, 1 = int8 values)"
         case .elementCountMismatch(let claimed, let expected):
             return "tensor frame holds \(claimed) elements, expected \(expected)"
         case .payloadLengthMismatch(let claimed, let actual):
@@ -81,6 +91,14 @@ public enum FrameError: Error, CustomStringConvertible, Equatable, Sendable {
             return "tensor frame codec payload is \(actual) bytes, shorter than the \(expected) its contents need"
         case .trailingBytes(let count):
             return "tensor frame codec payload has \(count) trailing bytes after its contents"
+        case .lowRankSegmentCount(let count):
+            return "low-rank frame claims \(count) segments; at most \(LowRankPayload.maximumSegments) are allowed"
+        case .lowRankBadSegment(let index, let rows, let cols, let rank):
+            return "low-rank frame segment #\(index) is \(rows)×\(cols) at rank \(rank): dimensions must be >= 1 and rank 0 (dense) or rank·(rows+cols) < rows·cols"
+        case .lowRankCoverage(let covered, let count):
+            return "low-rank frame segments cover \(covered) elements, the frame holds \(count)"
+        case .lowRankOverflow(let segment):
+            return "low-rank frame segment #\(segment) has factors whose product would overflow fp32"
         }
     }
 }
@@ -111,6 +129,14 @@ public enum FrameEncodingError: Error, CustomStringConvertible, Equatable, Senda
     case residualLengthMismatch(values: Int, residual: Int)
     /// gradient + residual is not finite at this index (the residual was left unchanged).
     case residualOverflow(index: Int)
+    /// low-rank: the tensor shapes given cover this many elements, not the values' count.
+    case shapesMismatch(values: Int, shapes: Int)
+    /// low-rank: the shard has more tensors than a frame's 1024 segments.
+    case tooManySegments(Int)
+    /// low-rank: the warm-start buffer is not `UpdateCodecSpec.warmStartCount` floats long.
+    case warmStartLengthMismatch(expected: Int, actual: Int)
+    /// low-rank frames are encoded from a shard's tensor shapes (`UpdateCodecSpec.encode(…, shapes:)`).
+    case lowRankCodecNeedsShapes
 
     public var description: String {
         switch self {
@@ -136,6 +162,14 @@ public enum FrameEncodingError: Error, CustomStringConvertible, Equatable, Senda
             return "error-feedback residual holds \(residual) values for a gradient of \(values)"
         case .residualOverflow(let index):
             return "gradient plus error-feedback residual overflows at index \(index); residual left unchanged"
+        case .shapesMismatch(let values, let shapes):
+            return "cannot encode low-rank frame: the tensor shapes cover \(shapes) elements, the values are \(values)"
+        case .tooManySegments(let count):
+            return "cannot encode low-rank frame of \(count) tensors: at most \(LowRankPayload.maximumSegments)"
+        case .warmStartLengthMismatch(let expected, let actual):
+            return "low-rank warm start holds \(actual) values, expected \(expected)"
+        case .lowRankCodecNeedsShapes:
+            return "low-rank frames are encoded from the shard's tensor shapes; pass shapes to UpdateCodecSpec.encode"
         }
     }
 }

@@ -1,5 +1,5 @@
 /// How a frame's payload represents its fp32 values (header byte 5). Protocol/frames.md gives
-/// every codec's payload byte by byte; ids 6...255 are unassigned and refused as unknown.
+/// every codec's payload byte by byte; ids 7...255 are unassigned and refused as unknown.
 public enum TensorCodec: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     /// n little-endian IEEE-754 binary32 values. Parameter 0.
     case fp32 = 0
@@ -16,6 +16,9 @@ public enum TensorCodec: UInt8, Sendable, CaseIterable, CustomStringConvertible 
     /// Sparse: k, k delta-coded indices, k values in the sub-codec that the parameter names
     /// (`TopKValueCodec`).
     case topK = 5
+    /// Low rank: a segment table (each tensor's rows, cols and rank), then per segment either
+    /// its dense values or rank factor pairs, in the sub-codec the parameter names (`FactorValueCodec`).
+    case lowRank = 6
 
     public var description: String {
         switch self {
@@ -25,14 +28,15 @@ public enum TensorCodec: UInt8, Sendable, CaseIterable, CustomStringConvertible 
         case .int8Block: return "int8-block"
         case .int4Block: return "int4-block"
         case .topK: return "top-k"
+        case .lowRank: return "low-rank"
         }
     }
 
     /// Block sizes the blockwise codecs accept (header bytes 28...31).
     public static let blockSizes: ClosedRange<UInt32> = 16...65536
 
-    /// Whether the codec's payload is a fixed function of n (every codec but top-k).
-    public var isDense: Bool { self != .topK }
+    /// Whether the codec's payload is a fixed function of n (every codec but top-k and low-rank).
+    public var isDense: Bool { self != .topK && self != .lowRank }
 
     /// Size in bytes of the codec payload (before zstd) for `elementCount` values with the
     /// codec's largest-payload parameter (block size 16; for top-k the larger of its two value
@@ -64,6 +68,8 @@ public enum TensorCodec: UInt8, Sendable, CaseIterable, CustomStringConvertible 
             case .fp16: return saturating(n, times: 3, plus: 4)
             case .int8: return saturating(n, times: 2, plus: 8)
             }
+        case .lowRank:
+            return LowRankPayload.limit(elementCount: n)
         }
     }
 
@@ -73,6 +79,7 @@ public enum TensorCodec: UInt8, Sendable, CaseIterable, CustomStringConvertible 
         case .fp32, .fp16, .bf16: return parameter == 0
         case .int8Block, .int4Block: return Self.blockSizes.contains(parameter)
         case .topK: return TopKValueCodec(parameter: parameter) != nil
+        case .lowRank: return FactorValueCodec(parameter: parameter) != nil
         }
     }
 
@@ -83,6 +90,7 @@ public enum TensorCodec: UInt8, Sendable, CaseIterable, CustomStringConvertible 
         case .int8Block: return 256
         case .int4Block: return 64
         case .topK: return UInt32(TopKValueCodec.fp16.rawValue)
+        case .lowRank: return FactorValueCodec.fp16.parameter
         }
     }
 
@@ -94,6 +102,8 @@ public enum TensorCodec: UInt8, Sendable, CaseIterable, CustomStringConvertible 
         case .topK:
             // fp16 values: 4 + 3n; int8 values: 8 + 2n. They cross at n = 4.
             return UInt32(n >= 4 ? TopKValueCodec.fp16.rawValue : TopKValueCodec.int8.rawValue)
+        case .lowRank:
+            return FactorValueCodec.fp16.parameter  // the limit does not depend on it
         }
     }
 }

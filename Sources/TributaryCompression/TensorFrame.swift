@@ -133,6 +133,8 @@ public enum TensorFrame {
             try decodeFP32(payload, header: header, into: out)
         case .topK:
             try decodeSparse(payload, header: header, into: out)
+        case .lowRank:
+            try decodeLowRank(payload, header: header, into: out)
         case .fp16, .bf16, .int8Block, .int4Block:
             // The header parse has checked the parameter, so the layout exists.
             guard let layout = DenseLayout(codec: header.codec, parameter: header.codecParameter) else {
@@ -164,6 +166,9 @@ public enum TensorFrame {
             FrameKernels.accumulate(source, scale: scale, into: target, count: expectedCount)
         case .topK:
             try accumulateSparse(payload, header: header, scale: scale, into: accumulator, work: work)
+        case .lowRank:
+            try accumulateLowRank(payload, header: header, scale: scale, into: accumulator,
+                                  scratch: UnsafeMutableBufferPointer(rebasing: scratch[0..<expectedCount]))
         case .fp16, .bf16, .int8Block, .int4Block:
             guard let layout = DenseLayout(codec: header.codec, parameter: header.codecParameter) else {
                 throw .badCodecParameter(header.codecParameter)

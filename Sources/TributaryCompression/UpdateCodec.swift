@@ -3,7 +3,9 @@ import Foundation
 /// Which codec a worker uses for its gradient updates, as written in configuration:
 /// `fp32`, `fp16`, `bf16`, `int8[:B]`, `int4[:B]` (block size B in 16...65536, default 256 and
 /// 64), `topk:F[:fp16|:int8]` (keep the ⌈F·n⌉ largest magnitudes, 0 < F ≤ 1, values in fp16 by
-/// default). Codable as that string; `description` gives the canonical form, which parses back.
+/// default), `lowrank:R[:fp16|:int8]` (PowerSGD-style rank-R factors of each matrix, 1 ≤ R ≤ 256,
+/// fp16 values by default; needs the shard's tensor shapes). Codable as that string;
+/// `description` gives the canonical form, which parses back.
 public struct UpdateCodecSpec: Sendable, Hashable, Codable, CustomStringConvertible {
     public enum Kind: Sendable, Hashable {
         case fp32
@@ -12,7 +14,11 @@ public struct UpdateCodecSpec: Sendable, Hashable, Codable, CustomStringConverti
         case int8Block(blockSize: Int)
         case int4Block(blockSize: Int)
         case topK(fraction: Double, values: TopKValueCodec)
+        case lowRank(rank: Int, values: FactorValueCodec)
     }
+
+    /// Ranks `lowrank:R` accepts.
+    public static let lowRanks = 1...256
 
     public let kind: Kind
 
@@ -28,6 +34,8 @@ public struct UpdateCodecSpec: Sendable, Hashable, Codable, CustomStringConverti
             }
         case .topK(let fraction, _):
             guard fraction > 0 && fraction <= 1 else { throw .invalidFraction(String(fraction)) }
+        case .lowRank(let rank, _):
+            guard Self.lowRanks.contains(rank) else { throw .invalidRank(String(rank)) }
         }
         self.kind = kind
     }
@@ -68,6 +76,19 @@ public struct UpdateCodecSpec: Sendable, Hashable, Codable, CustomStringConverti
                 values = parsed
             }
             try self.init(.topK(fraction: fraction, values: values))
+        case "lowrank":
+            guard let argument = arguments.first else { throw .invalidRank("") }
+            guard arguments.count <= 2 else { throw .unexpectedArgument(text) }
+            guard let rank = Int(argument) else { throw .invalidRank(argument) }
+            var values = FactorValueCodec.fp16
+            if arguments.count == 2 {
+                let valueName = arguments[arguments.startIndex + 1]
+                guard let parsed = FactorValueCodec.allCases.first(where: { $0.description == valueName }) else {
+                    throw .invalidFactorValues(valueName)
+                }
+                values = parsed
+            }
+            try self.init(.lowRank(rank: rank, values: values))
         default:
             throw .unknownCodec(text)
         }
@@ -82,6 +103,7 @@ public struct UpdateCodecSpec: Sendable, Hashable, Codable, CustomStringConverti
         case .int8Block(let size): return "int8:\(size)"
         case .int4Block(let size): return "int4:\(size)"
         case .topK(let fraction, let values): return "topk:\(fraction):\(values)"
+        case .lowRank(let rank, let values): return "lowrank:\(rank):\(values)"
         }
     }
 
@@ -94,6 +116,7 @@ public struct UpdateCodecSpec: Sendable, Hashable, Codable, CustomStringConverti
         case .int8Block: return .int8Block
         case .int4Block: return .int4Block
         case .topK: return .topK
+        case .lowRank: return .lowRank
         }
     }
 
@@ -102,7 +125,28 @@ public struct UpdateCodecSpec: Sendable, Hashable, Codable, CustomStringConverti
         case .fp32, .fp16, .bf16: return 0
         case .int8Block(let size), .int4Block(let size): return UInt32(size)
         case .topK(_, let values): return values.parameter
+        case .lowRank(_, let values): return values.parameter
         }
+    }
+
+    /// Whether the codec needs the shard's tensor shapes (`encode(…, shapes:)`).
+    public var needsShapes: Bool {
+        if case .lowRank = kind { return true }
+        return false
+    }
+
+    /// Floats of per-shard state the codec keeps between steps besides the residual (the
+    /// low-rank warm start: Σ rank·cols over the matrices sent as factors); 0 for the others.
+    public func warmStartCount(shapes: [MatrixShape]) -> Int {
+        guard case .lowRank(let rank, _) = kind else { return 0 }
+        return LowRankEncoder.warmStartCount(shapes: shapes, rank: rank)
+    }
+
+    /// Bytes an encode of a shard laid out as `shapes` holds besides its input, the residual
+    /// and the body (for the worker's memory plan); nil for codecs that do not depend on shapes.
+    public func lowRankWorkingBytes(shapes: [MatrixShape]) -> Int? {
+        guard case .lowRank(let rank, let values) = kind else { return nil }
+        return LowRankEncoder.workingBytes(shapes: shapes, rank: rank, codec: values)
     }
 
     /// The largest body this spec can produce for n elements (what a receiver expecting it may allow).
@@ -131,49 +175,77 @@ public struct UpdateCodecSpec: Sendable, Hashable, Codable, CustomStringConverti
     /// so whatever the codec drops now is sent later. Non-finite g, or a non-finite g + residual,
     /// is refused before the residual is touched. If zstd fails after the sum, the residual holds
     /// v (nothing sent, nothing lost). `zstdLevel` nil sends the payload uncompressed.
+    ///
+    /// `shapes` (the shard's tensors, in order) and `warmStart` (`warmStartCount(shapes:)`
+    /// floats, zeros at first, kept between steps like the residual) are for `lowrank`, which
+    /// refuses to encode without shapes; the other codecs ignore them.
     public func encode(_ g: UnsafeBufferPointer<Float>, residual: UnsafeMutableBufferPointer<Float>?,
-                       zstdLevel: Int?) throws(FrameEncodingError) -> [UInt8] {
+                       zstdLevel: Int?, shapes: [MatrixShape]? = nil,
+                       warmStart: UnsafeMutableBufferPointer<Float>? = nil) throws(FrameEncodingError) -> [UInt8] {
         if let zstdLevel, !Zstd.levels.contains(zstdLevel) { throw .invalidZstdLevel(zstdLevel) }
         let n = g.count
         precondition(n <= TensorFrame.maximumElementCount, "too many elements for one frame")
         if case .topK = kind, n > Int(UInt32.max) + 1 { throw .tooManyElementsForSparse(n) }
+        if needsShapes {
+            // Checked before the residual changes: a wrong layout is the caller's error, not lost mass.
+            guard let shapes else { throw .lowRankCodecNeedsShapes }
+            let covered = shapes.reduce(0) { $0 + $1.count }
+            guard covered == n else { throw .shapesMismatch(values: n, shapes: covered) }
+        }
         guard let residual else {
-            // Top-k would only look at the entries it selects; report the first bad one like the dense codecs.
-            if case .topK = kind, let base = g.baseAddress, let bad = FrameKernels.firstNonFinite(base, count: n) {
+            // Top-k would only look at the entries it selects, low-rank at their products;
+            // report the first bad one like the dense codecs.
+            if !codec.isDense, let base = g.baseAddress, let bad = FrameKernels.firstNonFinite(base, count: n) {
                 throw .nonFinite(index: bad)
             }
-            return try encodeValues(g, zstdLevel: zstdLevel, residual: nil)
+            return try encodeValues(g, zstdLevel: zstdLevel, residual: nil, shapes: shapes, warmStart: warmStart)
         }
         guard residual.count == n else { throw .residualLengthMismatch(values: n, residual: residual.count) }
         guard let gBase = g.baseAddress, let rBase = residual.baseAddress else {
-            return try encodeValues(g, zstdLevel: zstdLevel, residual: nil)  // n = 0
+            return try encodeValues(g, zstdLevel: zstdLevel, residual: nil, shapes: shapes, warmStart: warmStart)  // n = 0
         }
         if let bad = FrameKernels.firstNonFinite(gBase, count: n) { throw .nonFinite(index: bad) }
         if let bad = Self.firstNonFiniteSum(gBase, rBase, count: n) { throw .residualOverflow(index: bad) }
         FrameKernels.accumulate(gBase, scale: 1, into: rBase, count: n)  // residual = v = residual + 1·g, exactly g + r
-        return try encodeValues(UnsafeBufferPointer(residual), zstdLevel: zstdLevel, residual: residual)
+        return try encodeValues(UnsafeBufferPointer(residual), zstdLevel: zstdLevel, residual: residual, shapes: shapes,
+                                warmStart: warmStart)
     }
 
     /// `encode` for arrays.
-    public func encode(_ g: [Float], residual: inout [Float], zstdLevel: Int?) throws(FrameEncodingError) -> [UInt8] {
+    public func encode(_ g: [Float], residual: inout [Float], zstdLevel: Int?,
+                       shapes: [MatrixShape]? = nil, warmStart: inout [Float]) throws(FrameEncodingError) -> [UInt8] {
         var result: Result<[UInt8], FrameEncodingError> = .success([])
         g.withUnsafeBufferPointer { gradient in
             residual.withUnsafeMutableBufferPointer { r in
-                do throws(FrameEncodingError) {
-                    result = .success(try encode(gradient, residual: r, zstdLevel: zstdLevel))
-                } catch {
-                    result = .failure(error)
+                warmStart.withUnsafeMutableBufferPointer { w in
+                    do throws(FrameEncodingError) {
+                        result = .success(try encode(gradient, residual: r, zstdLevel: zstdLevel, shapes: shapes, warmStart: w))
+                    } catch {
+                        result = .failure(error)
+                    }
                 }
             }
         }
         return try result.get()
     }
 
+    /// `encode` for arrays, for codecs without a warm start.
+    public func encode(_ g: [Float], residual: inout [Float], zstdLevel: Int?,
+                       shapes: [MatrixShape]? = nil) throws(FrameEncodingError) -> [UInt8] {
+        var coldStart = [Float](repeating: 0, count: shapes.map { warmStartCount(shapes: $0) } ?? 0)
+        return try encode(g, residual: &residual, zstdLevel: zstdLevel, shapes: shapes, warmStart: &coldStart)
+    }
+
     /// Encodes `values`; with `residual` (the same memory as `values`), then subtracts what was sent.
     private func encodeValues(_ values: UnsafeBufferPointer<Float>, zstdLevel: Int?,
-                              residual: UnsafeMutableBufferPointer<Float>?) throws(FrameEncodingError) -> [UInt8] {
+                              residual: UnsafeMutableBufferPointer<Float>?, shapes: [MatrixShape]?,
+                              warmStart: UnsafeMutableBufferPointer<Float>?) throws(FrameEncodingError) -> [UInt8] {
         let n = values.count
         switch kind {
+        case .lowRank(let rank, let valueCodec):
+            guard let shapes else { throw .lowRankCodecNeedsShapes }
+            return try LowRankEncoder.encode(values, shapes: shapes, rank: rank, codec: valueCodec, zstdLevel: zstdLevel,
+                                             residual: residual, warmStart: warmStart)
         case .fp32:
             let body = try TensorFrame.encode(values, codec: .fp32, zstdLevel: zstdLevel)
             residual?.update(repeating: 0)  // fp32 sends v exactly: v − v = 0
@@ -230,32 +302,41 @@ public struct UpdateCodecSpec: Sendable, Hashable, Codable, CustomStringConverti
     }
 }
 
-/// A worker's error-feedback state for one tensor: the codec and the residual it carries
-/// between steps (persist `residual` to survive restarts).
+/// A worker's error-feedback state for one shard: the codec, the residual it carries between
+/// steps and, for `lowrank`, the shard's tensor shapes and the power iteration's warm start
+/// (persist `residual` and `warmStart` to survive restarts).
 public struct ErrorFeedbackEncoder: Sendable {
     public let spec: UpdateCodecSpec
+    public let shapes: [MatrixShape]?
     public var residual: [Float]
+    public var warmStart: [Float]
 
-    public init(spec: UpdateCodecSpec, elementCount: Int) {
-        self.spec = spec
-        residual = [Float](repeating: 0, count: elementCount)
+    /// `shapes` defaults to one vector of `elementCount` (only `lowrank` uses shapes).
+    public init(spec: UpdateCodecSpec, elementCount: Int, shapes: [MatrixShape]? = nil) {
+        self.init(spec: spec, residual: [Float](repeating: 0, count: elementCount), shapes: shapes)
     }
 
-    /// Resumes with a saved residual.
-    public init(spec: UpdateCodecSpec, residual: [Float]) {
+    /// Resumes with a saved residual (and warm start; zeros mean a cold start).
+    public init(spec: UpdateCodecSpec, residual: [Float], shapes: [MatrixShape]? = nil, warmStart: [Float]? = nil) {
         self.spec = spec
+        let layout = shapes ?? (residual.isEmpty ? [] : [MatrixShape(rows: 1, cols: residual.count)])
+        self.shapes = layout
         self.residual = residual
+        let count = spec.warmStartCount(shapes: layout)
+        self.warmStart = warmStart.flatMap { $0.count == count ? $0 : nil } ?? [Float](repeating: 0, count: count)
     }
 
     /// One step: the frame for gradient + residual, leaving in the residual what it did not carry.
     public mutating func encode(_ gradient: UnsafeBufferPointer<Float>, zstdLevel: Int?) throws(FrameEncodingError) -> [UInt8] {
         var result: Result<[UInt8], FrameEncodingError> = .success([])
-        let spec = self.spec
+        let spec = self.spec, shapes = self.shapes
         residual.withUnsafeMutableBufferPointer { r in
-            do throws(FrameEncodingError) {
-                result = .success(try spec.encode(gradient, residual: r, zstdLevel: zstdLevel))
-            } catch {
-                result = .failure(error)
+            warmStart.withUnsafeMutableBufferPointer { w in
+                do throws(FrameEncodingError) {
+                    result = .success(try spec.encode(gradient, residual: r, zstdLevel: zstdLevel, shapes: shapes, warmStart: w))
+                } catch {
+                    result = .failure(error)
+                }
             }
         }
         return try result.get()
@@ -273,9 +354,10 @@ public struct ErrorFeedbackEncoder: Sendable {
         return try result.get()
     }
 
-    /// Forgets what was not yet sent (e.g. after the model was replaced).
+    /// Forgets what was not yet sent (e.g. after the model was replaced), and the warm start.
     public mutating func reset() {
         residual.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+        warmStart.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
     }
 }
 
@@ -286,8 +368,10 @@ public enum UpdateCodecSpecError: Error, Equatable, Sendable, CustomStringConver
     case invalidFraction(String)
     case invalidTopKValues(String)
     case unexpectedArgument(String)
+    case invalidRank(String)
+    case invalidFactorValues(String)
 
-    static let accepted = "fp32, fp16, bf16, int8[:B], int4[:B] (B = 16...65536), topk:F[:fp16|:int8] (0 < F <= 1)"
+    static let accepted = "fp32, fp16, bf16, int8[:B], int4[:B] (B = 16...65536), topk:F[:fp16|:int8] (0 < F <= 1), lowrank:R[:fp16|:int8] (R = 1...256)"
 
     public var description: String {
         switch self {
@@ -301,6 +385,10 @@ public enum UpdateCodecSpecError: Error, Equatable, Sendable, CustomStringConver
             return "invalid top-k value codec '\(text)': expected fp16 or int8"
         case .unexpectedArgument(let text):
             return "malformed update codec '\(text)'; expected one of \(Self.accepted)"
+        case .invalidRank(let text):
+            return "invalid low-rank rank '\(text)': expected an integer in \(UpdateCodecSpec.lowRanks.lowerBound)...\(UpdateCodecSpec.lowRanks.upperBound), e.g. lowrank:4"
+        case .invalidFactorValues(let text):
+            return "invalid low-rank value codec '\(text)': expected fp16 or int8"
         }
     }
 }

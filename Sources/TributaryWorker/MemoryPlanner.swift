@@ -74,9 +74,16 @@ public struct MemoryPlanner: Sendable {
     /// gathered flat (whole-model plans), and the codec's buffers: the payload before zstd
     /// and the body after it (each at most the worst-case body), top-k's selected indices,
     /// values and sent values (12 bytes each) and its 64 KiB histogram.
+    /// Low-rank: the residual, the warm start (loaded, and the new one), the payload, every
+    /// segment's decoded values, one segment's factors, and the body.
     public func gradientTransient(_ elements: Int, gathers: Bool) -> Int {
         let f = MemoryLayout<Float>.stride
         let residual = codec.codec == .fp32 ? 0 : f * elements
+        if let shapes = largestShapes(elements), let working = codec.lowRankWorkingBytes(shapes: shapes) {
+            let raw = working - f * (codec.warmStartCount(shapes: shapes))  // an upper bound on the payload
+            let body = TensorFrameHeader.size + Zstd.maximumCompressedSize(raw)
+            return residual + (gathers ? f * elements : 0) + f * codec.warmStartCount(shapes: shapes) + working + body
+        }
         var selection = 0
         if case let .topK(fraction, _) = codec.kind {
             selection = 12 * Int((fraction * Double(elements)).rounded(.up)) + 64 * 1024
@@ -85,6 +92,20 @@ public struct MemoryPlanner: Sendable {
     }
 
     var largestShard: Int { model.shardGroups.map(\.elementCount).max() ?? 0 }
+
+    /// The tensor shapes of shard `name`, as the low-rank codec sees them.
+    public func shapes(ofShard name: String) -> [MatrixShape]? {
+        model.shardGroups.first { $0.name == name }.map { $0.parameters.map { MatrixShape(shape: $0.shape) } }
+    }
+
+    /// Among shards of `elements` values, the shapes whose low-rank encoding holds the most
+    /// (nil when the codec does not use shapes, or no shard has that size).
+    func largestShapes(_ elements: Int) -> [MatrixShape]? {
+        guard codec.needsShapes else { return nil }
+        return model.shardGroups.filter { $0.elementCount == elements }
+            .map { $0.parameters.map { MatrixShape(shape: $0.shape) } }
+            .max { (codec.lowRankWorkingBytes(shapes: $0) ?? 0) < (codec.lowRankWorkingBytes(shapes: $1) ?? 0) }
+    }
 
     /// Micro-batch sizes from the suggested one down to 1, halving.
     var microBatches: [Int] {

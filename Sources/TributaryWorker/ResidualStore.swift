@@ -13,7 +13,12 @@ import Glibc
 /// lost. Residuals survive a restart and are kept across parameter versions (they hold
 /// gradient mass not yet sent, still a valid direction on the next version). A file of the
 /// wrong size (another model) reads as zeros.
+///
+/// The low-rank codec's warm start (its last Q per shard, `NAME.warm.f32`) is kept the same
+/// way; zeros mean a cold start from seeded random vectors.
 final class ResidualStore: @unchecked Sendable {
+    static let warmStartSuffix = ".warm"
+
     // Unchecked: used by one unit at a time; `staged` is guarded by `lock`.
     let directory: String
     private let lock = NSLock()

@@ -127,14 +127,27 @@ final class UnitShardStream: ShardStreamingDelegate, @unchecked Sendable {
     /// the new residual is staged. Holds (and reserves) at most the planner's transient.
     func encode(_ name: String, _ gradient: UnsafeBufferPointer<Float>, gathers: Bool) throws -> [UInt8] {
         try allocator.withReservedBytes(planner.gradientTransient(gradient.count, gathers: gathers)) {
+            let codec = planner.codec
+            var shapes: [MatrixShape]?
+            if codec.needsShapes {
+                guard let known = planner.shapes(ofShard: name) else {
+                    throw ClientError.protocolViolation("the model has no shard \(name) to take tensor shapes from")
+                }
+                shapes = known
+            }
             guard let residuals else {
-                return try planner.codec.encode(gradient, residual: nil, zstdLevel: zstdLevel)
+                return try codec.encode(gradient, residual: nil, zstdLevel: zstdLevel, shapes: shapes)
             }
             let r = UnsafeMutableBufferPointer<Float>.allocate(capacity: gradient.count)
             defer { r.deallocate() }
             residuals.load(name, into: r)
-            let body = try planner.codec.encode(gradient, residual: r, zstdLevel: zstdLevel)
+            // The low-rank warm start is kept like the residual: staged, committed with the unit.
+            let warm = UnsafeMutableBufferPointer<Float>.allocate(capacity: shapes.map { codec.warmStartCount(shapes: $0) } ?? 0)
+            defer { warm.deallocate() }
+            if !warm.isEmpty { residuals.load(name + ResidualStore.warmStartSuffix, into: warm) }
+            let body = try codec.encode(gradient, residual: r, zstdLevel: zstdLevel, shapes: shapes, warmStart: warm)
             try residuals.stage(name, UnsafeBufferPointer(r))
+            if !warm.isEmpty { try residuals.stage(name + ResidualStore.warmStartSuffix, UnsafeBufferPointer(warm)) }
             return body
         }
     }

@@ -16,6 +16,8 @@ struct CompressionBench: AsyncParsableCommand {
     @Option(help: "Codecs (comma-separated).") var codecs = "fp32,fp16,bf16,int8:256,int4:64,topk:0.01,topk:0.01:int8,topk:0.003"
     @Option(help: "Dataset for the quality runs (default: ../shared tinyshakespeare if present, else builtin:arithmetic).") var data: String?
     @Option(help: "Rounds per quality run (each round: 4 workers' units of 8 sequences).") var rounds = 150
+    @Option(name: .customLong("model"), help: "GPT for the quality runs: gpt-2x64 (2 layers × 4 heads × 64 wide, context 64, 108k parameters), gpt-tiny (peers.md: 4 × 4 × 128, context 128, 818k parameters) or gpt-small (peers.md: 6 × 6 × 384, context 256, 10.8M parameters; learning rate 1e-3, as nanoGPT uses for it).")
+    var qualityModel = "gpt-2x64"
     @Flag(name: .customLong("skip-quality"), help: "Only the codec table.") var skipQuality = false
     @Option(name: .customLong("zstd-level"), help: "zstd level for update bodies; 0 sends the codec payload uncompressed (measures the codec alone).")
     var zstdLevel = 1
@@ -24,6 +26,9 @@ struct CompressionBench: AsyncParsableCommand {
     var sparseBeta1: Float?
 
     func run() async throws {
+        guard ["gpt-2x64", "gpt-tiny", "gpt-small"].contains(qualityModel) else {
+            throw ValidationError("--model: expected gpt-2x64, gpt-tiny or gpt-small")
+        }
         let specs = try codecs.split(separator: ",").map { text -> UpdateCodecSpec in
             do { return try UpdateCodecSpec(parsing: String(text)) } catch { throw ValidationError("\(text): \(error)") }
         }
@@ -46,6 +51,7 @@ struct CompressionBench: AsyncParsableCommand {
         _ = try model.forwardBackward(batch, lossScale: 1)
         let stepSeconds = Double(DispatchTime.now().uptimeNanoseconds - stepStart) / 1e9
         let gradient = model.parameters.parameters.flatMap { $0.gradient.toArray() }
+        let shapes = model.parameters.parameters.map { MatrixShape(shape: $0.shape) }
         let denseBytes = 4 * gradient.count
         ComputeThreads.set(1)
         print("# codecs on a gpt-tiny gradient (\(gradient.count.formatted()) values, \(ByteCount.format(denseBytes)) as fp32), one core, zstd level \(zstdLevel); forward+backward took \(String(format: "%.0f", stepSeconds * 1000)) ms on 2 threads")
@@ -60,7 +66,7 @@ struct CompressionBench: AsyncParsableCommand {
             for _ in 0..<reps {
                 residual = [Float](repeating: 0, count: gradient.count)
                 let t0 = DispatchTime.now().uptimeNanoseconds
-                body = try spec.encode(gradient, residual: &residual, zstdLevel: zstd)
+                body = try spec.encode(gradient, residual: &residual, zstdLevel: zstd, shapes: shapes)
                 encodeTimes.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
                 let t1 = DispatchTime.now().uptimeNanoseconds
                 try body.withUnsafeBytes { raw in
@@ -84,7 +90,9 @@ struct CompressionBench: AsyncParsableCommand {
 
         let source = data ?? (FileManager.default.fileExists(atPath: "../shared/data/tinyshakespeare/input.txt")
             ? "../shared/data/tinyshakespeare/input.txt" : "builtin:arithmetic")
-        print("\n# training quality: GPT 2 layers × 4 heads × 64 wide, context 64, on \(source); \(rounds) sync rounds of 4 units × 8 sequences, 4 workers in this process, same samples for every codec; AdamW lr 3e-3, β1 0.9 (top-k: sparse_beta1 \(sparseBeta1.map { "\($0)" } ?? "automatic: 0 below topk:0.2"), steps bounded at \(JobConfig.defaultSparseUpdateBound) learning rates per coordinate), β2 0.99, clip 1.0; which worker computes which unit varies from run to run, and with it the error-feedback residuals: top-k results vary by a few hundredths")
+        let described = ["gpt-tiny": "gpt-tiny, 4 layers × 4 heads × 128 wide, context 128",
+                         "gpt-small": "gpt-small, 6 layers × 6 heads × 384 wide, context 256 (learning rate 1e-3, not 3e-3)"]
+        print("\n# training quality: \(described[qualityModel] ?? "GPT 2 layers × 4 heads × 64 wide, context 64"), on \(source); \(rounds) sync rounds of 4 units × 8 sequences, 4 workers in this process, same samples for every codec; AdamW lr 3e-3, β1 0.9 (top-k: sparse_beta1 \(sparseBeta1.map { "\($0)" } ?? "automatic: 0 below topk:0.2"), steps bounded at \(JobConfig.defaultSparseUpdateBound) learning rates per coordinate), β2 0.99, clip 1.0; which worker computes which unit varies from run to run, and with it the error-feedback residuals: top-k results vary by a few hundredths")
         print("| codec | final validation loss | vs fp32 | bytes up (all workers) | ratio vs fp32 |")
         print("|---|---|---|---|---|")
         var baseline: Double?
@@ -110,13 +118,18 @@ struct CompressionBench: AsyncParsableCommand {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         var c = JobConfig()
         c.name = "codec-\(codec)"
-        c.model.nLayer = 2
-        c.model.nHead = 4
-        c.model.nEmbd = 64
-        c.model.blockSize = 64
+        c.optimizer.lr = 3e-3
+        switch qualityModel {
+        case "gpt-tiny":
+            (c.model.nLayer, c.model.nHead, c.model.nEmbd, c.model.blockSize) = (4, 4, 128, 128)
+        case "gpt-small":
+            (c.model.nLayer, c.model.nHead, c.model.nEmbd, c.model.blockSize) = (6, 6, 384, 256)
+            c.optimizer.lr = 1e-3
+        default:
+            (c.model.nLayer, c.model.nHead, c.model.nEmbd, c.model.blockSize) = (2, 4, 64, 64)
+        }
         c.data.source = source
         c.units.samplesPerUnit = 8
-        c.optimizer.lr = 3e-3
         c.optimizer.sparseBeta1 = sparseBeta1
         c.optimizer.warmupRounds = 10
         c.optimizer.totalRounds = rounds

@@ -24,6 +24,10 @@ final class FrameFuzzTests: XCTestCase {
         case .sparseIndexOutOfRange: return "sparseIndexOutOfRange"
         case .truncatedPayload: return "truncatedPayload"
         case .trailingBytes: return "trailingBytes"
+        case .lowRankSegmentCount: return "lowRankSegmentCount"
+        case .lowRankBadSegment: return "lowRankBadSegment"
+        case .lowRankCoverage: return "lowRankCoverage"
+        case .lowRankOverflow: return "lowRankOverflow"
         }
     }
 
@@ -48,7 +52,17 @@ final class FrameFuzzTests: XCTestCase {
             return try seed(try TensorFrame.encodeSparse(indices: selection.indices, values: selection.values, count: n,
                                                          valueCodec: values, zstdLevel: level), n)
         }
+        func lowRank(_ shapes: [MatrixShape], _ spec: String, _ level: Int?) throws -> Seed {
+            let n = shapes.reduce(0) { $0 + $1.count }
+            var residual = [Float](repeating: 0, count: n)
+            return try seed(try UpdateCodecSpec(parsing: spec).encode(gaussianFloats(n, seed: UInt64(n) + 99), residual: &residual,
+                                                                     zstdLevel: level, shapes: shapes), n)
+        }
         return [
+            try lowRank([MatrixShape(rows: 12, cols: 10), MatrixShape(rows: 1, cols: 5)], "lowrank:2", nil),
+            try lowRank([MatrixShape(rows: 3, cols: 3), MatrixShape(rows: 20, cols: 70), MatrixShape(rows: 1, cols: 1)], "lowrank:1:int8", nil),
+            try lowRank([MatrixShape(rows: 30, cols: 30)], "lowrank:3:int8", 3),
+            try lowRank([MatrixShape(rows: 1, cols: 40), MatrixShape(rows: 16, cols: 8)], "lowrank:2:fp16", 1),
             try seed(try encodeFrame(randomFloats(64, seed: 1), zstdLevel: nil), 64),
             try seed(try encodeFrame(compressible, zstdLevel: 3), 64),
             try seed(try encodeFrame(randomFloats(300, seed: 2), zstdLevel: 3), 300),
@@ -120,8 +134,9 @@ final class FrameFuzzTests: XCTestCase {
             case 5, 6:  // edit the codec payload, then repair CRC and length
                 var raw = original.raw
                 for _ in 0..<Int.random(in: 1...3, using: &rng) {
-                    // Bias towards the front: top-k's count and first varints, a block's scale.
-                    let span = Bool.random(using: &rng) ? min(raw.count, 12) : raw.count
+                    // Bias towards the front: top-k's count and first varints, a block's scale,
+                    // a low-rank segment table.
+                    let span = Bool.random(using: &rng) ? min(raw.count, 40) : raw.count
                     switch Int.random(in: 0..<4, using: &rng) {
                     case 0 where span > 0:
                         raw[Int.random(in: 0..<span, using: &rng)] = UInt8.random(in: 0...255, using: &rng)

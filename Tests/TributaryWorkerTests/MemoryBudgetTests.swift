@@ -62,7 +62,7 @@ final class MemoryBudgetTests: XCTestCase {
                 _ = try model.forwardBackward(u, lossScale: 1)
                 reference.append(model.parameters.parameters.flatMap { $0.gradient.toArray() })
             }
-            for codec in ["fp32", "int8:64", "topk:0.05"] {
+            for codec in ["fp32", "int8:64", "topk:0.05", "lowrank:2:int8"] {
                 let unbudgeted = try OfflineUnitRunner(job: job(c, codec: codec), directory: "\(dir)/probe", budgetBytes: nil)
                 let full = unbudgeted.plan.predictedPeakBytes
                 for fraction in [1.0, 0.75, 0.5, 0.35, 0.25, 0.15, 0.1, 0.05] {

@@ -1,0 +1,300 @@
+import TributaryTensor
+
+/// How a low-rank codec sees one tensor of a shard: `rows × cols`, row-major. A vector is
+/// 1 × n; a tensor of more dimensions is its first dimension × the product of the rest
+/// (PowerSGD's convention for convolution kernels).
+public struct MatrixShape: Sendable, Hashable, CustomStringConvertible {
+    public let rows: Int
+    public let cols: Int
+
+    public init(rows: Int, cols: Int) {
+        precondition(rows >= 1 && cols >= 1, "a matrix shape needs rows and cols >= 1")
+        self.rows = rows
+        self.cols = cols
+    }
+
+    /// From a tensor's shape ([] and [n] are vectors).
+    public init(shape: [Int]) {
+        switch shape.count {
+        case 0: self.init(rows: 1, cols: 1)
+        case 1: self.init(rows: 1, cols: max(1, shape[0]))
+        default: self.init(rows: max(1, shape[0]), cols: max(1, shape.dropFirst().reduce(1, *)))
+        }
+    }
+
+    public var count: Int { rows * cols }
+
+    /// The rank a low-rank frame uses for this tensor when `rank` is asked for: `rank` when its
+    /// factors are strictly fewer values than the tensor, else 0 (sent dense).
+    public func effectiveRank(_ rank: Int) -> Int {
+        rank >= 1 && rank * (rows + cols) < rows * cols ? rank : 0
+    }
+
+    public var description: String { "\(rows)×\(cols)" }
+}
+
+/// How a low-rank frame stores its values (the low byte of the codec parameter; the other
+/// parameter bytes are 0).
+public enum FactorValueCodec: UInt8, Sendable, CaseIterable, Codable, CustomStringConvertible {
+    /// IEEE binary16, as codec fp16.
+    case fp16 = 0
+    /// Each run (one factor vector, or one dense segment) in blocks of 64 values, each an fp32
+    /// scale (max |value| / 127) and then one signed byte per value, as int8-block with B = 64.
+    case int8 = 1
+
+    static let int8BlockSize = 64
+
+    public init?(parameter: UInt32) {
+        guard parameter <= 0xFF, let codec = FactorValueCodec(rawValue: UInt8(parameter)) else { return nil }
+        self = codec
+    }
+
+    public var parameter: UInt32 { UInt32(rawValue) }
+
+    public var description: String {
+        switch self {
+        case .fp16: return "fp16"
+        case .int8: return "int8"
+        }
+    }
+
+    /// Bytes of one run of `length` values.
+    func runBytes(_ length: Int) -> Int {
+        switch self {
+        case .fp16: return 2 &* length
+        case .int8: return length &+ 4 &* ((length &+ Self.int8BlockSize &- 1) / Self.int8BlockSize)
+        }
+    }
+
+    /// Encodes `count` finite values at `source` into `target`; with `decoded`, also writes what
+    /// a receiver will decode. Returns the first non-finite index.
+    func encodeRun(_ source: UnsafePointer<Float>, count: Int, into target: UnsafeMutableRawPointer,
+                   decoded: UnsafeMutablePointer<Float>?) -> Int? {
+        switch self {
+        case .fp16:
+            if let bad = CodecKernels.encodeFP16(source, count: count, into: target) { return bad }
+            if let decoded { _ = CodecKernels.decodeFP16(target, count: count, into: decoded) }
+        case .int8:
+            var done = 0, offset = 0
+            while done < count {
+                let length = min(Self.int8BlockSize, count &- done)
+                if let bad = CodecKernels.encodeInt8Block(source + done, count: length, into: target + offset) { return done &+ bad }
+                if let decoded { _ = CodecKernels.decodeInt8Block(target + offset, count: length, into: decoded + done) }
+                done &+= length
+                offset &+= 4 &+ length
+            }
+        }
+        return nil
+    }
+
+    /// Decodes one run; returns the first non-finite output index.
+    func decodeRun(_ source: UnsafeRawPointer, count: Int, into target: UnsafeMutablePointer<Float>) -> Int? {
+        switch self {
+        case .fp16:
+            return CodecKernels.decodeFP16(source, count: count, into: target)
+        case .int8:
+            var done = 0, offset = 0
+            while done < count {
+                let length = min(Self.int8BlockSize, count &- done)
+                if let bad = CodecKernels.decodeInt8Block(source + offset, count: length, into: target + done) { return done &+ bad }
+                done &+= length
+                offset &+= 4 &+ length
+            }
+            return nil
+        }
+    }
+}
+
+/// One entry of a low-rank payload's segment table: the next `rows · cols` elements of the
+/// tensor, dense (`rank` 0) or as the product of `rank` factor pairs.
+struct LowRankSegment: Equatable {
+    let rows: Int
+    let cols: Int
+    let rank: Int
+
+    var elementCount: Int { rows &* cols }
+    /// Values it carries: rows·cols dense, rank·(rows + cols) as factors.
+    var valueCount: Int { rank == 0 ? rows &* cols : rank &* (rows &+ cols) }
+
+    func payloadBytes(_ codec: FactorValueCodec) -> Int {
+        rank == 0 ? codec.runBytes(rows &* cols) : rank &* (codec.runBytes(rows) &+ codec.runBytes(cols))
+    }
+}
+
+/// The low-rank codec payload (codec 6, Protocol/frames.md): u32 S, S segment entries
+/// (u32 rows, u32 cols, u32 rank), then each segment's runs in order: a dense segment is one
+/// run of rows·cols values (row-major); a rank-r segment is r runs p₁…p_r of `rows` values and
+/// then r runs q₁…q_r of `cols` values, and decodes to M[i][j] = Σₖ pₖ[i]·qₖ[j].
+struct LowRankPayload {
+    static let maximumSegments = 1024
+
+    let segments: [LowRankSegment]
+    let valuesOffset: Int
+    let codec: FactorValueCodec
+
+    /// Upper bound on a payload (after zstd) for n elements: the table for at most
+    /// min(n, 1024) segments and at most 5 bytes per element of values (a run of int8 values
+    /// costs at most 5 bytes per value, and a segment never carries more values than elements).
+    static func limit(elementCount n: Int) -> Int {
+        saturating(min(n, maximumSegments), times: 12, plus: saturating(n, times: 5, plus: 4))
+    }
+
+    static func tableBytes(_ count: Int) -> Int { 4 &+ 12 &* count }
+
+    /// Checks 12 and 13 of Protocol/frames.md for low-rank, in order: CRC; S ≤ 1024 and the
+    /// table fits; each segment (rows, cols ≥ 1, rank 0 or rank·(rows + cols) < rows·cols,
+    /// covering no more than the elements left); the segments cover exactly n; the value
+    /// section's length; each value finite; each factor product bounded. Reads `raw` only.
+    static func validate(_ raw: UnsafeRawBufferPointer, header: TensorFrameHeader, count n: Int,
+                         codec: FactorValueCodec) throws(FrameError) -> LowRankPayload {
+        let crc = FrameKernels.checksum(raw)
+        guard crc == header.checksum else { throw .checksumMismatch(expected: header.checksum, actual: crc) }
+        guard raw.count >= 4 else { throw .truncatedPayload(expected: 4, actual: raw.count) }
+        let claimed = UInt32(littleEndian: raw.loadUnaligned(as: UInt32.self))
+        guard claimed <= UInt32(maximumSegments) else { throw .lowRankSegmentCount(claimed) }
+        let s = Int(claimed)
+        guard raw.count >= tableBytes(s) else { throw .truncatedPayload(expected: tableBytes(s), actual: raw.count) }
+        var segments: [LowRankSegment] = []
+        segments.reserveCapacity(s)
+        var covered = 0
+        var valueBytes = 0
+        for index in 0..<s {
+            let base = 4 &+ 12 &* index
+            let rows = UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: base, as: UInt32.self))
+            let cols = UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: base &+ 4, as: UInt32.self))
+            let rank = UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: base &+ 8, as: UInt32.self))
+            // 32-bit fields: products and sums below fit in 64 bits.
+            let elements = UInt64(rows) &* UInt64(cols)
+            guard rows >= 1, cols >= 1, rank == 0 || UInt64(rank) &* (UInt64(rows) &+ UInt64(cols)) < elements else {
+                throw .lowRankBadSegment(index: index, rows: rows, cols: cols, rank: rank)
+            }
+            guard elements <= UInt64(n &- covered) else {
+                throw .lowRankCoverage(covered: UInt64(covered) &+ elements, count: n)
+            }
+            let segment = LowRankSegment(rows: Int(rows), cols: Int(cols), rank: Int(rank))
+            covered &+= segment.elementCount
+            valueBytes &+= segment.payloadBytes(codec)  // ≤ 5 per element: cannot overflow
+            segments.append(segment)
+        }
+        guard covered == n else { throw .lowRankCoverage(covered: UInt64(covered), count: n) }
+        let needed = tableBytes(s) &+ valueBytes
+        if raw.count < needed { throw .truncatedPayload(expected: needed, actual: raw.count) }
+        if raw.count > needed { throw .trailingBytes(raw.count &- needed) }
+        let payload = LowRankPayload(segments: segments, valuesOffset: tableBytes(s), codec: codec)
+        if let base = raw.baseAddress { try payload.checkValues(base) }
+        return payload
+    }
+
+    /// The largest number of values one segment carries (the decoding buffer).
+    private var largestSegmentValues: Int { segments.map(\.valueCount).max() ?? 0 }
+
+    /// Every value finite; every factor product within the fp32 range (Σₖ max|pₖ|·max|qₖ| at
+    /// most half the largest float, so the decoded tensor, however summed, is finite).
+    private func checkValues(_ base: UnsafeRawPointer) throws(FrameError) {
+        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: max(1, largestSegmentValues))
+        defer { buffer.deallocate() }
+        var offset = valuesOffset
+        var element = 0
+        for (index, segment) in segments.enumerated() {
+            if let bad = decodeSegment(segment, base, &offset, into: buffer) {
+                throw .nonFinite(index: segment.rank == 0 ? element &+ bad : element)
+            }
+            if segment.rank > 0 {
+                var bound = 0.0
+                for k in 0..<segment.rank {
+                    let p = largestMagnitude(buffer + k &* segment.rows, segment.rows)
+                    let q = largestMagnitude(buffer + (segment.rank &* segment.rows &+ k &* segment.cols), segment.cols)
+                    bound += Double(p) * Double(q)
+                }
+                guard bound <= Double(Float.greatestFiniteMagnitude) / 2 else { throw .lowRankOverflow(segment: index) }
+            }
+            element &+= segment.elementCount
+        }
+    }
+
+    private func largestMagnitude(_ values: UnsafePointer<Float>, _ count: Int) -> Float {
+        var best: Float = 0
+        for i in 0..<count { best = max(best, abs(values[i])) }
+        return best
+    }
+
+    /// Decodes one segment's runs (p's, then q's, or the dense run) into `buffer`, advancing
+    /// `offset`; returns the first non-finite position among them.
+    @inline(__always)
+    private func decodeSegment(_ segment: LowRankSegment, _ base: UnsafeRawPointer, _ offset: inout Int,
+                               into buffer: UnsafeMutablePointer<Float>) -> Int? {
+        if segment.rank == 0 {
+            let bad = codec.decodeRun(base + offset, count: segment.elementCount, into: buffer)
+            offset &+= codec.runBytes(segment.elementCount)
+            return bad
+        }
+        var first: Int?
+        var position = 0
+        for k in 0..<(2 &* segment.rank) {
+            let length = k < segment.rank ? segment.rows : segment.cols
+            if let bad = codec.decodeRun(base + offset, count: length, into: buffer + position), first == nil {
+                first = position &+ bad
+            }
+            offset &+= codec.runBytes(length)
+            position &+= length
+        }
+        return first
+    }
+
+    /// target = M̂, segment by segment: dense runs copied, factor pairs by one sgemm each. The
+    /// payload must have passed `validate`.
+    func decode(_ raw: UnsafeRawBufferPointer, into target: UnsafeMutablePointer<Float>) {
+        guard let base = raw.baseAddress else { return }
+        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: max(1, largestSegmentValues))
+        defer { buffer.deallocate() }
+        var offset = valuesOffset
+        var element = 0
+        for segment in segments {
+            let out = target + element
+            if segment.rank == 0 {
+                _ = decodeSegment(segment, base, &offset, into: out)
+            } else {
+                _ = decodeSegment(segment, base, &offset, into: buffer)
+                // M̂ = Pᵀ·Q with P the rank × rows factors and Q the rank × cols ones, as stored.
+                BLAS.sgemmSerial(transA: true, m: segment.rows, n: segment.cols, k: segment.rank,
+                                 a: buffer, lda: segment.rows, b: buffer + segment.rank &* segment.rows, ldb: segment.cols,
+                                 c: out, ldc: segment.cols)
+            }
+            element &+= segment.elementCount
+        }
+    }
+}
+
+extension TensorFrame {
+    static func decodeLowRank(_ payload: UnsafeRawBufferPointer, header: TensorFrameHeader,
+                              into out: UnsafeMutableBufferPointer<Float>) throws(FrameError) {
+        guard let codec = FactorValueCodec(parameter: header.codecParameter) else {
+            throw .badCodecParameter(header.codecParameter)  // already refused by the header parse
+        }
+        try withCodecPayload(payload, header: header, limit: LowRankPayload.limit(elementCount: out.count), exact: false,
+                             work: nil) { (raw) throws(FrameError) in
+            let layout = try LowRankPayload.validate(raw, header: header, count: out.count, codec: codec)
+            guard let target = out.baseAddress else { return }
+            layout.decode(raw, into: target)
+        }
+    }
+
+    /// Validates fully (CRC, table, values, product bounds), decodes into `scratch` (n floats:
+    /// a low-rank update is dense once multiplied out), then adds scale · that, so the sum is
+    /// bit for bit the one a decode-then-add gives. The zstd payload is decompressed into its
+    /// own buffer (at most `LowRankPayload.limit` bytes), since the scratch holds the product.
+    static func accumulateLowRank(_ payload: UnsafeRawBufferPointer, header: TensorFrameHeader, scale: Float,
+                                  into accumulator: UnsafeMutableBufferPointer<Float>,
+                                  scratch: UnsafeMutableBufferPointer<Float>) throws(FrameError) {
+        guard let codec = FactorValueCodec(parameter: header.codecParameter) else {
+            throw .badCodecParameter(header.codecParameter)
+        }
+        try withCodecPayload(payload, header: header, limit: LowRankPayload.limit(elementCount: accumulator.count),
+                             exact: false, work: nil) { (raw) throws(FrameError) in
+            let layout = try LowRankPayload.validate(raw, header: header, count: accumulator.count, codec: codec)
+            guard let target = accumulator.baseAddress, let decoded = scratch.baseAddress else { return }
+            layout.decode(raw, into: decoded)
+            FrameKernels.accumulate(decoded, scale: scale, into: target, count: accumulator.count)
+        }
+    }
+}
