@@ -42,4 +42,42 @@ final class CompressedTrainingTests: XCTestCase {
             XCTAssertEqual(files.sorted(), ["block.0.f32", "embeddings.f32", "head.f32"], "worker \(i) persisted its residuals")
         }
     }
+
+    /// Low-rank updates (PowerSGD-style) through the real coordinator: the coordinator decodes
+    /// factors it was never told the shapes of, training proceeds, and each worker keeps its
+    /// warm start beside its residual for the shards that hold matrices.
+    func testLowRankUpdatesTrainThroughTheCoordinator() async throws {
+        let dir = try temporaryDirectory("lowrank")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let coordinator = try await RunningCoordinator.start(RunningCoordinator.config(directory: "\(dir)/c") { c in
+            c.compression.codec = "lowrank:1:int8"
+            c.optimizer.totalRounds = 30
+            c.optimizer.lr = 1e-2
+            c.rounds.unitsPerRound = 2
+            c.storage.validationEveryRounds = 30
+        })
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<2 {
+                let options = WorkerOptions(coordinator: coordinator.url, joinToken: RunningCoordinator.joinToken,
+                                            name: "w\(i)", dataDirectory: "\(dir)/worker-\(i)")
+                let daemon = WorkerDaemon(options: options, logger: quietLogger("test.worker"))
+                group.addTask { try await daemon.run() }
+            }
+            try await group.waitForAll()
+        }
+        let status = await coordinator.job.status()
+        await coordinator.stop()
+        XCTAssertTrue(status.complete)
+        XCTAssertEqual(status.updatesAccepted, 60)
+        let ratio = Double(status.denseBytesIn) / Double(status.bytesIn)
+        print("low-rank 1, int8: \(status.bytesIn) bytes on the wire for \(status.denseBytesIn) dense (×\(String(format: "%.1f", ratio)))")
+        XCTAssertGreaterThan(ratio, 10, "rank-1 factors in int8 must be far smaller than dense fp32")
+        let losses = status.trainingLoss.map(\.value)
+        XCTAssertLessThan(losses.suffix(3).reduce(0, +) / 3, losses.prefix(3).reduce(0, +) / 3, "loss falls")
+        for i in 0..<2 {
+            let files = (try? FileManager.default.contentsOfDirectory(atPath: "\(dir)/worker-\(i)/residual")) ?? []
+            XCTAssertEqual(files.sorted(), ["block.0.f32", "block.0.warm.f32", "embeddings.f32", "embeddings.warm.f32", "head.f32"],
+                           "worker \(i) persisted its residuals and warm starts (head holds vectors only)")
+        }
+    }
 }
