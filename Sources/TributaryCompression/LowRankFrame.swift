@@ -41,8 +41,12 @@ public enum FactorValueCodec: UInt8, Sendable, CaseIterable, Codable, CustomStri
     /// Each run (one factor vector, or one dense segment) in blocks of 64 values, each an fp32
     /// scale (max |value| / 127) and then one signed byte per value, as int8-block with B = 64.
     case int8 = 1
+    /// As int8, with 4-bit values (scale max |value| / 7, two values per byte, low nibble
+    /// first), as int4-block with B = 64.
+    case int4 = 2
 
-    static let int8BlockSize = 64
+    /// Values per scale in an int8 or int4 run.
+    static let blockSize = 64
 
     public init?(parameter: UInt32) {
         guard parameter <= 0xFF, let codec = FactorValueCodec(rawValue: UInt8(parameter)) else { return nil }
@@ -55,16 +59,26 @@ public enum FactorValueCodec: UInt8, Sendable, CaseIterable, Codable, CustomStri
         switch self {
         case .fp16: return "fp16"
         case .int8: return "int8"
+        case .int4: return "int4"
         }
     }
 
     /// Bytes of one run of `length` values.
     func runBytes(_ length: Int) -> Int {
+        let blocks = (length &+ Self.blockSize &- 1) / Self.blockSize
         switch self {
         case .fp16: return 2 &* length
-        case .int8: return length &+ 4 &* ((length &+ Self.int8BlockSize &- 1) / Self.int8BlockSize)
+        case .int8: return length &+ 4 &* blocks
+        case .int4:
+            // Full blocks of 64 take 32 bytes; the last, of length % 64 values, ⌈that/2⌉.
+            let full = length / Self.blockSize, rest = length % Self.blockSize
+            return 4 &* blocks &+ full &* (Self.blockSize / 2) &+ (rest &+ 1) / 2
         }
     }
+
+    /// Payload bytes of one block of `length` values.
+    @inline(__always)
+    private func blockBytes(_ length: Int) -> Int { self == .int8 ? 4 &+ length : 4 &+ (length &+ 1) / 2 }
 
     /// Encodes `count` finite values at `source` into `target`; with `decoded`, also writes what
     /// a receiver will decode. Returns the first non-finite index.
@@ -74,14 +88,16 @@ public enum FactorValueCodec: UInt8, Sendable, CaseIterable, Codable, CustomStri
         case .fp16:
             if let bad = CodecKernels.encodeFP16(source, count: count, into: target) { return bad }
             if let decoded { _ = CodecKernels.decodeFP16(target, count: count, into: decoded) }
-        case .int8:
+        case .int8, .int4:
             var done = 0, offset = 0
             while done < count {
-                let length = min(Self.int8BlockSize, count &- done)
-                if let bad = CodecKernels.encodeInt8Block(source + done, count: length, into: target + offset) { return done &+ bad }
-                if let decoded { _ = CodecKernels.decodeInt8Block(target + offset, count: length, into: decoded + done) }
+                let length = min(Self.blockSize, count &- done)
+                let bad = self == .int8 ? CodecKernels.encodeInt8Block(source + done, count: length, into: target + offset)
+                    : CodecKernels.encodeInt4Block(source + done, count: length, into: target + offset)
+                if let bad { return done &+ bad }
+                if let decoded { _ = decodeBlock(target + offset, count: length, into: decoded + done) }
                 done &+= length
-                offset &+= 4 &+ length
+                offset &+= blockBytes(length)
             }
         }
         return nil
@@ -92,16 +108,22 @@ public enum FactorValueCodec: UInt8, Sendable, CaseIterable, Codable, CustomStri
         switch self {
         case .fp16:
             return CodecKernels.decodeFP16(source, count: count, into: target)
-        case .int8:
+        case .int8, .int4:
             var done = 0, offset = 0
             while done < count {
-                let length = min(Self.int8BlockSize, count &- done)
-                if let bad = CodecKernels.decodeInt8Block(source + offset, count: length, into: target + done) { return done &+ bad }
+                let length = min(Self.blockSize, count &- done)
+                if let bad = decodeBlock(source + offset, count: length, into: target + done) { return done &+ bad }
                 done &+= length
-                offset &+= 4 &+ length
+                offset &+= blockBytes(length)
             }
             return nil
         }
+    }
+
+    @inline(__always)
+    private func decodeBlock(_ source: UnsafeRawPointer, count: Int, into target: UnsafeMutablePointer<Float>) -> Int? {
+        self == .int8 ? CodecKernels.decodeInt8Block(source, count: count, into: target)
+            : CodecKernels.decodeInt4Block(source, count: count, into: target)
     }
 }
 

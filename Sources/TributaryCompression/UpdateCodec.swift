@@ -3,7 +3,7 @@ import Foundation
 /// Which codec a worker uses for its gradient updates, as written in configuration:
 /// `fp32`, `fp16`, `bf16`, `int8[:B]`, `int4[:B]` (block size B in 16...65536, default 256 and
 /// 64), `topk:F[:fp16|:int8]` (keep the ⌈F·n⌉ largest magnitudes, 0 < F ≤ 1, values in fp16 by
-/// default), `lowrank:R[:fp16|:int8]` (PowerSGD-style rank-R factors of each matrix, 1 ≤ R ≤ 256,
+/// default), `lowrank:R[:fp16|:int8|:int4]` (PowerSGD-style rank-R factors of each matrix, 1 ≤ R ≤ 256,
 /// fp16 values by default; needs the shard's tensor shapes). Codable as that string;
 /// `description` gives the canonical form, which parses back.
 public struct UpdateCodecSpec: Sendable, Hashable, Codable, CustomStringConvertible {
@@ -371,7 +371,7 @@ public enum UpdateCodecSpecError: Error, Equatable, Sendable, CustomStringConver
     case invalidRank(String)
     case invalidFactorValues(String)
 
-    static let accepted = "fp32, fp16, bf16, int8[:B], int4[:B] (B = 16...65536), topk:F[:fp16|:int8] (0 < F <= 1), lowrank:R[:fp16|:int8] (R = 1...256)"
+    static let accepted = "fp32, fp16, bf16, int8[:B], int4[:B] (B = 16...65536), topk:F[:fp16|:int8] (0 < F <= 1), lowrank:R[:fp16|:int8|:int4] (R = 1...256)"
 
     public var description: String {
         switch self {
@@ -388,7 +388,7 @@ public enum UpdateCodecSpecError: Error, Equatable, Sendable, CustomStringConver
         case .invalidRank(let text):
             return "invalid low-rank rank '\(text)': expected an integer in \(UpdateCodecSpec.lowRanks.lowerBound)...\(UpdateCodecSpec.lowRanks.upperBound), e.g. lowrank:4"
         case .invalidFactorValues(let text):
-            return "invalid low-rank value codec '\(text)': expected fp16 or int8"
+            return "invalid low-rank value codec '\(text)': expected fp16, int8 or int4"
         }
     }
 }

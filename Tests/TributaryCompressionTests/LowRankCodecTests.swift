@@ -41,7 +41,7 @@ final class LowRankCodecTests: XCTestCase {
         XCTAssertEqual(try UpdateCodecSpec(parsing: " LowRank:2:INT8 ").kind, .lowRank(rank: 2, values: .int8))
         XCTAssertEqual(try UpdateCodecSpec(parsing: "lowrank:2:int8").codec, .lowRank)
         XCTAssertEqual(try UpdateCodecSpec(parsing: "lowrank:2:int8").codecParameter, 1)
-        for bad in ["lowrank", "lowrank:0", "lowrank:257", "lowrank:x", "lowrank:2:int4", "lowrank:2:fp16:1"] {
+        for bad in ["lowrank", "lowrank:0", "lowrank:257", "lowrank:x", "lowrank:2:int2", "lowrank:2:fp16:1"] {
             XCTAssertThrowsError(try UpdateCodecSpec(parsing: bad), bad)
         }
         XCTAssertEqual(try JSONDecoder().decode([UpdateCodecSpec].self, from: Data(#"["lowrank:3:int8"]"#.utf8)),
@@ -123,7 +123,8 @@ final class LowRankCodecTests: XCTestCase {
             let first = try decodeFrame(try fresh.encode(g, zstdLevel: 1), expectedCount: g.count)
             let blockMax = g[0..<30].map(abs).max() ?? 0
             for i in 0..<30 {
-                XCTAssertEqual(first[i], g[i], accuracy: values == .fp16 ? abs(g[i]) / 1024 : blockMax / 254 * 1.0001, "\(values) \(i)")
+                let step: Float = values == .fp16 ? abs(g[i]) / 1024 : blockMax / (values == .int8 ? 254 : 14) * 1.0001
+                XCTAssertEqual(first[i], g[i], accuracy: step, "\(values) \(i)")
             }
         }
     }
@@ -252,12 +253,37 @@ final class LowRankCodecTests: XCTestCase {
         assertRefused(body(scale: 1e20 / 127), count: 9, .lowRankOverflow(segment: 0))
     }
 
+    /// int4 runs: blocks of 64 values, 4 + ⌈L/2⌉ bytes each; a 70-value run is one full block and one of 6.
+    func testInt4RunsAreBlocksOf64() throws {
+        XCTAssertEqual(FactorValueCodec.int4.runBytes(70), (4 + 32) + (4 + 3))
+        XCTAssertEqual(FactorValueCodec.int4.runBytes(5), 4 + 3)
+        XCTAssertEqual(FactorValueCodec.int8.runBytes(70), (4 + 64) + (4 + 6))
+        let x = gaussianFloats(70, seed: 4)
+        var bytes = [UInt8](repeating: 0, count: FactorValueCodec.int4.runBytes(70))
+        var sent = [Float](repeating: 0, count: 70), back = [Float](repeating: 0, count: 70)
+        x.withUnsafeBufferPointer { source in
+            bytes.withUnsafeMutableBytes { target in
+                sent.withUnsafeMutableBufferPointer { s in
+                    XCTAssertNil(FactorValueCodec.int4.encodeRun(source.baseAddress!, count: 70, into: target.baseAddress!, decoded: s.baseAddress))
+                }
+            }
+        }
+        bytes.withUnsafeBytes { raw in
+            back.withUnsafeMutableBufferPointer { XCTAssertNil(FactorValueCodec.int4.decodeRun(raw.baseAddress!, count: 70, into: $0.baseAddress!)) }
+        }
+        XCTAssertEqual(sent, back, "what the encoder says it sent is what a receiver decodes")
+        for (start, end) in [(0, 64), (64, 70)] {
+            let m = x[start..<end].map(abs).max() ?? 0
+            for i in start..<end { XCTAssertEqual(back[i], x[i], accuracy: m / 14 * 1.0001) }
+        }
+    }
+
     func testHeaderLimitsAndUnknownParameter() throws {
         let g = gaussianFloats(24, seed: 1)
         var r = [Float](repeating: 0, count: 24)
         var body = try UpdateCodecSpec(parsing: "lowrank:1").encode(g, residual: &r, zstdLevel: nil, shapes: [MatrixShape(rows: 4, cols: 6)])
-        body[28] = 2  // parameter 2: no such value codec
-        XCTAssertThrowsError(try decodeFrame(body, expectedCount: 24)) { XCTAssertEqual($0 as? FrameError, .badCodecParameter(2)) }
+        body[28] = 3  // parameter 3: no such value codec
+        XCTAssertThrowsError(try decodeFrame(body, expectedCount: 24)) { XCTAssertEqual($0 as? FrameError, .badCodecParameter(3)) }
         XCTAssertEqual(TensorCodec.lowRank.payloadSize(elementCount: 100), 4 + 12 * 100 + 5 * 100)
         XCTAssertEqual(TensorCodec.lowRank.payloadSize(elementCount: 1 << 20), 4 + 12 * 1024 + 5 << 20)
     }
