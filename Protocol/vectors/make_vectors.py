@@ -185,6 +185,56 @@ def topk_codec(values, fraction, value_codec):
     return raw + section, decoded
 
 
+# ---- codec 6: low-rank ----
+
+def lowrank_run(values, value_codec):
+    """One run: binary16 values (value codec 0), or blocks of 64 as int8-block (1) or int4-block (2).
+    The vectors' factors are exact in the value codec, so a run decodes to its own values."""
+    if value_codec == 0:
+        raw, decoded = fp16_codec(values)
+    else:
+        raw, decoded = blocks_codec(int8_section if value_codec == 1 else int4_section)(values, 64)
+    assert decoded == values, "low-rank vector values must be exact in the value codec"
+    return raw
+
+
+def exact_f32(x):
+    assert math.isfinite(x) and f32(x) == x, f"{x} is not exact in binary32"
+    return x
+
+
+def lowrank_codec(segments, value_codec):
+    """segments: (rows, cols, values) dense, row-major, or (rows, cols, ps, qs) with rank = len(ps).
+    Returns the raw payload and the decoded tensor, M[i][j] = sum over k of ps[k][i] * qs[k][j].
+    Every product and every partial sum (in any order) is checked to be exact in binary32, so
+    the decoded tensor does not depend on how an implementation sums."""
+    table, runs, decoded = struct.pack("<I", len(segments)), b"", []
+    for segment in segments:
+        rows, cols = segment[0], segment[1]
+        if len(segment) == 3:
+            values = segment[2]
+            assert len(values) == rows * cols
+            table += struct.pack("<III", rows, cols, 0)
+            runs += lowrank_run(values, value_codec)
+            decoded += values
+            continue
+        ps, qs = segment[2], segment[3]
+        rank = len(ps)
+        assert rank == len(qs) >= 1 and rank * (rows + cols) < rows * cols
+        assert all(len(p) == rows for p in ps) and all(len(q) == cols for q in qs)
+        assert all(v != 0 for run in ps + qs for v in run), "no zero factors: no -0 products"
+        table += struct.pack("<III", rows, cols, rank)
+        for run in ps + qs:
+            runs += lowrank_run(run, value_codec)
+        for i in range(rows):
+            for j in range(cols):
+                products = [exact_f32(ps[k][i] * qs[k][j]) for k in range(rank)]
+                for mask in range(1, 1 << rank):  # every partial sum, whatever the order
+                    exact_f32(sum(products[k] for k in range(rank) if mask >> k & 1))
+                decoded.append(sum(products))
+    return table + runs, decoded
+
+
 # ---- inputs ----
 
 SMALL = [1.0, -2.5, 0.0, 0.1, 65536.0]
@@ -232,6 +282,39 @@ VECTORS = [
     ("topk-int8-wave-1000", 5, 1, WAVE, lambda v: topk_codec(v, 0.01, 1)),
 ]
 
+# Low-rank vectors are defined by their factors (an encoder chooses its own): the input is the
+# exact product, so input = expected. fp16: small halves and quarters; int8: integers with a
+# largest |value| of 127 in every 64-block (scale exactly 1), and one run of halves up to 63.5
+# (scale exactly 0.5).
+LOWRANK_FP16 = [
+    (12, 10, [[i - 5.5 for i in range(12)], [(-1) ** i * (1 + 0.25 * i) for i in range(12)]],
+             [[j - 4.5 for j in range(10)], [0.75 + 0.5 * (j % 3) for j in range(10)]]),
+    (1, 7, [0.5, -1.25, 3.0, 0.0, 1024.0, -0.125, 7.75]),
+    (5, 9, [[1.0, -2.0, 0.5, 3.0, -1.5]], [[2.0, -1.0, 0.25, 4.0, -3.0, 1.5, -0.5, 1.0, 2.5]]),
+    (2, 2, [1.5, -2.0, 0.75, 4.0]),
+]
+LOWRANK_INT8 = [
+    (12, 10, [[127 - 23 * i for i in range(12)], [(-1) ** i * (17 + 10 * i) for i in range(12)]],
+             [[127 - 25 * j for j in range(10)], [(-1) ** j * (127 - 13 * j) for j in range(10)]]),
+    (1, 80, [(-1) ** i * (127 - 2 * (i % 64)) for i in range(80)]),
+    (70, 3, [[127 - 4 * (i % 64) for i in range(70)]], [[63.5, -20.5, 8.0]]),
+    (5, 9, [[127, -64, 33, -100, 5]], [[-127, 90, 45, -3, 1, 77, -50, 120, 64]]),
+    (2, 2, [-127, 0, 64, 3]),
+]
+# int4: integers with a largest |value| of 7 in every 64-block (scale exactly 1); the 65-value
+# p run spans a block of 64 and one of 1 (a padding nibble), the 5-value q run has odd length.
+LOWRANK_INT4 = [
+    (65, 5, [[7 - (i % 15) if i % 15 != 7 else 1 for i in range(65)]], [[7, -3, 2, -7, 5]]),
+    (1, 9, [-7, 6, -5, 4, -3, 2, -1, 7, 1]),
+    (6, 8, [[7, -2, 3, -4, 5, -6], [-1, 2, -7, 4, 1, 3]], [[1, -7, 2, 3, -1, 4, 5, -2], [7, 1, -1, 2, 6, -3, 1, 2]]),
+]
+LOWRANK_VECTORS = [
+    # name, value codec (the codec parameter), segments
+    ("lowrank-fp16-mixed", 0, LOWRANK_FP16),
+    ("lowrank-int8-mixed", 1, LOWRANK_INT8),
+    ("lowrank-int4-mixed", 2, LOWRANK_INT4),
+]
+
 rows = []
 
 
@@ -256,6 +339,14 @@ for name, codec, parameter, values, build in VECTORS:
         write(stem, "input.f32", payload(values), len(values))
         write(stem, "expected.f32", payload(decoded), len(values))
         write(stem, "frame", make_frame(codec, len(values), raw, level, parameter), len(values))
+
+for name, value_codec, segments in LOWRANK_VECTORS:
+    raw, decoded = lowrank_codec(segments, value_codec)
+    for suffix, level in [("raw", None), ("zstd3", 3)]:
+        stem = f"{name}-{suffix}"
+        write(stem, "input.f32", payload(decoded), len(decoded))
+        write(stem, "expected.f32", payload(decoded), len(decoded))
+        write(stem, "frame", make_frame(6, len(decoded), raw, level, value_codec), len(decoded))
 
 for file, count, size, digest in rows:
     print(f"| `{file}` | {count} | {size} | `{digest}` |")

@@ -46,6 +46,26 @@ final class FrameVectorTests: XCTestCase {
         ("topk-int8-wave-1000-zstd3", 1000, "topk:0.01:int8", 3),
     ]
 
+    /// Low-rank vectors: a frame is defined by its factors (the encoder's choice), so
+    /// `<name>.input.f32` is their exact product and equals `<name>.expected.f32`. `segments` is
+    /// the frame's table (rows, cols, rank); `tolerance` bounds our encoder's relative L2 error on
+    /// the input at the largest rank.
+    static let lowRankVectors: [(name: String, values: String, segments: [(rows: Int, cols: Int, rank: Int)],
+                                 zstdLevel: Int?, tolerance: Float)] = {
+        let fp16 = [(12, 10, 2), (1, 7, 0), (5, 9, 1), (2, 2, 0)]
+        let int8 = [(12, 10, 2), (1, 80, 0), (70, 3, 1), (5, 9, 1), (2, 2, 0)]
+        let int4 = [(65, 5, 1), (1, 9, 0), (6, 8, 2)]
+        return [
+            ("lowrank-fp16-mixed-raw", "fp16", fp16, nil, 2e-3),
+            ("lowrank-fp16-mixed-zstd3", "fp16", fp16, 3, 2e-3),
+            ("lowrank-int8-mixed-raw", "int8", int8, nil, 1e-2),
+            ("lowrank-int8-mixed-zstd3", "int8", int8, 3, 1e-2),
+            ("lowrank-int4-mixed-raw", "int4", int4, nil, 0.1),
+            ("lowrank-int4-mixed-zstd3", "int4", int4, 3, 0.1),
+        ].map { (name: $0.0, values: $0.1, segments: $0.2.map { (rows: $0.0, cols: $0.1, rank: $0.2) },
+                 zstdLevel: $0.3, tolerance: Float($0.4)) }
+    }()
+
     private func load(_ file: String) throws -> [UInt8] {
         Array(try Data(contentsOf: Self.directory.appendingPathComponent(file)))
     }
@@ -133,6 +153,92 @@ final class FrameVectorTests: XCTestCase {
                        [5, 0, 0, 0, 0x00, 0x04, 0x00, 0xC1, 0x01, 0x9F, 0x83, 0x01])
     }
 
+    /// Decoding is bit for bit (the vectors' products and sums are exact in fp32, so any summation
+    /// order gives the same bits), the input is the decoded tensor, and accumulate matches decode.
+    func testLowRankVectorsDecodeExactly() throws {
+        for vector in Self.lowRankVectors {
+            let count = vector.segments.reduce(0) { $0 + $1.rows * $1.cols }
+            let input = floats(try load("\(vector.name).input.f32"))
+            let expected = floats(try load("\(vector.name).expected.f32"))
+            let frame = try load("\(vector.name).frame")
+            XCTAssertEqual(input.count, count, vector.name)
+            assertBitwiseEqual(input, expected, "\(vector.name): input = expected (the exact product)")
+            assertBitwiseEqual(try decodeFrame(frame, expectedCount: count), expected, vector.name)
+            var accumulator = [Float](repeating: 0, count: count)
+            XCTAssertNil(accumulateError(frame, expectedCount: count, scale: 1, into: &accumulator), vector.name)
+            assertBitwiseEqual(accumulator, expected.map { 0 + $0 }, "\(vector.name) accumulated")
+
+            let spec = try UpdateCodecSpec(parsing: "lowrank:1:\(vector.values)")
+            let header = try frame.withUnsafeBytes { try TensorFrameHeader.parse($0) }
+            XCTAssertEqual(header.codec, .lowRank, vector.name)
+            XCTAssertEqual(header.codecParameter, spec.codecParameter, vector.name)
+            XCTAssertEqual(header.flags, vector.zstdLevel == nil ? [] : .zstd, vector.name)
+            XCTAssertEqual(header.elementCount, UInt64(count), vector.name)
+            if vector.zstdLevel == nil {
+                // The segment table, as the vector's README describes it.
+                let payload = Array(frame[TensorFrameHeader.size...])
+                XCTAssertEqual(header.checksum, crc32(payload), vector.name)
+                func u32(_ at: Int) -> Int {
+                    Int(payload[at]) | Int(payload[at + 1]) << 8 | Int(payload[at + 2]) << 16 | Int(payload[at + 3]) << 24
+                }
+                XCTAssertEqual(u32(0), vector.segments.count, vector.name)
+                for (index, segment) in vector.segments.enumerated() {
+                    XCTAssertEqual([u32(4 + 12 * index), u32(8 + 12 * index), u32(12 + 12 * index)],
+                                   [segment.rows, segment.cols, segment.rank], "\(vector.name) segment \(index)")
+                }
+            }
+        }
+        // The int8 vector's 70×3 segment: its 70-value p run spans two blocks (64 + 6), both scale 1,
+        // and its q run (63.5, −20.5, 8) has scale 0.5.
+        let int8 = try load("lowrank-int8-mixed-raw.frame")
+        let p70 = TensorFrameHeader.size + 4 + 12 * 5 + 60 + 88
+        XCTAssertEqual(Array(int8[p70..<(p70 + 5)]), [0x00, 0x00, 0x80, 0x3F, 0x7F], "block 0: scale 1, then 127")
+        XCTAssertEqual(Array(int8[(p70 + 68)..<(p70 + 73)]), [0x00, 0x00, 0x80, 0x3F, 0x7F], "block 1: scale 1, then 127")
+        XCTAssertEqual(Array(int8[(p70 + 78)..<(p70 + 85)]), [0x00, 0x00, 0x00, 0x3F, 0x7F, 0xD7, 0x10], "q: scale 0.5, 127, −41, 16")
+    }
+
+    /// Our encoder chooses its own factors, so it is not asked to reproduce the frame: given the
+    /// vector's matrix shapes and its largest rank, it must come back close to the (exactly low-rank)
+    /// input, in a frame that decodes, and leave the rest in the residual.
+    func testLowRankEncoderApproximatesVectorInputs() throws {
+        for vector in Self.lowRankVectors {
+            let input = floats(try load("\(vector.name).input.f32"))
+            let rank = vector.segments.map(\.rank).max() ?? 1
+            let spec = try UpdateCodecSpec(parsing: "lowrank:\(rank):\(vector.values)")
+            let shapes = vector.segments.map { MatrixShape(rows: $0.rows, cols: $0.cols) }
+            var residual = [Float](repeating: 0, count: input.count)
+            let body = try spec.encode(input, residual: &residual, zstdLevel: vector.zstdLevel, shapes: shapes)
+            let header = try body.withUnsafeBytes { try TensorFrameHeader.parse($0) }
+            XCTAssertEqual(header.codec, .lowRank, vector.name)
+            XCTAssertEqual(header.flags, vector.zstdLevel == nil ? [] : .zstd, vector.name)
+            let decoded = try decodeFrame(body, expectedCount: input.count)
+            func norm(_ x: [Float]) -> Double { x.reduce(0) { $0 + Double($1) * Double($1) }.squareRoot() }
+            let error = norm(zip(decoded, input).map { $0 - $1 }) / norm(input)
+            XCTAssertLessThanOrEqual(error, Double(vector.tolerance), "\(vector.name): relative L2 error \(error)")
+            // Error feedback: residual = input − decoded (up to fp32 rounding of the subtraction).
+            let leftover = norm(zip(zip(decoded, residual), input).map { $0.0 + $0.1 - $1 }) / norm(input)
+            XCTAssertLessThanOrEqual(leftover, 1e-6, "\(vector.name): decoded + residual vs input")
+        }
+    }
+
+    /// Protocol/frames.md, "Worked example: a low-rank payload", byte for byte.
+    func testLowRankWorkedExampleDecodes() throws {
+        let payload: [UInt8] = [
+            0x02, 0, 0, 0,
+            0x02, 0, 0, 0, 0x03, 0, 0, 0, 0x01, 0, 0, 0,
+            0x01, 0, 0, 0, 0x04, 0, 0, 0, 0x00, 0, 0, 0,
+            0x00, 0x3C, 0x00, 0xC0,
+            0x00, 0x38, 0x00, 0x42, 0x00, 0xBC,
+            0x00, 0x34, 0x00, 0xB8, 0x00, 0x40, 0x00, 0x48,
+        ]
+        XCTAssertEqual(payload.count, 46)
+        XCTAssertEqual(crc32(payload), 0x3BEE_77D4)
+        let body = craftBody(codec: 6, elementCount: 10, payload: payload, checksum: crc32(payload), parameter: 0)
+        assertBitwiseEqual(try decodeFrame(body, expectedCount: 10), [0.5, 3, -1, -1, -6, 2, 0.25, -0.5, 2, 8])
+        XCTAssertEqual(TensorFrame.maximumBodySize(elementCount: 1000, codec: .lowRank), 17_166)
+        XCTAssertEqual(TensorFrame.maximumBodySize(elementCount: 1000), 17_166, "low-rank's is the largest")
+    }
+
     func testSmallVectorIsTheDocumentedBytes() throws {
         XCTAssertEqual(floats(try load("fp32-small-raw.input.f32")), [1.0, -2.5, 0.0, 0.1, 65536.0])
         XCTAssertEqual(try load("fp32-small-raw.frame").count, 52)
@@ -155,9 +261,9 @@ final class FrameVectorTests: XCTestCase {
             XCTAssertTrue(readme.contains("\(vector.name).input.f32"), vector.name)
             XCTAssertTrue(readme.contains("\(vector.name).frame"), vector.name)
         }
-        for vector in Self.codecVectors {
+        for name in Self.codecVectors.map(\.name) + Self.lowRankVectors.map(\.name) {
             for suffix in ["input.f32", "expected.f32", "frame"] {
-                XCTAssertTrue(readme.contains("`\(vector.name).\(suffix)`"), "\(vector.name).\(suffix)")
+                XCTAssertTrue(readme.contains("`\(name).\(suffix)`"), "\(name).\(suffix)")
             }
         }
     }
