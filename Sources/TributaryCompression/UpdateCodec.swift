@@ -191,6 +191,11 @@ public struct UpdateCodecSpec: Sendable, Hashable, Codable, CustomStringConverti
             guard let shapes else { throw .lowRankCodecNeedsShapes }
             let covered = shapes.reduce(0) { $0 + $1.count }
             guard covered == n else { throw .shapesMismatch(values: n, shapes: covered) }
+            guard shapes.count <= LowRankPayload.maximumSegments else { throw .tooManySegments(shapes.count) }
+            let state = warmStartCount(shapes: shapes)
+            if let warmStart, warmStart.count != state {
+                throw .warmStartLengthMismatch(expected: state, actual: warmStart.count)
+            }
         }
         guard let residual else {
             // Top-k would only look at the entries it selects, low-rank at their products;

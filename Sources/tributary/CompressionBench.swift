@@ -13,11 +13,11 @@ struct CompressionBench: AsyncParsableCommand {
         commandName: "compression",
         abstract: "Update codecs: bytes vs fp32, encode/decode speed on one core, and training quality through the real coordinator.")
 
-    @Option(help: "Codecs (comma-separated).") var codecs = "fp32,fp16,bf16,int8:256,int4:64,topk:0.01,topk:0.01:int8,topk:0.003"
+    @Option(help: "Codecs (comma-separated).") var codecs = "fp32,fp16,bf16,int8:256,int4:64,topk:0.02:int8,topk:0.01,lowrank:8:int4,lowrank:6:int4,lowrank:4:int4"
     @Option(help: "Dataset for the quality runs (default: ../shared tinyshakespeare if present, else builtin:arithmetic).") var data: String?
     @Option(help: "Rounds per quality run (each round: 4 workers' units of 8 sequences).") var rounds = 150
     @Option(name: .customLong("model"), help: "GPT for the quality runs: gpt-2x64 (2 layers × 4 heads × 64 wide, context 64, 108k parameters), gpt-tiny (peers.md: 4 × 4 × 128, context 128, 818k parameters) or gpt-small (peers.md: 6 × 6 × 384, context 256, 10.8M parameters; learning rate 1e-3, as nanoGPT uses for it).")
-    var qualityModel = "gpt-2x64"
+    var qualityModel = "gpt-tiny"
     @Flag(name: .customLong("skip-quality"), help: "Only the codec table.") var skipQuality = false
     @Option(name: .customLong("zstd-level"), help: "zstd level for update bodies; 0 sends the codec payload uncompressed (measures the codec alone).")
     var zstdLevel = 1

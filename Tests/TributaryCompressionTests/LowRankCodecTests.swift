@@ -167,6 +167,13 @@ final class LowRankCodecTests: XCTestCase {
             XCTAssertEqual($0 as? FrameEncodingError, .nonFinite(index: 5))
         }
         XCTAssertEqual(residual, [Float](repeating: 0, count: 12), "a refused gradient leaves the residual alone")
+        var wrongWarmStart = [Float](repeating: 0, count: 5)  // a 6×8 matrix at rank 2 needs 2·8
+        var residual48 = [Float](repeating: 0, count: 48)
+        XCTAssertThrowsError(try spec.encode([Float](repeating: 1, count: 48), residual: &residual48, zstdLevel: 1,
+                                             shapes: [MatrixShape(rows: 6, cols: 8)], warmStart: &wrongWarmStart)) {
+            XCTAssertEqual($0 as? FrameEncodingError, .warmStartLengthMismatch(expected: 16, actual: 5))
+        }
+        XCTAssertEqual(residual48, [Float](repeating: 0, count: 48), "a caller's mistake leaves the residual alone")
     }
 
     // MARK: Hostile payloads
