@@ -25,6 +25,9 @@ struct CompressionBench: AsyncParsableCommand {
     @Option(name: .customLong("sparse-beta1"), help: "AdamW β1 on the coordinator for top-k codecs (default: the job's automatic choice, 0 below topk:0.2 and 0.9 from there; 0.9 reproduces plain AdamW).")
     var sparseBeta1: Float?
 
+    /// 3e-3; 1e-3 for gpt-small, as nanoGPT trains that shape.
+    var learningRate: Float { qualityModel == "gpt-small" ? 1e-3 : 3e-3 }
+
     func run() async throws {
         guard ["gpt-2x64", "gpt-tiny", "gpt-small"].contains(qualityModel) else {
             throw ValidationError("--model: expected gpt-2x64, gpt-tiny or gpt-small")
@@ -91,8 +94,8 @@ struct CompressionBench: AsyncParsableCommand {
         let source = data ?? (FileManager.default.fileExists(atPath: "../shared/data/tinyshakespeare/input.txt")
             ? "../shared/data/tinyshakespeare/input.txt" : "builtin:arithmetic")
         let described = ["gpt-tiny": "gpt-tiny, 4 layers × 4 heads × 128 wide, context 128",
-                         "gpt-small": "gpt-small, 6 layers × 6 heads × 384 wide, context 256 (learning rate 1e-3, not 3e-3)"]
-        print("\n# training quality: \(described[qualityModel] ?? "GPT 2 layers × 4 heads × 64 wide, context 64"), on \(source); \(rounds) sync rounds of 4 units × 8 sequences, 4 workers in this process, same samples for every codec; AdamW lr 3e-3, β1 0.9 (top-k: sparse_beta1 \(sparseBeta1.map { "\($0)" } ?? "automatic: 0 below topk:0.2"), steps bounded at \(JobConfig.defaultSparseUpdateBound) learning rates per coordinate), β2 0.99, clip 1.0; which worker computes which unit varies from run to run, and with it the error-feedback residuals: top-k results vary by a few hundredths")
+                         "gpt-small": "gpt-small, 6 layers × 6 heads × 384 wide, context 256"]
+        print("\n# training quality: \(described[qualityModel] ?? "GPT 2 layers × 4 heads × 64 wide, context 64"), on \(source); \(rounds) sync rounds of 4 units × 8 sequences, 4 workers in this process, same samples for every codec; AdamW lr \(learningRate), β1 0.9 (low rank and dense codecs) (top-k: sparse_beta1 \(sparseBeta1.map { "\($0)" } ?? "automatic: 0 below topk:0.2"), steps bounded at \(JobConfig.defaultSparseUpdateBound) learning rates per coordinate), β2 0.99, clip 1.0; which worker computes which unit varies from run to run, and with it the error-feedback residuals: top-k results vary by a few hundredths")
         print("| codec | final validation loss | vs fp32 | bytes up (all workers) | ratio vs fp32 |")
         print("|---|---|---|---|---|")
         var baseline: Double?
@@ -118,13 +121,12 @@ struct CompressionBench: AsyncParsableCommand {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         var c = JobConfig()
         c.name = "codec-\(codec)"
-        c.optimizer.lr = 3e-3
+        c.optimizer.lr = learningRate
         switch qualityModel {
         case "gpt-tiny":
             (c.model.nLayer, c.model.nHead, c.model.nEmbd, c.model.blockSize) = (4, 4, 128, 128)
         case "gpt-small":
             (c.model.nLayer, c.model.nHead, c.model.nEmbd, c.model.blockSize) = (6, 6, 384, 256)
-            c.optimizer.lr = 1e-3
         default:
             (c.model.nLayer, c.model.nHead, c.model.nEmbd, c.model.blockSize) = (2, 4, 64, 64)
         }
