@@ -12,6 +12,20 @@ enum LowRankEncoder {
         shapes.reduce(0) { $0 + $1.effectiveRank(rank) * $1.cols }
     }
 
+    /// Bytes of the low-rank payload for `shapes` at `rank` (before zstd).
+    static func payloadBytes(shapes: [MatrixShape], rank: Int, codec: FactorValueCodec) -> Int {
+        shapes.reduce(LowRankPayload.tableBytes(shapes.count)) {
+            $0 + LowRankSegment(rows: $1.rows, cols: $1.cols, rank: $1.effectiveRank(rank)).payloadBytes(codec)
+        }
+    }
+
+    /// Whether a low-rank frame for `shapes` fits the format's 4·n bytes; shards of only tiny
+    /// tensors (or none) do not, and go as fp32.
+    static func fits(shapes: [MatrixShape], rank: Int, codec: FactorValueCodec) -> Bool {
+        let n = shapes.reduce(0) { $0 + $1.count }
+        return payloadBytes(shapes: shapes, rank: rank, codec: codec) <= LowRankPayload.limit(elementCount: n)
+    }
+
     /// Bytes the encoder holds besides its input and the body: the payload before zstd, the
     /// decoded values of every segment (together at most about 7 bytes per element), the new
     /// warm start and one segment's P and Q.

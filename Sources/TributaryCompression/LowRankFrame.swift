@@ -154,11 +154,11 @@ struct LowRankPayload {
     let valuesOffset: Int
     let codec: FactorValueCodec
 
-    /// Upper bound on a payload (after zstd) for n elements: the table for at most
-    /// min(n, 1024) segments and at most 5 bytes per element of values (a run of int8 values
-    /// costs at most 5 bytes per value, and a segment never carries more values than elements).
+    /// The longest payload (after zstd) for n elements: 4·n, what fp32 takes. A low-rank frame
+    /// is never bigger than the dense one (an encoder whose factors and table would be sends
+    /// fp32 instead), so accepting low-rank raises no receiver's size limit.
     static func limit(elementCount n: Int) -> Int {
-        saturating(min(n, maximumSegments), times: 12, plus: saturating(n, times: 5, plus: 4))
+        saturating(n, times: 4, plus: 0)
     }
 
     static func tableBytes(_ count: Int) -> Int { 4 &+ 12 &* count }

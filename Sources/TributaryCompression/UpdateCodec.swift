@@ -249,6 +249,12 @@ public struct UpdateCodecSpec: Sendable, Hashable, Codable, CustomStringConverti
         switch kind {
         case .lowRank(let rank, let valueCodec):
             guard let shapes else { throw .lowRankCodecNeedsShapes }
+            guard LowRankEncoder.fits(shapes: shapes, rank: rank, codec: valueCodec) else {
+                // Factors and table would outweigh the dense tensor: send it exactly, as fp32.
+                let body = try TensorFrame.encode(values, codec: .fp32, zstdLevel: zstdLevel)
+                residual?.update(repeating: 0)
+                return body
+            }
             return try LowRankEncoder.encode(values, shapes: shapes, rank: rank, codec: valueCodec, zstdLevel: zstdLevel,
                                              residual: residual, warmStart: warmStart)
         case .fp32:

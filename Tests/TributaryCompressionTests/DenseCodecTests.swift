@@ -262,7 +262,7 @@ final class DenseCodecTests: XCTestCase {
             // Sizes saturate instead of trapping; int4's payload (0.75 bytes a value) still fits an Int.
             XCTAssertEqual(TensorFrame.maximumBodySize(elementCount: Int.max, codec: codec),
                            codec == .int4Block ? 32 + Zstd.maximumCompressedSize(Int.max / 16 * 12 + 4 + 8) : Int.max, "\(codec)")
-            XCTAssertEqual(codec.payloadSize(elementCount: 0, parameter: codec.defaultParameter), codec == .topK ? 4 : 0)
+            XCTAssertEqual(codec.payloadSize(elementCount: 0, parameter: codec.defaultParameter), codec == .topK ? 4 : 0, "\(codec)")
         }
         XCTAssertEqual(TensorCodec.int8Block.payloadSize(elementCount: 100, parameter: 3), 100 + 4 * 7, "invalid parameter: worst case")
     }

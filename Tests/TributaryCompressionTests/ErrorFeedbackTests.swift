@@ -66,7 +66,7 @@ final class ErrorFeedbackTests: XCTestCase {
             }
         }
         XCTAssertEqual(UpdateCodecSpecError.unknownCodec("fp64").description,
-                       "unknown update codec 'fp64'; expected one of fp32, fp16, bf16, int8[:B], int4[:B] (B = 16...65536), topk:F[:fp16|:int8] (0 < F <= 1)")
+                       "unknown update codec 'fp64'; expected one of fp32, fp16, bf16, int8[:B], int4[:B] (B = 16...65536), topk:F[:fp16|:int8] (0 < F <= 1), lowrank:R[:fp16|:int8|:int4] (R = 1...256)")
         XCTAssertThrowsError(try UpdateCodecSpec(.int8Block(blockSize: 8)))
         XCTAssertThrowsError(try UpdateCodecSpec(.topK(fraction: 0, values: .fp16)))
     }

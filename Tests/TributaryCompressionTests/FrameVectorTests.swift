@@ -225,18 +225,19 @@ final class FrameVectorTests: XCTestCase {
     func testLowRankWorkedExampleDecodes() throws {
         let payload: [UInt8] = [
             0x02, 0, 0, 0,
-            0x02, 0, 0, 0, 0x03, 0, 0, 0, 0x01, 0, 0, 0,
+            0x04, 0, 0, 0, 0x06, 0, 0, 0, 0x01, 0, 0, 0,
             0x01, 0, 0, 0, 0x04, 0, 0, 0, 0x00, 0, 0, 0,
-            0x00, 0x3C, 0x00, 0xC0,
-            0x00, 0x38, 0x00, 0x42, 0x00, 0xBC,
+            0x00, 0x3C, 0x00, 0xC0, 0x00, 0x38, 0x00, 0x44,
+            0x00, 0x38, 0x00, 0x42, 0x00, 0xBC, 0x00, 0x40, 0x00, 0x34, 0x00, 0xC4,
             0x00, 0x34, 0x00, 0xB8, 0x00, 0x40, 0x00, 0x48,
         ]
-        XCTAssertEqual(payload.count, 46)
-        XCTAssertEqual(crc32(payload), 0x3BEE_77D4)
-        let body = craftBody(codec: 6, elementCount: 10, payload: payload, checksum: crc32(payload), parameter: 0)
-        assertBitwiseEqual(try decodeFrame(body, expectedCount: 10), [0.5, 3, -1, -1, -6, 2, 0.25, -0.5, 2, 8])
-        XCTAssertEqual(TensorFrame.maximumBodySize(elementCount: 1000, codec: .lowRank), 17_166)
-        XCTAssertEqual(TensorFrame.maximumBodySize(elementCount: 1000), 17_166, "low-rank's is the largest")
+        XCTAssertEqual(payload.count, 56)
+        XCTAssertEqual(crc32(payload), 0xD08C_A68B)
+        let body = craftBody(codec: 6, elementCount: 28, payload: payload, checksum: crc32(payload), parameter: 0)
+        let p: [Float] = [1, -2, 0.5, 4], q: [Float] = [0.5, 3, -1, 2, 0.25, -4]
+        assertBitwiseEqual(try decodeFrame(body, expectedCount: 28), p.flatMap { pi in q.map { pi * $0 } } + [0.25, -0.5, 2, 8])
+        XCTAssertEqual(TensorFrame.maximumBodySize(elementCount: 1000, codec: .lowRank), 4_111, "as fp32")
+        XCTAssertEqual(TensorFrame.maximumBodySize(elementCount: 1000), 4_111)
     }
 
     func testSmallVectorIsTheDocumentedBytes() throws {

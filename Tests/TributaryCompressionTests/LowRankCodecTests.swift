@@ -291,8 +291,25 @@ final class LowRankCodecTests: XCTestCase {
         var body = try UpdateCodecSpec(parsing: "lowrank:1").encode(g, residual: &r, zstdLevel: nil, shapes: [MatrixShape(rows: 4, cols: 6)])
         body[28] = 3  // parameter 3: no such value codec
         XCTAssertThrowsError(try decodeFrame(body, expectedCount: 24)) { XCTAssertEqual($0 as? FrameError, .badCodecParameter(3)) }
-        XCTAssertEqual(TensorCodec.lowRank.payloadSize(elementCount: 100), 4 + 12 * 100 + 5 * 100)
-        XCTAssertEqual(TensorCodec.lowRank.payloadSize(elementCount: 1 << 20), 4 + 12 * 1024 + 5 << 20)
+        // Never more than fp32: accepting low-rank raises no receiver's limit.
+        XCTAssertEqual(TensorCodec.lowRank.payloadSize(elementCount: 100), 400)
+        XCTAssertEqual(TensorFrame.maximumBodySize(elementCount: 1000, codec: .lowRank),
+                       TensorFrame.maximumBodySize(elementCount: 1000, codec: .fp32))
+        // A payload past 4·n is refused before its table is read.
+        let long = craftLowRank(count: 6, segments: [(2, 3, 0)], values: [1, 2, 3, 4, 5, 6])  // 4 + 12 + 12 = 28 > 24
+        assertRefused(long, count: 6, .payloadTooLarge(claimed: 28, limit: 24))
+    }
+
+    /// A shard of tensors so small that table and runs would outweigh the dense tensor goes as
+    /// fp32, exactly (and leaves nothing in the residual).
+    func testShardsOfTinyTensorsGoAsFP32() throws {
+        let g: [Float] = [0.5, -1, 2, 0.25, 3]
+        var residual = [Float](repeating: 0.125, count: 5)
+        let body = try UpdateCodecSpec(parsing: "lowrank:2").encode(g, residual: &residual, zstdLevel: nil,
+                                                                   shapes: [MatrixShape(rows: 1, cols: 2), MatrixShape(rows: 1, cols: 3)])
+        XCTAssertEqual(body[5], TensorCodec.fp32.rawValue)
+        XCTAssertEqual(try decodeFrame(body, expectedCount: 5), g.map { $0 + 0.125 })
+        XCTAssertEqual(residual, [Float](repeating: 0, count: 5))
     }
 }
 

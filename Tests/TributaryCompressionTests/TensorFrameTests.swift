@@ -138,7 +138,7 @@ final class TensorFrameTests: XCTestCase {
         XCTAssertEqual(decodeError(body(magic: [0x46, 0x42, 0x52, 0x54]), expectedCount: 5), .badMagic, "byte order matters")
         XCTAssertEqual(decodeError(body(version: 0), expectedCount: 5), .unsupportedVersion(0))
         XCTAssertEqual(decodeError(body(version: 2), expectedCount: 5), .unsupportedVersion(2))
-        for codec: UInt8 in [6, 7, 15, 16, 255] {
+        for codec: UInt8 in [7, 8, 15, 16, 255] {
             XCTAssertEqual(decodeError(body(codec: codec), expectedCount: 5), .unknownCodec(codec))
         }
         for flags: UInt16 in [2, 3, 0x8000, 0xFFFF] {
@@ -363,7 +363,7 @@ final class TensorFrameTests: XCTestCase {
         XCTAssertEqual(FrameError.checksumMismatch(expected: 0xCBF4_3926, actual: 1).description,
                        "tensor frame checksum mismatch: header says 0xcbf43926, payload has 0x00000001")
         XCTAssertEqual(FrameError.unknownCodec(9).description,
-                       "unknown tensor codec id 9 (this build knows fp32 = 0, fp16 = 1, bf16 = 2, int8-block = 3, int4-block = 4, top-k = 5)")
+                       "unknown tensor codec id 9 (this build knows fp32 = 0, fp16 = 1, bf16 = 2, int8-block = 3, int4-block = 4, top-k = 5, low-rank = 6)")
         XCTAssertEqual(FrameError.sparseIndexOutOfRange(position: 1, index: 7, count: 3).description,
                        "top-k frame index #1 is 7, outside 0..<3 (indices must increase and stay below n)")
         let encodingErrors: [FrameEncodingError] = [
