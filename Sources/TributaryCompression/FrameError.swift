@@ -137,6 +137,8 @@ public enum FrameEncodingError: Error, CustomStringConvertible, Equatable, Senda
     case warmStartLengthMismatch(expected: Int, actual: Int)
     /// low-rank frames are encoded from a shard's tensor shapes (`UpdateCodecSpec.encode(…, shapes:)`).
     case lowRankCodecNeedsShapes
+    /// low-rank: a segment's rows and cols are 32-bit fields.
+    case matrixDimensionTooLarge(rows: Int, cols: Int)
 
     public var description: String {
         switch self {
@@ -168,6 +170,8 @@ public enum FrameEncodingError: Error, CustomStringConvertible, Equatable, Senda
             return "cannot encode low-rank frame of \(count) tensors: at most \(LowRankPayload.maximumSegments)"
         case .warmStartLengthMismatch(let expected, let actual):
             return "low-rank warm start holds \(actual) values, expected \(expected)"
+        case .matrixDimensionTooLarge(let rows, let cols):
+            return "cannot encode low-rank frame: a \(rows)×\(cols) tensor has a dimension past 2^32-1"
         case .lowRankCodecNeedsShapes:
             return "low-rank frames are encoded from the shard's tensor shapes; pass shapes to UpdateCodecSpec.encode"
         }

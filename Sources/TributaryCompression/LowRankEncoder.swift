@@ -48,6 +48,9 @@ enum LowRankEncoder {
         let covered = shapes.reduce(0) { $0 + $1.count }
         guard covered == n else { throw .shapesMismatch(values: n, shapes: covered) }
         guard shapes.count <= LowRankPayload.maximumSegments else { throw .tooManySegments(shapes.count) }
+        if let wide = shapes.first(where: { $0.rows > Int(UInt32.max) || $0.cols > Int(UInt32.max) }) {
+            throw .matrixDimensionTooLarge(rows: wide.rows, cols: wide.cols)
+        }
         let stateCount = warmStartCount(shapes: shapes, rank: rank)
         if let warmStart, warmStart.count != stateCount { throw .warmStartLengthMismatch(expected: stateCount, actual: warmStart.count) }
         if let zstdLevel, !Zstd.levels.contains(zstdLevel) { throw .invalidZstdLevel(zstdLevel) }
@@ -56,8 +59,9 @@ enum LowRankEncoder {
         let totalValues = segments.reduce(0) { $0 + $1.valueCount }
         let largestFactors = segments.map { $0.rank * ($0.rows + $0.cols) }.max() ?? 0
 
-        let raw = UnsafeMutableRawBufferPointer.allocate(byteCount: max(rawSize, 1), alignment: 16)
-        defer { raw.deallocate() }
+        let base = UnsafeMutableRawPointer.allocate(byteCount: max(rawSize, 1), alignment: 16)
+        defer { base.deallocate() }
+        let raw = UnsafeMutableRawBufferPointer(start: base, count: rawSize)
         // What the receiver decodes, run by run (the error-feedback subtraction needs it), and
         // each segment's new Q before rounding (the next warm start).
         let decoded = UnsafeMutablePointer<Float>.allocate(capacity: max(1, totalValues))
@@ -66,7 +70,6 @@ enum LowRankEncoder {
         defer { newQ.deallocate() }
         let work = UnsafeMutablePointer<Float>.allocate(capacity: max(1, largestFactors))
         defer { work.deallocate() }
-        guard let base = raw.baseAddress else { throw .zstdFailure("out of memory") }
         base.storeBytes(of: UInt32(segments.count).littleEndian, as: UInt32.self)
         for (index, segment) in segments.enumerated() {
             let entry = 4 + 12 * index
@@ -75,8 +78,7 @@ enum LowRankEncoder {
             base.storeBytes(of: UInt32(segment.rank).littleEndian, toByteOffset: entry + 8, as: UInt32.self)
         }
         guard let source = values.baseAddress else {  // n = 0: no segments
-            return try finish(raw: UnsafeMutableRawBufferPointer(rebasing: raw[0..<rawSize]), rawSize: rawSize, count: n,
-                              codec: codec, zstdLevel: zstdLevel)
+            return try finish(raw: raw, rawSize: rawSize, count: n, codec: codec, zstdLevel: zstdLevel)
         }
 
         var offset = LowRankPayload.tableBytes(segments.count)
@@ -124,8 +126,7 @@ enum LowRankEncoder {
             element += segment.elementCount
             valuePosition += segment.valueCount
         }
-        let body = try finish(raw: UnsafeMutableRawBufferPointer(rebasing: raw[0..<rawSize]), rawSize: rawSize, count: n,
-                              codec: codec, zstdLevel: zstdLevel)
+        let body = try finish(raw: raw, rawSize: rawSize, count: n, codec: codec, zstdLevel: zstdLevel)
 
         // The body exists: now, and only now, the residual and the warm start change.
         if let r = residual?.baseAddress {
