@@ -410,11 +410,17 @@ struct DenseLayout {
     init?(codec: TensorCodec, parameter: UInt32) {
         guard codec.isValid(parameter: parameter) else { return nil }
         switch codec {
-        case .fp16, .bf16: block = 1
-        case .int8Block, .int4Block: block = Int(parameter)
+        case .fp16, .bf16: self.init(known: codec, block: 1)
+        case .int8Block, .int4Block: self.init(known: codec, block: Int(parameter))
         case .fp32, .topK, .lowRank: return nil
         }
+    }
+
+    /// A layout this build chose itself: fp16 or bf16 (block 1), or int8/int4 blocks of a size
+    /// in `TensorCodec.blockSizes` (the low-rank codec's runs).
+    init(known codec: TensorCodec, block: Int) {
         self.codec = codec
+        self.block = block
         chunkElements = block * max(1, Self.targetChunk / block)
     }
 

@@ -63,67 +63,31 @@ public enum FactorValueCodec: UInt8, Sendable, CaseIterable, Codable, CustomStri
         }
     }
 
-    /// Bytes of one run of `length` values.
-    func runBytes(_ length: Int) -> Int {
-        let blocks = (length &+ Self.blockSize &- 1) / Self.blockSize
+    /// A run is laid out exactly as a dense frame of that codec (blocks of 64 for int8/int4).
+    private var layout: DenseLayout {
         switch self {
-        case .fp16: return 2 &* length
-        case .int8: return length &+ 4 &* blocks
-        case .int4:
-            // Full blocks of 64 take 32 bytes; the last, of length % 64 values, ⌈that/2⌉.
-            let full = length / Self.blockSize, rest = length % Self.blockSize
-            return 4 &* blocks &+ full &* (Self.blockSize / 2) &+ (rest &+ 1) / 2
+        case .fp16: return DenseLayout(known: .fp16, block: 1)
+        case .int8: return DenseLayout(known: .int8Block, block: Self.blockSize)
+        case .int4: return DenseLayout(known: .int4Block, block: Self.blockSize)
         }
     }
 
-    /// Payload bytes of one block of `length` values.
-    @inline(__always)
-    private func blockBytes(_ length: Int) -> Int { self == .int8 ? 4 &+ length : 4 &+ (length &+ 1) / 2 }
+    /// Bytes of one run of `length` values.
+    func runBytes(_ length: Int) -> Int { layout.rawSize(elementCount: length) }
 
     /// Encodes `count` finite values at `source` into `target`; with `decoded`, also writes what
     /// a receiver will decode. Returns the first non-finite index.
     func encodeRun(_ source: UnsafePointer<Float>, count: Int, into target: UnsafeMutableRawPointer,
                    decoded: UnsafeMutablePointer<Float>?) -> Int? {
-        switch self {
-        case .fp16:
-            if let bad = CodecKernels.encodeFP16(source, count: count, into: target) { return bad }
-            if let decoded { _ = CodecKernels.decodeFP16(target, count: count, into: decoded) }
-        case .int8, .int4:
-            var done = 0, offset = 0
-            while done < count {
-                let length = min(Self.blockSize, count &- done)
-                let bad = self == .int8 ? CodecKernels.encodeInt8Block(source + done, count: length, into: target + offset)
-                    : CodecKernels.encodeInt4Block(source + done, count: length, into: target + offset)
-                if let bad { return done &+ bad }
-                if let decoded { _ = decodeBlock(target + offset, count: length, into: decoded + done) }
-                done &+= length
-                offset &+= blockBytes(length)
-            }
-        }
+        let layout = self.layout
+        if let bad = layout.encode(source, count: count, into: target) { return bad }
+        if let decoded { _ = layout.decode(target, count: count, into: decoded) }
         return nil
     }
 
     /// Decodes one run; returns the first non-finite output index.
     func decodeRun(_ source: UnsafeRawPointer, count: Int, into target: UnsafeMutablePointer<Float>) -> Int? {
-        switch self {
-        case .fp16:
-            return CodecKernels.decodeFP16(source, count: count, into: target)
-        case .int8, .int4:
-            var done = 0, offset = 0
-            while done < count {
-                let length = min(Self.blockSize, count &- done)
-                if let bad = decodeBlock(source + offset, count: length, into: target + done) { return done &+ bad }
-                done &+= length
-                offset &+= blockBytes(length)
-            }
-            return nil
-        }
-    }
-
-    @inline(__always)
-    private func decodeBlock(_ source: UnsafeRawPointer, count: Int, into target: UnsafeMutablePointer<Float>) -> Int? {
-        self == .int8 ? CodecKernels.decodeInt8Block(source, count: count, into: target)
-            : CodecKernels.decodeInt4Block(source, count: count, into: target)
+        layout.decode(source, count: count, into: target)
     }
 }
 
