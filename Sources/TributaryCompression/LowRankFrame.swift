@@ -35,7 +35,7 @@ public struct MatrixShape: Sendable, Hashable, CustomStringConvertible {
 
 /// How a low-rank frame stores its values (the low byte of the codec parameter; the other
 /// parameter bytes are 0).
-public enum FactorValueCodec: UInt8, Sendable, CaseIterable, Codable, CustomStringConvertible {
+public enum FactorValueCodec: UInt8, Sendable, CaseIterable, Codable, CustomStringConvertible, ParameterSubCodec {
     /// IEEE binary16, as codec fp16.
     case fp16 = 0
     /// Each run (one factor vector, or one dense segment) in blocks of 64 values, each an fp32
@@ -47,13 +47,6 @@ public enum FactorValueCodec: UInt8, Sendable, CaseIterable, Codable, CustomStri
 
     /// Values per scale in an int8 or int4 run.
     static let blockSize = 64
-
-    public init?(parameter: UInt32) {
-        guard parameter <= 0xFF, let codec = FactorValueCodec(rawValue: UInt8(parameter)) else { return nil }
-        self = codec
-    }
-
-    public var parameter: UInt32 { UInt32(rawValue) }
 
     public var description: String {
         switch self {

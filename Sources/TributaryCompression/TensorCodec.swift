@@ -116,13 +116,6 @@ public enum TopKValueCodec: UInt8, Sendable, CaseIterable, Codable, CustomString
     /// One fp32 scale (max |value| / 127) for all k values, then k signed bytes, as int8-block.
     case int8 = 1
 
-    public init?(parameter: UInt32) {
-        guard parameter <= 0xFF, let codec = TopKValueCodec(rawValue: UInt8(parameter)) else { return nil }
-        self = codec
-    }
-
-    public var parameter: UInt32 { UInt32(rawValue) }
-
     public var description: String {
         switch self {
         case .fp16: return "fp16"
@@ -130,6 +123,28 @@ public enum TopKValueCodec: UInt8, Sendable, CaseIterable, Codable, CustomString
         }
     }
 }
+
+/// A sub-codec named by the low byte of a frame's codec parameter (top-k values, low-rank
+/// factors) and, in configuration, by its description.
+public protocol ParameterSubCodec: RawRepresentable, CaseIterable, CustomStringConvertible where RawValue == UInt8 {}
+
+extension ParameterSubCodec {
+    /// The sub-codec of a codec parameter: its low byte, the other bytes 0.
+    public init?(parameter: UInt32) {
+        guard parameter <= 0xFF, let codec = Self(rawValue: UInt8(parameter)) else { return nil }
+        self = codec
+    }
+
+    public var parameter: UInt32 { UInt32(rawValue) }
+
+    /// The sub-codec a configuration string names (`fp16`, `int8`, …).
+    init?(name: String) {
+        guard let codec = Self.allCases.first(where: { $0.description == name }) else { return nil }
+        self = codec
+    }
+}
+
+extension TopKValueCodec: ParameterSubCodec {}
 
 /// a·b + c, or Int.max when that does not fit.
 @inline(__always)

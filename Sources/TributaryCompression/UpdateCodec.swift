@@ -67,31 +67,27 @@ public struct UpdateCodecSpec: Sendable, Hashable, Codable, CustomStringConverti
             guard let argument = arguments.first else { throw .invalidFraction("") }
             guard arguments.count <= 2 else { throw .unexpectedArgument(text) }
             guard let fraction = Double(argument), fraction.isFinite else { throw .invalidFraction(argument) }
-            var values = TopKValueCodec.fp16
-            if arguments.count == 2 {
-                let valueName = arguments[arguments.startIndex + 1]
-                guard let parsed = TopKValueCodec.allCases.first(where: { $0.description == valueName }) else {
-                    throw .invalidTopKValues(valueName)
-                }
-                values = parsed
-            }
+            let values = try Self.subCodec(arguments, default: TopKValueCodec.fp16) { .invalidTopKValues($0) }
             try self.init(.topK(fraction: fraction, values: values))
         case "lowrank":
             guard let argument = arguments.first else { throw .invalidRank("") }
             guard arguments.count <= 2 else { throw .unexpectedArgument(text) }
             guard let rank = Int(argument) else { throw .invalidRank(argument) }
-            var values = FactorValueCodec.fp16
-            if arguments.count == 2 {
-                let valueName = arguments[arguments.startIndex + 1]
-                guard let parsed = FactorValueCodec.allCases.first(where: { $0.description == valueName }) else {
-                    throw .invalidFactorValues(valueName)
-                }
-                values = parsed
-            }
+            let values = try Self.subCodec(arguments, default: FactorValueCodec.fp16) { .invalidFactorValues($0) }
             try self.init(.lowRank(rank: rank, values: values))
         default:
             throw .unknownCodec(text)
         }
+    }
+
+    /// The value sub-codec a `topk:F[:V]` or `lowrank:R[:V]` names in its second argument.
+    private static func subCodec<V: ParameterSubCodec>(
+        _ arguments: ArraySlice<String>, default fallback: V, refusal: (String) -> UpdateCodecSpecError
+    ) throws(UpdateCodecSpecError) -> V {
+        guard arguments.count == 2 else { return fallback }
+        let name = arguments[arguments.startIndex + 1]
+        guard let codec = V(name: name) else { throw refusal(name) }
+        return codec
     }
 
     /// The canonical configuration form: `int8:256`, `topk:0.01:fp16`, ….

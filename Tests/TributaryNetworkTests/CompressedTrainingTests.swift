@@ -1,5 +1,6 @@
 import Foundation
 import TributaryCoordinator
+import TributaryProtocol
 import TributaryTensor
 import TributaryWorker
 import XCTest
@@ -7,13 +8,13 @@ import XCTest
 final class CompressedTrainingTests: XCTestCase {
     override func setUp() { ComputeThreads.set(1) }
 
-    /// Top-k updates with error feedback through the real coordinator: far fewer bytes on
-    /// the wire, training still proceeds, and the residuals are on disk for a restart.
-    func testTopKUpdatesWithErrorFeedbackTrainThroughTheCoordinator() async throws {
-        let dir = try temporaryDirectory("topk")
+    /// Two workers train 30 rounds of 2 units through the real coordinator with `codec`; the
+    /// finished job's status, and each worker's residual directory listing.
+    func trainThroughCoordinator(codec: String) async throws -> (status: StatusReport, residualFiles: [[String]]) {
+        let dir = try temporaryDirectory(codec.replacingOccurrences(of: ":", with: "-"))
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let coordinator = try await RunningCoordinator.start(RunningCoordinator.config(directory: "\(dir)/c") { c in
-            c.compression.codec = "topk:0.01"
+            c.compression.codec = codec
             c.optimizer.totalRounds = 30
             c.optimizer.lr = 1e-2
             c.rounds.unitsPerRound = 2
@@ -30,6 +31,16 @@ final class CompressedTrainingTests: XCTestCase {
         }
         let status = await coordinator.job.status()
         await coordinator.stop()
+        let files = (0..<2).map { i in
+            ((try? FileManager.default.contentsOfDirectory(atPath: "\(dir)/worker-\(i)/residual")) ?? []).sorted()
+        }
+        return (status, files)
+    }
+
+    /// Top-k updates with error feedback through the real coordinator: far fewer bytes on
+    /// the wire, training still proceeds, and the residuals are on disk for a restart.
+    func testTopKUpdatesWithErrorFeedbackTrainThroughTheCoordinator() async throws {
+        let (status, residualFiles) = try await trainThroughCoordinator(codec: "topk:0.01")
         XCTAssertTrue(status.complete)
         XCTAssertEqual(status.updatesAccepted, 60)
         let ratio = Double(status.denseBytesIn) / Double(status.bytesIn)
@@ -37,9 +48,8 @@ final class CompressedTrainingTests: XCTestCase {
         XCTAssertGreaterThan(ratio, 20, "1% of the values plus indices must be far smaller than dense fp32")
         let losses = status.trainingLoss.map(\.value)
         XCTAssertLessThan(losses.suffix(3).reduce(0, +) / 3, losses.prefix(3).reduce(0, +) / 3, "loss falls")
-        for i in 0..<2 {
-            let files = (try? FileManager.default.contentsOfDirectory(atPath: "\(dir)/worker-\(i)/residual")) ?? []
-            XCTAssertEqual(files.sorted(), ["block.0.f32", "embeddings.f32", "head.f32"], "worker \(i) persisted its residuals")
+        for (i, files) in residualFiles.enumerated() {
+            XCTAssertEqual(files, ["block.0.f32", "embeddings.f32", "head.f32"], "worker \(i) persisted its residuals")
         }
     }
 
@@ -47,26 +57,7 @@ final class CompressedTrainingTests: XCTestCase {
     /// factors it was never told the shapes of, training proceeds, and each worker keeps its
     /// warm start beside its residual for the shards that hold matrices.
     func testLowRankUpdatesTrainThroughTheCoordinator() async throws {
-        let dir = try temporaryDirectory("lowrank")
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let coordinator = try await RunningCoordinator.start(RunningCoordinator.config(directory: "\(dir)/c") { c in
-            c.compression.codec = "lowrank:1:int8"
-            c.optimizer.totalRounds = 30
-            c.optimizer.lr = 1e-2
-            c.rounds.unitsPerRound = 2
-            c.storage.validationEveryRounds = 30
-        })
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for i in 0..<2 {
-                let options = WorkerOptions(coordinator: coordinator.url, joinToken: RunningCoordinator.joinToken,
-                                            name: "w\(i)", dataDirectory: "\(dir)/worker-\(i)")
-                let daemon = WorkerDaemon(options: options, logger: quietLogger("test.worker"))
-                group.addTask { try await daemon.run() }
-            }
-            try await group.waitForAll()
-        }
-        let status = await coordinator.job.status()
-        await coordinator.stop()
+        let (status, residualFiles) = try await trainThroughCoordinator(codec: "lowrank:1:int8")
         XCTAssertTrue(status.complete)
         XCTAssertEqual(status.updatesAccepted, 60)
         let ratio = Double(status.denseBytesIn) / Double(status.bytesIn)
@@ -74,9 +65,8 @@ final class CompressedTrainingTests: XCTestCase {
         XCTAssertGreaterThan(ratio, 10, "rank-1 factors in int8 must be far smaller than dense fp32")
         let losses = status.trainingLoss.map(\.value)
         XCTAssertLessThan(losses.suffix(3).reduce(0, +) / 3, losses.prefix(3).reduce(0, +) / 3, "loss falls")
-        for i in 0..<2 {
-            let files = (try? FileManager.default.contentsOfDirectory(atPath: "\(dir)/worker-\(i)/residual")) ?? []
-            XCTAssertEqual(files.sorted(), ["block.0.f32", "block.0.warm.f32", "embeddings.f32", "embeddings.warm.f32", "head.f32"],
+        for (i, files) in residualFiles.enumerated() {
+            XCTAssertEqual(files, ["block.0.f32", "block.0.warm.f32", "embeddings.f32", "embeddings.warm.f32", "head.f32"],
                            "worker \(i) persisted its residuals and warm starts (head holds vectors only)")
         }
     }
