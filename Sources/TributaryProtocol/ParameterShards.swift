@@ -98,4 +98,12 @@ public struct ShardLayout: Sendable, Equatable {
             p.value.data.update(from: flat + slot.offset, count: slot.count)
         }
     }
+
+    /// Copies a flat buffer into the shard's parameter gradients.
+    public func scatterGradients(_ shard: Shard, from flat: UnsafePointer<Float>, into parameters: ParameterSet) {
+        for slot in shard.tensors {
+            guard let p = parameters[slot.name] else { continue }
+            p.gradient.data.update(from: flat + slot.offset, count: slot.count)
+        }
+    }
 }

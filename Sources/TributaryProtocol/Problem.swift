@@ -9,6 +9,11 @@ public struct Problem: Codable, Sendable, Equatable, Error, CustomStringConverti
     public var detail: String
     public var code: ProblemCode
 
+    /// A problem with the status its code always has (`ProblemCode.status`).
+    public init(_ code: ProblemCode, detail: String) {
+        self.init(code, status: code.status, detail: detail)
+    }
+
     public init(_ code: ProblemCode, status: Int, detail: String) {
         self.code = code
         self.status = status
@@ -42,6 +47,22 @@ public enum ProblemCode: String, Codable, Sendable, CaseIterable {
     case noWork = "no_work"                 // 503: nothing to lease now; retry after the Retry-After delay
     case jobComplete = "job_complete"       // 410: the job has run all its rounds; stop
     case internalError = "internal_error"          // 500
+
+    /// The HTTP status each refusal is sent with: the one table from reasons to statuses.
+    public var status: Int {
+        switch self {
+        case .unauthorized: return 401
+        case .forbidden: return 403
+        case .notFound, .unknownShard: return 404
+        case .malformedRequest: return 400
+        case .leaseExpired, .versionGone, .jobComplete: return 410
+        case .leaseNotActive, .staleVersion, .incompleteUpdate, .duplicateUpdate: return 409
+        case .invalidUpdate: return 422
+        case .payloadTooLarge: return 413
+        case .noWork: return 503
+        case .internalError: return 500
+        }
+    }
 
     public var title: String {
         switch self {

@@ -1,4 +1,5 @@
-/// Paths of the HTTP API, shared by the coordinator's router and the worker's client.
+/// Paths of the HTTP API, shared by the coordinator's router and the worker's client. The
+/// router builds its patterns from the same functions, passing ":lease"-style parameters.
 public enum Routes {
     public static let register = "/v1/workers/register"
     public static let leases = "/v1/leases"
@@ -11,8 +12,8 @@ public enum Routes {
     public static func batch(_ id: String) -> String { "/v1/leases/\(id)/batch" }
     public static func update(_ id: String, shard: String) -> String { "/v1/leases/\(id)/updates/\(shard)" }
     public static func commit(_ id: String) -> String { "/v1/leases/\(id)/commit" }
-    public static func manifest(_ version: Int) -> String { "/v1/versions/\(version)/manifest" }
-    public static func shard(_ version: Int, _ name: String) -> String { "/v1/versions/\(version)/shards/\(name)" }
+    public static func manifest(_ version: some CustomStringConvertible) -> String { "/v1/versions/\(version)/manifest" }
+    public static func shard(_ version: some CustomStringConvertible, _ name: String) -> String { "/v1/versions/\(version)/shards/\(name)" }
 
     /// Content types of the binary bodies.
     public static let tensorFrameType = "application/vnd.tributary.tensor-frame"

@@ -36,12 +36,18 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
             throw bad("batch size \(batchSize) must be a multiple of micro-batches \(microBatches)")
         }
         if !(learningRate > 0) || !learningRate.isFinite { throw bad("learning rate must be positive") }
-        if !["adamw", "sgd"].contains(optimizer) { throw bad("optimizer must be adamw or sgd (got \(optimizer))") }
+        if OptimizerKind(rawValue: optimizer) == nil { throw bad("optimizer must be adamw or sgd (got \(optimizer))") }
         if evalInterval < 0 || evalBatches < 0 || checkpointInterval < 0 { throw bad("intervals must not be negative") }
     }
 
     public var schedule: LearningRateSchedule {
         LearningRateSchedule(peak: learningRate, minimum: minLearningRate, warmupSteps: warmupSteps, decaySteps: steps)
+    }
+
+    /// The optimizer these options describe (validated: `optimizer` names a known kind).
+    public var optimizerSettings: OptimizerSettings {
+        OptimizerSettings(kind: OptimizerKind(rawValue: optimizer) ?? .adamw, schedule: schedule, beta1: beta1, beta2: beta2,
+                          weightDecay: weightDecay, momentum: momentum, nesterov: nesterov, gradClip: gradClip)
     }
 }
 
@@ -89,15 +95,18 @@ struct TrainerState: Codable {
 /// Single-process training: deterministic data order (from the seed and the step), the
 /// optimizer in this process, periodic validation and checkpoints.
 public final class Trainer {
-    public let spec: ModelSpec
-    public let model: any TrainableModel
-    public let optimizer: any Optimizer
+    public let state: ModelState
+    public var spec: ModelSpec { state.spec }
+    public var model: any TrainableModel { state.model }
+    public var optimizer: any Optimizer { state.optimizer }
     public let data: PreparedDataset
     public let options: TrainingOptions
     public let order: EpochSchedule
     public private(set) var step = 0
-    private var consecutiveSkips = 0
     private let validationIndices: [[Int]]
+
+    /// A single process gives up after this many non-finite steps in a row.
+    public static let skipLimit = 5
 
     public init(spec: ModelSpec, data: PreparedDataset, options: TrainingOptions,
                 allocator: TensorAllocator = .shared) throws {
@@ -106,18 +115,10 @@ public final class Trainer {
         guard data.train.sampleCount >= options.batchSize else {
             throw TrainingError.datasetTooSmall("\(data.train.sampleCount) training samples, batch size is \(options.batchSize)")
         }
-        self.spec = spec
         self.data = data
         self.options = options
-        model = try spec.build(seed: options.seed, allocator: allocator)
-        switch options.optimizer {
-        case "sgd":
-            optimizer = try SGD(parameters: model.parameters, momentum: options.momentum, nesterov: options.nesterov,
-                                weightDecay: options.weightDecay, allocator: allocator)
-        default:
-            optimizer = try AdamW(parameters: model.parameters, beta1: options.beta1, beta2: options.beta2,
-                                  weightDecay: options.weightDecay, allocator: allocator)
-        }
+        state = try ModelState(spec: spec, seed: options.seed, settings: options.optimizerSettings,
+                               skipPolicy: .stopAfter(Self.skipLimit), allocator: allocator)
         order = try EpochSchedule(sampleCount: data.train.sampleCount, batchSize: options.batchSize, seed: options.seed)
         // A fixed validation subset, the same at every evaluation, so the curve is comparable.
         let vCount = data.validation.sampleCount
@@ -142,13 +143,7 @@ public final class Trainer {
                 throw CheckpointError.mismatch("resuming needs the same seed and batch size as the checkpointed run (seed \(state.seed), batch \(state.batchSize))")
             }
         }
-        let weights = try checkpoint.validatedWeights(for: model.parameters)
-        let (optimizerStep, optimizerState) = try checkpoint.validatedOptimizerState(for: optimizer)
-        for (p, values) in zip(model.parameters.parameters, weights) { p.value.copy(from: values) }
-        try optimizer.restore(stepCount: optimizerStep) { name in
-            guard let values = optimizerState[name] else { throw OptimizerError.missingState(name) }
-            return values
-        }
+        try state.restore(from: checkpoint)
         step = checkpoint.config.step
     }
 
@@ -157,7 +152,6 @@ public final class Trainer {
     public func trainStep() throws -> StepReport {
         let start = DispatchTime.now().uptimeNanoseconds
         let indices = order.batch(step: step)
-        let lr = options.schedule.rate(at: step)
         let micro = options.microBatches
         let slice = options.batchSize / micro
         model.parameters.zeroGradients()
@@ -171,20 +165,12 @@ public final class Trainer {
             predictions += batch.predictionCount
         }
         let loss = lossSum / Float(micro)
-        let norm = GradientClipping.clipGlobalNorm(model.parameters, maxNorm: options.gradClip)
-        let skip = !loss.isFinite || !norm.isFinite
-        if skip {
-            // Never let a non-finite gradient into the weights or the optimizer moments.
-            consecutiveSkips += 1
-            if consecutiveSkips >= 5 { throw TrainingError.diverged(step: step) }
-        } else {
-            consecutiveSkips = 0
-            optimizer.step(model.parameters, learningRate: lr)
-        }
+        let outcome = try state.step(at: step, loss: loss)
         step += 1
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-        return StepReport(step: step, loss: loss, learningRate: lr, gradientNorm: norm, samples: options.batchSize,
-                          predictions: predictions, seconds: seconds, flops: flops, skipped: skip)
+        return StepReport(step: step, loss: loss, learningRate: outcome.learningRate, gradientNorm: outcome.gradientNorm,
+                          samples: options.batchSize, predictions: predictions, seconds: seconds, flops: flops,
+                          skipped: outcome.skipped)
     }
 
     /// Mean loss and accuracy over the fixed validation subset.
@@ -211,8 +197,7 @@ public final class Trainer {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let state = try encoder.encode(TrainerState(step: step, seed: options.seed, batchSize: options.batchSize))
-        return try store.save(step: step, spec: spec, model: model, vocabulary: data.vocabulary,
-                              optimizer: optimizer, trainerState: Array(state))
+        return try self.state.save(to: store, step: step, vocabulary: data.vocabulary, position: Array(state))
     }
 
     /// Trains until `options.steps`, reporting progress; validates every `evalInterval`

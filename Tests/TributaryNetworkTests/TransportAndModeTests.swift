@@ -65,7 +65,7 @@ final class TransportAndModeTests: XCTestCase {
         let dir = try temporaryDirectory("async")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let coordinator = try await RunningCoordinator.start(RunningCoordinator.config(directory: "\(dir)/c") { c in
-            c.rounds.mode = "async"
+            c.rounds.mode = .async
             c.rounds.maxStaleness = 1
         })
         let raw = RawClient(base: coordinator.url)

@@ -1,0 +1,72 @@
+/// The example job file.
+extension JobConfig {
+    /// The commented example `tributary coordinator init` writes.
+    public static let example = """
+    # Tributary training job. Every key is optional; the values shown are the defaults
+    # unless marked otherwise.
+    name: tributary-job
+
+    model:
+      type: gpt            # gpt (token data) or mlp (image data)
+      n_layer: 4
+      n_head: 4
+      n_embd: 128
+      block_size: 64       # context length
+      bias: true
+      # hidden: [512, 512] # mlp only
+
+    data:
+      source: builtin:arithmetic   # a text file, a nanoGPT .bin file, a directory of MNIST IDX files
+      validation_fraction: 0.1
+      seed: 1337                   # fixes initialisation and the order of samples
+
+    units:
+      samples_per_unit: 8          # sequences (or images) in one work unit
+      # micro_batch: 4             # a worker computes a unit in slices of this many
+
+    optimizer:
+      type: adamw                  # adamw or sgd (the state lives on the coordinator)
+      lr: 0.001
+      # min_lr: 0.0001             # end of the cosine decay (default lr / 10)
+      warmup_rounds: 20
+      total_rounds: 1000           # the job ends after this many optimizer steps
+      # weight_decay: 0.1          # default 0.1 for adamw, 0 for sgd
+      beta1: 0.9
+      beta2: 0.99
+      # sparse_beta1: 0.0          # adamw's beta1 with a topk codec (default: 0 below topk:0.2, beta1 from there)
+      # sparse_update_bound: 2     # with a topk codec, adamw's largest step per coordinate, in learning rates
+      grad_clip: 1.0
+
+    rounds:
+      mode: sync                   # sync: average a round of units; async: apply each update on arrival
+      units_per_round: 4           # the round's batch is units_per_round × samples_per_unit
+      min_units: 1                 # a round whose deadline passed closes with at least this many
+      deadline_seconds: 120
+      max_staleness: 1             # accept updates up to this many versions old, down-weighted
+
+    leases:
+      duration_seconds: 60         # a unit not committed by then goes back to the queue
+
+    compression:
+      codec: fp32                  # fp32, fp16, bf16, int8:256 (block), int4:64, topk:0.01 (fraction kept), topk:0.01:int8
+      zstd_level: 1                # every update body is zstd-compressed at this level (1: fastest; quantized gradients gain little from more)
+
+    server:
+      listen: 127.0.0.1:8470       # 0.0.0.0:8470 to accept volunteers from other machines
+      # tls_certificate: cert.pem  # with both set: HTTPS, HTTP/2 through ALPN
+      # tls_key: key.pem
+
+    storage:
+      data_directory: ./tributary-coordinator   # checkpoints, and the ledger when it is SQLite
+      ledger: sqlite               # or sqlite:/path/ledger.sqlite, or postgres://user@host:5432/db
+                                   # (password: ?password_file=/path, or TRIBUTARY_LEDGER_PASSWORD / PGPASSWORD)
+      checkpoint_every_rounds: 10
+      validation_every_rounds: 10
+      validation_batches: 8
+
+    auth:
+      join_token: change-me        # required (or join_token_file); workers present it once to register
+      # join_token_file: join-token.txt
+
+    """
+}

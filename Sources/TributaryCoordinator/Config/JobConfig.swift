@@ -1,0 +1,121 @@
+import Foundation
+import TributaryTraining
+
+/// A training job, as the operator writes it in YAML (`tributary coordinator init`
+/// writes a commented example).
+public struct JobConfig: Codable, Sendable, Equatable {
+    public struct Model: Codable, Sendable, Equatable {
+        public var type: String = "gpt"
+        public var nLayer: Int? = 4
+        public var nHead: Int? = 4
+        public var nEmbd: Int? = 128
+        public var blockSize: Int? = 64
+        public var bias: Bool? = true
+        public var hidden: [Int]? = nil
+    }
+    public struct Data: Codable, Sendable, Equatable {
+        public var source: String = "builtin:arithmetic"
+        public var validationFraction: Double = 0.1
+        public var seed: UInt64 = 1337
+    }
+    public struct Units: Codable, Sendable, Equatable {
+        public var samplesPerUnit: Int = 8
+        public var microBatch: Int? = nil
+    }
+    public struct Optimizer: Codable, Sendable, Equatable {
+        public var type: OptimizerKind = .adamw
+        public var lr: Float = 1e-3
+        public var minLr: Float? = nil
+        public var warmupRounds: Int = 20
+        public var totalRounds: Int = 1000
+        public var weightDecay: Float? = nil
+        public var beta1: Float = 0.9
+        public var beta2: Float = 0.99
+        /// AdamW's β₁ when the job's codec is top-k; nil: automatic (see `JobConfig.adamBeta1`).
+        public var sparseBeta1: Float? = nil
+        /// AdamW's bound on each coordinate's normalised step when the codec is top-k; nil:
+        /// the default (see `JobConfig.adamUpdateBound`).
+        public var sparseUpdateBound: Float? = nil
+        public var momentum: Float = 0.9
+        public var nesterov: Bool = false
+        public var gradClip: Float = 1.0
+    }
+    public struct Rounds: Codable, Sendable, Equatable {
+        /// sync: a round closes when `unitsPerRound` units reported (or the deadline passed
+        /// with at least `minUnits`); async: every accepted update is applied at once.
+        public var mode: RoundMode = .sync
+        public var unitsPerRound: Int = 4
+        public var minUnits: Int = 1
+        public var deadlineSeconds: Double = 120
+        /// Updates computed on a version up to this many rounds old are accepted, with
+        /// weight samples / (1 + staleness); older ones are refused.
+        public var maxStaleness: Int = 1
+    }
+    public struct Leases: Codable, Sendable, Equatable {
+        public var durationSeconds: Double = 60
+    }
+    public struct Compression: Codable, Sendable, Equatable {
+        public var codec: String = "fp32"
+        public var zstdLevel: Int = 1
+    }
+    public struct Server: Codable, Sendable, Equatable {
+        public var listen: String = "127.0.0.1:8470"
+        public var tlsCertificate: String? = nil
+        public var tlsKey: String? = nil
+    }
+    public struct Storage: Codable, Sendable, Equatable {
+        public var dataDirectory: String = "./tributary-coordinator"
+        /// Where the ledger lives: `sqlite` (a file in the data directory), `sqlite:PATH`, or
+        /// a `postgres://user@host:port/database` URL (password from `password_file=` or the
+        /// environment, never from the URL).
+        public var ledger: String = "sqlite"
+        public var checkpointEveryRounds: Int = 10
+        public var validationEveryRounds: Int = 10
+        public var validationBatches: Int = 8
+    }
+    public struct Auth: Codable, Sendable, Equatable {
+        public var joinToken: String? = nil
+        public var joinTokenFile: String? = nil
+    }
+
+    public var name: String = "tributary-job"
+    public var model = Model()
+    public var data = Data()
+    public var units = Units()
+    public var optimizer = Optimizer()
+    public var rounds = Rounds()
+    public var leases = Leases()
+    public var compression = Compression()
+    public var server = Server()
+    public var storage = Storage()
+    public var auth = Auth()
+
+    public init() {}
+
+    // Every section and key is optional in the file; defaults fill the rest.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.decodeIfPresent(String.self, forKey: .name) ?? name
+        model = try c.decodeIfPresent(Model.self, forKey: .model) ?? model
+        data = try c.decodeIfPresent(Data.self, forKey: .data) ?? data
+        units = try c.decodeIfPresent(Units.self, forKey: .units) ?? units
+        optimizer = try c.decodeIfPresent(Optimizer.self, forKey: .optimizer) ?? optimizer
+        rounds = try c.decodeIfPresent(Rounds.self, forKey: .rounds) ?? rounds
+        leases = try c.decodeIfPresent(Leases.self, forKey: .leases) ?? leases
+        compression = try c.decodeIfPresent(Compression.self, forKey: .compression) ?? compression
+        server = try c.decodeIfPresent(Server.self, forKey: .server) ?? server
+        storage = try c.decodeIfPresent(Storage.self, forKey: .storage) ?? storage
+        auth = try c.decodeIfPresent(Auth.self, forKey: .auth) ?? auth
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name, model, data, units, optimizer, rounds, leases, compression, server, storage, auth
+    }
+}
+
+public enum JobConfigError: Error, CustomStringConvertible, Equatable {
+    case invalid(String)
+    public var description: String {
+        switch self { case let .invalid(why): return "invalid job: \(why)" }
+    }
+}

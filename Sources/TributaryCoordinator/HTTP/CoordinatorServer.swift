@@ -1,0 +1,149 @@
+import Foundation
+import Hummingbird
+import HummingbirdCore
+import HummingbirdHTTP2
+import Logging
+import NIOCore
+import NIOSSL
+import ServiceLifecycle
+import TributaryProtocol
+
+/// The coordinator's HTTP surface (Protocol/openapi.yaml): parses requests, calls the
+/// job, maps answers and refusals to responses. No training logic lives here.
+public struct CoordinatorServer: Sendable {
+    public let job: TrainingJob
+    public let logger: Logger
+
+    public init(job: TrainingJob, logger: Logger) {
+        self.job = job
+        self.logger = logger
+    }
+
+    /// Largest JSON body accepted (control messages are small).
+    static let jsonLimit = 64 * 1024
+
+    public func router() -> Router<WorkerRequestContext> {
+        let router = Router(context: WorkerRequestContext.self)
+        router.add(middleware: ProblemMiddleware(logger: logger))
+        let job = self.job
+        let lease = ":lease", shard = ":shard", version = ":version"
+
+        router.post(RouterPath(Routes.register)) { request, _ -> Response in
+            let body: RegisterRequest = try await decodeJSON(request)
+            return try json(await job.register(body), status: .created)
+        }
+        router.get(RouterPath(Routes.job)) { _, _ -> Response in
+            try json(job.jobDescription)
+        }
+        router.get(RouterPath(Routes.manifest(version))) { request, context -> Response in
+            let manifest = try job.publisher.manifest(version: versionParameter(context))
+            // A version number can be republished with other parameters after a crash
+            // rolls the job back to its checkpoint, so caches must revalidate (ETag).
+            let etag = "\"" + WorkerToken.hash(String(decoding: try WireJSON.encoder().encode(manifest), as: UTF8.self)) + "\""
+            if matches(request, etag) { return Response(status: .notModified, headers: [.eTag: etag, .cacheControl: "no-cache"]) }
+            var response = try json(manifest)
+            response.headers[.eTag] = etag
+            response.headers[.cacheControl] = "no-cache"
+            return response
+        }
+        router.get(RouterPath(Routes.shard(version, shard))) { request, context -> Response in
+            let found = try job.publisher.shard(version: versionParameter(context), name: context.parameters.require("shard"))
+            let etag = "\"\(found.hash)\""
+            if matches(request, etag) {
+                return Response(status: .notModified, headers: [.eTag: etag, .cacheControl: "no-cache"])
+            }
+            job.stats.noteBytesOut(found.body.count)
+            var response = binary(found.body, type: Routes.tensorFrameType)
+            response.headers[.eTag] = etag
+            response.headers[.cacheControl] = "no-cache"
+            return response
+        }
+        router.get(RouterPath(Routes.status)) { _, _ -> Response in
+            try json(job.status())
+        }
+        router.get("/") { _, _ -> Response in
+            // The dashboard: one self-contained page (no CDN, works offline) that polls /v1/status.
+            Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8", .cacheControl: "no-cache",
+                                            .contentSecurityPolicy: DashboardPage.contentSecurityPolicy],
+                     body: .init(byteBuffer: ByteBuffer(string: DashboardPage.html)))
+        }
+        router.get(RouterPath(Routes.workers)) { _, _ -> Response in
+            try json(await job.workers())
+        }
+        router.get("/metrics") { _, _ -> Response in
+            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                     body: .init(byteBuffer: ByteBuffer(bytes: job.metrics.exposition())))
+        }
+
+        // Everything under a lease needs a registered worker's bearer token.
+        let leases = router.group().add(middleware: WorkerAuthMiddleware(job: job))
+        leases.post(RouterPath(Routes.leases)) { _, context -> Response in
+            do {
+                return try json(await job.lease(worker: context.requireWorker()), status: .created)
+            } catch JobError.noWork {
+                var response = JobError.noWork.problem.httpResponse()
+                response.headers[.retryAfter] = "1"
+                return response
+            }
+        }
+        leases.post(RouterPath(Routes.renew(lease))) { _, context -> Response in
+            try json(await job.renew(lease: context.parameters.require("lease"), worker: context.requireWorker()))
+        }
+        leases.delete(RouterPath(Routes.lease(lease))) { _, context -> Response in
+            try await job.release(lease: context.parameters.require("lease"), worker: context.requireWorker())
+            return Response(status: .noContent)
+        }
+        leases.get(RouterPath(Routes.batch(lease))) { _, context -> Response in
+            let body = try await job.batch(lease: context.parameters.require("lease"), worker: context.requireWorker())
+            return binary(body, type: Routes.batchType)
+        }
+        leases.put(RouterPath(Routes.update(lease, shard: shard))) { request, context -> Response in
+            let worker = try context.requireWorker()
+            let name = try context.parameters.require("shard")
+            guard let limit = job.updateBodyLimit(shard: name) else {
+                throw await job.reject(.unknownShard(name, known: []), worker: worker)
+            }
+            let buffer: ByteBuffer
+            do {
+                buffer = try await request.body.collect(upTo: limit)
+            } catch is NIOTooManyBytesError {
+                await job.noteRejection("payload_too_large", worker: worker)
+                throw Problem(.payloadTooLarge, detail: "an update of shard '\(name)' is at most \(limit) bytes")
+            }
+            let receipt = try await job.receiveUpdate(lease: context.parameters.require("lease"), worker: worker,
+                                                      shard: name, body: Array(buffer.readableBytesView))
+            return try json(receipt, status: .accepted)
+        }
+        leases.post(RouterPath(Routes.commit(lease))) { request, context -> Response in
+            let body: CommitRequest = try await decodeJSON(request)
+            return try json(await job.commit(lease: context.parameters.require("lease"), worker: context.requireWorker(), body))
+        }
+        return router
+    }
+
+    /// Serves until SIGINT/SIGTERM (or `shutdown.trigger()`), then checkpoints.
+    public func run(host: String, port: Int, tls: (certificate: String, key: String)?,
+                    shutdown: CoordinatorShutdown? = nil,
+                    onListening: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
+        let server: HTTPServerBuilder
+        if let tls {
+            let chain = try NIOSSLCertificate.fromPEMFile(tls.certificate).map { NIOSSLCertificateSource.certificate($0) }
+            let key = try NIOSSLPrivateKey(file: tls.key, format: .pem)
+            var configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
+            configuration.applicationProtocols = ["h2", "http/1.1"]
+            server = try .http2Upgrade(tlsConfiguration: configuration)
+        } else {
+            server = .http1()
+        }
+        let app = Application(router: router(), server: server,
+                              configuration: .init(address: .hostname(host, port: port), serverName: "tributary"),
+                              onServerRunning: { channel in await onListening(channel.localAddress?.port ?? port) },
+                              logger: logger)
+        let group = ServiceGroup(configuration: .init(services: [app, JobTicker(job: job, logger: logger)],
+                                                      gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        await shutdown?.attach(group)
+        try await group.run()
+        try await job.writeCheckpoint()
+        logger.info("coordinator stopped; checkpoint written")
+    }
+}

@@ -1,0 +1,85 @@
+import TributaryProtocol
+
+/// Why the job refused a request, in the job's own terms. The HTTP layer turns each into
+/// a problem body (`problemCode`, whose `status` is the one table of HTTP statuses); the
+/// job itself knows nothing of HTTP.
+public enum JobError: Error, Equatable, CustomStringConvertible {
+    case badJoinToken
+    case missingBearerToken
+    case unknownBearerToken
+    case jobComplete(totalRounds: Int)
+    case noWork
+    case leaseNotFound(String)
+    case leaseExpired(String)
+    case leaseNotActive(String, state: String)
+    case leaseOfAnotherWorker(String)
+    case versionNotYet(Int, current: Int)
+    case versionGone(Int, current: Int)
+    case unknownShard(String, known: [String])
+    case invalidUpdate(shard: String, reason: String)
+    case invalidCommit(expectedSamples: Int)
+    case incompleteUpdate(missing: [String])
+    case staleUpdate(baseVersion: Int, current: Int, bound: Int)
+    case alreadyCommitted(lease: String)
+    case unitAlreadyDone(unit: Int, epoch: Int)
+
+    public var problemCode: ProblemCode {
+        switch self {
+        case .badJoinToken, .unknownBearerToken: return .forbidden
+        case .missingBearerToken: return .unauthorized
+        case .jobComplete: return .jobComplete
+        case .noWork: return .noWork
+        case .leaseNotFound, .versionNotYet: return .notFound
+        case .leaseExpired: return .leaseExpired
+        case .leaseNotActive, .leaseOfAnotherWorker: return .leaseNotActive
+        case .versionGone: return .versionGone
+        case .unknownShard: return .unknownShard
+        case .invalidUpdate: return .invalidUpdate
+        case .invalidCommit: return .malformedRequest
+        case .incompleteUpdate: return .incompleteUpdate
+        case .staleUpdate: return .staleVersion
+        case .alreadyCommitted, .unitAlreadyDone: return .duplicateUpdate
+        }
+    }
+
+    /// What happened and what the client should do, for the problem body's `detail`.
+    public var description: String {
+        switch self {
+        case .badJoinToken: return "the join token is not this job's"
+        case .missingBearerToken: return "send the bearer token from registration in the Authorization header"
+        case .unknownBearerToken: return "unknown bearer token; register again"
+        case let .jobComplete(total): return "the job is complete (\(total) rounds)"
+        case .noWork: return "every unit of the round is leased; retry shortly"
+        case let .leaseNotFound(id): return "no lease \(id)"
+        case let .leaseExpired(id): return "lease \(id) expired; its unit went back to the queue"
+        case let .leaseNotActive(id, state): return "lease \(id) is \(state)"
+        case let .leaseOfAnotherWorker(id): return "lease \(id) belongs to another worker"
+        case let .versionNotYet(v, current): return "version \(v) does not exist yet (current \(current))"
+        case let .versionGone(v, current): return "version \(v) is no longer served (current \(current)); lease again"
+        case let .unknownShard(name, known):
+            return known.isEmpty ? "no shard '\(name)'" : "no shard '\(name)' (shards: \(known.joined(separator: ", ")))"
+        case let .invalidUpdate(shard, reason): return "shard '\(shard)': \(reason)"
+        case let .invalidCommit(samples):
+            return "commit must report samples = \(samples) and a finite, non-negative loss"
+        case let .incompleteUpdate(missing): return "push every shard before commit; missing: \(missing.joined(separator: ", "))"
+        case let .staleUpdate(base, current, bound):
+            return "computed on version \(base), current is \(current), bound is \(bound); lease again"
+        case let .alreadyCommitted(id): return "lease \(id) was already committed; its update counts once"
+        case let .unitAlreadyDone(unit, epoch): return "unit \(unit) of epoch \(epoch) is already done"
+        }
+    }
+
+    /// The reason counted in `updates_rejected` (status and metrics), when the refusal counts.
+    var rejectionReason: String? {
+        switch self {
+        case .badJoinToken: return "bad_join_token"
+        case .unknownBearerToken: return "bad_token"
+        case .unknownShard: return "unknown_shard"
+        case .invalidUpdate: return "invalid_update"
+        case .invalidCommit: return "invalid_commit"
+        case .staleUpdate: return "stale_version"
+        case .alreadyCommitted, .unitAlreadyDone: return "duplicate_update"
+        default: return nil
+        }
+    }
+}

@@ -1,0 +1,132 @@
+import Crypto
+import Foundation
+import TributaryLedger
+import TributaryProtocol
+
+/// Registration, authentication and the life of a lease.
+extension TrainingJob {
+    public func register(_ request: RegisterRequest) async throws -> RegisterResponse {
+        guard SHA256.hash(data: Data(request.joinToken.utf8)) == joinTokenDigest else {
+            throw await reject(.badJoinToken, worker: nil)
+        }
+        return try await exclusively {
+            let token = WorkerToken.make()
+            let id = "w-" + UUID().uuidString.lowercased().prefix(12)
+            let hash = WorkerToken.hash(token)
+            let at = now()
+            let name = String((request.name ?? id).prefix(64))
+            try await ledger.insertWorker(WorkerRecord(id: id, name: name, tokenHash: hash, createdAt: at, lastSeenAt: at,
+                                                       samples: 0, flops: 0, acceptedUpdates: 0, rejectedUpdates: 0))
+            registry.add(id: id, tokenHash: hash, seen: at)
+            metrics.workersRegistered.increment()
+            logger.info("worker registered", metadata: ["worker": "\(id)", "name": "\(name)"])
+            return RegisterResponse(workerId: id, token: token, job: jobDescription)
+        }
+    }
+
+    /// The worker a bearer token belongs to; answered by the registry, without the job.
+    public nonisolated func authenticate(bearer token: String?) async throws(JobError) -> String {
+        guard let token, !token.isEmpty else { throw .missingBearerToken }
+        guard let id = registry.worker(token: token, at: now()) else {
+            throw await reject(.unknownBearerToken, worker: nil)
+        }
+        return id
+    }
+
+    public func lease(worker: String) async throws -> LeaseGrant {
+        try await exclusively {
+            try await expireLeasesNow()
+            guard !isComplete else { throw JobError.jobComplete(totalRounds: config.optimizer.totalRounds) }
+            var decision = scheduler.nextUnit()
+            if decision == .epochFinished {
+                try await startEpoch(scheduler.epoch + 1)
+                decision = scheduler.nextUnit()
+            }
+            guard case let .grant(unit) = decision else { throw JobError.noWork }
+            let lease = scheduler.grant(id: "l-" + UUID().uuidString.lowercased(), worker: worker, unit: unit,
+                                        baseVersion: version, now: now())
+            try await ledger.insertLease(LeaseRecord(id: lease.id, epoch: lease.epoch, unitIndex: unit, workerId: worker,
+                                                     baseVersion: version, issuedAt: now(), deadline: lease.deadline,
+                                                     state: .active))
+            metrics.leasesGranted.increment()
+            publishUnitCounts()
+            return LeaseGrant(leaseId: lease.id, epoch: lease.epoch, unitIndex: unit,
+                              sampleStart: unit * config.units.samplesPerUnit, sampleCount: config.units.samplesPerUnit,
+                              microBatchSize: microBatch, version: version, deadline: lease.deadline,
+                              shards: layout.shards.map(\.name))
+        }
+    }
+
+    public func renew(lease id: String, worker: String) async throws -> LeaseRenewal {
+        try await exclusively {
+            _ = try await activeLease(id, worker: worker)
+            guard let deadline = scheduler.renew(id, now: now()) else { throw JobError.leaseNotFound(id) }
+            try await ledger.setLeaseState(id: id, .active, deadline: deadline)
+            return LeaseRenewal(leaseId: id, deadline: deadline)
+        }
+    }
+
+    public func release(lease id: String, worker: String) async throws {
+        try await exclusively {
+            _ = try await activeLease(id, worker: worker)
+            scheduler.release(id)
+            pendingBodies[id] = nil
+            try await ledger.setLeaseState(id: id, .released, deadline: nil)
+            publishUnitCounts()
+        }
+    }
+
+    /// The unit's samples, laid out for the model.
+    public func batch(lease id: String, worker: String) async throws -> [UInt8] {
+        try await exclusively {
+            let lease = try await activeLease(id, worker: worker)
+            let indices = unitOrder.batch(epoch: lease.epoch, index: lease.unit)
+            let body = BatchBody.encode(data.train.batch(indices))
+            stats.noteBytesOut(body.count)
+            return body
+        }
+    }
+
+    /// Ends leases past their deadline: their units become available again.
+    func expireLeasesNow() async throws {
+        for lease in scheduler.expireLeases(now: now()) { try await recordExpired(lease) }
+        publishUnitCounts()
+    }
+
+    func recordExpired(_ lease: ScheduledLease) async throws {
+        stats.noteExpiredLeases(1)
+        pendingBodies[lease.id] = nil
+        try await ledger.setLeaseState(id: lease.id, .expired, deadline: nil)
+        logger.info("lease expired", metadata: ["lease": "\(lease.id)", "unit": "\(lease.unit)", "worker": "\(lease.workerID)"])
+    }
+
+    /// The lease `id` if `worker` holds it and it is in time; otherwise why not.
+    func activeLease(_ id: String, worker: String) async throws -> ScheduledLease {
+        switch scheduler.lookup(id, worker: worker, now: now()) {
+        case let .active(lease):
+            return lease
+        case .otherWorker:
+            throw JobError.leaseOfAnotherWorker(id)
+        case .pastDeadline:
+            if let lease = scheduler.expire(id: id) { try await recordExpired(lease) }
+            publishUnitCounts()
+            throw JobError.leaseExpired(id)
+        case .unknown:
+            guard let record = try await ledger.lease(id: id) else { throw JobError.leaseNotFound(id) }
+            if record.state == .expired { throw JobError.leaseExpired(id) }
+            throw JobError.leaseNotActive(id, state: record.state.rawValue)
+        }
+    }
+
+    /// Counts a refusal (status, metrics, the worker's record) and returns it to throw.
+    nonisolated func reject(_ error: JobError, worker: String?) async -> JobError {
+        if let reason = error.rejectionReason { await noteRejection(reason, worker: worker) }
+        return error
+    }
+
+    /// A refusal the HTTP layer saw before the job did (oversized or malformed bodies).
+    public nonisolated func noteRejection(_ reason: String, worker: String?) async {
+        stats.noteRejection(reason)
+        try? await ledger.recordRejectedUpdate(workerId: worker, reason: reason, at: now())
+    }
+}

@@ -1,0 +1,162 @@
+import Foundation
+import TributaryCompression
+import TributaryLedger
+import TributaryProtocol
+
+/// Updates: receiving shards, accepting a unit into the round, closing rounds.
+extension TrainingJob {
+    /// The largest body an update of this shard may have (nil: no such shard). Workers may
+    /// send any codec (the job's is a recommendation), so the bound is the largest valid
+    /// body of any codec for this shard's size.
+    public nonisolated func updateBodyLimit(shard name: String) -> Int? {
+        layout.shard(named: name).map { TensorFrame.maximumBodySize(elementCount: $0.elementCount) }
+    }
+
+    /// Checks one shard's update and keeps it with the lease until commit.
+    public func receiveUpdate(lease id: String, worker: String, shard name: String, body: [UInt8]) async throws -> ShardReceipt {
+        try await exclusively {
+            _ = try await activeLease(id, worker: worker)
+            guard let shard = layout.shard(named: name) else {
+                throw await reject(.unknownShard(name, known: []), worker: worker)
+            }
+            do {
+                try validateFrame(body, elementCount: shard.elementCount)
+            } catch {
+                throw await reject(.invalidUpdate(shard: name, reason: "\(error)"), worker: worker)
+            }
+            stats.noteUpdateBytes(received: body.count, dense: 4 * shard.elementCount)
+            pendingBodies[id, default: [:]][name] = body
+            return ShardReceipt(shard: name, bytes: body.count)
+        }
+    }
+
+    /// Accepts a unit's update into the open round (or refuses it) once every shard arrived.
+    public func commit(lease id: String, worker: String, _ request: CommitRequest) async throws -> CommitReceipt {
+        try await exclusively {
+            // A second commit of a unit already accepted is answered idempotently.
+            if scheduler.leases[id] == nil, let record = try await ledger.lease(id: id), record.state == .committed {
+                throw await reject(.alreadyCommitted(lease: id), worker: worker)
+            }
+            let lease = try await activeLease(id, worker: worker)
+            guard request.samples == config.units.samplesPerUnit, request.loss.isFinite, request.loss >= 0 else {
+                throw await reject(.invalidCommit(expectedSamples: config.units.samplesPerUnit), worker: worker)
+            }
+            let bodies = pendingBodies[id] ?? [:]
+            let missing = layout.shards.map(\.name).filter { bodies[$0] == nil }
+            guard missing.isEmpty else { throw JobError.incompleteUpdate(missing: missing) }
+            let staleness = version - lease.baseVersion
+            guard staleness <= config.rounds.maxStaleness else {
+                forget(id, requeue: true)
+                try await ledger.setLeaseState(id: id, .expired, deadline: nil)
+                throw await reject(.staleUpdate(baseVersion: lease.baseVersion, current: version,
+                                                bound: config.rounds.maxStaleness), worker: worker)
+            }
+            guard scheduler.unitIsOpen(lease) else {
+                forget(id, requeue: false)
+                try await ledger.setLeaseState(id: id, .released, deadline: nil)
+                throw await reject(.unitAlreadyDone(unit: lease.unit, epoch: lease.epoch), worker: worker)
+            }
+            let weight = Double(request.samples) / Double(1 + staleness)
+            // Record first: an update the ledger refuses is never added to the round.
+            let record = UpdateRecord(
+                leaseId: id, epoch: lease.epoch, unitIndex: lease.unit, workerId: worker, baseVersion: lease.baseVersion,
+                round: version + 1, samples: request.samples, loss: request.loss, weight: weight,
+                flops: flopsPerSample * Double(request.samples), bytes: bodies.values.reduce(0) { $0 + $1.count },
+                acceptedAt: now())
+            do {
+                try await ledger.recordAcceptedUpdate(record)
+            } catch LedgerError.unitAlreadyDone {
+                forget(id, requeue: false)
+                throw await reject(.unitAlreadyDone(unit: lease.unit, epoch: lease.epoch), worker: worker)
+            }
+            try aggregator.add(RoundUpdate(workerID: worker, weight: weight, samples: request.samples, bodies: bodies))
+            pendingBodies[id] = nil
+            let decision = scheduler.accept(lease)
+            roundSamples += request.samples
+            roundLossSum += request.loss * Double(request.samples)
+            stats.noteAccepted(samples: request.samples, at: now())
+            let joined = version + 1
+            if decision == .close { try await closeRound() } else { publishUnitCounts() }
+            return CommitReceipt(accepted: true, round: joined, weight: weight, baseVersion: lease.baseVersion,
+                                 currentVersion: version)
+        }
+    }
+
+    /// Periodic work: expire leases; close a sync round whose deadline passed with enough units.
+    public func tick() async throws {
+        try await exclusively {
+            try await expireLeasesNow()
+            let s = status()
+            metrics.workersActive.set(to: Double(s.workers.active))
+            metrics.unitsPending.set(to: Double(s.units.pending))
+            metrics.unitsLeased.set(to: Double(s.units.leased))
+            metrics.samplesPerSecond.set(to: s.samplesPerSecond)
+            if scheduler.roundDeadlinePassed(now: now()) {
+                logger.info("round deadline passed", metadata: ["updates": "\(aggregator.updateCount)"])
+                try await closeRound()
+            }
+        }
+    }
+
+    /// Combines the round's updates into one gradient, takes the optimizer step, records
+    /// the round and publishes the new version.
+    func closeRound() async throws {
+        guard aggregator.updateCount > 0 else { return }
+        var combined = false
+        for shard in layout.shards {
+            var flat = [Float](repeating: 0, count: shard.elementCount)
+            let ok = flat.withUnsafeMutableBufferPointer { aggregator.gradient(of: shard, into: $0) }
+            guard ok else { continue }
+            combined = true
+            flat.withUnsafeBufferPointer { buf in
+                guard let base = buf.baseAddress else { return }
+                layout.scatterGradients(shard, from: base, into: model.parameters)
+            }
+        }
+        guard combined else { return }
+        let outcome = try model.step(at: version)
+        if outcome.skipped {
+            logger.error("round gradient is not finite; step skipped", metadata: ["version": "\(version)"])
+        }
+        let closed = now()
+        let opened = scheduler.roundOpened
+        let meanLoss = roundLossSum / Double(roundSamples)
+        let updates = aggregator.updateCount
+        version += 1
+        try await ledger.recordRound(RoundRecord(round: version, version: version, openedAt: opened, closedAt: closed,
+                                                 updates: updates, samples: roundSamples, meanLoss: meanLoss))
+        stats.noteRound(version: version, meanLoss: meanLoss, seconds: closed.timeIntervalSince(opened))
+        logger.info("round closed", metadata: [
+            "version": "\(version)", "updates": "\(updates)", "samples": "\(roundSamples)",
+            "loss": "\(String(format: "%.4f", meanLoss))", "lr": "\(outcome.learningRate)",
+            "grad_norm": "\(String(format: "%.3f", outcome.gradientNorm))"])
+        if version % config.storage.validationEveryRounds == 0 || isComplete { validate() }
+        if version % config.storage.checkpointEveryRounds == 0 || isComplete { try await writeCheckpointNow() }
+        if scheduler.epochComplete { try await startEpoch(scheduler.epoch + 1) }
+        try publish()
+        openRound()
+    }
+
+    /// Drops a lease and the bodies pushed under it.
+    func forget(_ id: String, requeue: Bool) {
+        if requeue { scheduler.release(id) } else { scheduler.discard(id) }
+        pendingBodies[id] = nil
+        publishUnitCounts()
+    }
+
+    /// Decodes a body into scratch memory to check it (the codec's every rule).
+    func validateFrame(_ body: [UInt8], elementCount: Int) throws(FrameError) {
+        if scratch.count < elementCount { scratch = [Float](repeating: 0, count: elementCount) }
+        var failure: FrameError?
+        body.withUnsafeBytes { raw in
+            scratch.withUnsafeMutableBufferPointer { s in
+                guard let base = s.baseAddress else { return }
+                do throws(FrameError) {
+                    try TensorFrame.decode(raw, expectedCount: elementCount,
+                                           into: UnsafeMutableBufferPointer(start: base, count: elementCount))
+                } catch { failure = error }
+            }
+        }
+        if let failure { throw failure }
+    }
+}

@@ -1,0 +1,188 @@
+import Crypto
+import Foundation
+import Logging
+import TributaryCheckpoint
+import TributaryData
+import TributaryLedger
+import TributaryModels
+import TributaryProtocol
+import TributaryTraining
+
+/// The coordinator's training job, composed of parts that each own one concern:
+/// - `UnitScheduler`: epochs, units, leases and when a round closes (a value, no I/O);
+/// - `RoundAggregator`: how a round's updates become one gradient (`WeightedMeanAggregator`);
+/// - `ModelState`: the model, its optimizer, schedule, clipping and skip policy (shared
+///   with `tributary train`);
+/// - `JobStatsBoard`, `ParameterPublisher`, `WorkerRegistry`: what status, downloads and
+///   authentication read without waiting for the job;
+/// - a `LedgerStore`, written through before any worker hears "accepted".
+///
+/// The actor runs one event at a time (`exclusively`), also across the ledger's
+/// suspension points, so each event sees and leaves a consistent state. It throws
+/// `JobError`s; the HTTP layer maps them to problems.
+public actor TrainingJob {
+    public let config: JobConfig
+    public let spec: ModelSpec
+    public let layout: ShardLayout
+    public nonisolated let stats: JobStatsBoard
+    public nonisolated let publisher: ParameterPublisher
+    public nonisolated let registry: WorkerRegistry
+    public nonisolated var metrics: CoordinatorMetrics { stats.metrics }
+    let data: PreparedDataset
+    let model: ModelState
+    let aggregator: any RoundAggregator
+    let ledger: any LedgerStore
+    let checkpoints: CheckpointStore
+    let joinTokenDigest: SHA256.Digest
+    let unitOrder: EpochSchedule
+    let microBatch: Int
+    let flopsPerSample: Double
+    let logger: Logger
+    let now: @Sendable () -> Date
+
+    var scheduler: UnitScheduler
+    public internal(set) var version = 0
+    var checkpointedVersion = 0
+    /// The open round's samples and loss (its mean loss goes into the round record).
+    var roundSamples = 0
+    var roundLossSum = 0.0
+    /// Shard bodies pushed under each active lease, until its commit (or its end).
+    var pendingBodies: [String: [String: [UInt8]]] = [:]
+    /// Decoding space for checking a body (the largest shard).
+    var scratch: [Float] = []
+    private var busy = false
+    private var waiting: [CheckedContinuation<Void, Never>] = []
+
+    // MARK: Opening
+
+    /// Opens (or reopens after a stop or crash) the job described by `config`.
+    public static func open(config: JobConfig, logger: Logger,
+                            now: @escaping @Sendable () -> Date = { Date() }) async throws -> TrainingJob {
+        try config.validate()
+        let raw = try DatasetSource.load(config.data.source)
+        let spec: ModelSpec
+        switch raw {
+        case let .tokens(_, _, vocabularySize):
+            spec = try config.modelSpec(vocabularySize: vocabularySize, features: nil, classes: nil)
+        case let .images(set):
+            spec = try config.modelSpec(vocabularySize: nil, features: set.featureCount, classes: set.classCount)
+        }
+        let blockSize: Int? = if case let .gpt(g) = spec { g.blockSize } else { nil }
+        let data = try DatasetSource.prepare(raw, name: config.data.source, blockSize: blockSize,
+                                             validationFraction: config.data.validationFraction, seed: config.data.seed)
+        let dir = config.storage.dataDirectory
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let ledger = try await config.openLedger(logger: logger)
+        let job: TrainingJob
+        do {
+            job = try TrainingJob(config: config, spec: spec, data: data, ledger: ledger,
+                                  checkpoints: CheckpointStore(directory: "\(dir)/checkpoints", keep: 3),
+                                  joinToken: try config.joinToken(), logger: logger, now: now)
+            try await job.recover()
+        } catch {
+            await ledger.close()
+            throw error
+        }
+        return job
+    }
+
+    init(config: JobConfig, spec: ModelSpec, data: PreparedDataset, ledger: any LedgerStore,
+         checkpoints: CheckpointStore, joinToken: String, logger: Logger, now: @escaping @Sendable () -> Date) throws {
+        self.config = config
+        self.spec = spec
+        self.data = data
+        self.ledger = ledger
+        self.checkpoints = checkpoints
+        self.logger = logger
+        self.now = now
+        joinTokenDigest = SHA256.hash(data: Data(joinToken.utf8))
+        model = try ModelState(spec: spec, seed: config.data.seed, settings: config.optimizerSettings,
+                               skipPolicy: .neverStop)
+        layout = ShardLayout(spec: spec)
+        aggregator = try WeightedMeanAggregator(layout: layout)
+        publisher = ParameterPublisher(layout: layout, zstdLevel: config.compression.zstdLevel)
+        registry = WorkerRegistry()
+        flopsPerSample = data.train.sampleCount > 0 ? model.model.trainingFLOPs(data.train.batch([0])) : 0
+        let perUnit = config.units.samplesPerUnit
+        microBatch = config.units.microBatch ?? perUnit
+        guard data.train.sampleCount >= perUnit else {
+            throw JobConfigError.invalid("the training set has \(data.train.sampleCount) samples, fewer than one unit (\(perUnit))")
+        }
+        unitOrder = try EpochSchedule(sampleCount: data.train.sampleCount, batchSize: perUnit, seed: config.data.seed)
+        // Sync rounds take whole groups of units, like a single process drops the last
+        // incomplete batch, so that a round is exactly one large-batch step.
+        let perRound = config.rounds.mode == .sync ? config.rounds.unitsPerRound : 1
+        let unitsPerEpoch = unitOrder.batchesPerEpoch / perRound * perRound
+        guard unitsPerEpoch > 0 else {
+            throw JobConfigError.invalid("an epoch holds \(unitOrder.batchesPerEpoch) units, fewer than units_per_round (\(perRound))")
+        }
+        scheduler = UnitScheduler(mode: config.rounds.mode, unitsPerEpoch: unitsPerEpoch, unitsPerRound: perRound,
+                                  minUnits: config.rounds.minUnits, roundDeadline: config.rounds.deadlineSeconds,
+                                  leaseDuration: config.leases.durationSeconds, now: now())
+        let tokensPerSample: Int = if case let .gpt(g) = spec { g.blockSize } else { 0 }
+        stats = JobStatsBoard(.init(job: config.name, model: spec.summary, parameters: spec.parameterCount,
+                                    shards: layout.shards.count, mode: config.rounds.mode,
+                                    totalRounds: config.optimizer.totalRounds, unitsPerEpoch: unitsPerEpoch,
+                                    samplesPerRound: perRound * perUnit, tokensPerSample: tokensPerSample, started: now()),
+                              metrics: CoordinatorMetrics())
+    }
+
+    /// Runs `body` when no other event is running, in arrival order: the ledger's calls
+    /// suspend, and the actor alone would let another event in between.
+    func exclusively<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+        if busy {
+            await withCheckedContinuation { waiting.append($0) }
+        } else {
+            busy = true
+        }
+        defer {
+            if waiting.isEmpty { busy = false } else { waiting.removeFirst().resume() }
+        }
+        return try await body()
+    }
+
+    // MARK: Reading
+
+    public var isComplete: Bool { version >= config.optimizer.totalRounds }
+
+    /// The status report, from the published figures: never waits for the job.
+    public nonisolated func status() -> StatusReport {
+        let t = now()
+        let workers = registry.counts(at: t)
+        return stats.snapshot.report(at: t, seenRecently: workers.seenRecently, totalWorkers: workers.total)
+    }
+
+    public nonisolated var jobDescription: JobDescription {
+        JobDescription(name: config.name, model: spec, samplesPerUnit: config.units.samplesPerUnit,
+                       microBatchSize: config.units.microBatch ?? config.units.samplesPerUnit,
+                       updateCodec: config.compression.codec, zstdLevel: config.compression.zstdLevel)
+    }
+
+    /// Volunteers and their contribution; tokens never leave the ledger (only hashes are there).
+    public func workers() async throws -> WorkerList {
+        let t = now()
+        let active = scheduler.activeWorkers
+        return WorkerList(workers: try await ledger.workers().map { w in
+            let seen = max(w.lastSeenAt, registry.lastSeen(w.id) ?? w.lastSeenAt)
+            return WorkerSummary(id: w.id, name: w.name, samples: w.samples, flops: w.flops,
+                                 acceptedUpdates: w.acceptedUpdates, rejectedUpdates: w.rejectedUpdates,
+                                 lastSeen: seen, active: active.contains(w.id) || t.timeIntervalSince(seen) < 60)
+        })
+    }
+
+    /// The parameters, for tests comparing with single-process training.
+    public func parameterValues() -> [String: [Float]] {
+        var out: [String: [Float]] = [:]
+        for p in model.parameters.parameters { out[p.name] = p.value.toArray() }
+        return out
+    }
+
+    /// Stops the ledger's connections; the job must not be used afterwards.
+    public func close() async { await ledger.close() }
+
+    /// Copies the scheduler's counts into the published figures.
+    func publishUnitCounts() {
+        stats.noteUnits(epoch: scheduler.epoch, done: scheduler.done.count, leased: scheduler.leasedUnits,
+                        workersHoldingLeases: scheduler.activeWorkers.count)
+    }
+}
