@@ -56,7 +56,7 @@ let package = Package(
 
         // Protocol types: the JSON messages and binary bodies of the HTTP API.
         .target(name: "TributaryProtocol",
-                dependencies: ["TributaryCompression", "TributaryModels"]),
+                dependencies: ["TributaryModels", "TributaryTensor"]),
 
         // The durable ledger (SQLite through GRDB): workers, units, leases, updates, rounds.
         .target(name: "TributaryLedger",
@@ -69,8 +69,9 @@ let package = Package(
 
         // The coordinator daemon: owns a job, serves the HTTP API.
         .target(name: "TributaryCoordinator",
-                dependencies: ["TributaryTraining", "TributaryProtocol", "TributaryLedger",
+                dependencies: ["TributaryTraining", "TributaryProtocol", "TributaryCompression", "TributaryLedger",
                                .product(name: "Hummingbird", package: "hummingbird"),
+                               .product(name: "HummingbirdCore", package: "hummingbird"),
                                .product(name: "HummingbirdHTTP2", package: "hummingbird"),
                                .product(name: "Crypto", package: "swift-crypto"),
                                .product(name: "Yams", package: "Yams"),
@@ -84,8 +85,10 @@ let package = Package(
 
         // The worker daemon: leases units, computes gradients, pushes updates.
         .target(name: "TributaryWorker",
-                dependencies: ["TributaryTraining", "TributaryProtocol",
+                dependencies: ["TributaryCheckpoint", "TributaryCompression", "TributaryProtocol",
                                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                               .product(name: "NIOCore", package: "swift-nio"),
+                               .product(name: "NIOHTTP1", package: "swift-nio"),
                                .product(name: "Crypto", package: "swift-crypto"),
                                .product(name: "Logging", package: "swift-log")]),
 
@@ -93,6 +96,8 @@ let package = Package(
         .executableTarget(name: "tributary",
                           dependencies: ["TributaryTraining", "TributaryCoordinator", "TributaryWorker",
                                          .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                                         .product(name: "NIOCore", package: "swift-nio"),
+                                         .product(name: "NIOHTTP1", package: "swift-nio"),
                                          .product(name: "NIOSSL", package: "swift-nio-ssl"),
                                          .product(name: "ArgumentParser", package: "swift-argument-parser"),
                                          .product(name: "Logging", package: "swift-log")]),
