@@ -24,9 +24,10 @@ public struct EmbeddedCoordinator: Sendable {
         return EmbeddedCoordinator(job: job, port: port, task: task, shutdown: shutdown)
     }
 
-    /// Graceful stop: the server drains, then the job checkpoints.
+    /// Graceful stop: the server drains, the job checkpoints, the ledger closes.
     public func stop() async {
         await shutdown.trigger()
         _ = try? await task.value
+        await job.close()
     }
 }

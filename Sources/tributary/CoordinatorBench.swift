@@ -19,6 +19,8 @@ struct CoordinatorBench: AsyncParsableCommand {
     @Option(help: "How long to run, seconds.") var seconds = 20.0
     @Option(name: .customLong("units-per-round")) var unitsPerRound = 32
     @Option(name: .customLong("n-embd"), help: "Width of the benchmark GPT (2 layers).") var nEmbd = 64
+    @Option(help: "The ledger: sqlite (a file in a temporary directory) or a postgres:// URL of an empty database.")
+    var ledger = "sqlite"
 
     func run() async throws {
         guard (1...2000).contains(workers), seconds > 0, seconds <= 600 else {
@@ -39,6 +41,7 @@ struct CoordinatorBench: AsyncParsableCommand {
         config.rounds.maxStaleness = 1
         config.leases.durationSeconds = 30
         config.storage.dataDirectory = dir
+        config.storage.ledger = ledger
         config.storage.checkpointEveryRounds = 1_000_000
         config.storage.validationEveryRounds = 1_000_000
         config.auth.joinToken = "bench"
@@ -61,7 +64,7 @@ struct CoordinatorBench: AsyncParsableCommand {
         }
         let updateBytes = bodies.reduce(0) { $0 + $1.1.count }
         let frozenBodies = bodies
-        print("# coordinator bench: \(workers) simulated workers, \(Int(seconds)) s, GPT 2×\(nEmbd) (\(manifest.shards.reduce(0) { $0 + $1.elementCount }.formatted()) parameters, \(ByteCount.format(updateBytes)) per update), \(unitsPerRound) units per round, \(ComputeThreads.count) threads")
+        print("# coordinator bench: \(workers) simulated workers, \(Int(seconds)) s, GPT 2×\(nEmbd) (\(manifest.shards.reduce(0) { $0 + $1.elementCount }.formatted()) parameters, \(ByteCount.format(updateBytes)) per update), \(unitsPerRound) units per round, \(ComputeThreads.count) threads, ledger \(ledger.hasPrefix("postgres") ? "PostgreSQL" : "SQLite")")
 
         let stats = BenchStats()
         let end = Date().addingTimeInterval(seconds)

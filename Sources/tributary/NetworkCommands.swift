@@ -37,11 +37,17 @@ struct CoordinatorRun: AsyncParsableCommand {
         let tls = config.server.tlsCertificate.flatMap { cert in config.server.tlsKey.map { (certificate: cert, key: $0) } }
         let server = CoordinatorServer(job: trainingJob, logger: logger)
         let portFile = self.portFile
-        try await server.run(host: host, port: port, tls: tls) { bound in
-            logger.info("listening", metadata: ["url": "\(tls == nil ? "http" : "https")://\(host):\(bound)",
-                                                "status": "\(tls == nil ? "http" : "https")://\(host):\(bound)\(Routes.status)"])
-            if let portFile { try? "\(bound)\n".write(toFile: portFile, atomically: true, encoding: .utf8) }
+        do {
+            try await server.run(host: host, port: port, tls: tls) { bound in
+                logger.info("listening", metadata: ["url": "\(tls == nil ? "http" : "https")://\(host):\(bound)",
+                                                    "status": "\(tls == nil ? "http" : "https")://\(host):\(bound)\(Routes.status)"])
+                if let portFile { try? "\(bound)\n".write(toFile: portFile, atomically: true, encoding: .utf8) }
+            }
+        } catch {
+            await trainingJob.close()
+            throw error
         }
+        await trainingJob.close()
     }
 }
 
