@@ -156,7 +156,7 @@ struct CompressionBench: AsyncParsableCommand {
             }
             try await group.waitForAll()
         }
-        let status = await coordinator.job.status()
+        let status = coordinator.job.status()
         await coordinator.stop()
         return (status.validationLoss.last?.value ?? .nan, status.bytesIn, status.denseBytesIn)
     }

@@ -68,7 +68,7 @@ struct CoordinatorBench: AsyncParsableCommand {
 
         let stats = BenchStats()
         let end = Date().addingTimeInterval(seconds)
-        let startVersion = await job.status().version
+        let startVersion = job.status().version
         let started = Date()
         try await withThrowingTaskGroup(of: Void.self) { group in
             for i in 0..<workers {
@@ -107,7 +107,7 @@ struct CoordinatorBench: AsyncParsableCommand {
             try await group.waitForAll()
         }
         let elapsed = Date().timeIntervalSince(started)
-        let final = await job.status()
+        let final = job.status()
         await coordinator.stop()
         try await http.shutdown()
 

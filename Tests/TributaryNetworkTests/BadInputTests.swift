@@ -107,7 +107,7 @@ final class BadInputTests: XCTestCase {
         expectProblem(try await raw.json(.POST, Routes.commit(lease.leaseId), token: other.token, CommitRequest(samples: 4, loss: 1)), 409, .leaseNotActive)
 
         // Nothing so far reached the model or the round.
-        var status = await c.job.status()
+        var status = c.job.status()
         XCTAssertEqual(status.updatesAccepted, 0)
         XCTAssertEqual(status.version, 0)
         let afterRefusals = await c.job.parameterValues()
@@ -118,7 +118,7 @@ final class BadInputTests: XCTestCase {
         let receipt = try await raw.json(.POST, Routes.commit(lease.leaseId), token: t, CommitRequest(samples: 4, loss: 1.5))
         XCTAssertEqual(receipt.status, 200, String(decoding: receipt.body, as: UTF8.self))
         expectProblem(try await raw.json(.POST, Routes.commit(lease.leaseId), token: t, CommitRequest(samples: 4, loss: 1.5)), 409, .duplicateUpdate)
-        status = await c.job.status()
+        status = c.job.status()
         XCTAssertEqual(status.updatesAccepted, 1)
         XCTAssertEqual(status.version, 0, "the round needs two units")
     }
@@ -150,7 +150,7 @@ final class BadInputTests: XCTestCase {
             let reply = try await raw.json(.POST, Routes.commit(lb.leaseId), token: b.token, CommitRequest(samples: 4, loss: 1))
             XCTAssertEqual(reply.status, 200, String(decoding: reply.body, as: UTF8.self))
         }
-        let v1 = await c.job.status().version
+        let v1 = c.job.status().version
         XCTAssertEqual(v1, 1)
         // Version 0 is no longer served (max staleness 0): a worker holding it is told so.
         expectProblem(try await raw.request(.GET, Routes.manifest(0)), 410, .versionGone)

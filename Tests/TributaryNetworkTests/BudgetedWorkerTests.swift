@@ -24,14 +24,14 @@ final class BudgetedWorkerTests: XCTestCase {
             c.compression.codec = "int8:256"
         }
         let coordinator = try await RunningCoordinator.start(config)
-        let spec = await coordinator.job.spec
+        let spec = coordinator.job.spec
         let trainingState = 16 * spec.parameterCount  // fp32 parameters + gradients + AdamW m and v
         let budget = budgetFraction.map { trainingState / $0 }
         let options = WorkerOptions(coordinator: coordinator.url, joinToken: RunningCoordinator.joinToken, name: "w",
                                     dataDirectory: "\(dir)/w", memoryBudgetBytes: budget)
         let daemon = WorkerDaemon(options: options, logger: quietLogger("test.worker"))
         try await daemon.run()
-        let status = await coordinator.job.status()
+        let status = coordinator.job.status()
         await coordinator.stop()
         return (status, await daemon.memoryPlan, await daemon.peakTensorBytes, budget, trainingState)
     }

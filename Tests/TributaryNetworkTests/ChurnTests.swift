@@ -35,7 +35,7 @@ final class ChurnTests: XCTestCase {
         XCTAssertEqual(busy.status, 503)
 
         try await Task.sleep(for: .milliseconds(1800))
-        var status = await coordinator.job.status()
+        var status = coordinator.job.status()
         XCTAssertEqual(status.units.expired, 1, "the ghost's lease ran out")
         XCTAssertEqual(status.version, 0)
 
@@ -44,7 +44,7 @@ final class ChurnTests: XCTestCase {
                                     dataDirectory: "\(dir)/worker", maxUnits: 1)
         let daemon = WorkerDaemon(options: options, logger: quietLogger("test.worker"))
         try await daemon.run()
-        status = await coordinator.job.status()
+        status = coordinator.job.status()
         XCTAssertEqual(status.version, 1)
         XCTAssertEqual(status.updatesAccepted, 1)
 

@@ -29,7 +29,7 @@ final class CompressedTrainingTests: XCTestCase {
             }
             try await group.waitForAll()
         }
-        let status = await coordinator.job.status()
+        let status = coordinator.job.status()
         await coordinator.stop()
         let files = (0..<2).map { i in
             ((try? FileManager.default.contentsOfDirectory(atPath: "\(dir)/worker-\(i)/residual")) ?? []).sorted()

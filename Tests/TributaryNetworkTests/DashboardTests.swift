@@ -106,7 +106,7 @@ final class DashboardTests: XCTestCase {
             }
             try await group.waitForAll()
         }
-        let status = await coordinator.job.status()
+        let status = coordinator.job.status()
         XCTAssertEqual(status.version, rounds)
         XCTAssertGreaterThanOrEqual(status.trainingLoss.count, 4)
         let workersListed = try await client.request(.GET, Routes.workers).status == 200

@@ -38,7 +38,7 @@ final class EquivalenceTests: XCTestCase {
             try await group.waitForAll()
         }
         let distributed = await coordinator.job.parameterValues()
-        let status = await coordinator.job.status()
+        let status = coordinator.job.status()
         await coordinator.stop()
         XCTAssertEqual(status.version, rounds)
         XCTAssertEqual(status.updatesAccepted, rounds * 3)

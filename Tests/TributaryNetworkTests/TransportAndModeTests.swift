@@ -101,7 +101,7 @@ final class TransportAndModeTests: XCTestCase {
         let third = try await commit(grants[2])
         XCTAssertEqual(third.status, 409)
         XCTAssertEqual(third.problem?.code, .staleVersion)
-        let status = await coordinator.job.status()
+        let status = coordinator.job.status()
         XCTAssertEqual(status.version, 2)
         XCTAssertEqual(status.updatesAccepted, 2)
         XCTAssertEqual(status.updatesRejected["stale_version"], 1)

@@ -21,9 +21,9 @@ import TributaryTraining
 /// suspension points, so each event sees and leaves a consistent state. It throws
 /// `JobError`s; the HTTP layer maps them to problems.
 public actor TrainingJob {
-    public let config: JobConfig
-    public let spec: ModelSpec
-    public let layout: ShardLayout
+    public nonisolated let config: JobConfig
+    public nonisolated let spec: ModelSpec
+    public nonisolated let layout: ShardLayout
     public nonisolated let stats: JobStatsBoard
     public nonisolated let publisher: ParameterPublisher
     public nonisolated let registry: WorkerRegistry

@@ -1,0 +1,86 @@
+import Foundation
+import Logging
+import TributaryProtocol
+import XCTest
+@testable import TributaryCoordinator
+
+/// The job actor without HTTP: its events run one at a time, across the ledger's
+/// suspension points, while status and downloads never wait for it.
+final class TrainingJobTests: XCTestCase {
+    func openJob() async throws -> (TrainingJob, String) {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tributary-job-\(UUID().uuidString)").path
+        var c = JobConfig()
+        c.model.nLayer = 1
+        c.model.nHead = 2
+        c.model.nEmbd = 16
+        c.model.blockSize = 16
+        c.units.samplesPerUnit = 4
+        c.rounds.unitsPerRound = 2
+        c.storage.dataDirectory = dir
+        c.auth.joinToken = "join"
+        var logger = Logger(label: "test.job")
+        logger.logLevel = .warning
+        return (try await TrainingJob.open(config: c, logger: logger), dir)
+    }
+
+    func testEventsWaitForTheRunningOneButStatusAndDownloadsDoNot() async throws {
+        let (job, dir) = try await openJob()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let busy = Task { try await job.exclusively { try await Task.sleep(for: .milliseconds(1500)); return 1 } }
+        try await Task.sleep(for: .milliseconds(200))
+
+        let clock = ContinuousClock()
+        let quick = clock.now
+        XCTAssertEqual(job.status().version, 0)
+        XCTAssertEqual(try job.publisher.manifest(version: 0).shards.count, job.layout.shards.count)
+        XCTAssertLessThan(clock.now - quick, .milliseconds(300), "status and manifests do not wait for a running event")
+
+        let waited = clock.now
+        let registration = try await job.register(RegisterRequest(joinToken: "join", name: "w"))
+        XCTAssertGreaterThan(clock.now - waited, .milliseconds(800), "an event waits until the running one ends")
+        let finished = try await busy.value
+        XCTAssertEqual(finished, 1)
+
+        let worker = try await job.authenticate(bearer: registration.token)
+        XCTAssertEqual(worker, registration.workerId)
+        await job.close()
+    }
+
+    func testRefusalsAreTypedAndCounted() async throws {
+        let (job, dir) = try await openJob()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        do {
+            _ = try await job.register(RegisterRequest(joinToken: "wrong", name: nil))
+            XCTFail("a wrong join token is refused")
+        } catch let error as JobError {
+            XCTAssertEqual(error, .badJoinToken)
+            XCTAssertEqual(error.problemCode.status, 403)
+        }
+        do {
+            _ = try await job.authenticate(bearer: "trb_nobody")
+            XCTFail("an unknown token is refused")
+        } catch {
+            XCTAssertEqual(error, .unknownBearerToken)
+        }
+        let reg = try await job.register(RegisterRequest(joinToken: "join", name: "w"))
+        let a = try await job.lease(worker: reg.workerId)
+        _ = try await job.lease(worker: reg.workerId)
+        do {
+            _ = try await job.lease(worker: reg.workerId)
+            XCTFail("a sync round leases only its units")
+        } catch let error as JobError {
+            XCTAssertEqual(error, .noWork)
+            XCTAssertEqual(error.problemCode.status, 503)
+        }
+        do {
+            _ = try await job.commit(lease: a.leaseId, worker: reg.workerId, CommitRequest(samples: 4, loss: 1))
+            XCTFail("a commit before the shards arrive is refused")
+        } catch let error as JobError {
+            XCTAssertEqual(error, .incompleteUpdate(missing: job.layout.shards.map(\.name)))
+        }
+        let rejected = job.status().updatesRejected
+        XCTAssertEqual(rejected["bad_join_token"], 1)
+        XCTAssertEqual(rejected["bad_token"], 1)
+        await job.close()
+    }
+}
