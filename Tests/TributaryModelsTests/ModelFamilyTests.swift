@@ -157,4 +157,57 @@ final class ModelFamilyTests: XCTestCase {
         XCTAssertTrue(small.family.executionCandidates(ExecutionPlanningInputs(
             unitSamples: Int.max / 2, sequence: 16, microBatches: [1], loadTransient: { _ in 0 }, gradientTransient: { _, _ in 0 })).isEmpty)
     }
+
+    /// A family that is not registered still works through the protocol alone: what a new
+    /// family gets before its one registration line, which only adds decoding by name.
+    func testAFamilyWorksThroughTheProtocolAlone() throws {
+        let spec = ModelSpec(ProbeFamily(features: 6, classes: 3))
+        guard case let .registered(family) = spec else { return XCTFail("\(spec)") }
+        XCTAssertEqual(family.summary, "probe 6→3")
+        XCTAssertEqual(spec, ModelSpec(ProbeFamily(features: 6, classes: 3)))
+        XCTAssertNotEqual(spec, ModelSpec(ProbeFamily(features: 6, classes: 4)))
+        XCTAssertNotEqual(spec, .mlp(MLPConfig(inputFeatures: 6, hidden: [], classes: 3)))
+        let json = String(decoding: try JSONEncoder().encode(spec), as: UTF8.self)
+        XCTAssertTrue(json.contains(#""model_type":"probe""#), json)
+        XCTAssertThrowsError(try JSONDecoder().decode(ModelSpec.self, from: Data(json.utf8)), "not registered")
+
+        let model = try spec.build(seed: 1, allocator: TensorAllocator(budgetBytes: nil))
+        XCTAssertEqual(spec.shardGroups.flatMap(\.parameters).map(\.name), model.parameters.parameters.map(\.name))
+        let inputs = ExecutionPlanningInputs(unitSamples: 4, sequence: 1, microBatches: [4, 2, 1],
+                                             loadTransient: { _ in 0 }, gradientTransient: { _, _ in 0 })
+        var r = SeededRandom(seed: 1)
+        let batch = spec.sampleShape.randomBatch(samples: 4, using: &r)
+        for candidate in spec.family.executionCandidates(inputs) {
+            guard case let .residentModel(m) = candidate.execution else { return XCTFail("\(candidate)") }
+            let device = CPUDevice(memoryBudgetBytes: candidate.peakBytes)
+            let held = try spec.build(seed: 1, allocator: device.allocator)
+            _ = try held.forwardBackward(Self.slice(batch, 0, m), lossScale: 1)
+            XCTAssertEqual(device.allocator.peakBytes, candidate.peakBytes, "\(candidate)")
+        }
+    }
+}
+
+/// A one-layer softmax classifier as a family of its own, built from the MLP's parts.
+struct ProbeFamily: ModelFamily {
+    static let modelType = "probe"
+    var features: Int
+    var classes: Int
+
+    private var asMLP: MLPConfig { MLPConfig(inputFeatures: features, hidden: [], classes: classes) }
+    func validate() throws(ModelError) { try asMLP.validate() }
+    var parameterCount: Int { asMLP.parameterCount }
+    var summary: String { "probe \(features)→\(classes)" }
+    func build(seed: UInt64, allocator: TensorAllocator) throws -> any TrainableModel {
+        try MLPClassifier(config: asMLP, seed: seed, allocator: allocator)
+    }
+    var shardGroups: [ModelShardGroup] { asMLP.shardGroups }
+    var sampleShape: ModelSampleShape { .features(count: features, classes: classes) }
+    func executionCandidates(_ inputs: ExecutionPlanningInputs) -> [ExecutionCandidate] {
+        ModelExecution.residentCandidates(parameterCount: parameterCount, shardGroups: shardGroups, inputs: inputs) {
+            MLPClassifier.activationBytes(config: asMLP, batch: $0)
+        }
+    }
+    func estimatedCost(of execution: ModelExecution, _ inputs: ExecutionPlanningInputs) -> Double {
+        asMLP.estimatedCost(of: execution, inputs)
+    }
 }
