@@ -1,48 +1,6 @@
 import Foundation
 import TributaryTensor
 
-/// Hyper-parameters of a GPT (names as nanoGPT's `GPTConfig`).
-public struct GPTConfig: Codable, Sendable, Equatable {
-    public var vocabSize: Int
-    public var blockSize: Int
-    public var nLayer: Int
-    public var nHead: Int
-    public var nEmbd: Int
-    public var bias: Bool
-
-    public init(vocabSize: Int, blockSize: Int, nLayer: Int, nHead: Int, nEmbd: Int, bias: Bool = true) {
-        self.vocabSize = vocabSize
-        self.blockSize = blockSize
-        self.nLayer = nLayer
-        self.nHead = nHead
-        self.nEmbd = nEmbd
-        self.bias = bias
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case vocabSize = "vocab_size", blockSize = "block_size", nLayer = "n_layer", nHead = "n_head", nEmbd = "n_embd", bias
-    }
-
-    public func validate() throws(ModelError) {
-        if vocabSize < 2 || vocabSize > Int(Int32.max) { throw .invalidConfiguration("vocab_size must be at least 2 (got \(vocabSize))") }
-        if blockSize < 1 { throw .invalidConfiguration("block_size must be positive (got \(blockSize))") }
-        if nLayer < 1 { throw .invalidConfiguration("n_layer must be positive (got \(nLayer))") }
-        if nHead < 1 { throw .invalidConfiguration("n_head must be positive (got \(nHead))") }
-        if nEmbd < 1 { throw .invalidConfiguration("n_embd must be positive (got \(nEmbd))") }
-        if nEmbd % nHead != 0 { throw .invalidConfiguration("n_embd (\(nEmbd)) must be divisible by n_head (\(nHead))") }
-    }
-
-    /// Parameters, counting the tied embedding once.
-    public var parameterCount: Int {
-        let c = nEmbd, b = bias ? 1 : 0
-        let perBlock = 2 * (c + b * c) + (3 * c * c + b * 3 * c) + (c * c + b * c) + (4 * c * c + b * 4 * c) + (4 * c * c + b * c)
-        return vocabSize * c + blockSize * c + nLayer * perBlock + c + b * c
-    }
-
-    /// Weights that take part in matrix products (peers.md's N_mm).
-    public var matrixParameterCount: Int { nLayer * 12 * nEmbd * nEmbd + vocabSize * nEmbd }
-}
-
 /// A decoder-only transformer in nanoGPT's shape: learned positional embeddings,
 /// pre-LayerNorm blocks, a final LayerNorm, and the output head tied to the token
 /// embedding. Forward and backward are written out by hand (as llm.c does), over
@@ -64,15 +22,25 @@ public final class GPT: TrainableModel, @unchecked Sendable {
         self.config = config
         self.allocator = allocator
         let c = config.nEmbd
-        wte = try Parameter(name: "transformer.wte.weight", shape: [config.vocabSize, c], decays: true, allocator: allocator)
-        wpe = try Parameter(name: "transformer.wpe.weight", shape: [config.blockSize, c], decays: true, allocator: allocator)
+        let embeddings = Self.embeddingSpecs(config)
+        wte = try ParameterFactory.allocating(allocator).make(embeddings.wte)
+        wpe = try ParameterFactory.allocating(allocator).make(embeddings.wpe)
         blocks = try (0..<config.nLayer).map {
             try TransformerBlock(index: $0, channels: c, heads: config.nHead, bias: config.bias, allocator: allocator)
         }
-        lnF = try LayerNorm(name: "transformer.ln_f", features: c, bias: config.bias, allocator: allocator)
+        lnF = try LayerNorm(name: Self.finalNormName, features: c, bias: config.bias, allocator: allocator)
         parameters = ParameterSet([wte, wpe] + blocks.flatMap(\.parameters) + lnF.parameters)
         initialize(seed: seed)
     }
+
+    /// The token and position embeddings `init` makes (the `embeddings` shard).
+    public static func embeddingSpecs(_ config: GPTConfig) -> (wte: ParameterSpec, wpe: ParameterSpec) {
+        (ParameterSpec(name: "transformer.wte.weight", shape: [config.vocabSize, config.nEmbd], decays: true),
+         ParameterSpec(name: "transformer.wpe.weight", shape: [config.blockSize, config.nEmbd], decays: true))
+    }
+
+    /// The final LayerNorm's name (the `head` shard; the output head is tied to wte).
+    public static let finalNormName = "transformer.ln_f"
 
     /// GPT-2 initialisation: N(0, 0.02) for matrices and embeddings, residual projections
     /// N(0, 0.02/√(2·n_layer)), zero biases, unit LayerNorm gains.

@@ -1,33 +1,6 @@
 import Foundation
 import TributaryTensor
 
-/// Hyper-parameters of the MLP classifier.
-public struct MLPConfig: Codable, Sendable, Equatable {
-    public var inputFeatures: Int
-    public var hidden: [Int]
-    public var classes: Int
-
-    public init(inputFeatures: Int = 784, hidden: [Int] = [512, 512], classes: Int = 10) {
-        self.inputFeatures = inputFeatures
-        self.hidden = hidden
-        self.classes = classes
-    }
-
-    enum CodingKeys: String, CodingKey { case inputFeatures = "input_features", hidden, classes }
-
-    public func validate() throws(ModelError) {
-        if inputFeatures < 1 { throw .invalidConfiguration("input_features must be positive (got \(inputFeatures))") }
-        if classes < 2 { throw .invalidConfiguration("classes must be at least 2 (got \(classes))") }
-        if let bad = hidden.first(where: { $0 < 1 }) { throw .invalidConfiguration("hidden sizes must be positive (got \(bad))") }
-    }
-
-    public var layerSizes: [Int] { [inputFeatures] + hidden + [classes] }
-
-    public var parameterCount: Int {
-        zip(layerSizes, layerSizes.dropFirst()).reduce(0) { $0 + $1.0 * $1.1 + $1.1 }
-    }
-}
-
 /// Linear → ReLU → … → Linear with softmax cross-entropy. Parameter names match a
 /// PyTorch `nn.Sequential` stored as `net` (`net.0.weight`, `net.2.weight`, …).
 public final class MLPClassifier: TrainableModel, @unchecked Sendable {
@@ -44,7 +17,7 @@ public final class MLPClassifier: TrainableModel, @unchecked Sendable {
         self.allocator = allocator
         let sizes = config.layerSizes
         layers = try (0..<(sizes.count - 1)).map { i in
-            try Linear(name: "net.\(2 * i)", inFeatures: sizes[i], outFeatures: sizes[i + 1], bias: true, allocator: allocator)
+            try Linear(name: Self.layerName(i), inFeatures: sizes[i], outFeatures: sizes[i + 1], bias: true, allocator: allocator)
         }
         parameters = ParameterSet(layers.flatMap(\.parameters))
         initialize(seed: seed)
@@ -63,12 +36,13 @@ public final class MLPClassifier: TrainableModel, @unchecked Sendable {
         }
     }
 
+    /// Linear `i`'s name: `net.0`, `net.2`, … (the ReLUs take the odd indices).
+    public static func layerName(_ i: Int) -> String { "net.\(2 * i)" }
+
     /// Bytes of the activation cache for a batch of `b` rows (what `Cache` allocates).
     public static func activationBytes(config: MLPConfig, batch b: Int) -> Int {
-        let sizes = config.layerSizes
-        let floats = b * sizes[0] + sizes.dropFirst().reduce(0) { $0 + b * $1 }
-            + sizes.dropFirst().dropLast().reduce(0) { $0 + b * $1 } + b + 2 * b * (sizes.max() ?? 1)
-        return floats * MemoryLayout<Float>.stride
+        let s = Cache.shapes(sizes: config.layerSizes, batch: b)
+        return TensorShapes.byteCount([s.input] + s.pre + s.post + [s.losses, s.dA, s.dB])
     }
 
     final class Cache: @unchecked Sendable {
@@ -81,15 +55,22 @@ public final class MLPClassifier: TrainableModel, @unchecked Sendable {
         var targets: [Int32] = []
 
         init(model: MLPClassifier, batch b: Int) throws {
-            let sizes = model.config.layerSizes, a = model.allocator
+            let s = Self.shapes(sizes: model.config.layerSizes, batch: b), a = model.allocator
             batch = b
-            input = try Tensor(shape: [b, sizes[0]], allocator: a)
-            pre = try sizes.dropFirst().map { try Tensor(shape: [b, $0], allocator: a) }
-            post = try sizes.dropFirst().dropLast().map { try Tensor(shape: [b, $0], allocator: a) }
-            losses = try Tensor(shape: [b], allocator: a)
+            input = try Tensor(shape: s.input, allocator: a)
+            pre = try s.pre.map { try Tensor(shape: $0, allocator: a) }
+            post = try s.post.map { try Tensor(shape: $0, allocator: a) }
+            losses = try Tensor(shape: s.losses, allocator: a)
+            dA = try Tensor(shape: s.dA, allocator: a)
+            dB = try Tensor(shape: s.dB, allocator: a)
+        }
+
+        /// The shapes `init` allocates: the one source of `activationBytes`.
+        static func shapes(sizes: [Int], batch b: Int)
+            -> (input: [Int], pre: [[Int]], post: [[Int]], losses: [Int], dA: [Int], dB: [Int]) {
             let widest = sizes.max() ?? 1
-            dA = try Tensor(shape: [b, widest], allocator: a)
-            dB = try Tensor(shape: [b, widest], allocator: a)
+            return ([b, sizes.first ?? 0], sizes.dropFirst().map { [b, $0] }, sizes.dropFirst().dropLast().map { [b, $0] },
+                    [b], [b, widest], [b, widest])
         }
     }
 

@@ -1,6 +1,8 @@
 import TributaryTensor
 
-/// A parameter's name, shape and weight-decay flag, known without allocating it.
+/// A parameter's name, shape and weight-decay flag, known without allocating it. Each
+/// layer type declares its own (`Linear.parameterSpecs`, …) and makes its parameters from
+/// them, so shard groups and checkpoints never list a name a second time.
 public struct ParameterSpec: Sendable, Equatable {
     public let name: String
     public let shape: [Int]
@@ -14,31 +16,38 @@ public struct ParameterSpec: Sendable, Equatable {
     }
 }
 
+/// The parameters of a layer with a weight and an optional bias (Linear, LayerNorm).
+public struct WeightAndBias: Sendable, Equatable {
+    public let weight: ParameterSpec
+    public let bias: ParameterSpec?
+    /// In the layer's `parameters` order.
+    public var all: [ParameterSpec] { [weight] + (bias.map { [$0] } ?? []) }
+}
+
+/// Byte sizes of fp32 buffers, from the shapes the allocating type declares.
+public enum TensorShapes {
+    /// What the allocator counts for these tensors (it adds no padding).
+    public static func byteCount(_ shapes: [[Int]]) -> Int {
+        shapes.reduce(0) { $0 + $1.reduce(1, *) } * MemoryLayout<Float>.stride
+    }
+
+    /// Bytes of `elements` floats (a shard's storage, a flat gradient).
+    public static func byteCount(elements: Int) -> Int { elements * MemoryLayout<Float>.stride }
+}
+
 /// One FSDP unit: parameters fetched, updated and made resident together. A GPT is cut
 /// into `embeddings` (wte, wpe), one `block.N` per transformer block and `head` (ln_f; the
 /// output head is tied to wte); an MLP into one `layer.N` per Linear. The coordinator's
-/// shard layout and a streaming worker both use this cut, so it lives with the model.
+/// shard layout and a streaming worker both use this cut, so it lives with the model
+/// (each family's `shardGroups`).
 public struct ModelShardGroup: Sendable, Equatable {
     public let name: String
     public let parameters: [ParameterSpec]
     public var elementCount: Int { parameters.reduce(0) { $0 + $1.count } }
-}
 
-extension ModelSpec {
-    /// The model's shard groups, each listing its parameters in the model's
-    /// `parameters` order (the order of a shard body).
-    public var shardGroups: [ModelShardGroup] {
-        switch self {
-        case let .gpt(c): return GPT.shardGroups(c)
-        case let .mlp(c):
-            let sizes = c.layerSizes
-            return (0..<(sizes.count - 1)).map { i in
-                ModelShardGroup(name: "layer.\(i)", parameters: [
-                    ParameterSpec(name: "net.\(2 * i).weight", shape: [sizes[i + 1], sizes[i]], decays: true),
-                    ParameterSpec(name: "net.\(2 * i).bias", shape: [sizes[i + 1]], decays: false),
-                ])
-            }
-        }
+    public init(name: String, parameters: [ParameterSpec]) {
+        self.name = name
+        self.parameters = parameters
     }
 }
 
@@ -47,26 +56,6 @@ extension GPT {
     public static let embeddingsShardName = "embeddings"
     public static let headShardName = "head"
 
-    static func shardGroups(_ c: GPTConfig) -> [ModelShardGroup] {
-        let e = c.nEmbd
-        func linear(_ name: String, _ out: Int, _ inF: Int) -> [ParameterSpec] {
-            [ParameterSpec(name: "\(name).weight", shape: [out, inF], decays: true)]
-                + (c.bias ? [ParameterSpec(name: "\(name).bias", shape: [out], decays: false)] : [])
-        }
-        func norm(_ name: String) -> [ParameterSpec] {
-            [ParameterSpec(name: "\(name).weight", shape: [e], decays: false)]
-                + (c.bias ? [ParameterSpec(name: "\(name).bias", shape: [e], decays: false)] : [])
-        }
-        let embeddings = ModelShardGroup(name: embeddingsShardName, parameters: [
-            ParameterSpec(name: "transformer.wte.weight", shape: [c.vocabSize, e], decays: true),
-            ParameterSpec(name: "transformer.wpe.weight", shape: [c.blockSize, e], decays: true),
-        ])
-        let blocks = (0..<c.nLayer).map { i -> ModelShardGroup in
-            let p = "transformer.h.\(i)"
-            return ModelShardGroup(name: blockShardName(i), parameters:
-                norm("\(p).ln_1") + linear("\(p).attn.c_attn", 3 * e, e) + linear("\(p).attn.c_proj", e, e)
-                + norm("\(p).ln_2") + linear("\(p).mlp.c_fc", 4 * e, e) + linear("\(p).mlp.c_proj", e, 4 * e))
-        }
-        return [embeddings] + blocks + [ModelShardGroup(name: headShardName, parameters: norm("transformer.ln_f"))]
-    }
+    /// The GPT's shard groups (`GPTConfig.shardGroups`).
+    static func shardGroups(_ c: GPTConfig) -> [ModelShardGroup] { c.shardGroups }
 }

@@ -1,74 +1,86 @@
 import TributaryTensor
 
+/// Every model family a job can name. Adding a family: its own files (a config type that
+/// conforms to `ModelFamily`, its model) and one line here.
+public enum ModelFamilies {
+    public static var registered: [any ModelFamily.Type] {
+        [
+            GPTConfig.self,
+            MLPConfig.self,
+        ]
+    }
+
+    static func named(_ modelType: String) -> (any ModelFamily.Type)? {
+        registered.first { $0.modelType == modelType }
+    }
+}
+
 /// Which model a job trains, with its hyper-parameters. Encoded as nanoGPT-style JSON:
-/// `{"model_type": "gpt", "model_args": {"n_layer": 4, …}}`.
+/// `{"model_type": "gpt", "model_args": {"n_layer": 4, …}}`. The one place that maps a
+/// spec to its family; everything else asks `family` (or the conveniences below).
+///
+/// The two first families keep cases of their own, so `.gpt(config)` and
+/// `if case let .gpt(g) = spec` go on working; a family added later lives in `registered`.
+/// Make specs with `ModelSpec(family)` (or `.gpt`/`.mlp`), which files the first two under
+/// their own cases; equality and JSON compare and write the family whatever the case.
 public enum ModelSpec: Codable, Sendable, Equatable {
     case gpt(GPTConfig)
     case mlp(MLPConfig)
+    /// A family without a case of its own.
+    case registered(any ModelFamily)
+
+    public init(_ family: any ModelFamily) {
+        if let g = family as? GPTConfig {
+            self = .gpt(g)
+        } else if let m = family as? MLPConfig {
+            self = .mlp(m)
+        } else {
+            self = .registered(family)
+        }
+    }
+
+    public var family: any ModelFamily {
+        switch self {
+        case let .gpt(c): return c
+        case let .mlp(c): return c
+        case let .registered(f): return f
+        }
+    }
+
+    /// The job JSON's `model_type`.
+    public var modelType: String { type(of: family).modelType }
 
     enum CodingKeys: String, CodingKey { case modelType = "model_type", modelArgs = "model_args" }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        switch try c.decode(String.self, forKey: .modelType) {
-        case "gpt": self = .gpt(try c.decode(GPTConfig.self, forKey: .modelArgs))
-        case "mlp": self = .mlp(try c.decode(MLPConfig.self, forKey: .modelArgs))
-        case let other:
+        let tag = try c.decode(String.self, forKey: .modelType)
+        guard let type = ModelFamilies.named(tag) else {
+            let known = ModelFamilies.registered.map { $0.modelType }.joined(separator: " or ")
             throw DecodingError.dataCorruptedError(forKey: .modelType, in: c,
-                                                   debugDescription: "unknown model_type '\(other)' (expected gpt or mlp)")
+                                                   debugDescription: "unknown model_type '\(tag)' (expected \(known))")
         }
+        self.init(try type.decodeArguments(c, forKey: .modelArgs))
     }
 
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
-        switch self {
-        case let .gpt(cfg):
-            try c.encode("gpt", forKey: .modelType)
-            try c.encode(cfg, forKey: .modelArgs)
-        case let .mlp(cfg):
-            try c.encode("mlp", forKey: .modelType)
-            try c.encode(cfg, forKey: .modelArgs)
-        }
+        try c.encode(modelType, forKey: .modelType)
+        try family.encodeArguments(&c, forKey: .modelArgs)
     }
 
-    public func validate() throws(ModelError) {
-        switch self {
-        case let .gpt(cfg): try cfg.validate()
-        case let .mlp(cfg): try cfg.validate()
-        }
-    }
+    public static func == (lhs: ModelSpec, rhs: ModelSpec) -> Bool { lhs.family.isEqual(to: rhs.family) }
 
-    public var parameterCount: Int {
-        switch self {
-        case let .gpt(cfg): return cfg.parameterCount
-        case let .mlp(cfg): return cfg.parameterCount
-        }
-    }
+    public func validate() throws(ModelError) { try family.validate() }
+    public var parameterCount: Int { family.parameterCount }
+    public var summary: String { family.summary }
+    public var shardGroups: [ModelShardGroup] { family.shardGroups }
+    public var tiedAliases: [(alias: String, of: String)] { family.tiedAliases }
+    public var sampleShape: ModelSampleShape { family.sampleShape }
 
     /// Builds the model with deterministic initialisation from `seed`.
     public func build(seed: UInt64, allocator: TensorAllocator = .shared) throws -> any TrainableModel {
-        switch self {
-        case let .gpt(cfg): return try GPT(config: cfg, seed: seed, allocator: allocator)
-        case let .mlp(cfg): return try MLPClassifier(config: cfg, seed: seed, allocator: allocator)
-        }
-    }
-
-    /// Parameters stored under a second name in checkpoints: GPT's head is tied to the
-    /// token embedding, and PyTorch's state_dict lists it as `lm_head.weight` too.
-    public var tiedAliases: [(alias: String, of: String)] {
-        switch self {
-        case .gpt: return [("lm_head.weight", "transformer.wte.weight")]
-        case .mlp: return []
-        }
-    }
-
-    public var summary: String {
-        switch self {
-        case let .gpt(c):
-            return "GPT \(c.nLayer) layers × \(c.nHead) heads × \(c.nEmbd) wide, context \(c.blockSize), vocabulary \(c.vocabSize), \(parameterCount.formatted()) parameters"
-        case let .mlp(c):
-            return "MLP \(c.layerSizes.map(String.init).joined(separator: "-")), \(parameterCount.formatted()) parameters"
-        }
+        try family.build(seed: seed, allocator: allocator)
     }
 }
 

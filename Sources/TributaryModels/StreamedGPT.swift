@@ -1,49 +1,5 @@
 import TributaryTensor
 
-/// How a memory-budgeted worker runs one GPT training step (chosen by the worker's
-/// memory planner; see `StreamedGPT.peakBytes`).
-public struct GPTExecutionPlan: Sendable, Equatable, CustomStringConvertible {
-    public enum ActivationPolicy: String, Sendable {
-        /// Every block's activations are kept from forward to backward.
-        case kept
-        /// Only each block's input is kept (activation checkpointing); backward rebuilds the
-        /// block's activations from it, one micro-batch at a time.
-        case recomputed
-    }
-
-    public enum Schedule: String, Sendable {
-        /// Each block runs every micro-batch while it is resident: a shard is loaded once
-        /// per pass and a block's gradient is final after its backward, but the inputs of
-        /// every block are kept for the whole unit.
-        case blocksOuter = "blocks outer"
-        /// Each micro-batch runs forward and backward through all blocks: block inputs are
-        /// kept for one micro-batch only, but every block's gradient accumulates until the
-        /// last micro-batch, and streamed shards are loaded again for each micro-batch.
-        case microBatchesOuter = "micro-batches outer"
-    }
-
-    /// Sequences per forward/backward call (gradient accumulation reaches the unit's batch).
-    public var microBatch: Int
-    public var schedule: Schedule
-    public var activations: ActivationPolicy
-    /// Transformer blocks whose parameters stay resident from forward to backward (the
-    /// last ones, which backward meets first). The others are made resident twice: once
-    /// in forward, once in backward. With every block resident, shards also stay resident
-    /// between steps and only shards whose content changed are loaded again.
-    public var residentBlocks: Int
-
-    public init(microBatch: Int, activations: ActivationPolicy, residentBlocks: Int, schedule: Schedule = .blocksOuter) {
-        self.microBatch = microBatch
-        self.schedule = schedule
-        self.activations = activations
-        self.residentBlocks = residentBlocks
-    }
-
-    public var description: String {
-        "micro-batch \(microBatch), \(schedule.rawValue), activations \(activations.rawValue), \(residentBlocks) block shard(s) resident"
-    }
-}
-
 /// What a streamed step needs from whoever holds the parameter shards (a worker's local,
 /// content-addressed shard cache) and whoever takes the finished gradients (its codec and
 /// upload queue). Shard names are `ModelShardGroup` names.
@@ -96,6 +52,9 @@ public final class StreamedGPT: @unchecked Sendable {
         for group in GPT.shardGroups(config) { g[group.name] = group }
         groups = g
     }
+
+    /// A residual-stream buffer (block inputs, ∂L/∂x, a recomputed block output).
+    static func residualShape(rows: Int, channels c: Int) -> [Int] { [rows, c] }
 
     var keepsShardsBetweenSteps: Bool { plan.residentBlocks == config.nLayer }
 
@@ -153,7 +112,7 @@ public final class StreamedGPT: @unchecked Sendable {
 
         // Block inputs for the whole unit: the activation checkpoints (also what backward
         // needs as each block's input when activations are kept).
-        var checkpoints: [Tensor?] = try (0...layers).map { _ in try Tensor(shape: [b * t, c], allocator: a) }
+        var checkpoints: [Tensor?] = try (0...layers).map { _ in try Tensor(shape: Self.residualShape(rows: b * t, channels: c), allocator: a) }
         var keptActivations: [[TransformerBlock.Activations]] = []
         let recompute = plan.activations == .recomputed
         let work: TransformerBlock.Activations? = recompute
@@ -185,7 +144,7 @@ public final class StreamedGPT: @unchecked Sendable {
         }
 
         // Head, loss and the head's backward, one micro-batch at a time.
-        let dX = try Tensor(shape: [b * t, c], allocator: a)
+        let dX = try Tensor(shape: Self.residualShape(rows: b * t, channels: c), allocator: a)
         let scratch = try TransformerBlock.Scratch(batch: m, sequence: t, channels: c, allocator: a)
         var loss = 0.0
         do {
@@ -202,7 +161,7 @@ public final class StreamedGPT: @unchecked Sendable {
 
         // Backward, block by block from the last; each block's gradient is final once
         // every micro-batch went through it.
-        let recomputed: Tensor? = recompute ? try Tensor(shape: [m * t, c], allocator: a) : nil
+        let recomputed: Tensor? = recompute ? try Tensor(shape: Self.residualShape(rows: m * t, channels: c), allocator: a) : nil
         for l in stride(from: layers - 1, through: 0, by: -1) {
             let bv = try residentBlockValues[l] ?? values(GPT.blockShardName(l), delegate: delegate, keep: keepBetween)
             residentBlockValues[l] = nil
@@ -234,7 +193,7 @@ public final class StreamedGPT: @unchecked Sendable {
     }
 
     /// The embeddings and head shards, resident for a whole step, with their gradients.
-    private struct ResidentEnds {
+    struct ResidentEnds {
         let embeddings: TensorStorage, embeddingGradientStorage: TensorStorage
         let head: TensorStorage, headGradientStorage: TensorStorage
         let lnF: LayerNorm
@@ -259,25 +218,31 @@ public final class StreamedGPT: @unchecked Sendable {
         let embeddingGradients = try TensorStorage(count: embeddings.count, allocator: allocator)
         let head = try values(GPT.headShardName, delegate: delegate, keep: keep)
         let headGradients = try TensorStorage(count: head.count, allocator: allocator)
-        let lnF = try LayerNorm(name: "transformer.ln_f", features: config.nEmbd, bias: config.bias,
+        let lnF = try LayerNorm(name: GPT.finalNormName, features: config.nEmbd, bias: config.bias,
                                 parameters: .views(values: head, gradients: headGradients))
         return ResidentEnds(embeddings: embeddings, embeddingGradientStorage: embeddingGradients, head: head,
                             headGradientStorage: headGradients, lnF: lnF, vocabularyEntries: config.vocabSize * config.nEmbd)
     }
 
     /// Buffers for ln_f, the tied head and the loss over up to `rows` positions.
-    private struct HeadPass {
+    struct HeadPass {
         let lnOut: Tensor, mean: Tensor, rstd: Tensor, logits: Tensor, losses: Tensor
         let channels: Int, vocabulary: Int
 
         init(rows: Int, channels c: Int, vocabulary v: Int, allocator a: TensorAllocator) throws {
-            lnOut = try Tensor(shape: [rows, c], allocator: a)
-            mean = try Tensor(shape: [rows], allocator: a)
-            rstd = try Tensor(shape: [rows], allocator: a)
-            logits = try Tensor(shape: [rows, v], allocator: a)
-            losses = try Tensor(shape: [rows], allocator: a)
+            let s = Self.shapes(rows: rows, channels: c, vocabulary: v)
+            lnOut = try Tensor(shape: s[0], allocator: a)
+            mean = try Tensor(shape: s[1], allocator: a)
+            rstd = try Tensor(shape: s[2], allocator: a)
+            logits = try Tensor(shape: s[3], allocator: a)
+            losses = try Tensor(shape: s[4], allocator: a)
             channels = c
             vocabulary = v
+        }
+
+        static func shapes(rows: Int, channels c: Int, vocabulary v: Int) -> [[Int]] { [[rows, c], [rows], [rows], [rows, v], [rows]] }
+        static func byteCount(rows: Int, channels c: Int, vocabulary v: Int) -> Int {
+            TensorShapes.byteCount(shapes(rows: rows, channels: c, vocabulary: v))
         }
 
         /// ln_f, logits and cross-entropy over `rows` positions whose targets start at
@@ -321,16 +286,16 @@ public final class StreamedGPT: @unchecked Sendable {
         let wte = ends.wte, wpe = ends.wpe
 
         // One micro-batch's worth of everything, reused for each micro-batch.
-        let checkpoints = try (0...layers).map { _ in try Tensor(shape: [m * t, c], allocator: a) }
+        let checkpoints = try (0...layers).map { _ in try Tensor(shape: Self.residualShape(rows: m * t, channels: c), allocator: a) }
         let work: TransformerBlock.Activations? = recompute
             ? try TransformerBlock.Activations(batch: m, sequence: t, channels: c, heads: h, allocator: a) : nil
         let kept: [TransformerBlock.Activations] = recompute ? [] : try (0..<layers).map { _ in
             try TransformerBlock.Activations(batch: m, sequence: t, channels: c, heads: h, allocator: a)
         }
-        let dX = try Tensor(shape: [m * t, c], allocator: a)
+        let dX = try Tensor(shape: Self.residualShape(rows: m * t, channels: c), allocator: a)
         let scratch = try TransformerBlock.Scratch(batch: m, sequence: t, channels: c, allocator: a)
         let head = try HeadPass(rows: m * t, channels: c, vocabulary: v, allocator: a)
-        let recomputed: Tensor? = recompute ? try Tensor(shape: [m * t, c], allocator: a) : nil
+        let recomputed: Tensor? = recompute ? try Tensor(shape: Self.residualShape(rows: m * t, channels: c), allocator: a) : nil
 
         var residentBlockValues: [Int: TensorStorage] = [:]
         var gradients: [Int: TensorStorage] = [:]
@@ -381,95 +346,5 @@ public final class StreamedGPT: @unchecked Sendable {
         }
         try await delegate.shardGradientReady(emb, gradient: ends.embeddingGradients)
         return loss
-    }
-
-    // MARK: Memory
-
-    /// The step's peak tensor bytes under `plan` for `batch` sequences of `sequence`
-    /// tokens, including the delegate's transient bytes, by walking the same allocation
-    /// schedule as `step` (tensor byte counts are exact; the allocator counts no padding).
-    public static func peakBytes(config: GPTConfig, batch b: Int, sequence t: Int, plan: GPTExecutionPlan,
-                                 loadTransient: (Int) -> Int, gradientTransient: (Int) -> Int) -> Int {
-        let c = config.nEmbd, v = config.vocabSize, layers = config.nLayer, h = config.nHead
-        let m = max(1, min(plan.microBatch, b))
-        let groups = GPT.shardGroups(config)
-        let embE = groups.first?.elementCount ?? 0, headE = groups.last?.elementCount ?? 0
-        let blockE = groups.count > 2 ? groups[1].elementCount : 0
-        let f = MemoryLayout<Float>.stride
-        var live = 0, peak = 0
-        func alloc(_ floats: Int) { live += floats * f; peak = max(peak, live) }
-        func free(_ floats: Int) { live -= floats * f }
-        func transient(_ bytes: Int) { peak = max(peak, live + bytes) }
-        // A shard's storage exists before its body is read into it.
-        func load(_ floats: Int) { alloc(floats); transient(loadTransient(floats)) }
-        func activations(_ rows: Int, _ seqs: Int) -> Int { 15 * rows * c + 4 * rows + seqs * h * t * t }
-        let keepBetween = plan.residentBlocks == layers
-        let firstResident = layers - plan.residentBlocks
-        let recompute = plan.activations == .recomputed
-        let micro = stride(from: 0, to: b, by: m).map { min(b, $0 + m) - $0 }
-        let n = b * t, mt = m * t
-
-        if plan.schedule == .microBatchesOuter {
-            load(embE); alloc(embE)
-            load(headE); alloc(headE)
-            alloc((layers + 1) * mt * c)
-            alloc(recompute ? activations(mt, m) : layers * activations(mt, m))
-            alloc(mt * c)                                            // dX
-            alloc(9 * mt * c + ComputeThreads.count * t * t)         // backward scratch
-            alloc(mt * c + 3 * mt + mt * v)                          // head buffers
-            if recompute { alloc(mt * c) }
-            var loaded = Set<Int>(), accumulating = Set<Int>()
-            for (i, _) in micro.enumerated() {
-                let last = i == micro.count - 1
-                for l in 0..<layers {
-                    if loaded.contains(l) { continue }
-                    load(blockE)
-                    if l >= firstResident { loaded.insert(l) } else if !keepBetween { free(blockE) }
-                }
-                if last { transient(gradientTransient(headE)) }
-                for l in stride(from: layers - 1, through: 0, by: -1) {
-                    let streamed = !loaded.contains(l)
-                    if streamed { load(blockE) }
-                    if !accumulating.contains(l) { alloc(blockE); accumulating.insert(l) }
-                    if last {
-                        transient(gradientTransient(blockE))
-                        free(blockE)                                 // gradients
-                        if !keepBetween { free(blockE) }             // values, streamed or resident
-                    } else if streamed && !keepBetween {
-                        free(blockE)
-                    }
-                }
-            }
-            transient(gradientTransient(embE))
-            return peak
-        }
-
-        load(embE); alloc(embE)
-        load(headE); alloc(headE)
-        alloc((layers + 1) * n * c)
-        if recompute { alloc(activations(mt, m)) }
-        for l in 0..<layers {
-            load(blockE)
-            if !recompute { for s in micro { alloc(activations(s * t, s)) } }
-            if l < firstResident && !keepBetween { free(blockE) }
-        }
-        alloc(n * c)                                                 // dX
-        alloc(9 * mt * c + ComputeThreads.count * t * t)             // backward scratch
-        alloc(mt * c + 3 * mt + mt * v)                              // head buffers
-        free(mt * c + 3 * mt + mt * v)
-        free(n * c)                                                  // checkpoint L
-        transient(gradientTransient(headE))
-        if recompute { alloc(mt * c) }
-        for l in stride(from: layers - 1, through: 0, by: -1) {
-            if l < firstResident && !keepBetween { load(blockE) }
-            alloc(blockE)                                            // gradients
-            if !recompute { for s in micro { free(activations(s * t, s)) } }
-            if l < layers - 1 { free(n * c) }                        // checkpoint l + 1 (the head freed L)
-            transient(gradientTransient(blockE))
-            free(blockE)
-            if !keepBetween { free(blockE) }
-        }
-        transient(gradientTransient(embE))
-        return peak
     }
 }

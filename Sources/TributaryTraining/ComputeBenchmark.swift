@@ -69,9 +69,10 @@ public struct ComputeBenchmark {
         }
         let probe = batches[0]
         let units: Int, unitName: String
-        switch cfg.spec {
-        case .gpt: units = probe.predictionCount; unitName = "tokens/s"
-        case .mlp: units = probe.sampleCount; unitName = "samples/s"
+        if cfg.spec.sampleShape.sequenceLength != nil {
+            units = probe.predictionCount; unitName = "tokens/s"
+        } else {
+            units = probe.sampleCount; unitName = "samples/s"
         }
         return Result(configuration: cfg.name, optimizer: kind, parameters: model.parameters.scalarCount,
                       flopsPerStep: model.trainingFLOPs(probe), milliseconds: times, unitsPerStep: units,
@@ -79,16 +80,6 @@ public struct ComputeBenchmark {
     }
 
     public static func randomBatch(_ cfg: Configuration, _ rng: inout SeededRandom) -> ModelBatch {
-        switch cfg.spec {
-        case let .gpt(g):
-            let n = cfg.batch * g.blockSize
-            let x = (0..<n).map { _ in Int32(rng.nextIndex(below: g.vocabSize)) }
-            let y = (0..<n).map { _ in Int32(rng.nextIndex(below: g.vocabSize)) }
-            return .tokens(inputs: x, targets: y, batch: cfg.batch, sequence: g.blockSize)
-        case let .mlp(m):
-            let x = (0..<(cfg.batch * m.inputFeatures)).map { _ in rng.nextGaussian() }
-            let y = (0..<cfg.batch).map { _ in Int32(rng.nextIndex(below: m.classes)) }
-            return .features(inputs: x, targets: y, batch: cfg.batch)
-        }
+        cfg.spec.sampleShape.randomBatch(samples: cfg.batch, using: &rng)
     }
 }

@@ -4,12 +4,8 @@ import TributaryTensor
 
 /// How a worker computes its units within its memory budget.
 public struct MemoryPlan: Sendable, Equatable, CustomStringConvertible {
-    public enum Execution: Sendable, Equatable {
-        /// A GPT, FSDP-style: shards streamed through a `StreamedGPT` step.
-        case streamedGPT(GPTExecutionPlan)
-        /// A model held whole (the MLP), with this many samples per micro-batch.
-        case residentModel(microBatch: Int)
-    }
+    /// How the unit runs: the model family's choice (`ModelExecution`).
+    public typealias Execution = ModelExecution
 
     public let execution: Execution
     /// Encoded updates that may wait for upload at once (what lets uploads overlap the
@@ -48,7 +44,8 @@ public enum MemoryPlanError: Error, CustomStringConvertible, Equatable {
 /// error-feedback residual and codec buffers while a shard is encoded, queued uploads.
 public struct MemoryPlanner: Sendable {
     public let model: ModelSpec
-    /// Samples per unit and the tokens per sample (a GPT's context; 1 for an MLP).
+    /// Samples per unit and the tokens per sample (`ModelSampleShape.positionsPerSample`:
+    /// a GPT's context; 1 for an MLP).
     public let unitSamples: Int
     public let sequence: Int
     /// The coordinator's micro-batch size: the largest the planner uses.
@@ -61,6 +58,12 @@ public struct MemoryPlanner: Sendable {
         self.sequence = max(1, sequence)
         self.suggestedMicroBatch = max(1, min(suggestedMicroBatch, unitSamples))
         self.codec = codec
+    }
+
+    /// Plans with the model's own positions per sample.
+    public init(model: ModelSpec, unitSamples: Int, suggestedMicroBatch: Int, codec: UpdateCodecSpec) {
+        self.init(model: model, unitSamples: unitSamples, sequence: model.sampleShape.positionsPerSample,
+                  suggestedMicroBatch: suggestedMicroBatch, codec: codec)
     }
 
     // MARK: Bytes outside the step's tensors
@@ -119,70 +122,34 @@ public struct MemoryPlanner: Sendable {
         return sizes
     }
 
-    /// A step's estimated cost in FLOP-equivalents, to rank plans: the step's compute
-    /// (forward again when activations are recomputed), less efficient on small
-    /// micro-batches (matrix products with few rows), plus decoding shards made resident
-    /// more than once (about 100 FLOPs per byte: ~1 GB/s against ~100 GFLOP/s).
-    public func estimatedCost(_ execution: MemoryPlan.Execution) -> Double {
-        switch (model, execution) {
-        case let (.gpt(cfg), .streamedGPT(p)):
-            let tokens = Double(unitSamples * sequence)
-            let forward = (6 * Double(cfg.matrixParameterCount) * tokens
-                + 12 * Double(cfg.nLayer * cfg.nEmbd * sequence) * tokens) / 3
-            let rows = Double(min(p.microBatch, unitSamples) * sequence)
-            let compute = (p.activations == .recomputed ? 4 : 3) * forward * (1 + 64 / rows)
-            let passes = p.schedule == .blocksOuter ? 1 : (unitSamples + p.microBatch - 1) / p.microBatch
-            let streamed = p.residentBlocks == cfg.nLayer ? 0 : 2 * passes * (cfg.nLayer - p.residentBlocks)
-            let blockBytes = Double(4 * (model.shardGroups.dropFirst().first?.elementCount ?? 0))
-            return compute + 100 * Double(streamed) * blockBytes
-        case let (.mlp(cfg), .residentModel(m)):
-            let rows = Double(min(m, unitSamples))
-            return 6 * Double(cfg.parameterCount * unitSamples) * (1 + 64 / rows)
-        default:
-            return .infinity
-        }
+    /// What the model family plans with: the unit and this worker's transient bytes.
+    public var planningInputs: ExecutionPlanningInputs {
+        let planner = self
+        return ExecutionPlanningInputs(unitSamples: unitSamples, sequence: sequence, microBatches: microBatches,
+                                       loadTransient: { planner.loadTransient($0) },
+                                       gradientTransient: { planner.gradientTransient($0, gathers: $1) })
     }
 
-    /// Every candidate, cheapest first (by `estimatedCost`), with its predicted peak.
+    /// A step's estimated cost in FLOP-equivalents, to rank plans (the family's estimate:
+    /// compute, less efficient on small micro-batches, plus shards decoded more than once).
+    public func estimatedCost(_ execution: MemoryPlan.Execution) -> Double {
+        model.family.estimatedCost(of: execution, planningInputs)
+    }
+
+    /// Every candidate, cheapest first (by `estimatedCost`), with its predicted peak: the
+    /// family's candidates, each with a double and a single upload queue added.
     public func candidates() -> [MemoryPlan] {
         let body = codec.maximumBodySize(elementCount: largestShard)
         let queues = [2 * body, body]
+        let inputs = planningInputs
         var out: [MemoryPlan] = []
-        switch model {
-        case let .gpt(cfg):
-            var plans: [GPTExecutionPlan] = []
-            for schedule in [GPTExecutionPlan.Schedule.blocksOuter, .microBatchesOuter] {
-                for policy in [GPTExecutionPlan.ActivationPolicy.kept, .recomputed] {
-                    for m in microBatches {
-                        // With one micro-batch both schedules are the same step.
-                        if schedule == .microBatchesOuter && m >= unitSamples { continue }
-                        for r in stride(from: cfg.nLayer, through: 0, by: -1) {
-                            plans.append(GPTExecutionPlan(microBatch: m, activations: policy, residentBlocks: r, schedule: schedule))
-                        }
-                    }
-                }
-            }
-            for p in plans {
-                let peak = StreamedGPT.peakBytes(config: cfg, batch: unitSamples, sequence: sequence, plan: p,
-                                                 loadTransient: loadTransient,
-                                                 gradientTransient: { gradientTransient($0, gathers: false) })
-                for q in queues {
-                    out.append(MemoryPlan(execution: .streamedGPT(p), uploadQueueBytes: q, predictedPeakBytes: peak + q))
-                }
-            }
-        case let .mlp(cfg):
-            let f = MemoryLayout<Float>.stride
-            let parameters = 2 * f * cfg.parameterCount
-            for m in microBatches {
-                let peak = parameters + MLPClassifier.activationBytes(config: cfg, batch: m)
-                    + max(loadTransient(largestShard), gradientTransient(largestShard, gathers: true))
-                for q in queues {
-                    out.append(MemoryPlan(execution: .residentModel(microBatch: m), uploadQueueBytes: q, predictedPeakBytes: peak + q))
-                }
+        for candidate in model.family.executionCandidates(inputs) {
+            for q in queues {
+                out.append(MemoryPlan(execution: candidate.execution, uploadQueueBytes: q, predictedPeakBytes: candidate.peakBytes + q))
             }
         }
         // Stable: among equal costs the listing order (a larger upload queue first) stays.
-        let costs = out.map { estimatedCost($0.execution) }
+        let costs = out.map { model.family.estimatedCost(of: $0.execution, inputs) }
         return out.indices.sorted { costs[$0] != costs[$1] ? costs[$0] < costs[$1] : $0 < $1 }.map { out[$0] }
     }
 

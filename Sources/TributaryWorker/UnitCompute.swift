@@ -3,8 +3,8 @@ import TributaryModels
 import TributaryProtocol
 import TributaryTensor
 
-/// How a worker computes the units of one job, as its memory planner chose: a GPT through
-/// a `StreamedGPT` step (shards streamed, FSDP-style), an MLP held whole.
+/// How a worker computes the units of one job, as its memory planner chose: through the
+/// family's streamed step (a GPT's shards streamed, FSDP-style), or the model held whole.
 final class UnitCompute: @unchecked Sendable {
     // Unchecked: used by one unit at a time (the daemon's loop, or an offline runner).
     let plan: MemoryPlan
@@ -14,7 +14,7 @@ final class UnitCompute: @unchecked Sendable {
     private var engine: Engine
 
     private enum Engine {
-        case streamed(StreamedGPT)
+        case streamed(any StreamedTrainingStep)
         /// A model held whole, and the content hash of each shard now in it.
         case resident(any TrainableModel, loaded: [String: String])
     }
@@ -22,24 +22,22 @@ final class UnitCompute: @unchecked Sendable {
     /// Plans against `budgetBytes`; throws `WorkerError.fatal` with the one-line reason
     /// when even the smallest plan does not fit, or the codec is unknown.
     init(job: JobDescription, device: any ComputeDevice, budgetBytes: Int?) throws {
+        // The coordinator's sizes are refused here, before anything is planned or allocated from them.
+        do { try job.model.validate() } catch {
+            throw WorkerError.fatal("the coordinator's model is invalid: \(error)")
+        }
         let codec: UpdateCodecSpec
         do { codec = try UpdateCodecSpec(parsing: job.updateCodec) } catch {
             throw WorkerError.fatal("the coordinator asks for update codec '\(job.updateCodec)', which this worker does not know: \(error)")
         }
-        let sequence: Int
-        switch job.model {
-        case let .gpt(g): sequence = g.blockSize
-        case .mlp: sequence = 1
-        }
-        planner = MemoryPlanner(model: job.model, unitSamples: job.samplesPerUnit, sequence: sequence,
+        planner = MemoryPlanner(model: job.model, unitSamples: job.samplesPerUnit,
                                 suggestedMicroBatch: job.microBatchSize, codec: codec)
         do { plan = try planner.plan(budgetBytes: budgetBytes) } catch {
             throw WorkerError.fatal(error.description)
         }
-        switch (job.model, plan.execution) {
-        case let (.gpt(cfg), .streamedGPT(p)):
-            engine = .streamed(try StreamedGPT(config: cfg, plan: p, device: device))
-        default:
+        if let step = try job.model.family.makeStreamedStep(plan.execution, device: device) {
+            engine = .streamed(step)
+        } else {
             engine = .resident(try job.model.build(seed: 0, allocator: device.allocator), loaded: [:])
         }
         layout = ShardLayout(spec: job.model)

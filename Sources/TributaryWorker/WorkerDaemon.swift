@@ -216,11 +216,7 @@ public actor WorkerDaemon {
         // The unit's samples.
         let batchReply = try await client.send(.GET, Routes.batch(grant.leaseId), token: me.token)
         down += batchReply.body.count
-        let width: Int
-        switch job.model {
-        case let .gpt(g): width = g.blockSize
-        case let .mlp(m): width = m.inputFeatures
-        }
+        let width = job.model.sampleShape.width
         let batch: ModelBatch
         do {
             batch = try BatchBody.decode(batchReply.body, maxBatch: grant.sampleCount, width: width)

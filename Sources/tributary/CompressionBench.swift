@@ -43,11 +43,7 @@ struct CompressionBench: AsyncParsableCommand {
         let cfg = ComputeBenchmark.Configuration.all[1]
         let model = try cfg.spec.build(seed: 1)
         var rng = SeededRandom(seed: 2)
-        guard case let .gpt(g) = cfg.spec else { return }
-        let n = cfg.batch * g.blockSize
-        let batch = ModelBatch.tokens(inputs: (0..<n).map { _ in Int32(rng.nextIndex(below: g.vocabSize)) },
-                                      targets: (0..<n).map { _ in Int32(rng.nextIndex(below: g.vocabSize)) },
-                                      batch: cfg.batch, sequence: g.blockSize)
+        let batch = cfg.spec.sampleShape.randomBatch(samples: cfg.batch, using: &rng)
         _ = try model.forwardBackward(batch, lossScale: 1) // warm-up: buffers allocated once
         model.parameters.zeroGradients()
         let stepStart = DispatchTime.now().uptimeNanoseconds

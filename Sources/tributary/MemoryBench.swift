@@ -39,7 +39,7 @@ struct MemoryBench: AsyncParsableCommand {
     }
 
     func job() throws -> JobDescription {
-        guard let cfg = ComputeBenchmark.Configuration.named(model), case .gpt = cfg.spec else {
+        guard let cfg = ComputeBenchmark.Configuration.named(model), cfg.spec.family is GPTConfig else {
             throw ValidationError("--model takes gpt-tiny or gpt-small")
         }
         return JobDescription(name: "bench-memory", model: cfg.spec, samplesPerUnit: cfg.batch, microBatchSize: cfg.batch,

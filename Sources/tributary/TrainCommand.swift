@@ -59,7 +59,7 @@ struct TrainCommand: ParsableCommand {
         if !resume, let out, let existing = try? CheckpointStore(directory: out).latestPath() {
             throw CLIError("\(out) already holds a run (latest \(existing)); pass --resume to continue it, or choose another --out")
         }
-        let blockSize: Int? = if case let .gpt(g) = spec { g.blockSize } else { nil }
+        let blockSize = spec.sampleShape.sequenceLength
         let prepared = try DatasetSource.prepare(raw, name: data, blockSize: blockSize, validationFraction: valFraction, seed: seed)
         var options = TrainingOptions()
         options.steps = steps
@@ -88,7 +88,7 @@ struct TrainCommand: ParsableCommand {
         print("data: \(data): \(prepared.train.sampleCount.formatted()) training samples, \(prepared.validation.sampleCount.formatted()) validation samples")
         print("optimizer: \(optimizer) lr \(lr), \(steps) steps of \(batchSize), \(ComputeThreads.count) threads, BLAS kernels \(ComputeThreads.blasCoreName)")
         let progress = ProgressReporter(total: steps)
-        let isGPT = if case .gpt = spec { true } else { false }
+        let isGPT = spec.sampleShape.sequenceLength != nil
         try trainer.run(store: store) { event in
             switch event {
             case let .step(r, _, remaining):
@@ -136,7 +136,7 @@ struct SampleCommand: ParsableCommand {
         try compute.apply()
         guard temperature >= 0, tokens >= 0, topK >= 0 else { throw ValidationError("temperature, tokens and top-k must not be negative") }
         let loaded = try LoadedCheckpoint.read(checkpoint)
-        guard case let .gpt(cfg) = loaded.config.model else { throw CLIError("\(loaded.path) holds an MLP; only GPT checkpoints generate text") }
+        guard let cfg = loaded.config.model.family as? GPTConfig else { throw CLIError("\(loaded.path) holds an MLP; only GPT checkpoints generate text") }
         guard let vocabulary = loaded.config.vocabulary else {
             throw CLIError("\(loaded.path) has no character vocabulary (trained on token ids), so its output cannot be decoded to text")
         }

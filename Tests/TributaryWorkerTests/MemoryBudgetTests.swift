@@ -25,16 +25,8 @@ final class MemoryBudgetTests: XCTestCase {
 
     func batch(for c: Case, seed: UInt64) -> ModelBatch {
         var r = SeededRandom(seed: seed)
-        switch c.model {
-        case let .gpt(g):
-            let n = c.samples * g.blockSize
-            return .tokens(inputs: (0..<n).map { _ in Int32(r.nextIndex(below: g.vocabSize)) },
-                           targets: (0..<n).map { _ in Int32(r.nextIndex(below: g.vocabSize)) },
-                           batch: c.samples, sequence: g.blockSize)
-        case let .mlp(m):
-            return .features(inputs: (0..<(c.samples * m.inputFeatures)).map { _ in r.nextGaussian() },
-                             targets: (0..<c.samples).map { _ in Int32(r.nextIndex(below: m.classes)) }, batch: c.samples)
-        }
+        // Inputs, then targets: the same draws as before families had a sample shape.
+        return c.model.sampleShape.randomBatch(samples: c.samples, using: &r)
     }
 
     func job(_ c: Case, codec: String) -> JobDescription {

@@ -20,6 +20,12 @@ public struct CausalSelfAttention: Sendable {
 
     public var parameters: [Parameter] { cAttn.parameters + cProj.parameters }
 
+    /// What `init` makes, in `parameters` order, without allocating it.
+    public static func parameterSpecs(name: String, channels c: Int, bias: Bool) -> [ParameterSpec] {
+        Linear.parameterSpecs(name: "\(name).c_attn", inFeatures: c, outFeatures: 3 * c, bias: bias).all
+            + Linear.parameterSpecs(name: "\(name).c_proj", inFeatures: c, outFeatures: c, bias: bias).all
+    }
+
     /// What forward keeps for backward.
     public struct Activations: Sendable {
         public let qkv: Tensor    // [B, T, 3C]
@@ -27,9 +33,19 @@ public struct CausalSelfAttention: Sendable {
         public let heads: Tensor  // [B, T, C], attention output before c_proj
 
         public init(batch b: Int, sequence t: Int, channels c: Int, heads h: Int, allocator: TensorAllocator) throws {
-            qkv = try Tensor(shape: [b, t, 3 * c], allocator: allocator)
-            probs = try Tensor(shape: [b, h, t, t], allocator: allocator)
-            heads = try Tensor(shape: [b, t, c], allocator: allocator)
+            let s = Self.shapes(batch: b, sequence: t, channels: c, heads: h)
+            qkv = try Tensor(shape: s[0], allocator: allocator)
+            probs = try Tensor(shape: s[1], allocator: allocator)
+            heads = try Tensor(shape: s[2], allocator: allocator)
+        }
+
+        /// The shapes `init` allocates, in order: the one source of their sizes.
+        static func shapes(batch b: Int, sequence t: Int, channels c: Int, heads h: Int) -> [[Int]] {
+            [[b, t, 3 * c], [b, h, t, t], [b, t, c]]
+        }
+
+        public static func byteCount(batch b: Int, sequence t: Int, channels c: Int, heads h: Int) -> Int {
+            TensorShapes.byteCount(shapes(batch: b, sequence: t, channels: c, heads: h))
         }
     }
 
@@ -51,9 +67,20 @@ public struct CausalSelfAttention: Sendable {
 
         public init(batch b: Int, sequence t: Int, channels c: Int, allocator: TensorAllocator) throws {
             threads = ComputeThreads.count
-            dHeads = try Tensor(shape: [b, t, c], allocator: allocator)
-            dQKV = try Tensor(shape: [b, t, 3 * c], allocator: allocator)
-            scores = try Tensor(shape: [threads, AttentionKernels.scratchPerThread(sequence: t)], allocator: allocator)
+            let s = Self.shapes(batch: b, sequence: t, channels: c, threads: threads)
+            dHeads = try Tensor(shape: s[0], allocator: allocator)
+            dQKV = try Tensor(shape: s[1], allocator: allocator)
+            scores = try Tensor(shape: s[2], allocator: allocator)
+        }
+
+        /// The shapes `init` allocates, in order (scores: one [T, T] per compute thread).
+        static func shapes(batch b: Int, sequence t: Int, channels c: Int, threads: Int) -> [[Int]] {
+            [[b, t, c], [b, t, 3 * c], [threads, AttentionKernels.scratchPerThread(sequence: t)]]
+        }
+
+        /// Bytes `init` allocates with today's `ComputeThreads.count`.
+        public static func byteCount(batch b: Int, sequence t: Int, channels c: Int) -> Int {
+            TensorShapes.byteCount(shapes(batch: b, sequence: t, channels: c, threads: ComputeThreads.count))
         }
     }
 

@@ -12,10 +12,17 @@ public struct Linear: Sendable {
     }
 
     public init(name: String, inFeatures: Int, outFeatures: Int, bias: Bool, parameters f: ParameterFactory) throws {
-        weight = try f.make(name: "\(name).weight", shape: [outFeatures, inFeatures], decays: true)
-        self.bias = bias ? try f.make(name: "\(name).bias", shape: [outFeatures], decays: false) : nil
+        let specs = Self.parameterSpecs(name: name, inFeatures: inFeatures, outFeatures: outFeatures, bias: bias)
+        weight = try f.make(specs.weight)
+        self.bias = try specs.bias.map { try f.make($0) }
         self.inFeatures = inFeatures
         self.outFeatures = outFeatures
+    }
+
+    /// The parameters `init` makes, known without allocating them (shard groups use this).
+    public static func parameterSpecs(name: String, inFeatures: Int, outFeatures: Int, bias: Bool) -> WeightAndBias {
+        WeightAndBias(weight: ParameterSpec(name: "\(name).weight", shape: [outFeatures, inFeatures], decays: true),
+                      bias: bias ? ParameterSpec(name: "\(name).bias", shape: [outFeatures], decays: false) : nil)
     }
 
     public var parameters: [Parameter] { [weight] + (bias.map { [$0] } ?? []) }
@@ -50,10 +57,17 @@ public struct LayerNorm: Sendable {
 
     /// A fresh gain starts at 1; a shard-backed layer keeps the values its shard holds.
     public init(name: String, features: Int, bias: Bool, parameters f: ParameterFactory) throws {
-        weight = try f.make(name: "\(name).weight", shape: [features], decays: false)
+        let specs = Self.parameterSpecs(name: name, features: features, bias: bias)
+        weight = try f.make(specs.weight)
         if f.initializesValues { weight.value.fill(1) }
-        self.bias = bias ? try f.make(name: "\(name).bias", shape: [features], decays: false) : nil
+        self.bias = try specs.bias.map { try f.make($0) }
         self.features = features
+    }
+
+    /// The parameters `init` makes (gain, then bias), known without allocating them.
+    public static func parameterSpecs(name: String, features: Int, bias: Bool) -> WeightAndBias {
+        WeightAndBias(weight: ParameterSpec(name: "\(name).weight", shape: [features], decays: false),
+                      bias: bias ? ParameterSpec(name: "\(name).bias", shape: [features], decays: false) : nil)
     }
 
     public var parameters: [Parameter] { [weight] + (bias.map { [$0] } ?? []) }

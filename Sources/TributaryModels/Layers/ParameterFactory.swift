@@ -34,6 +34,10 @@ public final class ParameterFactory: @unchecked Sendable {
     /// Elements handed out so far (a view factory's next offset).
     public var consumed: Int { offset }
 
+    public func make(_ spec: ParameterSpec) throws -> Parameter {
+        try make(name: spec.name, shape: spec.shape, decays: spec.decays)
+    }
+
     public func make(name: String, shape: [Int], decays: Bool) throws -> Parameter {
         switch source {
         case let .allocator(a):

@@ -15,7 +15,7 @@ public struct TransformerBlock: Sendable {
 
     /// Parameters are made in `parameters`' order, which is the `block.N` shard's order.
     public init(index i: Int, channels c: Int, heads: Int, bias: Bool, parameters f: ParameterFactory) throws {
-        let p = "transformer.h.\(i)"
+        let p = Self.parameterPrefix(index: i)
         ln1 = try LayerNorm(name: "\(p).ln_1", features: c, bias: bias, parameters: f)
         attention = try CausalSelfAttention(name: "\(p).attn", channels: c, heads: heads, bias: bias, parameters: f)
         ln2 = try LayerNorm(name: "\(p).ln_2", features: c, bias: bias, parameters: f)
@@ -27,6 +27,20 @@ public struct TransformerBlock: Sendable {
     /// In nanoGPT's `named_parameters()` order.
     public var parameters: [Parameter] {
         ln1.parameters + attention.parameters + ln2.parameters + cFc.parameters + cProj.parameters
+    }
+
+    /// Where block `index`'s parameter names start (nanoGPT's module path).
+    public static func parameterPrefix(index i: Int) -> String { "transformer.h.\(i)" }
+
+    /// What `init` makes, in `parameters` order, without allocating it: the `block.N`
+    /// shard's contents.
+    public static func parameterSpecs(index i: Int, channels c: Int, bias: Bool) -> [ParameterSpec] {
+        let p = parameterPrefix(index: i)
+        return LayerNorm.parameterSpecs(name: "\(p).ln_1", features: c, bias: bias).all
+            + CausalSelfAttention.parameterSpecs(name: "\(p).attn", channels: c, bias: bias)
+            + LayerNorm.parameterSpecs(name: "\(p).ln_2", features: c, bias: bias).all
+            + Linear.parameterSpecs(name: "\(p).mlp.c_fc", inFeatures: c, outFeatures: 4 * c, bias: bias).all
+            + Linear.parameterSpecs(name: "\(p).mlp.c_proj", inFeatures: 4 * c, outFeatures: c, bias: bias).all
     }
 
     /// The residual projections whose initialisation GPT-2 scales by 1/√(2·n_layer).
@@ -45,17 +59,29 @@ public struct TransformerBlock: Sendable {
         public let fcOut: Tensor
 
         public init(batch b: Int, sequence t: Int, channels c: Int, heads h: Int, allocator: TensorAllocator) throws {
-            let n = b * t
-            ln1 = try Tensor(shape: [n, c], allocator: allocator)
-            ln1Mean = try Tensor(shape: [n], allocator: allocator)
-            ln1Rstd = try Tensor(shape: [n], allocator: allocator)
+            let s = Self.ownShapes(batch: b, sequence: t, channels: c)
+            ln1 = try Tensor(shape: s[0], allocator: allocator)
+            ln1Mean = try Tensor(shape: s[1], allocator: allocator)
+            ln1Rstd = try Tensor(shape: s[2], allocator: allocator)
             attention = try CausalSelfAttention.Activations(batch: b, sequence: t, channels: c, heads: h, allocator: allocator)
-            mid = try Tensor(shape: [n, c], allocator: allocator)
-            ln2 = try Tensor(shape: [n, c], allocator: allocator)
-            ln2Mean = try Tensor(shape: [n], allocator: allocator)
-            ln2Rstd = try Tensor(shape: [n], allocator: allocator)
-            fcGELUDerivative = try Tensor(shape: [n, 4 * c], allocator: allocator)
-            fcOut = try Tensor(shape: [n, 4 * c], allocator: allocator)
+            mid = try Tensor(shape: s[3], allocator: allocator)
+            ln2 = try Tensor(shape: s[4], allocator: allocator)
+            ln2Mean = try Tensor(shape: s[5], allocator: allocator)
+            ln2Rstd = try Tensor(shape: s[6], allocator: allocator)
+            fcGELUDerivative = try Tensor(shape: s[7], allocator: allocator)
+            fcOut = try Tensor(shape: s[8], allocator: allocator)
+        }
+
+        /// The shapes `init` allocates itself, in order (the attention's are its own).
+        static func ownShapes(batch b: Int, sequence t: Int, channels c: Int) -> [[Int]] {
+            let n = b * t
+            return [[n, c], [n], [n], [n, c], [n, c], [n], [n], [n, 4 * c], [n, 4 * c]]
+        }
+
+        /// Bytes `init` allocates: what a memory plan counts per kept block.
+        public static func byteCount(batch b: Int, sequence t: Int, channels c: Int, heads h: Int) -> Int {
+            TensorShapes.byteCount(ownShapes(batch: b, sequence: t, channels: c))
+                + CausalSelfAttention.Activations.byteCount(batch: b, sequence: t, channels: c, heads: h)
         }
     }
 
@@ -66,9 +92,18 @@ public struct TransformerBlock: Sendable {
         public let attention: CausalSelfAttention.Scratch
 
         public init(batch b: Int, sequence t: Int, channels c: Int, allocator: TensorAllocator) throws {
-            dLN = try Tensor(shape: [b * t, c], allocator: allocator)
-            dFc = try Tensor(shape: [b * t, 4 * c], allocator: allocator)
+            let s = Self.ownShapes(batch: b, sequence: t, channels: c)
+            dLN = try Tensor(shape: s[0], allocator: allocator)
+            dFc = try Tensor(shape: s[1], allocator: allocator)
             attention = try CausalSelfAttention.Scratch(batch: b, sequence: t, channels: c, allocator: allocator)
+        }
+
+        static func ownShapes(batch b: Int, sequence t: Int, channels c: Int) -> [[Int]] { [[b * t, c], [b * t, 4 * c]] }
+
+        /// Bytes `init` allocates (with today's `ComputeThreads.count`).
+        public static func byteCount(batch b: Int, sequence t: Int, channels c: Int) -> Int {
+            TensorShapes.byteCount(ownShapes(batch: b, sequence: t, channels: c))
+                + CausalSelfAttention.Scratch.byteCount(batch: b, sequence: t, channels: c)
         }
     }
 
