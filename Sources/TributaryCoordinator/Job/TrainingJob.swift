@@ -67,7 +67,7 @@ public actor TrainingJob {
         case let .images(set):
             spec = try config.modelSpec(vocabularySize: nil, features: set.featureCount, classes: set.classCount)
         }
-        let blockSize: Int? = if case let .gpt(g) = spec { g.blockSize } else { nil }
+        let blockSize = spec.sampleShape.sequenceLength
         let data = try DatasetSource.prepare(raw, name: config.data.source, blockSize: blockSize,
                                              validationFraction: config.data.validationFraction, seed: config.data.seed)
         let dir = config.storage.dataDirectory
@@ -119,7 +119,7 @@ public actor TrainingJob {
         scheduler = UnitScheduler(mode: config.rounds.mode, unitsPerEpoch: unitsPerEpoch, unitsPerRound: perRound,
                                   minUnits: config.rounds.minUnits, roundDeadline: config.rounds.deadlineSeconds,
                                   leaseDuration: config.leases.durationSeconds, now: now())
-        let tokensPerSample: Int = if case let .gpt(g) = spec { g.blockSize } else { 0 }
+        let tokensPerSample = spec.sampleShape.tokensPerSample
         stats = JobStatsBoard(.init(job: config.name, model: spec.summary, parameters: spec.parameterCount,
                                     shards: layout.shards.count, mode: config.rounds.mode,
                                     totalRounds: config.optimizer.totalRounds, unitsPerEpoch: unitsPerEpoch,
