@@ -1,13 +1,16 @@
 import Foundation
 internal import GRDB
 
-/// The coordinator's durable record: workers, work units, leases, accepted updates, rounds and
-/// checkpoints, in one SQLite file. The coordinator keeps hot state in memory and writes through;
-/// after a crash it restarts from its last checkpoint plus this ledger.
+/// The name the ledger had before it had a PostgreSQL sibling; existing call sites keep compiling.
+public typealias Ledger = SQLiteLedger
+
+/// The ledger in one SQLite file (see `LedgerStore`). The coordinator keeps hot state in memory
+/// and writes through; after a crash it restarts from its last checkpoint plus this ledger.
 ///
 /// Every method is synchronous and runs one transaction; calls from several tasks are serialized.
+/// The synchronous methods also satisfy `LedgerStore`'s async requirements.
 /// All SQL of the project lives in this module.
-public final class Ledger: Sendable {
+public final class SQLiteLedger: LedgerStore {
     /// The file path, or ":memory:".
     public let location: String
     private let dbQueue: DatabaseQueue
@@ -17,12 +20,12 @@ public final class Ledger: Sendable {
     public init(path: String) throws(LedgerError) {
         location = path
         do {
-            dbQueue = try DatabaseQueue(path: path, configuration: Ledger.configuration())
+            dbQueue = try DatabaseQueue(path: path, configuration: SQLiteLedger.configuration())
         } catch let error as DatabaseError {
             if error.resultCode == .SQLITE_NOTADB {
                 throw .notALedger(path: path, reason: "not a SQLite database")
             }
-            throw .cannotOpen(path: path, message: Ledger.oneLine(error))
+            throw .cannotOpen(path: path, message: SQLiteLedger.oneLine(error))
         } catch {
             throw .cannotOpen(path: path, message: String(describing: error))
         }
@@ -36,14 +39,14 @@ public final class Ledger: Sendable {
     }
 
     /// A private, empty ledger that lives as long as the object (tests, dry runs).
-    public static func inMemory() throws(LedgerError) -> Ledger {
+    public static func inMemory() throws(LedgerError) -> SQLiteLedger {
         let queue: DatabaseQueue
         do {
             queue = try DatabaseQueue(configuration: configuration())
         } catch {
             throw .cannotOpen(path: ":memory:", message: String(describing: error))
         }
-        return try Ledger(inMemoryQueue: queue)
+        return try SQLiteLedger(inMemoryQueue: queue)
     }
 
     private static func configuration() -> Configuration {
@@ -64,7 +67,7 @@ public final class Ledger: Sendable {
     private func setUp() throws(LedgerError) {
         let location = self.location
         try perform("open") {
-            try dbQueue.read { db in try LedgerSchema.checkIdentity(db, location: location) }
+            try dbQueue.read { db in try SQLiteLedgerSchema.checkIdentity(db, location: location) }
             try dbQueue.writeWithoutTransaction { db in
                 let mode = try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL") ?? ""
                 // An in-memory database has no WAL and reports "memory".
@@ -72,11 +75,17 @@ public final class Ledger: Sendable {
                     throw LedgerError.cannotOpen(path: location, message: "could not enable WAL journal mode (got '\(mode)')")
                 }
             }
-            try LedgerSchema.migrator.migrate(dbQueue)
+            try SQLiteLedgerSchema.migrator.migrate(dbQueue)
         }
     }
 
-    /// The settings in force on this ledger's connection.
+    /// Closes the database connection; later calls throw. Dropping the last reference closes it too.
+    public func close() {
+        // An error here means a statement is still in use, which cannot happen between calls.
+        try? dbQueue.close()
+    }
+
+    /// The settings in force on this ledger's connection (SQLite only).
     public func durability() throws(LedgerError) -> LedgerDurability {
         try read("read settings") { db in
             LedgerDurability(
@@ -131,7 +140,7 @@ public final class Ledger: Sendable {
         } catch let error as LedgerError {
             throw error
         } catch let error as DatabaseError {
-            throw .database(operation: operation, code: Int(error.extendedResultCode.rawValue), message: Ledger.oneLine(error))
+            throw .database(operation: operation, code: Int(error.extendedResultCode.rawValue), message: SQLiteLedger.oneLine(error))
         } catch let error as RowDecodingError {
             throw .corruptRow(table: operation, detail: String(describing: error).split(separator: "\n").joined(separator: " "))
         } catch {
@@ -142,33 +151,5 @@ public final class Ledger: Sendable {
     /// SQLite's message without GRDB's appended SQL text (which spans lines).
     static func oneLine(_ error: DatabaseError) -> String {
         error.message ?? "result code \(error.extendedResultCode.rawValue)"
-    }
-}
-
-/// Dates are stored as integer milliseconds since 1970. Converting back gives the same `Date`
-/// for any date that was itself made from whole milliseconds.
-enum LedgerTime {
-    static func millis(_ date: Date, _ field: String) throws(LedgerError) -> Int64 {
-        let ms = (date.timeIntervalSince1970 * 1000).rounded()
-        // ±2^53 ms is ±285,000 years: anything beyond is a bug, and Int64(_:) would trap on it.
-        guard ms.isFinite, abs(ms) < 9.0e15 else {
-            throw .invalidValue("\(field) \(date) is out of range")
-        }
-        return Int64(ms)
-    }
-
-    static func date(_ millis: Int64) -> Date {
-        Date(timeIntervalSince1970: Double(millis) / 1000)
-    }
-}
-
-/// Input checks shared by the write paths.
-enum LedgerCheck {
-    static func nonNegative(_ value: Int, _ what: String) throws(LedgerError) {
-        if value < 0 { throw .invalidValue("\(what) is \(value); it must be ≥ 0") }
-    }
-
-    static func finite(_ value: Double, _ what: String) throws(LedgerError) {
-        if !value.isFinite { throw .invalidValue("\(what) is \(value); it must be finite") }
     }
 }
