@@ -14,6 +14,8 @@ public final class SQLiteLedger: LedgerStore {
     /// The file path, or ":memory:".
     public let location: String
     private let dbQueue: DatabaseQueue
+    /// GRDB crashes on a closed connection, so every call checks this first, under its lock.
+    private let gate = ClosedGate()
 
     /// Opens the ledger at `path`, creating and migrating it if needed. Refuses a file that is not
     /// a Tributary ledger, or one written by a newer schema, without modifying it.
@@ -81,8 +83,10 @@ public final class SQLiteLedger: LedgerStore {
 
     /// Closes the database connection; later calls throw. Dropping the last reference closes it too.
     public func close() {
-        // An error here means a statement is still in use, which cannot happen between calls.
-        try? dbQueue.close()
+        gate.close {
+            // An error here means a statement is still in use, which cannot happen between calls.
+            try? dbQueue.close()
+        }
     }
 
     /// The settings in force on this ledger's connection (SQLite only).
@@ -126,11 +130,11 @@ public final class SQLiteLedger: LedgerStore {
 
     /// One IMMEDIATE transaction; rolled back if `body` throws.
     func write<T>(_ operation: String, _ body: (Database) throws -> T) throws(LedgerError) -> T {
-        try perform(operation) { try dbQueue.write(body) }
+        try gate.whileOpen(operation) { () throws(LedgerError) in try perform(operation) { try dbQueue.write(body) } }
     }
 
     func read<T>(_ operation: String, _ body: (Database) throws -> T) throws(LedgerError) -> T {
-        try perform(operation) { try dbQueue.read(body) }
+        try gate.whileOpen(operation) { () throws(LedgerError) in try perform(operation) { try dbQueue.read(body) } }
     }
 
     /// Passes `LedgerError`s through and turns anything else into one.
@@ -151,5 +155,27 @@ public final class SQLiteLedger: LedgerStore {
     /// SQLite's message without GRDB's appended SQL text (which spans lines).
     static func oneLine(_ error: DatabaseError) -> String {
         error.message ?? "result code \(error.extendedResultCode.rawValue)"
+    }
+}
+
+/// Whether `close()` has run. Calls hold the lock while they use the connection, so `close()`
+/// waits for a call in progress and no call starts on a closed connection. (The connection
+/// serializes calls anyway, so the lock costs no concurrency.)
+private final class ClosedGate: @unchecked Sendable {
+    private let lock = NSLock()
+    private var closed = false
+
+    func whileOpen<T>(_ operation: String, _ body: () throws(LedgerError) -> T) throws(LedgerError) -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        if closed { throw .database(operation: operation, code: 21, message: "the ledger was closed") }
+        return try body()
+    }
+
+    func close(_ body: () -> Void) {
+        lock.lock()
+        defer { lock.unlock() }
+        if !closed { body() }
+        closed = true
     }
 }

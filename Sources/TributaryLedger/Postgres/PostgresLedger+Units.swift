@@ -15,9 +15,12 @@ extension PostgresLedger {
             try LedgerCheck.nonNegative(unit.sampleCount, "unit \(unit.index) sampleCount")
         }
         if units.isEmpty { return }
-        let epochs = units.map(\.epoch), indices = units.map(\.index)
-        let starts = units.map(\.sampleStart), counts = units.map(\.sampleCount)
-        let states = units.map(\.state.rawValue)
+        // Each column travels as one bound text parameter in PostgreSQL's array syntax, cast to an
+        // array on the server: PostgresNIO's element-by-element array encoding takes seconds for
+        // 50,000 units in a debug build. The texts hold only integers and state names.
+        let epochs = Self.arrayText(units.map(\.epoch)), indices = Self.arrayText(units.map(\.index))
+        let starts = Self.arrayText(units.map(\.sampleStart)), counts = Self.arrayText(units.map(\.sampleCount))
+        let states = Self.arrayText(units.map(\.state.rawValue))
         var seen = Set<[Int]>(minimumCapacity: units.count)
         let firstRepeat = units.firstIndex { !seen.insert([$0.epoch, $0.index]).inserted }
         try await write("insert units") { db in
@@ -35,6 +38,11 @@ extension PostgresLedger {
                                      \(states)::TEXT[])
                 """)
         }
+    }
+
+    /// `{1,2,3}`: the text form of an array, for values that need no quoting (integers, state names).
+    static func arrayText<Value: CustomStringConvertible>(_ values: [Value]) -> String {
+        "{" + values.map(\.description).joined(separator: ",") + "}"
     }
 
     public func unit(epoch: Int, index: Int) async throws(LedgerError) -> UnitRecord? {
