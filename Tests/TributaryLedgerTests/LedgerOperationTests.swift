@@ -68,7 +68,8 @@ final class LedgerOperationTests: LedgerStoreTestCase {
             await expectLedgerError(try await ledger.insertUnits([fresh, fresh, stored]),
                                     .duplicate(kind: "unit", key: "epoch 3 index 6"))
             await expectEqual(try await ledger.units(epoch: 3, state: nil).map(\.index), [0, 1, 2])
-            await expectLedgerError(try await ledger.insertUnits([UnitRecord(epoch: 2, index: -1, sampleStart: 0, sampleCount: 1)]),
+            let negative = UnitRecord(epoch: 2, index: -1, sampleStart: 0, sampleCount: 1)
+            await expectLedgerError(try await ledger.insertUnits([negative]),
                                     .invalidValue("unit index is -1; it must be ≥ 0"))
         }
     }
@@ -96,7 +97,8 @@ final class LedgerOperationTests: LedgerStoreTestCase {
             await expectEqual(try await ledger.activeLeases(), [])
             // An ended lease cannot come back; repeating its state is a no-op.
             try await ledger.setLeaseState(id: "L1", .expired, deadline: nil)
-            await expectLedgerError(try await ledger.setLeaseState(id: "L1", .active, deadline: nil), .leaseNotActive(id: "L1", state: .expired))
+            await expectLedgerError(try await ledger.setLeaseState(id: "L1", .active, deadline: nil),
+                                    .leaseNotActive(id: "L1", state: .expired))
 
             try await ledger.insertLease(makeLease("L2", unit: 1, worker: "w1", issuedAt: 70_000))
             await expectEqual(try await ledger.unit(epoch: 0, index: 1)?.state, .leased)
@@ -118,7 +120,8 @@ final class LedgerOperationTests: LedgerStoreTestCase {
                                     .unknownUnit(epoch: 0, index: 99))
             await expectLedgerError(try await ledger.insertLease(makeLease("L9", unit: 3, worker: "ghost")),
                                     .unknownWorker(id: "ghost"))
-            await expectLedgerError(try await ledger.setLeaseState(id: "nope", .expired, deadline: nil), .unknownLease(id: "nope"))
+            await expectLedgerError(try await ledger.setLeaseState(id: "nope", .expired, deadline: nil),
+                                    .unknownLease(id: "nope"))
             await expectEqual(try await ledger.unitCounts(epoch: 0), [.pending: 4, .leased: 0, .done: 0])
         }
     }
@@ -145,10 +148,12 @@ final class LedgerOperationTests: LedgerStoreTestCase {
             XCTAssertEqual(credited.rejectedUpdates, 0)
 
             // The rival's update for the same (epoch, unit): refused, nothing changes.
-            await expectLedgerError(try await ledger.recordAcceptedUpdate(makeUpdate(lease: rival, round: 1, samples: 64, flops: 9e9)),
+            let rivalUpdate = makeUpdate(lease: rival, round: 1, samples: 64, flops: 9e9)
+            await expectLedgerError(try await ledger.recordAcceptedUpdate(rivalUpdate),
                                     .unitAlreadyDone(epoch: 0, index: 0))
             // Replaying the first update is refused the same way.
-            await expectLedgerError(try await ledger.recordAcceptedUpdate(makeUpdate(lease: lease, round: 2, samples: 64, flops: 1.25e9)),
+            let replay = makeUpdate(lease: lease, round: 2, samples: 64, flops: 1.25e9)
+            await expectLedgerError(try await ledger.recordAcceptedUpdate(replay),
                                     .unitAlreadyDone(epoch: 0, index: 0))
             await expectEqual(try await ledger.worker(id: "w1"), credited)
             await expectEqual(try await ledger.worker(id: "w2")?.acceptedUpdates, 0)
@@ -196,7 +201,8 @@ final class LedgerOperationTests: LedgerStoreTestCase {
             await expectLedgerError(try await ledger.recordAcceptedUpdate(unknownLease), .unknownLease(id: "nope"))
             var notFinite = makeUpdate(lease: lease, round: 1, samples: 64, flops: 1e9)
             notFinite.loss = .nan
-            await expectLedgerError(try await ledger.recordAcceptedUpdate(notFinite), .invalidValue("update loss is nan; it must be finite"))
+            await expectLedgerError(try await ledger.recordAcceptedUpdate(notFinite),
+                                    .invalidValue("update loss is nan; it must be finite"))
 
             await expectEqual(try await ledger.unitCounts(epoch: 0), [.pending: 2, .leased: 1, .done: 0])
             await expectEqual(try await ledger.lease(id: "L1")?.state, .active)

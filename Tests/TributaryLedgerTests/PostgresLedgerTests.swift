@@ -74,7 +74,7 @@ final class PostgresLedgerTests: XCTestCase {
 
     /// Two coordinators opening one empty database at once: one creates the tables, the other
     /// waits for it (advisory lock) and finds a ledger.
-    func testConcurrentOpensOfAnEmptyDatabaseBothSucceed() async throws {
+    func testConcurrentOpensOfAnEmptyDatabaseAllSucceed() async throws {
         let settings = try await freshDatabase()
         let opened = try await withThrowingTaskGroup(of: PostgresLedger.self) { group in
             for _ in 0..<4 { group.addTask { try await PostgresLedger.open(settings) } }
@@ -84,6 +84,30 @@ final class PostgresLedgerTests: XCTestCase {
         try await opened[0].setMeta("k", "v")
         for store in opened { await expectEqual(try await store.meta("k"), "v") }
         await expectEqual(try await sql("SELECT schema_version::text FROM tributary_ledger", in: settings), ["1"])
+    }
+
+    /// After a server restart or an administrator ending sessions, the pool still holds dead
+    /// connections: calls run again on a fresh one instead of failing.
+    func testCallsSurviveConnectionsTheServerClosed() async throws {
+        let settings = try await freshDatabase()
+        let ledger = try await open(settings)
+        try await ledger.setMeta("k", "v")
+        for round in 1...3 {
+            let ended = try await sql("""
+                SELECT count(pg_terminate_backend(pid))::text FROM pg_stat_activity
+                WHERE datname = '\(settings.database)' AND pid <> pg_backend_pid()
+                """, in: settings)
+            XCTAssertGreaterThanOrEqual(Int(ended.first ?? "") ?? 0, 1, "round \(round): \(ended)")
+            // Alternately a read and a write first on the dead connection.
+            if round % 2 == 1 {
+                await expectEqual(try await ledger.meta("k"), round == 1 ? "v" : "v\(round - 1)")
+                try await ledger.setMeta("k", "v\(round)")
+            } else {
+                try await ledger.setMeta("k", "v\(round)")
+                await expectEqual(try await ledger.meta("k"), "v\(round)")
+            }
+        }
+        await expectEqual(try await ledger.meta("k"), "v3")
     }
 
     /// The schema itself refuses rows that break the ledger's invariants, as SQLite's does, even

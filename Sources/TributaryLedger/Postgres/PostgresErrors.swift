@@ -29,7 +29,7 @@ enum PostgresErrors {
                 return .server(operation: operation, sqlState: state, message: message)
             }
             if error.code == .poolClosed {
-                return .cannotConnect(location: location, message: "the ledger is closed")
+                return .server(operation: operation, sqlState: "08003", message: "the ledger was closed")
             }
             if error.code == .queryCancelled {
                 return .server(operation: operation, sqlState: "57014", message: "the query was cancelled")
@@ -37,6 +37,10 @@ enum PostgresErrors {
             return .cannotConnect(location: location, message: describe(error))
         case is CancellationError:
             return .server(operation: operation, sqlState: "57014", message: "the task was cancelled")
+        // The pool's own errors (e.g. no connection could be made for a minute) come from the
+        // underscored _ConnectionPoolModule; matched by name rather than importing it.
+        case _ where String(describing: type(of: error)) == "ConnectionPoolError":
+            return .cannotConnect(location: location, message: "no connection to the server (\(oneLine(String(describing: error))))")
         default:
             return .server(operation: operation, sqlState: "-----", message: oneLine(String(describing: error)))
         }
@@ -57,6 +61,26 @@ enum PostgresErrors {
         return .cannotConnect(location: location, message: oneLine(String(describing: error)))
     }
 
+    /// The call ran on a pooled connection that the server had closed (it restarted, or an
+    /// administrator ended the session) before anything could be committed. Not for COMMIT's own
+    /// failure: whether that transaction committed is unknown.
+    static func isStaleConnection(_ error: any Error) -> Bool {
+        if let error = error as? PostgresTransactionError {
+            if error.commitError != nil { return false }
+            return (error.beginError ?? error.closureError).map(isStaleConnection) ?? false
+        }
+        guard let error = error as? PSQLError else { return false }
+        switch error.code {
+        case .serverClosedConnection, .clientClosedConnection, .connectionError, .uncleanShutdown:
+            return true
+        case .server:
+            let state = error.serverInfo?[.sqlState] ?? ""
+            return state.hasPrefix("08") || state.hasPrefix("57P0")
+        default:
+            return false
+        }
+    }
+
     /// Serialization failure or deadlock: the transaction lost a race and can simply run again.
     static func isRetryable(_ error: LedgerError) -> Bool {
         if case let .server(_, state, _) = error { return state == "40001" || state == "40P01" }
@@ -72,8 +96,9 @@ enum PostgresErrors {
         case .unsupportedAuthMechanism:
             return "the server asks for an authentication method PostgresNIO does not support"
         default:
-            let cause = error.underlying.map { ": " + oneLine(String(describing: $0)) } ?? ""
-            return "\(error.code)\(cause)"
+            // A nested PSQLError's description is a generic placeholder; its code says more.
+            let cause = error.underlying.map { ": " + (($0 as? PSQLError).map { "\($0.code)" } ?? oneLine(String(describing: $0))) }
+            return "\(error.code)\(cause ?? "")"
         }
     }
 

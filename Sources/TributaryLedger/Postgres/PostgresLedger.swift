@@ -54,7 +54,7 @@ public final class PostgresLedger: LedgerStore {
     }
 
     /// Shuts the pool down and waits until its connections are closed. Later calls throw
-    /// `.cannotConnect` ("the ledger is closed").
+    /// `.server(sqlState: "08003", message: "the ledger was closed")`.
     public func close() async {
         runner.cancel()
         await runner.value
@@ -62,48 +62,53 @@ public final class PostgresLedger: LedgerStore {
 
     // MARK: Transactions and error mapping
 
-    /// One SERIALIZABLE transaction; rolled back if `body` throws. A serialization failure or
-    /// deadlock means another transaction won a race: the whole body runs again on fresh data.
+    /// One SERIALIZABLE transaction; rolled back if `body` throws. Runs `body` again, on fresh
+    /// data, when the transaction lost a race (serialization failure, deadlock) or ran on a pooled
+    /// connection the server had closed (restart, failover): in both cases nothing was committed.
+    /// A failure of COMMIT itself is never retried, since the commit may have happened.
     func write<T: Sendable>(_ operation: String, _ body: (PostgresSession) async throws -> T) async throws(LedgerError) -> T {
-        try checkOpen()
         let logger = self.logger
-        var attempt = 1
-        while true {
-            do {
-                return try await client.withTransaction(logger: logger) { connection in
-                    let session = PostgresSession(connection: connection, logger: logger)
-                    try await session.execute("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
-                    return try await body(session)
-                }
-            } catch {
-                let mapped = PostgresErrors.map(error, operation: operation, location: location)
-                guard attempt < Self.maxAttempts, PostgresErrors.isRetryable(mapped) else { throw mapped }
-                logger.debug("ledger transaction conflict, retrying",
-                             metadata: ["operation": "\(operation)", "attempt": "\(attempt)"])
-                // Jittered so that two retrying writers do not collide again in lockstep.
-                try? await Task.sleep(for: .milliseconds(Int.random(in: 1...(5 * attempt))))
-                attempt += 1
+        return try await retrying(operation) {
+            try await client.withTransaction(logger: logger) { connection in
+                let session = PostgresSession(connection: connection, logger: logger)
+                try await session.execute("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
+                return try await body(session)
             }
         }
     }
 
-    static let maxAttempts = 20
-
-    /// A closed pool would make callers wait for a connection that never comes.
-    private func checkOpen() throws(LedgerError) {
-        if runner.isCancelled { throw .cannotConnect(location: location, message: "the ledger is closed") }
-    }
-
     /// One statement (or a few) on a pooled connection, outside an explicit transaction.
     func read<T: Sendable>(_ operation: String, _ body: (PostgresSession) async throws -> T) async throws(LedgerError) -> T {
-        try checkOpen()
         let logger = self.logger
-        do {
-            return try await client.withConnection { connection in
+        return try await retrying(operation) {
+            try await client.withConnection { connection in
                 try await body(PostgresSession(connection: connection, logger: logger))
             }
-        } catch {
-            throw PostgresErrors.map(error, operation: operation, location: location)
+        }
+    }
+
+    /// Enough for every pooled connection to turn out dead after a server restart, plus races.
+    static let maxAttempts = 20
+
+    private func retrying<T: Sendable>(_ operation: String, _ attemptOnce: () async throws -> T) async throws(LedgerError) -> T {
+        var attempt = 1
+        while true {
+            // A closed pool would make callers wait for a connection that never comes.
+            if runner.isCancelled {
+                throw .server(operation: operation, sqlState: "08003", message: "the ledger was closed")
+            }
+            do {
+                return try await attemptOnce()
+            } catch {
+                let mapped = PostgresErrors.map(error, operation: operation, location: location)
+                guard attempt < Self.maxAttempts,
+                      PostgresErrors.isRetryable(mapped) || PostgresErrors.isStaleConnection(error) else { throw mapped }
+                logger.debug("ledger call retried", metadata: ["operation": "\(operation)", "attempt": "\(attempt)",
+                                                               "reason": "\(mapped)"])
+                // Jittered so that two retrying writers do not collide again in lockstep.
+                try? await Task.sleep(for: .milliseconds(Int.random(in: 1...(5 * attempt))))
+                attempt += 1
+            }
         }
     }
 
