@@ -25,6 +25,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
     targets: [
         // System shims.
@@ -58,9 +59,12 @@ let package = Package(
         .target(name: "TributaryProtocol",
                 dependencies: ["TributaryModels", "TributaryTensor"]),
 
-        // The durable ledger (SQLite through GRDB): workers, units, leases, updates, rounds.
+        // The durable ledger (SQLite through GRDB, or PostgreSQL through PostgresNIO): workers,
+        // units, leases, updates, rounds.
         .target(name: "TributaryLedger",
-                dependencies: [.product(name: "GRDB", package: "GRDB.swift")]),
+                dependencies: [.product(name: "GRDB", package: "GRDB.swift"),
+                               .product(name: "PostgresNIO", package: "postgres-nio"),
+                               .product(name: "Logging", package: "swift-log")]),
 
         // Single-process training loop, shared by `tributary train` and the benchmarks.
         .target(name: "TributaryTraining",
@@ -108,7 +112,10 @@ let package = Package(
         .testTarget(name: "TributaryCheckpointTests", dependencies: ["TributaryCheckpoint"]),
         .testTarget(name: "TributaryTrainingTests", dependencies: ["TributaryTraining"]),
         .testTarget(name: "TributaryCompressionTests", dependencies: ["TributaryCompression"]),
-        .testTarget(name: "TributaryLedgerTests", dependencies: ["TributaryLedger"]),
+        // PostgresNIO directly too: the tests create and drop a database per test.
+        .testTarget(name: "TributaryLedgerTests",
+                    dependencies: ["TributaryLedger", .product(name: "PostgresNIO", package: "postgres-nio"),
+                                   .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "TributaryWorkerTests", dependencies: ["TributaryWorker"]),
         .testTarget(name: "TributaryCoordinatorTests", dependencies: ["TributaryCoordinator"]),
         .testTarget(name: "TributaryNetworkTests",

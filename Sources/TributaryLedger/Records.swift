@@ -144,7 +144,7 @@ public struct CheckpointRecord: Sendable, Equatable, Codable {
     }
 }
 
-/// What `Ledger.recoverAfterRestart(checkpointedRound:)` undid.
+/// What `LedgerStore.recoverAfterRestart(checkpointedRound:)` undid.
 public struct RecoveryReport: Sendable, Equatable {
     public var droppedUpdates: Int
     /// Units put back to pending: done units whose update was dropped plus units of expired leases.

@@ -2,65 +2,9 @@ import Foundation
 import XCTest
 import TributaryLedger
 
-/// The file itself: creation, reopening, durability settings, and refusing files that are not ours.
+/// SQLite only: the file itself, its durability settings, and refusing files that are not ours.
+/// (What every store must do, reopening included, is in LedgerPersistenceTests.)
 final class LedgerStorageTests: LedgerFileTestCase {
-    func testReopenedFileLedgerKeepsEverything() throws {
-        let file = path("ledger.sqlite")
-        let lease = makeLease("L1", unit: 2, worker: "w1")
-        let update = makeUpdate(lease: lease, round: 1, samples: 64, flops: 3.0e9)
-        let round = RoundRecord(round: 1, version: 1, openedAt: at(100), closedAt: at(9_100), updates: 1,
-                                samples: 64, meanLoss: 2.25)
-        let checkpoint = CheckpointRecord(version: 1, round: 1, path: "checkpoints/v1.safetensors", createdAt: at(9_500))
-        do {
-            let ledger = try Ledger(path: file)
-            try ledger.setMeta("job.name", "shakespeare-char")
-            try ledger.setMeta("model.version", "0")
-            try ledger.setMeta("model.version", "1")  // overwrite, not a second row
-            try ledger.insertWorker(makeWorker("w1", createdAt: 10))
-            try ledger.insertUnits(makeUnits(epoch: 0, count: 10))
-            try ledger.insertLease(lease)
-            try ledger.insertLease(makeLease("L2", unit: 5, worker: "w1"))
-            try ledger.recordAcceptedUpdate(update)
-            try ledger.recordRejectedUpdate(workerId: "w1", reason: "stale", at: at(7_000))
-            try ledger.recordRound(round)
-            try ledger.recordCheckpoint(checkpoint)
-        }  // the ledger is dropped here: its connection closes
-
-        let reopened = try Ledger(path: file)
-        XCTAssertEqual(try reopened.allMeta(), ["job.name": "shakespeare-char", "model.version": "1"])
-        XCTAssertEqual(try reopened.meta("model.version"), "1")
-        XCTAssertNil(try reopened.meta("absent"))
-        var expectedWorker = makeWorker("w1", createdAt: 10)
-        expectedWorker.samples = 64
-        expectedWorker.flops = 3.0e9
-        expectedWorker.acceptedUpdates = 1
-        expectedWorker.rejectedUpdates = 1
-        XCTAssertEqual(try reopened.workers(), [expectedWorker])
-        XCTAssertEqual(try reopened.unitCounts(epoch: 0), [.pending: 8, .leased: 1, .done: 1])
-        XCTAssertEqual(try reopened.unit(epoch: 0, index: 2),
-                       UnitRecord(epoch: 0, index: 2, sampleStart: 128, sampleCount: 64, state: .done))
-        var committed = lease
-        committed.state = .committed
-        XCTAssertEqual(try reopened.lease(id: "L1"), committed)
-        XCTAssertEqual(try reopened.lease(id: "L2")?.state, .active)
-        XCTAssertEqual(try reopened.updates(round: 1), [update])
-        XCTAssertEqual(try reopened.rejectionCounts(), ["stale": 1])
-        XCTAssertEqual(try reopened.lastRound(), round)
-        XCTAssertEqual(try reopened.latestCheckpoint(), checkpoint)
-    }
-
-    func testDatesRoundTripToTheMillisecond() throws {
-        let ledger = try Ledger.inMemory()
-        // 0.1234567 s after the instant: stored as 123 ms.
-        let precise = Date(timeIntervalSince1970: 1_700_000_000.1234567)
-        var worker = makeWorker("w1")
-        worker.createdAt = precise
-        try ledger.insertWorker(worker)
-        let stored = try XCTUnwrap(ledger.worker(id: "w1")).createdAt
-        XCTAssertEqual(stored.timeIntervalSince1970, 1_700_000_000.123, accuracy: 1e-6)
-        XCTAssertEqual(stored.timeIntervalSince(precise), -0.0004567, accuracy: 1e-6)
-    }
-
     func testDurabilitySettingsAndVisibilityAcrossInstances() throws {
         let file = path("ledger.sqlite")
         let first = try Ledger(path: file)
@@ -80,19 +24,6 @@ final class LedgerStorageTests: LedgerFileTestCase {
         let memory = try Ledger.inMemory()
         XCTAssertEqual(try memory.durability().synchronous, 2)
         XCTAssertEqual(memory.location, ":memory:")
-    }
-
-    func testInMemoryLedgerStartsEmpty() throws {
-        let ledger = try Ledger.inMemory()
-        XCTAssertEqual(try ledger.workers(), [])
-        XCTAssertEqual(try ledger.unitCounts(epoch: 0), [.pending: 0, .leased: 0, .done: 0])
-        XCTAssertEqual(try ledger.units(epoch: 0, state: nil), [])
-        XCTAssertNil(try ledger.lastRound())
-        XCTAssertEqual(try ledger.rounds(limit: 10), [])
-        XCTAssertNil(try ledger.latestCheckpoint())
-        XCTAssertEqual(try ledger.rejectionCounts(), [:])
-        XCTAssertEqual(try ledger.recoverAfterRestart(checkpointedRound: 0),
-                       RecoveryReport(droppedUpdates: 0, requeuedUnits: 0, expiredLeases: 0, droppedRounds: 0))
     }
 
     func testEmptyFileBecomesALedger() throws {

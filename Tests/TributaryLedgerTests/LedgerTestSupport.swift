@@ -54,3 +54,55 @@ class LedgerFileTestCase: XCTestCase {
         directory.appendingPathComponent(name).path
     }
 }
+
+// MARK: Assertions on async store calls
+// XCTAssert* take synchronous autoclosures; these take async ones, so that each store call stays
+// inside its assertion. Messages name the store kind the current `forEachStore` body runs on.
+
+private func tagged(_ message: String) -> String {
+    guard let kind = StoreKind.current else { return message }
+    return message.isEmpty ? "[\(kind.rawValue)]" : "[\(kind.rawValue)] \(message)"
+}
+
+func expectEqual<T: Equatable>(_ expression: @autoclosure () async throws -> T, _ expected: @autoclosure () -> T,
+                               _ message: String = "", file: StaticString = #filePath, line: UInt = #line) async {
+    do {
+        let value = try await expression()
+        XCTAssertEqual(value, expected(), tagged(message), file: file, line: line)
+    } catch {
+        XCTFail(tagged("threw \(error) \(message)"), file: file, line: line)
+    }
+}
+
+func expectNil<T>(_ expression: @autoclosure () async throws -> T?, _ message: String = "",
+                  file: StaticString = #filePath, line: UInt = #line) async {
+    do {
+        let value = try await expression()
+        XCTAssertNil(value, tagged(message), file: file, line: line)
+    } catch {
+        XCTFail(tagged("threw \(error) \(message)"), file: file, line: line)
+    }
+}
+
+/// Fails unless the expression throws; hands the error to `check`.
+func expectThrows<T>(_ expression: @autoclosure () async throws -> T, file: StaticString = #filePath, line: UInt = #line,
+                     _ check: (any Error) -> Void = { _ in }) async {
+    do {
+        let value = try await expression()
+        XCTFail(tagged("expected an error, got \(value)"), file: file, line: line)
+    } catch {
+        check(error)
+    }
+}
+
+func expectLedgerError<T>(_ expression: @autoclosure () async throws -> T, _ expected: LedgerError,
+                          file: StaticString = #filePath, line: UInt = #line) async {
+    await expectThrows(try await expression(), file: file, line: line) { error in
+        XCTAssertEqual(error as? LedgerError, expected, tagged(""), file: file, line: line)
+    }
+}
+
+/// XCTUnwrap for a value already awaited (XCTUnwrap's autoclosure cannot await).
+func unwrap<T>(_ value: T?, file: StaticString = #filePath, line: UInt = #line) throws -> T {
+    try XCTUnwrap(value, tagged("unexpectedly nil"), file: file, line: line)
+}

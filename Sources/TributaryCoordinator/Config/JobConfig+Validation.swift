@@ -9,7 +9,7 @@ extension JobConfig {
     public func validate() throws {
         func bad(_ s: String) -> JobConfigError { .invalid(s) }
         guard ["gpt", "mlp"].contains(model.type) else { throw bad("model.type must be gpt or mlp (got \(model.type))") }
-        guard !storage.ledger.isEmpty else { throw bad("storage.ledger must be sqlite, sqlite:PATH or a postgres:// URL") }
+        _ = try ledgerLocation()
         guard units.samplesPerUnit >= 1 else { throw bad("units.samples_per_unit must be positive") }
         if let mb = units.microBatch, mb < 1 || units.samplesPerUnit % mb != 0 {
             throw bad("units.micro_batch (\(mb)) must divide units.samples_per_unit (\(units.samplesPerUnit))")

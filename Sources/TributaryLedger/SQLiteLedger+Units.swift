@@ -1,7 +1,7 @@
 import Foundation
 internal import GRDB
 
-extension Ledger {
+extension SQLiteLedger {
     // MARK: Work units
 
     /// Inserts all units in one transaction through one prepared statement. Throws `.duplicate`
@@ -28,7 +28,7 @@ extension Ledger {
     }
 
     public func unit(epoch: Int, index: Int) throws(LedgerError) -> UnitRecord? {
-        try read("read unit") { db in try Ledger.fetchUnit(db, epoch: epoch, index: index) }
+        try read("read unit") { db in try SQLiteLedger.fetchUnit(db, epoch: epoch, index: index) }
     }
 
     /// The epoch's units in `state` (all units when nil), by index.
@@ -79,7 +79,7 @@ extension Ledger {
         let issuedAt = try LedgerTime.millis(lease.issuedAt, "lease issuedAt")
         let deadline = try LedgerTime.millis(lease.deadline, "lease deadline")
         try write("insert lease") { db in
-            guard let unit = try Ledger.fetchUnit(db, epoch: lease.epoch, index: lease.unitIndex) else {
+            guard let unit = try SQLiteLedger.fetchUnit(db, epoch: lease.epoch, index: lease.unitIndex) else {
                 throw LedgerError.unknownUnit(epoch: lease.epoch, index: lease.unitIndex)
             }
             if unit.state == .done {
@@ -103,7 +103,7 @@ extension Ledger {
     }
 
     public func lease(id: String) throws(LedgerError) -> LeaseRecord? {
-        try read("read lease") { db in try Ledger.fetchLease(db, id: id) }
+        try read("read lease") { db in try SQLiteLedger.fetchLease(db, id: id) }
     }
 
     /// The leases of one unit, oldest first (a unit may be leased again after a lease expires).
@@ -133,7 +133,7 @@ extension Ledger {
     public func setLeaseState(id: String, _ state: LeaseState, deadline: Date? = nil) throws(LedgerError) {
         let deadlineMillis: Int64? = if let deadline { try LedgerTime.millis(deadline, "lease deadline") } else { nil }
         try write("set lease state") { db in
-            guard let lease = try Ledger.fetchLease(db, id: id) else { throw LedgerError.unknownLease(id: id) }
+            guard let lease = try SQLiteLedger.fetchLease(db, id: id) else { throw LedgerError.unknownLease(id: id) }
             if lease.state != .active {
                 if lease.state == state { return }
                 throw LedgerError.leaseNotActive(id: id, state: lease.state)

@@ -1,7 +1,7 @@
 import Foundation
 internal import GRDB
 
-extension Ledger {
+extension SQLiteLedger {
     /// Registers a worker. Throws `.duplicate` if its id or token hash is already registered.
     public func insertWorker(_ worker: WorkerRecord) throws(LedgerError) {
         try LedgerCheck.nonNegative(worker.samples, "worker samples")

@@ -2,7 +2,7 @@ import Foundation
 internal import GRDB
 
 /// The ledger's tables and how a file is recognised as a ledger.
-enum LedgerSchema {
+enum SQLiteLedgerSchema {
     /// Written to the SQLite header (`PRAGMA application_id`) so another program's database,
     /// or ours opened by another program, is recognised as such. "TRBL".
     static let applicationID = 0x5452_424C

@@ -1,28 +1,33 @@
 import Foundation
 internal import GRDB
 
-/// The coordinator's durable record: workers, work units, leases, accepted updates, rounds and
-/// checkpoints, in one SQLite file. The coordinator keeps hot state in memory and writes through;
-/// after a crash it restarts from its last checkpoint plus this ledger.
+/// The name the ledger had before it had a PostgreSQL sibling; existing call sites keep compiling.
+public typealias Ledger = SQLiteLedger
+
+/// The ledger in one SQLite file (see `LedgerStore`). The coordinator keeps hot state in memory
+/// and writes through; after a crash it restarts from its last checkpoint plus this ledger.
 ///
 /// Every method is synchronous and runs one transaction; calls from several tasks are serialized.
+/// The synchronous methods also satisfy `LedgerStore`'s async requirements.
 /// All SQL of the project lives in this module.
-public final class Ledger: Sendable {
+public final class SQLiteLedger: LedgerStore {
     /// The file path, or ":memory:".
     public let location: String
     private let dbQueue: DatabaseQueue
+    /// GRDB crashes on a closed connection, so every call checks this first, under its lock.
+    private let gate = ClosedGate()
 
     /// Opens the ledger at `path`, creating and migrating it if needed. Refuses a file that is not
     /// a Tributary ledger, or one written by a newer schema, without modifying it.
     public init(path: String) throws(LedgerError) {
         location = path
         do {
-            dbQueue = try DatabaseQueue(path: path, configuration: Ledger.configuration())
+            dbQueue = try DatabaseQueue(path: path, configuration: SQLiteLedger.configuration())
         } catch let error as DatabaseError {
             if error.resultCode == .SQLITE_NOTADB {
                 throw .notALedger(path: path, reason: "not a SQLite database")
             }
-            throw .cannotOpen(path: path, message: Ledger.oneLine(error))
+            throw .cannotOpen(path: path, message: SQLiteLedger.oneLine(error))
         } catch {
             throw .cannotOpen(path: path, message: String(describing: error))
         }
@@ -36,14 +41,14 @@ public final class Ledger: Sendable {
     }
 
     /// A private, empty ledger that lives as long as the object (tests, dry runs).
-    public static func inMemory() throws(LedgerError) -> Ledger {
+    public static func inMemory() throws(LedgerError) -> SQLiteLedger {
         let queue: DatabaseQueue
         do {
             queue = try DatabaseQueue(configuration: configuration())
         } catch {
             throw .cannotOpen(path: ":memory:", message: String(describing: error))
         }
-        return try Ledger(inMemoryQueue: queue)
+        return try SQLiteLedger(inMemoryQueue: queue)
     }
 
     private static func configuration() -> Configuration {
@@ -64,7 +69,7 @@ public final class Ledger: Sendable {
     private func setUp() throws(LedgerError) {
         let location = self.location
         try perform("open") {
-            try dbQueue.read { db in try LedgerSchema.checkIdentity(db, location: location) }
+            try dbQueue.read { db in try SQLiteLedgerSchema.checkIdentity(db, location: location) }
             try dbQueue.writeWithoutTransaction { db in
                 let mode = try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL") ?? ""
                 // An in-memory database has no WAL and reports "memory".
@@ -72,11 +77,19 @@ public final class Ledger: Sendable {
                     throw LedgerError.cannotOpen(path: location, message: "could not enable WAL journal mode (got '\(mode)')")
                 }
             }
-            try LedgerSchema.migrator.migrate(dbQueue)
+            try SQLiteLedgerSchema.migrator.migrate(dbQueue)
         }
     }
 
-    /// The settings in force on this ledger's connection.
+    /// Closes the database connection; later calls throw. Dropping the last reference closes it too.
+    public func close() {
+        gate.close {
+            // An error here means a statement is still in use, which cannot happen between calls.
+            try? dbQueue.close()
+        }
+    }
+
+    /// The settings in force on this ledger's connection (SQLite only).
     public func durability() throws(LedgerError) -> LedgerDurability {
         try read("read settings") { db in
             LedgerDurability(
@@ -117,11 +130,11 @@ public final class Ledger: Sendable {
 
     /// One IMMEDIATE transaction; rolled back if `body` throws.
     func write<T>(_ operation: String, _ body: (Database) throws -> T) throws(LedgerError) -> T {
-        try perform(operation) { try dbQueue.write(body) }
+        try gate.whileOpen(operation) { () throws(LedgerError) in try perform(operation) { try dbQueue.write(body) } }
     }
 
     func read<T>(_ operation: String, _ body: (Database) throws -> T) throws(LedgerError) -> T {
-        try perform(operation) { try dbQueue.read(body) }
+        try gate.whileOpen(operation) { () throws(LedgerError) in try perform(operation) { try dbQueue.read(body) } }
     }
 
     /// Passes `LedgerError`s through and turns anything else into one.
@@ -131,7 +144,7 @@ public final class Ledger: Sendable {
         } catch let error as LedgerError {
             throw error
         } catch let error as DatabaseError {
-            throw .database(operation: operation, code: Int(error.extendedResultCode.rawValue), message: Ledger.oneLine(error))
+            throw .database(operation: operation, code: Int(error.extendedResultCode.rawValue), message: SQLiteLedger.oneLine(error))
         } catch let error as RowDecodingError {
             throw .corruptRow(table: operation, detail: String(describing: error).split(separator: "\n").joined(separator: " "))
         } catch {
@@ -145,30 +158,24 @@ public final class Ledger: Sendable {
     }
 }
 
-/// Dates are stored as integer milliseconds since 1970. Converting back gives the same `Date`
-/// for any date that was itself made from whole milliseconds.
-enum LedgerTime {
-    static func millis(_ date: Date, _ field: String) throws(LedgerError) -> Int64 {
-        let ms = (date.timeIntervalSince1970 * 1000).rounded()
-        // ±2^53 ms is ±285,000 years: anything beyond is a bug, and Int64(_:) would trap on it.
-        guard ms.isFinite, abs(ms) < 9.0e15 else {
-            throw .invalidValue("\(field) \(date) is out of range")
-        }
-        return Int64(ms)
+/// Whether `close()` has run. Calls hold the lock while they use the connection, so `close()`
+/// waits for a call in progress and no call starts on a closed connection. (The connection
+/// serializes calls anyway, so the lock costs no concurrency.)
+private final class ClosedGate: @unchecked Sendable {
+    private let lock = NSLock()
+    private var closed = false
+
+    func whileOpen<T>(_ operation: String, _ body: () throws(LedgerError) -> T) throws(LedgerError) -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        if closed { throw .database(operation: operation, code: 21, message: "the ledger was closed") }
+        return try body()
     }
 
-    static func date(_ millis: Int64) -> Date {
-        Date(timeIntervalSince1970: Double(millis) / 1000)
-    }
-}
-
-/// Input checks shared by the write paths.
-enum LedgerCheck {
-    static func nonNegative(_ value: Int, _ what: String) throws(LedgerError) {
-        if value < 0 { throw .invalidValue("\(what) is \(value); it must be ≥ 0") }
-    }
-
-    static func finite(_ value: Double, _ what: String) throws(LedgerError) {
-        if !value.isFinite { throw .invalidValue("\(what) is \(value); it must be finite") }
+    func close(_ body: () -> Void) {
+        lock.lock()
+        defer { lock.unlock() }
+        if !closed { body() }
+        closed = true
     }
 }

@@ -1,7 +1,7 @@
 import Foundation
 internal import GRDB
 
-extension Ledger {
+extension SQLiteLedger {
     // MARK: Accepted and rejected updates
 
     /// Accepts an update in ONE transaction: the lease becomes committed, the unit done, the update
@@ -17,13 +17,13 @@ extension Ledger {
         if update.flops < 0 { throw LedgerError.invalidValue("update flops is \(update.flops); it must be ≥ 0") }
         let acceptedAt = try LedgerTime.millis(update.acceptedAt, "update acceptedAt")
         try write("record accepted update") { db in
-            guard let unit = try Ledger.fetchUnit(db, epoch: update.epoch, index: update.unitIndex) else {
+            guard let unit = try SQLiteLedger.fetchUnit(db, epoch: update.epoch, index: update.unitIndex) else {
                 throw LedgerError.unknownUnit(epoch: update.epoch, index: update.unitIndex)
             }
             if unit.state == .done {
                 throw LedgerError.unitAlreadyDone(epoch: update.epoch, index: update.unitIndex)
             }
-            guard let lease = try Ledger.fetchLease(db, id: update.leaseId) else {
+            guard let lease = try SQLiteLedger.fetchLease(db, id: update.leaseId) else {
                 throw LedgerError.unknownLease(id: update.leaseId)
             }
             if lease.epoch != update.epoch || lease.unitIndex != update.unitIndex {

@@ -5,8 +5,6 @@ internal import GRDB
 // `decode` (never the trapping subscript): a damaged file must produce an error, not a crash.
 
 extension WorkerRecord {
-    static let columns = "id, name, tokenHash, createdAt, lastSeenAt, samples, flops, acceptedUpdates, rejectedUpdates"
-
     init(row: Row) throws {
         self.init(id: try row.decode(atIndex: 0),
                   name: try row.decode(atIndex: 1),
@@ -21,8 +19,6 @@ extension WorkerRecord {
 }
 
 extension UnitRecord {
-    static let columns = "epoch, unitIndex, sampleStart, sampleCount, state"
-
     init(row: Row) throws {
         self.init(epoch: try row.decode(atIndex: 0),
                   index: try row.decode(atIndex: 1),
@@ -33,8 +29,6 @@ extension UnitRecord {
 }
 
 extension LeaseRecord {
-    static let columns = "id, epoch, unitIndex, workerId, baseVersion, issuedAt, deadline, state"
-
     init(row: Row) throws {
         self.init(id: try row.decode(atIndex: 0),
                   epoch: try row.decode(atIndex: 1),
@@ -48,8 +42,6 @@ extension LeaseRecord {
 }
 
 extension UpdateRecord {
-    static let columns = "leaseId, epoch, unitIndex, workerId, baseVersion, round, samples, loss, weight, flops, bytes, acceptedAt"
-
     init(row: Row) throws {
         self.init(leaseId: try row.decode(atIndex: 0),
                   epoch: try row.decode(atIndex: 1),
@@ -67,8 +59,6 @@ extension UpdateRecord {
 }
 
 extension RoundRecord {
-    static let columns = "round, version, openedAt, closedAt, updates, samples, meanLoss"
-
     init(row: Row) throws {
         self.init(round: try row.decode(atIndex: 0),
                   version: try row.decode(atIndex: 1),
@@ -81,8 +71,6 @@ extension RoundRecord {
 }
 
 extension CheckpointRecord {
-    static let columns = "version, round, path, createdAt"
-
     init(row: Row) throws {
         self.init(version: try row.decode(atIndex: 0),
                   round: try row.decode(atIndex: 1),
@@ -92,9 +80,5 @@ extension CheckpointRecord {
 }
 
 private func decodeState<State: RawRepresentable<String>>(_ row: Row, _ index: Int, table: String) throws -> State {
-    let raw: String = try row.decode(atIndex: index)
-    guard let state = State(rawValue: raw) else {
-        throw LedgerError.corruptRow(table: table, detail: "unknown state '\(raw)'")
-    }
-    return state
+    try decodeLedgerState(try row.decode(atIndex: index) as String, table: table)
 }
