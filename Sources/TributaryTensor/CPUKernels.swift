@@ -93,7 +93,8 @@ public struct CPUKernels: ComputeKernels {
     // MARK: Attention
 
     /// One [T, T] score block per compute thread: backward's (batch, head) pairs run in
-    /// parallel, each thread reusing its own block.
+    /// parallel, each thread reusing its own block. (`StreamedGPT.peakBytes` counts
+    /// exactly this many floats.)
     public func attentionScratchShape(sequence: Int) -> [Int] {
         [ComputeThreads.count, AttentionKernels.scratchPerThread(sequence: sequence)]
     }
