@@ -15,20 +15,28 @@ public final class GPT: TrainableModel, @unchecked Sendable {
     public let lnF: LayerNorm
     public let parameters: ParameterSet
     public let allocator: TensorAllocator
+    public let device: any ComputeDevice
     private var cache: ActivationCache?
 
-    public init(config: GPTConfig, seed: UInt64 = 1337, allocator: TensorAllocator = .shared) throws {
+    /// On the CPU, computing into `allocator`.
+    public convenience init(config: GPTConfig, seed: UInt64 = 1337, allocator: TensorAllocator = .shared) throws {
+        try self.init(config: config, seed: seed, device: CPUDevice(allocator: allocator))
+    }
+
+    public init(config: GPTConfig, seed: UInt64 = 1337, device: any ComputeDevice) throws {
         try config.validate()
         self.config = config
+        self.device = device
+        let allocator = device.allocator
         self.allocator = allocator
         let c = config.nEmbd
         let embeddings = Self.embeddingSpecs(config)
         wte = try ParameterFactory.allocating(allocator).make(embeddings.wte)
         wpe = try ParameterFactory.allocating(allocator).make(embeddings.wpe)
         blocks = try (0..<config.nLayer).map {
-            try TransformerBlock(index: $0, channels: c, heads: config.nHead, bias: config.bias, allocator: allocator)
+            try TransformerBlock(index: $0, channels: c, heads: config.nHead, bias: config.bias, device: device)
         }
-        lnF = try LayerNorm(name: Self.finalNormName, features: c, bias: config.bias, allocator: allocator)
+        lnF = try LayerNorm(name: Self.finalNormName, features: c, bias: config.bias, device: device)
         parameters = ParameterSet([wte, wpe] + blocks.flatMap(\.parameters) + lnF.parameters)
         initialize(seed: seed)
     }
@@ -90,7 +98,7 @@ public final class GPT: TrainableModel, @unchecked Sendable {
             lnFRstd = try Tensor(shape: [n], allocator: a)
             logits = try Tensor(shape: [n, cfg.vocabSize], allocator: a)
             losses = try Tensor(shape: [n], allocator: a)
-            scratch = try TransformerBlock.Scratch(batch: b, sequence: t, channels: c, allocator: a)
+            scratch = try TransformerBlock.Scratch(batch: b, sequence: t, channels: c, device: model.device)
             dResidual = try Tensor(shape: [n, c], allocator: a)
             tokenBuffer = []
             targetBuffer = []
@@ -126,18 +134,15 @@ public final class GPT: TrainableModel, @unchecked Sendable {
         let a = try activations(batch: b, sequence: t)
         let c = config.nEmbd, n = b * t
         a.tokenBuffer = inputs
-        inputs.withUnsafeBufferPointer { tok in
-            guard let tp = tok.baseAddress else { return }
-            EmbeddingKernels.forward(out: a.residuals[0].data, tokens: tp, wte: wte.value.data, wpe: wpe.value.data,
-                                     batch: b, sequence: t, channels: c)
-        }
+        device.kernels.embeddingForward(out: a.residuals[0], tokens: inputs[...], wte: wte.value, wpe: wpe.value,
+                                        batch: b, sequence: t, channels: c)
         for (l, block) in blocks.enumerated() {
-            block.forward(a.residuals[l].data, into: a.residuals[l + 1].data, saving: a.blocks[l], batch: b, sequence: t)
+            block.forward(a.residuals[l], into: a.residuals[l + 1], saving: a.blocks[l], batch: b, sequence: t)
         }
-        lnF.forward(a.residuals[config.nLayer].data, into: a.lnF.data, mean: a.lnFMean.data, rstd: a.lnFRstd.data, rows: n)
+        lnF.forward(a.residuals[config.nLayer], into: a.lnF, mean: a.lnFMean, rstd: a.lnFRstd, rows: n)
         // Tied head: logits = ln_f(x) · wteᵀ.
-        LinearKernels.forward(out: a.logits.data, input: a.lnF.data, weight: wte.value.data, bias: nil,
-                              rows: n, inFeatures: c, outFeatures: config.vocabSize)
+        device.kernels.linearForward(out: a.logits, input: a.lnF, weight: wte.value, bias: nil,
+                                     rows: n, inFeatures: c, outFeatures: config.vocabSize)
         return a
     }
 
@@ -145,11 +150,8 @@ public final class GPT: TrainableModel, @unchecked Sendable {
     private func forwardLoss(_ inputs: [Int32], _ targets: [Int32], batch b: Int, sequence t: Int) throws -> ActivationCache {
         let a = try forwardLogits(inputs, batch: b, sequence: t)
         a.targetBuffer = targets
-        targets.withUnsafeBufferPointer { tg in
-            guard let tp = tg.baseAddress else { return }
-            SoftmaxCrossEntropyKernels.forward(logits: a.logits.data, targets: tp, losses: a.losses.data,
-                                               rows: b * t, classes: config.vocabSize)
-        }
+        device.kernels.softmaxCrossEntropyForward(logits: a.logits, targets: targets[...], losses: a.losses,
+                                                  rows: b * t, classes: config.vocabSize)
         return a
     }
 
@@ -173,27 +175,21 @@ public final class GPT: TrainableModel, @unchecked Sendable {
 
     private func backward(_ a: ActivationCache, lossScale: Float) {
         let b = a.batch, t = a.sequence, n = b * t, c = config.nEmbd, v = config.vocabSize
-        a.targetBuffer.withUnsafeBufferPointer { tg in
-            guard let tp = tg.baseAddress else { return }
-            SoftmaxCrossEntropyKernels.backward(probabilities: a.logits.data, targets: tp, rows: n, classes: v,
-                                                scale: lossScale / Float(n))
-        }
+        device.kernels.softmaxCrossEntropyBackward(probabilities: a.logits, targets: a.targetBuffer[...], rows: n, classes: v,
+                                                   scale: lossScale / Float(n))
         // Head: dLnF = dLogits · wte; dwte += dLogitsᵀ · ln_f(x).
         let dLnF = a.scratch.dLN
-        LinearKernels.backward(dInput: dLnF.data, dWeight: wte.gradient.data, dBias: nil, dOut: a.logits.data,
-                               input: a.lnF.data, weight: wte.value.data, rows: n, inFeatures: c, outFeatures: v)
+        device.kernels.linearBackward(dInput: dLnF, dWeight: wte.gradient, dBias: nil, dOut: a.logits, input: a.lnF,
+                                      weight: wte.value, rows: n, inFeatures: c, outFeatures: v, accumulateInput: false)
         a.dResidual.zero()
-        lnF.backward(dOut: dLnF.data, input: a.residuals[config.nLayer].data, mean: a.lnFMean.data,
-                     rstd: a.lnFRstd.data, dInput: a.dResidual.data, rows: n)
+        lnF.backward(dOut: dLnF, input: a.residuals[config.nLayer], mean: a.lnFMean,
+                     rstd: a.lnFRstd, dInput: a.dResidual, rows: n)
         for l in stride(from: config.nLayer - 1, through: 0, by: -1) {
-            blocks[l].backward(dResidual: a.dResidual.data, input: a.residuals[l].data, saved: a.blocks[l],
+            blocks[l].backward(dResidual: a.dResidual, input: a.residuals[l], saved: a.blocks[l],
                                scratch: a.scratch, batch: b, sequence: t)
         }
-        a.tokenBuffer.withUnsafeBufferPointer { tok in
-            guard let tp = tok.baseAddress else { return }
-            EmbeddingKernels.backward(dWTE: wte.gradient.data, dWPE: wpe.gradient.data, dOut: a.dResidual.data,
-                                      tokens: tp, batch: b, sequence: t, channels: c)
-        }
+        device.kernels.embeddingBackward(dWTE: wte.gradient, dWPE: wpe.gradient, dOut: a.dResidual,
+                                         tokens: a.tokenBuffer[...], batch: b, sequence: t, channels: c)
     }
 
     public func evaluate(_ batch: ModelBatch) throws -> Evaluation {

@@ -70,8 +70,8 @@ extension GPTConfig: ModelFamily {
         "GPT \(nLayer) layers × \(nHead) heads × \(nEmbd) wide, context \(blockSize), vocabulary \(vocabSize), \(parameterCount.formatted()) parameters"
     }
 
-    public func build(seed: UInt64, allocator: TensorAllocator) throws -> any TrainableModel {
-        try GPT(config: self, seed: seed, allocator: allocator)
+    public func build(seed: UInt64, device: any ComputeDevice) throws -> any TrainableModel {
+        try GPT(config: self, seed: seed, device: device)
     }
 
     /// `embeddings` (wte, wpe), `block.N` for each block, `head` (ln_f), from the

@@ -9,15 +9,22 @@ public final class MLPClassifier: TrainableModel, @unchecked Sendable {
     public let layers: [Linear]
     public let parameters: ParameterSet
     public let allocator: TensorAllocator
+    public let device: any ComputeDevice
     var cache: Cache? // internal for tests that inspect pre-activations
 
-    public init(config: MLPConfig, seed: UInt64 = 1337, allocator: TensorAllocator = .shared) throws {
+    /// On the CPU, computing into `allocator`.
+    public convenience init(config: MLPConfig, seed: UInt64 = 1337, allocator: TensorAllocator = .shared) throws {
+        try self.init(config: config, seed: seed, device: CPUDevice(allocator: allocator))
+    }
+
+    public init(config: MLPConfig, seed: UInt64 = 1337, device: any ComputeDevice) throws {
         try config.validate()
         self.config = config
-        self.allocator = allocator
+        self.device = device
+        allocator = device.allocator
         let sizes = config.layerSizes
         layers = try (0..<(sizes.count - 1)).map { i in
-            try Linear(name: Self.layerName(i), inFeatures: sizes[i], outFeatures: sizes[i + 1], bias: true, allocator: allocator)
+            try Linear(name: Self.layerName(i), inFeatures: sizes[i], outFeatures: sizes[i + 1], bias: true, device: device)
         }
         parameters = ParameterSet(layers.flatMap(\.parameters))
         initialize(seed: seed)
@@ -86,22 +93,19 @@ public final class MLPClassifier: TrainableModel, @unchecked Sendable {
         cache = c
         c.input.copy(from: inputs)
         c.targets = targets
-        var x = c.input.data
+        var x = c.input
         for (i, layer) in layers.enumerated() {
             let last = i == layers.count - 1
-            layer.forward(x, into: c.pre[i].data, rows: b, addBias: last)
+            layer.forward(x, into: c.pre[i], rows: b, addBias: last)
             if !last {
-                ActivationKernels.biasReLUForward(pre: c.pre[i].data, out: c.post[i].data, bias: layer.bias?.value.data,
-                                                  rows: b, columns: layer.outFeatures)
-                x = c.post[i].data
+                device.kernels.biasReLUForward(pre: c.pre[i], out: c.post[i], bias: layer.bias?.value,
+                                               rows: b, columns: layer.outFeatures)
+                x = c.post[i]
             }
         }
         guard let logits = c.pre.last else { throw ModelError.invalidConfiguration("no layers") }
-        targets.withUnsafeBufferPointer { tg in
-            guard let tp = tg.baseAddress else { return }
-            SoftmaxCrossEntropyKernels.forward(logits: logits.data, targets: tp, losses: c.losses.data,
-                                               rows: b, classes: config.classes)
-        }
+        device.kernels.softmaxCrossEntropyForward(logits: logits, targets: targets[...], losses: c.losses,
+                                                  rows: b, classes: config.classes)
         return c
     }
 
@@ -118,21 +122,18 @@ public final class MLPClassifier: TrainableModel, @unchecked Sendable {
         let c = try forward(inputs, targets, batch: b)
         let loss = Float(meanLoss(c))
         guard let logits = c.pre.last else { return loss }
-        c.targets.withUnsafeBufferPointer { tg in
-            guard let tp = tg.baseAddress else { return }
-            SoftmaxCrossEntropyKernels.backward(probabilities: logits.data, targets: tp, rows: b,
-                                                classes: config.classes, scale: lossScale / Float(b))
-        }
+        device.kernels.softmaxCrossEntropyBackward(probabilities: logits, targets: c.targets[...], rows: b,
+                                                   classes: config.classes, scale: lossScale / Float(b))
         // dOut of layer i lives in `grad`; its dInput goes to the other scratch buffer.
-        var grad = logits.data
-        var spare = (c.dA.data, c.dB.data)
+        var grad = logits
+        var spare = (c.dA, c.dB)
         for i in stride(from: layers.count - 1, through: 0, by: -1) {
-            let input = i == 0 ? c.input.data : c.post[i - 1].data
-            let dInput: UnsafeMutablePointer<Float>? = i == 0 ? nil : spare.0
+            let input = i == 0 ? c.input : c.post[i - 1]
+            let dInput: Tensor? = i == 0 ? nil : spare.0
             layers[i].backward(dOut: grad, input: input, dInput: dInput, rows: b)
             if let dInput {
-                ActivationKernels.reluBackward(dPre: dInput, dOut: dInput, pre: c.pre[i - 1].data,
-                                               count: b * layers[i].inFeatures)
+                device.kernels.reluBackward(dPre: dInput, dOut: dInput, pre: c.pre[i - 1],
+                                            count: b * layers[i].inFeatures)
                 grad = dInput
                 spare = (spare.1, spare.0)
             }

@@ -55,8 +55,8 @@ extension MLPConfig: ModelFamily {
         "MLP \(layerSizes.map(String.init).joined(separator: "-")), \(parameterCount.formatted()) parameters"
     }
 
-    public func build(seed: UInt64, allocator: TensorAllocator) throws -> any TrainableModel {
-        try MLPClassifier(config: self, seed: seed, allocator: allocator)
+    public func build(seed: UInt64, device: any ComputeDevice) throws -> any TrainableModel {
+        try MLPClassifier(config: self, seed: seed, device: device)
     }
 
     /// One `layer.N` per Linear, from the declarations `MLPClassifier`'s layers use.

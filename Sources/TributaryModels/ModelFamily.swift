@@ -16,8 +16,9 @@ public protocol ModelFamily: Codable, Sendable, Equatable {
     var parameterCount: Int { get }
     /// One line for logs and the CLI.
     var summary: String { get }
-    /// The model with deterministic initialisation from `seed`.
-    func build(seed: UInt64, allocator: TensorAllocator) throws -> any TrainableModel
+    /// The model with deterministic initialisation from `seed`, computing on `device` (its
+    /// kernels, and tensors from its allocator).
+    func build(seed: UInt64, device: any ComputeDevice) throws -> any TrainableModel
 
     /// The FSDP units, each listing its parameters in the model's `parameters` order (the
     /// order of a shard body), derived from the layers' own parameter declarations.

@@ -78,9 +78,14 @@ public enum ModelSpec: Codable, Sendable, Equatable {
     public var tiedAliases: [(alias: String, of: String)] { family.tiedAliases }
     public var sampleShape: ModelSampleShape { family.sampleShape }
 
-    /// Builds the model with deterministic initialisation from `seed`.
+    /// Builds the model with deterministic initialisation from `seed`, computing on `device`.
+    public func build(seed: UInt64, device: any ComputeDevice) throws -> any TrainableModel {
+        try family.build(seed: seed, device: device)
+    }
+
+    /// The model on the CPU, its tensors from `allocator`.
     public func build(seed: UInt64, allocator: TensorAllocator = .shared) throws -> any TrainableModel {
-        try family.build(seed: seed, allocator: allocator)
+        try family.build(seed: seed, device: CPUDevice(allocator: allocator))
     }
 }
 

@@ -34,6 +34,7 @@ public final class StreamedGPT: @unchecked Sendable {
     public let config: GPTConfig
     public let plan: GPTExecutionPlan
     let allocator: TensorAllocator
+    let device: any ComputeDevice
     let groups: [String: ModelShardGroup]
 
     /// Shards kept resident between steps (with every block resident), by name.
@@ -48,6 +49,7 @@ public final class StreamedGPT: @unchecked Sendable {
         self.config = config
         self.plan = plan
         allocator = device.allocator
+        self.device = device
         var g: [String: ModelShardGroup] = [:]
         for group in GPT.shardGroups(config) { g[group.name] = group }
         groups = g
@@ -77,7 +79,7 @@ public final class StreamedGPT: @unchecked Sendable {
     private func block(_ i: Int, values: TensorStorage, gradients: TensorStorage?) throws -> TransformerBlock {
         // Forward never writes gradients, so a forward-only block views its values twice.
         try TransformerBlock(index: i, channels: config.nEmbd, heads: config.nHead, bias: config.bias,
-                             parameters: .views(values: values, gradients: gradients ?? values))
+                             parameters: .views(values: values, gradients: gradients ?? values), device: device)
     }
 
     /// Loss and gradients of the mean loss over `batch` (token sequences), each shard's
@@ -118,9 +120,8 @@ public final class StreamedGPT: @unchecked Sendable {
         let work: TransformerBlock.Activations? = recompute
             ? try TransformerBlock.Activations(batch: m, sequence: t, channels: c, heads: h, allocator: a) : nil
 
-        inputs.withUnsafeBufferPointer { tok in
-            guard let tp = tok.baseAddress, let x0 = checkpoints[0] else { return }
-            EmbeddingKernels.forward(out: x0.data, tokens: tp, wte: wte, wpe: wpe, batch: b, sequence: t, channels: c)
+        if let x0 = checkpoints[0] {
+            device.kernels.embeddingForward(out: x0, tokens: inputs[...], wte: wte, wpe: wpe, batch: b, sequence: t, channels: c)
         }
 
         // Forward, block by block; each block runs every micro-batch while it is resident.
@@ -137,7 +138,8 @@ public final class StreamedGPT: @unchecked Sendable {
                     acts = try TransformerBlock.Activations(batch: hi - lo, sequence: t, channels: c, heads: h, allocator: a)
                     saved.append(acts)
                 }
-                blk.forward(x.data + lo * t * c, into: y.data + lo * t * c, saving: acts, batch: hi - lo, sequence: t)
+                blk.forward(x.rows(lo * t, (hi - lo) * t), into: y.rows(lo * t, (hi - lo) * t), saving: acts,
+                            batch: hi - lo, sequence: t)
             }
             if !recompute { keptActivations.append(saved) }
             if keep { residentBlockValues[l] = bv }
@@ -145,15 +147,15 @@ public final class StreamedGPT: @unchecked Sendable {
 
         // Head, loss and the head's backward, one micro-batch at a time.
         let dX = try Tensor(shape: Self.residualShape(rows: b * t, channels: c), allocator: a)
-        let scratch = try TransformerBlock.Scratch(batch: m, sequence: t, channels: c, allocator: a)
+        let scratch = try TransformerBlock.Scratch(batch: m, sequence: t, channels: c, device: device)
         var loss = 0.0
         do {
-            let head = try HeadPass(rows: m * t, channels: c, vocabulary: v, allocator: a)
+            let head = try HeadPass(rows: m * t, channels: c, vocabulary: v, device: device)
             guard let xL = checkpoints[layers] else { throw ModelError.batchShape("internal: missing final residual") }
             for (lo, hi) in micro {
                 let base = lo * t
-                loss += head.run(xL.data + base * c, targets: targets, from: base, rows: (hi - lo) * t, of: b * t,
-                                 ends: ends, scratch: scratch, dInput: dX.data + base * c)
+                loss += head.run(xL.rows(base, (hi - lo) * t), targets: targets, from: base, rows: (hi - lo) * t, of: b * t,
+                                 ends: ends, scratch: scratch, dInput: dX.rows(base, (hi - lo) * t))
             }
         }
         checkpoints[layers] = nil
@@ -171,12 +173,12 @@ public final class StreamedGPT: @unchecked Sendable {
             for (i, (lo, hi)) in micro.enumerated() {
                 let acts: TransformerBlock.Activations
                 if let work, let y = recomputed {
-                    blk.forward(x.data + lo * t * c, into: y.data, saving: work, batch: hi - lo, sequence: t)
+                    blk.forward(x.rows(lo * t, (hi - lo) * t), into: y, saving: work, batch: hi - lo, sequence: t)
                     acts = work
                 } else {
                     acts = keptActivations[l][i]
                 }
-                blk.backward(dResidual: dX.data + lo * t * c, input: x.data + lo * t * c, saved: acts,
+                blk.backward(dResidual: dX.rows(lo * t, (hi - lo) * t), input: x.rows(lo * t, (hi - lo) * t), saved: acts,
                              scratch: scratch, batch: hi - lo, sequence: t)
             }
             if !recompute { keptActivations[l] = [] }
@@ -184,10 +186,8 @@ public final class StreamedGPT: @unchecked Sendable {
             try await delegate.shardGradientReady(GPT.blockShardName(l), gradient: UnsafeBufferPointer(start: grads.base, count: grads.count))
         }
 
-        inputs.withUnsafeBufferPointer { tok in
-            guard let tp = tok.baseAddress else { return }
-            EmbeddingKernels.backward(dWTE: ends.dWTE, dWPE: ends.dWPE, dOut: dX.data, tokens: tp, batch: b, sequence: t, channels: c)
-        }
+        device.kernels.embeddingBackward(dWTE: ends.dWTE, dWPE: ends.dWPE, dOut: dX, tokens: inputs[...],
+                                         batch: b, sequence: t, channels: c)
         try await delegate.shardGradientReady(emb, gradient: ends.embeddingGradients)
         return loss
     }
@@ -199,10 +199,12 @@ public final class StreamedGPT: @unchecked Sendable {
         let lnF: LayerNorm
         let vocabularyEntries: Int
 
-        var wte: UnsafeMutablePointer<Float> { embeddings.base }
-        var wpe: UnsafeMutablePointer<Float> { embeddings.base + vocabularyEntries }
-        var dWTE: UnsafeMutablePointer<Float> { embeddingGradientStorage.base }
-        var dWPE: UnsafeMutablePointer<Float> { embeddingGradientStorage.base + vocabularyEntries }
+        var wte: Tensor { Tensor(flat: embeddings) }
+        var wpe: Tensor { Tensor(flat: embeddings).rows(vocabularyEntries, embeddings.count - vocabularyEntries) }
+        var dWTE: Tensor { Tensor(flat: embeddingGradientStorage) }
+        var dWPE: Tensor {
+            Tensor(flat: embeddingGradientStorage).rows(vocabularyEntries, embeddingGradientStorage.count - vocabularyEntries)
+        }
         var embeddingGradients: UnsafeBufferPointer<Float> {
             UnsafeBufferPointer(start: embeddingGradientStorage.base, count: embeddingGradientStorage.count)
         }
@@ -219,7 +221,7 @@ public final class StreamedGPT: @unchecked Sendable {
         let head = try values(GPT.headShardName, delegate: delegate, keep: keep)
         let headGradients = try TensorStorage(count: head.count, allocator: allocator)
         let lnF = try LayerNorm(name: GPT.finalNormName, features: config.nEmbd, bias: config.bias,
-                                parameters: .views(values: head, gradients: headGradients))
+                                parameters: .views(values: head, gradients: headGradients), device: device)
         return ResidentEnds(embeddings: embeddings, embeddingGradientStorage: embeddingGradients, head: head,
                             headGradientStorage: headGradients, lnF: lnF, vocabularyEntries: config.vocabSize * config.nEmbd)
     }
@@ -228,8 +230,11 @@ public final class StreamedGPT: @unchecked Sendable {
     struct HeadPass {
         let lnOut: Tensor, mean: Tensor, rstd: Tensor, logits: Tensor, losses: Tensor
         let channels: Int, vocabulary: Int
+        let device: any ComputeDevice
 
-        init(rows: Int, channels c: Int, vocabulary v: Int, allocator a: TensorAllocator) throws {
+        init(rows: Int, channels c: Int, vocabulary v: Int, device: any ComputeDevice) throws {
+            let a = device.allocator
+            self.device = device
             let s = Self.shapes(rows: rows, channels: c, vocabulary: v)
             lnOut = try Tensor(shape: s[0], allocator: a)
             mean = try Tensor(shape: s[1], allocator: a)
@@ -249,23 +254,19 @@ public final class StreamedGPT: @unchecked Sendable {
         /// `base` (scaled as part of a mean over `total`), then their backward: the wte and
         /// ln_f gradients accumulate and ∂L/∂x is added into `dInput`. Returns this slice's
         /// share of the mean loss.
-        func run(_ x: UnsafePointer<Float>, targets: [Int32], from base: Int, rows: Int, of total: Int,
-                 ends: ResidentEnds, scratch: TransformerBlock.Scratch, dInput: UnsafeMutablePointer<Float>) -> Double {
-            let c = channels, v = vocabulary
-            ends.lnF.forward(x, into: lnOut.data, mean: mean.data, rstd: rstd.data, rows: rows)
-            LinearKernels.forward(out: logits.data, input: lnOut.data, weight: ends.wte, bias: nil,
-                                  rows: rows, inFeatures: c, outFeatures: v)
-            targets.withUnsafeBufferPointer { tg in
-                guard let tp = tg.baseAddress else { return }
-                SoftmaxCrossEntropyKernels.forward(logits: logits.data, targets: tp + base, losses: losses.data, rows: rows, classes: v)
-                SoftmaxCrossEntropyKernels.backward(probabilities: logits.data, targets: tp + base, rows: rows, classes: v,
-                                                    scale: 1 / Float(total))
-            }
+        func run(_ x: Tensor, targets: [Int32], from base: Int, rows: Int, of total: Int,
+                 ends: ResidentEnds, scratch: TransformerBlock.Scratch, dInput: Tensor) -> Double {
+            let c = channels, v = vocabulary, k = device.kernels
+            ends.lnF.forward(x, into: lnOut, mean: mean, rstd: rstd, rows: rows)
+            k.linearForward(out: logits, input: lnOut, weight: ends.wte, bias: nil, rows: rows, inFeatures: c, outFeatures: v)
+            k.softmaxCrossEntropyForward(logits: logits, targets: targets[base..<base + rows], losses: losses, rows: rows, classes: v)
+            k.softmaxCrossEntropyBackward(probabilities: logits, targets: targets[base..<base + rows], rows: rows, classes: v,
+                                          scale: 1 / Float(total))
             var sum = 0.0
             for r in 0..<rows { sum += Double(losses.data[r]) }
-            LinearKernels.backward(dInput: scratch.dLN.data, dWeight: ends.dWTE, dBias: nil, dOut: logits.data,
-                                   input: lnOut.data, weight: ends.wte, rows: rows, inFeatures: c, outFeatures: v)
-            ends.lnF.backward(dOut: scratch.dLN.data, input: x, mean: mean.data, rstd: rstd.data, dInput: dInput, rows: rows)
+            k.linearBackward(dInput: scratch.dLN, dWeight: ends.dWTE, dBias: nil, dOut: logits, input: lnOut,
+                             weight: ends.wte, rows: rows, inFeatures: c, outFeatures: v, accumulateInput: false)
+            ends.lnF.backward(dOut: scratch.dLN, input: x, mean: mean, rstd: rstd, dInput: dInput, rows: rows)
             return sum / Double(total)
         }
     }
@@ -293,8 +294,8 @@ public final class StreamedGPT: @unchecked Sendable {
             try TransformerBlock.Activations(batch: m, sequence: t, channels: c, heads: h, allocator: a)
         }
         let dX = try Tensor(shape: Self.residualShape(rows: m * t, channels: c), allocator: a)
-        let scratch = try TransformerBlock.Scratch(batch: m, sequence: t, channels: c, allocator: a)
-        let head = try HeadPass(rows: m * t, channels: c, vocabulary: v, allocator: a)
+        let scratch = try TransformerBlock.Scratch(batch: m, sequence: t, channels: c, device: device)
+        let head = try HeadPass(rows: m * t, channels: c, vocabulary: v, device: device)
         let recomputed: Tensor? = recompute ? try Tensor(shape: Self.residualShape(rows: m * t, channels: c), allocator: a) : nil
 
         var residentBlockValues: [Int: TensorStorage] = [:]
@@ -303,20 +304,17 @@ public final class StreamedGPT: @unchecked Sendable {
         for (i, (lo, hi)) in micro.enumerated() {
             let last = i == micro.count - 1
             let seqs = hi - lo, rows = seqs * t, base = lo * t
-            inputs.withUnsafeBufferPointer { tok in
-                guard let tp = tok.baseAddress else { return }
-                EmbeddingKernels.forward(out: checkpoints[0].data, tokens: tp + base, wte: wte, wpe: wpe,
-                                         batch: seqs, sequence: t, channels: c)
-            }
+            device.kernels.embeddingForward(out: checkpoints[0], tokens: inputs[base..<base + rows], wte: wte, wpe: wpe,
+                                            batch: seqs, sequence: t, channels: c)
             for l in 0..<layers {
                 let bv = try residentBlockValues[l] ?? values(GPT.blockShardName(l), delegate: delegate, keep: keepBetween)
                 if l >= firstResident { residentBlockValues[l] = bv }
                 let blk = try block(l, values: bv, gradients: nil)
-                blk.forward(checkpoints[l].data, into: checkpoints[l + 1].data, saving: work ?? kept[l], batch: seqs, sequence: t)
+                blk.forward(checkpoints[l], into: checkpoints[l + 1], saving: work ?? kept[l], batch: seqs, sequence: t)
             }
             dX.zero()
-            loss += head.run(checkpoints[layers].data, targets: targets, from: base, rows: rows, of: b * t,
-                             ends: ends, scratch: scratch, dInput: dX.data)
+            loss += head.run(checkpoints[layers], targets: targets, from: base, rows: rows, of: b * t,
+                             ends: ends, scratch: scratch, dInput: dX)
             if last {
                 try await delegate.shardGradientReady(headName, gradient: ends.headGradients)
             }
@@ -327,22 +325,20 @@ public final class StreamedGPT: @unchecked Sendable {
                 let blk = try block(l, values: bv, gradients: grads)
                 let acts: TransformerBlock.Activations
                 if let work, let y = recomputed {
-                    blk.forward(checkpoints[l].data, into: y.data, saving: work, batch: seqs, sequence: t)
+                    blk.forward(checkpoints[l], into: y, saving: work, batch: seqs, sequence: t)
                     acts = work
                 } else {
                     acts = kept[l]
                 }
-                blk.backward(dResidual: dX.data, input: checkpoints[l].data, saved: acts, scratch: scratch, batch: seqs, sequence: t)
+                blk.backward(dResidual: dX, input: checkpoints[l], saved: acts, scratch: scratch, batch: seqs, sequence: t)
                 if last {
                     gradients[l] = nil
                     residentBlockValues[l] = nil
                     try await delegate.shardGradientReady(GPT.blockShardName(l), gradient: UnsafeBufferPointer(start: grads.base, count: grads.count))
                 }
             }
-            inputs.withUnsafeBufferPointer { tok in
-                guard let tp = tok.baseAddress else { return }
-                EmbeddingKernels.backward(dWTE: ends.dWTE, dWPE: ends.dWPE, dOut: dX.data, tokens: tp + base, batch: seqs, sequence: t, channels: c)
-            }
+            device.kernels.embeddingBackward(dWTE: ends.dWTE, dWPE: ends.dWPE, dOut: dX, tokens: inputs[base..<base + rows],
+                                             batch: seqs, sequence: t, channels: c)
         }
         try await delegate.shardGradientReady(emb, gradient: ends.embeddingGradients)
         return loss

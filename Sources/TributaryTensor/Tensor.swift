@@ -52,6 +52,11 @@ public struct Tensor: @unchecked Sendable {
         count = n
     }
 
+    /// All of a storage block as one flat tensor (views into it follow with `rows`).
+    public init(flat storage: TensorStorage) {
+        self.init(unchecked: storage, offset: 0, shape: [storage.count], count: storage.count)
+    }
+
     public static func elementCount(_ shape: [Int]) throws(TensorAllocationError) -> Int {
         var n = 1
         for d in shape {

@@ -38,7 +38,7 @@ final class UnitCompute: @unchecked Sendable {
         if let step = try job.model.family.makeStreamedStep(plan.execution, device: device) {
             engine = .streamed(step)
         } else {
-            engine = .resident(try job.model.build(seed: 0, allocator: device.allocator), loaded: [:])
+            engine = .resident(try job.model.build(seed: 0, device: device), loaded: [:])
         }
         layout = ShardLayout(spec: job.model)
         self.device = device

@@ -25,12 +25,10 @@ final class LayerGradientTests: XCTestCase {
             let x = try randomTensor([n, k], seed: 4)
             let y = try Tensor(shape: [n, m]), dx = try Tensor(shape: [n, k])
             let probe = Probe(count: n * m, seed: 5)
-            let loss = { () -> Double in layer.forward(x.data, into: y.data, rows: n); return probe.loss(y.data) }
+            let loss = { () -> Double in layer.forward(x, into: y, rows: n); return probe.loss(y.data) }
             _ = loss()
-            try probe.weights.withUnsafeBufferPointer { w in
-                let dy = try XCTUnwrap(w.baseAddress)
-                layer.backward(dOut: dy, input: x.data, dInput: dx.data, rows: n)
-            }
+            let dy = try Tensor(shape: [n, m], values: probe.weights)
+            layer.backward(dOut: dy, input: x, dInput: dx, rows: n)
             var checker = GradientChecker()
             checker.check("linear.x", values: x.data, count: x.count, analytic: dx.toArray(), loss: loss)
             checker.check("linear.W", values: layer.weight.value.data, count: layer.weight.count,
@@ -52,14 +50,12 @@ final class LayerGradientTests: XCTestCase {
             let dx = try Tensor(shape: [n, c])
             let probe = Probe(count: n * c, seed: 9)
             let loss = { () -> Double in
-                ln.forward(x.data, into: y.data, mean: mean.data, rstd: rstd.data, rows: n)
+                ln.forward(x, into: y, mean: mean, rstd: rstd, rows: n)
                 return probe.loss(y.data)
             }
             _ = loss()
-            try probe.weights.withUnsafeBufferPointer { w in
-                ln.backward(dOut: try XCTUnwrap(w.baseAddress), input: x.data, mean: mean.data, rstd: rstd.data,
-                            dInput: dx.data, rows: n)
-            }
+            let dy = try Tensor(shape: [n, c], values: probe.weights)
+            ln.backward(dOut: dy, input: x, mean: mean, rstd: rstd, dInput: dx, rows: n)
             var checker = GradientChecker()
             checker.check("ln.x", values: x.data, count: x.count, analytic: dx.toArray(), loss: loss)
             checker.check("ln.w", values: ln.weight.value.data, count: c, analytic: ln.weight.gradient.toArray(), loss: loss)
@@ -155,14 +151,13 @@ final class LayerGradientTests: XCTestCase {
             let scratch = try CausalSelfAttention.Scratch(batch: b, sequence: t, channels: c, allocator: .shared)
             let probe = Probe(count: b * t * c, seed: 31)
             let loss = { () -> Double in
-                attn.forward(x.data, into: y.data, saving: saved, batch: b, sequence: t)
+                attn.forward(x, into: y, saving: saved, batch: b, sequence: t)
                 return probe.loss(y.data)
             }
             _ = loss()
-            try probe.weights.withUnsafeBufferPointer { w in
-                attn.backward(dOut: try XCTUnwrap(w.baseAddress), input: x.data, saved: saved, scratch: scratch,
-                              dInput: dx.data, accumulateInput: false, batch: b, sequence: t)
-            }
+            let dy = try Tensor(shape: [b, t, c], values: probe.weights)
+            attn.backward(dOut: dy, input: x, saved: saved, scratch: scratch,
+                          dInput: dx, accumulateInput: false, batch: b, sequence: t)
             var checker = GradientChecker()
             checker.check("attn.x(T=\(t))", values: x.data, count: x.count, analytic: dx.toArray(), loss: loss)
             for p in attn.parameters {
@@ -224,12 +219,12 @@ final class LayerGradientTests: XCTestCase {
         let scratch = try TransformerBlock.Scratch(batch: b, sequence: t, channels: c, allocator: .shared)
         let probe = Probe(count: b * t * c, seed: 71)
         let loss = { () -> Double in
-            block.forward(x.data, into: y.data, saving: saved, batch: b, sequence: t)
+            block.forward(x, into: y, saving: saved, batch: b, sequence: t)
             return probe.loss(y.data)
         }
         _ = loss()
         let dRes = try Tensor(shape: [b * t, c], values: probe.weights)
-        block.backward(dResidual: dRes.data, input: x.data, saved: saved, scratch: scratch, batch: b, sequence: t)
+        block.backward(dResidual: dRes, input: x, saved: saved, scratch: scratch, batch: b, sequence: t)
         var checker = GradientChecker()
         checker.check("block.x", values: x.data, count: x.count, analytic: dRes.toArray(), loss: loss)
         for p in block.parameters {

@@ -51,7 +51,7 @@ final class ModelFamilyTests: XCTestCase {
                            CausalSelfAttention.Activations.byteCount(batch: b, sequence: t, channels: c, heads: h))
             XCTAssertEqual(try allocated { try CausalSelfAttention.Scratch(batch: b, sequence: t, channels: c, allocator: $0) },
                            CausalSelfAttention.Scratch.byteCount(batch: b, sequence: t, channels: c))
-            XCTAssertEqual(try allocated { try StreamedGPT.HeadPass(rows: b * t, channels: c, vocabulary: 11, allocator: $0) },
+            XCTAssertEqual(try allocated { try StreamedGPT.HeadPass(rows: b * t, channels: c, vocabulary: 11, device: CPUDevice(allocator: $0)) },
                            StreamedGPT.HeadPass.byteCount(rows: b * t, channels: c, vocabulary: 11))
         }
     }
@@ -197,8 +197,8 @@ struct ProbeFamily: ModelFamily {
     func validate() throws(ModelError) { try asMLP.validate() }
     var parameterCount: Int { asMLP.parameterCount }
     var summary: String { "probe \(features)→\(classes)" }
-    func build(seed: UInt64, allocator: TensorAllocator) throws -> any TrainableModel {
-        try MLPClassifier(config: asMLP, seed: seed, allocator: allocator)
+    func build(seed: UInt64, device: any ComputeDevice) throws -> any TrainableModel {
+        try MLPClassifier(config: asMLP, seed: seed, device: device)
     }
     var shardGroups: [ModelShardGroup] { asMLP.shardGroups }
     var sampleShape: ModelSampleShape { .features(count: features, classes: classes) }

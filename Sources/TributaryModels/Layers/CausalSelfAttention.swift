@@ -6,16 +6,26 @@ public struct CausalSelfAttention: Sendable {
     public let cProj: Linear
     public let heads: Int
     public let channels: Int
+    public let device: any ComputeDevice
 
     public init(name: String, channels: Int, heads: Int, bias: Bool, allocator: TensorAllocator) throws {
-        try self.init(name: name, channels: channels, heads: heads, bias: bias, parameters: .allocating(allocator))
+        try self.init(name: name, channels: channels, heads: heads, bias: bias, device: CPUDevice(allocator: allocator))
     }
 
-    public init(name: String, channels: Int, heads: Int, bias: Bool, parameters f: ParameterFactory) throws {
-        cAttn = try Linear(name: "\(name).c_attn", inFeatures: channels, outFeatures: 3 * channels, bias: bias, parameters: f)
-        cProj = try Linear(name: "\(name).c_proj", inFeatures: channels, outFeatures: channels, bias: bias, parameters: f)
+    public init(name: String, channels: Int, heads: Int, bias: Bool, device: any ComputeDevice) throws {
+        try self.init(name: name, channels: channels, heads: heads, bias: bias, parameters: .allocating(device.allocator),
+                      device: device)
+    }
+
+    public init(name: String, channels: Int, heads: Int, bias: Bool, parameters f: ParameterFactory,
+                device: any ComputeDevice) throws {
+        cAttn = try Linear(name: "\(name).c_attn", inFeatures: channels, outFeatures: 3 * channels, bias: bias, parameters: f,
+                           device: device)
+        cProj = try Linear(name: "\(name).c_proj", inFeatures: channels, outFeatures: channels, bias: bias, parameters: f,
+                           device: device)
         self.heads = heads
         self.channels = channels
+        self.device = device
     }
 
     public var parameters: [Parameter] { cAttn.parameters + cProj.parameters }
@@ -49,50 +59,53 @@ public struct CausalSelfAttention: Sendable {
         }
     }
 
-    public func forward(_ input: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>,
-                        saving a: Activations, batch b: Int, sequence t: Int) {
+    public func forward(_ input: Tensor, into out: Tensor, saving a: Activations, batch b: Int, sequence t: Int) {
         let n = b * t
-        cAttn.forward(input, into: a.qkv.data, rows: n)
-        AttentionKernels.forward(out: a.heads.data, probs: a.probs.data, qkv: a.qkv.data,
-                                 batch: b, sequence: t, heads: heads, channels: channels)
-        cProj.forward(a.heads.data, into: out, rows: n)
+        cAttn.forward(input, into: a.qkv, rows: n)
+        device.kernels.attentionForward(out: a.heads, probs: a.probs, qkv: a.qkv,
+                                        batch: b, sequence: t, heads: heads, channels: channels)
+        cProj.forward(a.heads, into: out, rows: n)
     }
 
     /// Scratch buffers backward needs, shared by every layer of a model.
     public struct Scratch: Sendable {
         public let dHeads: Tensor  // [B, T, C]
         public let dQKV: Tensor    // [B, T, 3C]
-        public let scores: Tensor  // per-thread [T, T]
+        public let scores: Tensor  // the device's attention scratch (the CPU's: per-thread [T, T])
         public let threads: Int
 
         public init(batch b: Int, sequence t: Int, channels c: Int, allocator: TensorAllocator) throws {
-            threads = ComputeThreads.count
-            let s = Self.shapes(batch: b, sequence: t, channels: c, threads: threads)
+            try self.init(batch: b, sequence: t, channels: c, device: CPUDevice(allocator: allocator))
+        }
+
+        public init(batch b: Int, sequence t: Int, channels c: Int, device: any ComputeDevice) throws {
+            let allocator = device.allocator
+            let s = Self.shapes(batch: b, sequence: t, channels: c, scratch: device.kernels.attentionScratchShape(sequence: t))
+            threads = s[2].first ?? 1
             dHeads = try Tensor(shape: s[0], allocator: allocator)
             dQKV = try Tensor(shape: s[1], allocator: allocator)
             scores = try Tensor(shape: s[2], allocator: allocator)
         }
 
-        /// The shapes `init` allocates, in order (scores: one [T, T] per compute thread).
-        static func shapes(batch b: Int, sequence t: Int, channels c: Int, threads: Int) -> [[Int]] {
-            [[b, t, c], [b, t, 3 * c], [threads, AttentionKernels.scratchPerThread(sequence: t)]]
+        /// The shapes `init` allocates, in order; `scratch` is the device's attention scratch.
+        static func shapes(batch b: Int, sequence t: Int, channels c: Int, scratch: [Int]) -> [[Int]] {
+            [[b, t, c], [b, t, 3 * c], scratch]
         }
 
-        /// Bytes `init` allocates with today's `ComputeThreads.count`.
+        /// Bytes `init` allocates on the CPU device (one [T, T] score matrix per compute thread).
         public static func byteCount(batch b: Int, sequence t: Int, channels c: Int) -> Int {
-            TensorShapes.byteCount(shapes(batch: b, sequence: t, channels: c, threads: ComputeThreads.count))
+            TensorShapes.byteCount(shapes(batch: b, sequence: t, channels: c,
+                                          scratch: CPUKernels().attentionScratchShape(sequence: t)))
         }
     }
 
     /// Accumulates parameter gradients; writes (or adds to) dInput.
-    public func backward(dOut: UnsafePointer<Float>, input: UnsafePointer<Float>, saved a: Activations,
-                         scratch s: Scratch, dInput: UnsafeMutablePointer<Float>, accumulateInput: Bool,
-                         batch b: Int, sequence t: Int) {
+    public func backward(dOut: Tensor, input: Tensor, saved a: Activations, scratch s: Scratch, dInput: Tensor,
+                         accumulateInput: Bool, batch b: Int, sequence t: Int) {
         let n = b * t
-        cProj.backward(dOut: dOut, input: a.heads.data, dInput: s.dHeads.data, rows: n)
-        AttentionKernels.backward(dQKV: s.dQKV.data, dOut: s.dHeads.data, qkv: a.qkv.data, probs: a.probs.data,
-                                  scratch: s.scores.data, scratchThreads: s.threads,
-                                  batch: b, sequence: t, heads: heads, channels: channels)
-        cAttn.backward(dOut: s.dQKV.data, input: input, dInput: dInput, rows: n, accumulateInput: accumulateInput)
+        cProj.backward(dOut: dOut, input: a.heads, dInput: s.dHeads, rows: n)
+        device.kernels.attentionBackward(dQKV: s.dQKV, dOut: s.dHeads, qkv: a.qkv, probs: a.probs, scratch: s.scores,
+                                         batch: b, sequence: t, heads: heads, channels: channels)
+        cAttn.backward(dOut: s.dQKV, input: input, dInput: dInput, rows: n, accumulateInput: accumulateInput)
     }
 }

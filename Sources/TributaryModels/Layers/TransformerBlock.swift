@@ -8,20 +8,27 @@ public struct TransformerBlock: Sendable {
     public let cFc: Linear
     public let cProj: Linear
     public let channels: Int
+    public let device: any ComputeDevice
 
     public init(index i: Int, channels c: Int, heads: Int, bias: Bool, allocator: TensorAllocator) throws {
-        try self.init(index: i, channels: c, heads: heads, bias: bias, parameters: .allocating(allocator))
+        try self.init(index: i, channels: c, heads: heads, bias: bias, device: CPUDevice(allocator: allocator))
+    }
+
+    public init(index i: Int, channels c: Int, heads: Int, bias: Bool, device: any ComputeDevice) throws {
+        try self.init(index: i, channels: c, heads: heads, bias: bias, parameters: .allocating(device.allocator), device: device)
     }
 
     /// Parameters are made in `parameters`' order, which is the `block.N` shard's order.
-    public init(index i: Int, channels c: Int, heads: Int, bias: Bool, parameters f: ParameterFactory) throws {
+    public init(index i: Int, channels c: Int, heads: Int, bias: Bool, parameters f: ParameterFactory,
+                device d: any ComputeDevice) throws {
         let p = Self.parameterPrefix(index: i)
-        ln1 = try LayerNorm(name: "\(p).ln_1", features: c, bias: bias, parameters: f)
-        attention = try CausalSelfAttention(name: "\(p).attn", channels: c, heads: heads, bias: bias, parameters: f)
-        ln2 = try LayerNorm(name: "\(p).ln_2", features: c, bias: bias, parameters: f)
-        cFc = try Linear(name: "\(p).mlp.c_fc", inFeatures: c, outFeatures: 4 * c, bias: bias, parameters: f)
-        cProj = try Linear(name: "\(p).mlp.c_proj", inFeatures: 4 * c, outFeatures: c, bias: bias, parameters: f)
+        ln1 = try LayerNorm(name: "\(p).ln_1", features: c, bias: bias, parameters: f, device: d)
+        attention = try CausalSelfAttention(name: "\(p).attn", channels: c, heads: heads, bias: bias, parameters: f, device: d)
+        ln2 = try LayerNorm(name: "\(p).ln_2", features: c, bias: bias, parameters: f, device: d)
+        cFc = try Linear(name: "\(p).mlp.c_fc", inFeatures: c, outFeatures: 4 * c, bias: bias, parameters: f, device: d)
+        cProj = try Linear(name: "\(p).mlp.c_proj", inFeatures: 4 * c, outFeatures: c, bias: bias, parameters: f, device: d)
         channels = c
+        device = d
     }
 
     /// In nanoGPT's `named_parameters()` order.
@@ -53,8 +60,8 @@ public struct TransformerBlock: Sendable {
         public let attention: CausalSelfAttention.Activations
         public let mid: Tensor
         public let ln2: Tensor, ln2Mean: Tensor, ln2Rstd: Tensor
-        /// gelu′ of c_fc's output (the pre-activation itself is not kept; see
-        /// `ActivationKernels.biasGELUForwardSavingDerivative`).
+        /// gelu′ of c_fc's output (the pre-activation itself is not kept; see the device
+        /// kernel `biasGELUForwardSavingDerivative`).
         public let fcGELUDerivative: Tensor
         public let fcOut: Tensor
 
@@ -92,10 +99,15 @@ public struct TransformerBlock: Sendable {
         public let attention: CausalSelfAttention.Scratch
 
         public init(batch b: Int, sequence t: Int, channels c: Int, allocator: TensorAllocator) throws {
+            try self.init(batch: b, sequence: t, channels: c, device: CPUDevice(allocator: allocator))
+        }
+
+        public init(batch b: Int, sequence t: Int, channels c: Int, device: any ComputeDevice) throws {
+            let allocator = device.allocator
             let s = Self.ownShapes(batch: b, sequence: t, channels: c)
             dLN = try Tensor(shape: s[0], allocator: allocator)
             dFc = try Tensor(shape: s[1], allocator: allocator)
-            attention = try CausalSelfAttention.Scratch(batch: b, sequence: t, channels: c, allocator: allocator)
+            attention = try CausalSelfAttention.Scratch(batch: b, sequence: t, channels: c, device: device)
         }
 
         static func ownShapes(batch b: Int, sequence t: Int, channels c: Int) -> [[Int]] { [[b * t, c], [b * t, 4 * c]] }
@@ -107,32 +119,29 @@ public struct TransformerBlock: Sendable {
         }
     }
 
-    public func forward(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>,
-                        saving a: Activations, batch b: Int, sequence t: Int) {
+    public func forward(_ x: Tensor, into y: Tensor, saving a: Activations, batch b: Int, sequence t: Int) {
         let n = b * t, c = channels
-        ln1.forward(x, into: a.ln1.data, mean: a.ln1Mean.data, rstd: a.ln1Rstd.data, rows: n)
-        attention.forward(a.ln1.data, into: a.mid.data, saving: a.attention, batch: b, sequence: t)
-        ElementwiseKernels.accumulate(a.mid.data, x, count: n * c)
-        ln2.forward(a.mid.data, into: a.ln2.data, mean: a.ln2Mean.data, rstd: a.ln2Rstd.data, rows: n)
-        cFc.forward(a.ln2.data, into: a.fcGELUDerivative.data, rows: n, addBias: false)
-        ActivationKernels.biasGELUForwardSavingDerivative(preToDerivative: a.fcGELUDerivative.data, out: a.fcOut.data,
-                                                          bias: cFc.bias?.value.data, rows: n, columns: 4 * c)
-        cProj.forward(a.fcOut.data, into: y, rows: n)
-        ElementwiseKernels.accumulate(y, a.mid.data, count: n * c)
+        ln1.forward(x, into: a.ln1, mean: a.ln1Mean, rstd: a.ln1Rstd, rows: n)
+        attention.forward(a.ln1, into: a.mid, saving: a.attention, batch: b, sequence: t)
+        device.kernels.accumulate(a.mid, x, count: n * c)
+        ln2.forward(a.mid, into: a.ln2, mean: a.ln2Mean, rstd: a.ln2Rstd, rows: n)
+        cFc.forward(a.ln2, into: a.fcGELUDerivative, rows: n, addBias: false)
+        device.kernels.biasGELUForwardSavingDerivative(preToDerivative: a.fcGELUDerivative, out: a.fcOut,
+                                                       bias: cFc.bias?.value, rows: n, columns: 4 * c)
+        cProj.forward(a.fcOut, into: y, rows: n)
+        device.kernels.accumulate(y, a.mid, count: n * c)
     }
 
     /// On entry `dResidual` holds ∂L/∂y; on exit ∂L/∂x. Parameter gradients accumulate.
-    public func backward(dResidual: UnsafeMutablePointer<Float>, input x: UnsafePointer<Float>,
-                         saved a: Activations, scratch s: Scratch, batch b: Int, sequence t: Int) {
+    public func backward(dResidual: Tensor, input x: Tensor, saved a: Activations, scratch s: Scratch,
+                         batch b: Int, sequence t: Int) {
         let n = b * t
-        cProj.backward(dOut: dResidual, input: a.fcOut.data, dInput: s.dFc.data, rows: n)
-        ElementwiseKernels.multiply(s.dFc.data, by: a.fcGELUDerivative.data, count: n * 4 * channels)
-        cFc.backward(dOut: s.dFc.data, input: a.ln2.data, dInput: s.dLN.data, rows: n)
-        ln2.backward(dOut: s.dLN.data, input: a.mid.data, mean: a.ln2Mean.data, rstd: a.ln2Rstd.data,
-                     dInput: dResidual, rows: n)
-        attention.backward(dOut: dResidual, input: a.ln1.data, saved: a.attention, scratch: s.attention,
-                           dInput: s.dLN.data, accumulateInput: false, batch: b, sequence: t)
-        ln1.backward(dOut: s.dLN.data, input: x, mean: a.ln1Mean.data, rstd: a.ln1Rstd.data,
-                     dInput: dResidual, rows: n)
+        cProj.backward(dOut: dResidual, input: a.fcOut, dInput: s.dFc, rows: n)
+        device.kernels.multiply(s.dFc, by: a.fcGELUDerivative, count: n * 4 * channels)
+        cFc.backward(dOut: s.dFc, input: a.ln2, dInput: s.dLN, rows: n)
+        ln2.backward(dOut: s.dLN, input: a.mid, mean: a.ln2Mean, rstd: a.ln2Rstd, dInput: dResidual, rows: n)
+        attention.backward(dOut: dResidual, input: a.ln1, saved: a.attention, scratch: s.attention,
+                           dInput: s.dLN, accumulateInput: false, batch: b, sequence: t)
+        ln1.backward(dOut: s.dLN, input: x, mean: a.ln1Mean, rstd: a.ln1Rstd, dInput: dResidual, rows: n)
     }
 }
