@@ -49,9 +49,13 @@ start() {
         rm -rf "$dir"
         die "initdb failed"
     fi
-    # fsync off: the cluster lives for one test run. -w waits until it accepts connections.
+    # fsync off: the cluster lives for one test run. TRIBUTARY_PG_DURABLE=1 keeps PostgreSQL's
+    # durable defaults (for benchmarks that compare with SQLite's synchronous=FULL).
+    # -w waits until it accepts connections.
+    local sync="-c fsync=off -c full_page_writes=off"
+    if [ "${TRIBUTARY_PG_DURABLE:-0}" = 1 ]; then sync=""; fi
     if ! as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-            -o "-c listen_addresses='' -k $dir -c fsync=off -c full_page_writes=off -c max_connections=200" \
+            -o "-c listen_addresses='' -k $dir $sync -c max_connections=200" \
             start >/dev/null; then
         cat "$dir/server.log" >&2 || true
         as_owner "$bindir/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true
