@@ -83,4 +83,15 @@ final class TrainingJobTests: XCTestCase {
         XCTAssertEqual(rejected["bad_token"], 1)
         await job.close()
     }
+
+    func testWorkerNamesLoseControlCharacters() async throws {
+        let (job, dir) = try await openJob()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let evil = try await job.register(RegisterRequest(joinToken: "join", name: "ev\u{0}il\u{1B}[2J\n"))
+        let blank = try await job.register(RegisterRequest(joinToken: "join", name: "\u{0}\u{7}"))
+        let names = Dictionary(uniqueKeysWithValues: try await job.workers().workers.map { ($0.id, $0.name) })
+        XCTAssertEqual(names[evil.workerId], "evil[2J")
+        XCTAssertEqual(names[blank.workerId], blank.workerId, "a name of control characters only becomes the id")
+        await job.close()
+    }
 }

@@ -14,7 +14,11 @@ extension TrainingJob {
             let id = "w-" + UUID().uuidString.lowercased().prefix(12)
             let hash = WorkerToken.hash(token)
             let at = now()
-            let name = String((request.name ?? id).prefix(64))
+            // Control characters (NUL among them, which PostgreSQL text cannot hold) are dropped.
+            let printable = String(String.UnicodeScalarView((request.name ?? id).unicodeScalars.filter {
+                !CharacterSet.controlCharacters.contains($0)
+            }))
+            let name = String((printable.isEmpty ? id : printable).prefix(64))
             try await ledger.insertWorker(WorkerRecord(id: id, name: name, tokenHash: hash, createdAt: at, lastSeenAt: at,
                                                        samples: 0, flops: 0, acceptedUpdates: 0, rejectedUpdates: 0))
             registry.add(id: id, tokenHash: hash, seen: at)
