@@ -9,32 +9,16 @@ extension SQLiteLedger {
     /// A unit is done at most once per epoch: if it already is, throws `.unitAlreadyDone` and
     /// changes nothing. The lease may have expired meanwhile; late work on an undone unit counts.
     public func recordAcceptedUpdate(_ update: UpdateRecord) throws(LedgerError) {
-        try LedgerCheck.nonNegative(update.samples, "update samples")
-        try LedgerCheck.nonNegative(update.bytes, "update bytes")
-        try LedgerCheck.finite(update.loss, "update loss")
-        try LedgerCheck.finite(update.weight, "update weight")
-        try LedgerCheck.finite(update.flops, "update flops")
-        if update.flops < 0 { throw LedgerError.invalidValue("update flops is \(update.flops); it must be ≥ 0") }
-        let acceptedAt = try LedgerTime.millis(update.acceptedAt, "update acceptedAt")
+        let acceptedAt = try LedgerCheck.update(update)
         try write("record accepted update") { db in
             guard let unit = try SQLiteLedger.fetchUnit(db, epoch: update.epoch, index: update.unitIndex) else {
                 throw LedgerError.unknownUnit(epoch: update.epoch, index: update.unitIndex)
             }
-            if unit.state == .done {
-                throw LedgerError.unitAlreadyDone(epoch: update.epoch, index: update.unitIndex)
-            }
+            try LedgerCheck.notDone(unit, update)
             guard let lease = try SQLiteLedger.fetchLease(db, id: update.leaseId) else {
                 throw LedgerError.unknownLease(id: update.leaseId)
             }
-            if lease.epoch != update.epoch || lease.unitIndex != update.unitIndex {
-                throw LedgerError.leaseMismatch(
-                    leaseId: lease.id,
-                    detail: "it is for unit \(lease.unitIndex) of epoch \(lease.epoch), the update for unit \(update.unitIndex) of epoch \(update.epoch)")
-            }
-            if lease.workerId != update.workerId {
-                throw LedgerError.leaseMismatch(
-                    leaseId: lease.id, detail: "it was issued to worker '\(lease.workerId)', not '\(update.workerId)'")
-            }
+            try LedgerCheck.matches(lease, update)
             try db.execute(sql: "UPDATE lease SET state = 'committed' WHERE id = ?", arguments: [lease.id])
             try db.execute(sql: "UPDATE unit SET state = 'done' WHERE epoch = ? AND unitIndex = ?",
                            arguments: [update.epoch, update.unitIndex])

@@ -4,12 +4,7 @@ internal import GRDB
 extension SQLiteLedger {
     /// Registers a worker. Throws `.duplicate` if its id or token hash is already registered.
     public func insertWorker(_ worker: WorkerRecord) throws(LedgerError) {
-        try LedgerCheck.nonNegative(worker.samples, "worker samples")
-        try LedgerCheck.nonNegative(worker.acceptedUpdates, "worker acceptedUpdates")
-        try LedgerCheck.nonNegative(worker.rejectedUpdates, "worker rejectedUpdates")
-        try LedgerCheck.finite(worker.flops, "worker flops")
-        let createdAt = try LedgerTime.millis(worker.createdAt, "worker createdAt")
-        let lastSeenAt = try LedgerTime.millis(worker.lastSeenAt, "worker lastSeenAt")
+        let (createdAt, lastSeenAt) = try LedgerCheck.worker(worker)
         try write("insert worker") { db in
             // Checked first so the error names which key clashed (the UNIQUE constraints back it up).
             if try Bool.fetchOne(db, sql: "SELECT 1 FROM worker WHERE id = ?", arguments: [worker.id]) == true {

@@ -98,6 +98,16 @@ final class PostgresLedgerTests: XCTestCase {
                 WHERE datname = '\(settings.database)' AND pid <> pg_backend_pid()
                 """, in: settings)
             XCTAssertGreaterThanOrEqual(Int(ended.first ?? "") ?? 0, 1, "round \(round): \(ended)")
+            // pg_terminate_backend only signals: wait until the backends are gone, so that the
+            // ledger meets connections the server has closed, not ones still closing.
+            for _ in 0..<100 {
+                let left = try await sql("""
+                    SELECT count(*)::text FROM pg_stat_activity
+                    WHERE datname = '\(settings.database)' AND pid <> pg_backend_pid()
+                    """, in: settings)
+                if left.first == "0" { break }
+                try await Task.sleep(for: .milliseconds(20))
+            }
             // Alternately a read and a write first on the dead connection.
             if round % 2 == 1 {
                 await expectEqual(try await ledger.meta("k"), round == 1 ? "v" : "v\(round - 1)")

@@ -7,32 +7,16 @@ extension PostgresLedger {
     // MARK: Accepted and rejected updates
 
     public func recordAcceptedUpdate(_ update: UpdateRecord) async throws(LedgerError) {
-        try LedgerCheck.nonNegative(update.samples, "update samples")
-        try LedgerCheck.nonNegative(update.bytes, "update bytes")
-        try LedgerCheck.finite(update.loss, "update loss")
-        try LedgerCheck.finite(update.weight, "update weight")
-        try LedgerCheck.finite(update.flops, "update flops")
-        if update.flops < 0 { throw LedgerError.invalidValue("update flops is \(update.flops); it must be ≥ 0") }
-        let acceptedAt = try LedgerTime.millis(update.acceptedAt, "update acceptedAt")
+        let acceptedAt = try LedgerCheck.update(update)
         try await write("record accepted update") { db in
             guard let unit = try await Self.fetchUnit(db, epoch: update.epoch, index: update.unitIndex) else {
                 throw LedgerError.unknownUnit(epoch: update.epoch, index: update.unitIndex)
             }
-            if unit.state == .done {
-                throw LedgerError.unitAlreadyDone(epoch: update.epoch, index: update.unitIndex)
-            }
+            try LedgerCheck.notDone(unit, update)
             guard let lease = try await Self.fetchLease(db, id: update.leaseId) else {
                 throw LedgerError.unknownLease(id: update.leaseId)
             }
-            if lease.epoch != update.epoch || lease.unitIndex != update.unitIndex {
-                throw LedgerError.leaseMismatch(
-                    leaseId: lease.id,
-                    detail: "it is for unit \(lease.unitIndex) of epoch \(lease.epoch), the update for unit \(update.unitIndex) of epoch \(update.epoch)")
-            }
-            if lease.workerId != update.workerId {
-                throw LedgerError.leaseMismatch(
-                    leaseId: lease.id, detail: "it was issued to worker '\(lease.workerId)', not '\(update.workerId)'")
-            }
+            try LedgerCheck.matches(lease, update)
             try await db.execute("UPDATE lease SET state = 'committed' WHERE id = \(lease.id)")
             try await db.execute("""
                 UPDATE unit SET state = 'done' WHERE epoch = \(update.epoch) AND unitIndex = \(update.unitIndex)

@@ -66,9 +66,9 @@ public final class PostgresLedger: LedgerStore {
     /// data, when the transaction lost a race (serialization failure, deadlock) or ran on a pooled
     /// connection the server had closed (restart, failover): in both cases nothing was committed.
     /// A failure of COMMIT itself is never retried, since the commit may have happened.
-    func write<T: Sendable>(_ operation: String, _ body: (PostgresSession) async throws -> T) async throws(LedgerError) -> T {
-        let logger = self.logger
-        return try await retrying(operation) {
+    func write<T: Sendable>(_ operation: String, _ body: @escaping @Sendable (PostgresSession) async throws -> T) async throws(LedgerError) -> T {
+        let logger = self.logger, client = self.client
+        return try await retrying(operation, retryAfterTimeout: false) {
             try await client.withTransaction(logger: logger) { connection in
                 let session = PostgresSession(connection: connection, logger: logger)
                 try await session.execute("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
@@ -78,9 +78,9 @@ public final class PostgresLedger: LedgerStore {
     }
 
     /// One statement (or a few) on a pooled connection, outside an explicit transaction.
-    func read<T: Sendable>(_ operation: String, _ body: (PostgresSession) async throws -> T) async throws(LedgerError) -> T {
-        let logger = self.logger
-        return try await retrying(operation) {
+    func read<T: Sendable>(_ operation: String, _ body: @escaping @Sendable (PostgresSession) async throws -> T) async throws(LedgerError) -> T {
+        let logger = self.logger, client = self.client
+        return try await retrying(operation, retryAfterTimeout: true) {
             try await client.withConnection { connection in
                 try await body(PostgresSession(connection: connection, logger: logger))
             }
@@ -90,7 +90,11 @@ public final class PostgresLedger: LedgerStore {
     /// Enough for every pooled connection to turn out dead after a server restart, plus races.
     static let maxAttempts = 20
 
-    private func retrying<T: Sendable>(_ operation: String, _ attemptOnce: () async throws -> T) async throws(LedgerError) -> T {
+    /// How long one attempt may take before it counts as a dead connection (and is retried).
+    static let attemptSeconds = 30.0
+
+    private func retrying<T: Sendable>(_ operation: String, retryAfterTimeout: Bool,
+                                       _ attemptOnce: @escaping @Sendable () async throws -> T) async throws(LedgerError) -> T {
         var attempt = 1
         while true {
             // A closed pool would make callers wait for a connection that never comes.
@@ -98,7 +102,15 @@ public final class PostgresLedger: LedgerStore {
                 throw .server(operation: operation, sqlState: "08003", message: "the ledger was closed")
             }
             do {
-                return try await attemptOnce()
+                return try await PostgresDeadline.run(seconds: Self.attemptSeconds, attemptOnce)
+            } catch is PostgresDeadline.Expired {
+                // A wedged pool or a half-open connection. A read is tried again; a write is not,
+                // since its COMMIT may have happened without an answer reaching us.
+                logger.warning("ledger call timed out", metadata: ["operation": "\(operation)", "attempt": "\(attempt)"])
+                guard retryAfterTimeout, attempt < 3 else {
+                    throw .cannotConnect(location: location, message: "no answer within \(Int(Self.attemptSeconds)) s, \(attempt) times")
+                }
+                attempt += 1
             } catch {
                 let mapped = PostgresErrors.map(error, operation: operation, location: location)
                 guard attempt < Self.maxAttempts,
