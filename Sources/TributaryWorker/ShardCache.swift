@@ -17,13 +17,32 @@ final class ShardCache: @unchecked Sendable {
         self.directory = directory
     }
 
+    /// A body's file. Only ever called with a checked hash (`isContentHash`): the hash comes
+    /// from the coordinator's manifest, and "../x" or a NUL would name a file outside the cache.
     func path(_ hash: String) -> String { "\(directory)/\(hash).frame" }
 
     static func hex(_ digest: SHA256.Digest) -> String { digest.map { String(format: "%02x", $0) }.joined() }
 
+    /// The content hash a body is stored under (its SHA-256, lowercase hex).
+    static func contentHash(of body: [UInt8]) -> String { hex(SHA256.hash(data: body)) }
+
+    /// A SHA-256 in lowercase hex: exactly 64 characters of 0-9 and a-f.
+    static func isContentHash(_ text: String) -> Bool {
+        let bytes = text.utf8
+        return bytes.count == 64 && bytes.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
+    }
+
+    private func checked(_ hash: String) throws -> String {
+        guard Self.isContentHash(hash) else {
+            throw ClientError.protocolViolation("a content hash must be 64 lowercase hex digits (got \(hash.count) characters)")
+        }
+        return hash
+    }
+
     /// Whether the body with this hash is on disk and intact (hashed once per process;
     /// a damaged file is removed).
     func contains(_ hash: String) -> Bool {
+        guard Self.isContentHash(hash) else { return false }
         if lock.withLock({ verified.contains(hash) }), FileManager.default.fileExists(atPath: path(hash)) { return true }
         guard let data = FileManager.default.contents(atPath: path(hash)) else { return false }
         guard Self.hex(SHA256.hash(data: data)) == hash else {
@@ -36,7 +55,8 @@ final class ShardCache: @unchecked Sendable {
 
     /// Stores a downloaded body after checking it against its hash.
     func store(_ body: [UInt8], hash: String) throws {
-        guard Self.hex(SHA256.hash(data: body)) == hash else {
+        let hash = try checked(hash)
+        guard Self.contentHash(of: body) == hash else {
             throw ClientError.protocolViolation("a shard body does not match its content hash \(hash)")
         }
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -47,6 +67,7 @@ final class ShardCache: @unchecked Sendable {
     /// Decodes the body with this hash into `out`, its file bytes counted against
     /// `allocator` while they are held.
     func load(_ hash: String, into out: UnsafeMutableBufferPointer<Float>, allocator: TensorAllocator) throws {
+        let hash = try checked(hash)
         let size = (try? FileManager.default.attributesOfItem(atPath: path(hash))[.size] as? Int) ?? nil
         guard let size else { throw ClientError.protocolViolation("shard \(hash) is missing from the local cache") }
         try allocator.withReservedBytes(size) {
@@ -68,6 +89,8 @@ final class ShardCache: @unchecked Sendable {
         let fm = FileManager.default
         guard let names = try? fm.contentsOfDirectory(atPath: directory), names.count > limit else { return }
         let dated = names.compactMap { name -> (String, String, Date)? in
+            // Only cache files: anything else in the folder is not ours to delete.
+            guard name.hasSuffix(".frame"), Self.isContentHash(String(name.dropLast(".frame".count))) else { return nil }
             let p = "\(directory)/\(name)"
             guard let date = (try? fm.attributesOfItem(atPath: p))?[.modificationDate] as? Date else { return nil }
             return (p, String(name.dropLast(".frame".count)), date)

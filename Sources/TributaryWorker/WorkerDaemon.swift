@@ -204,6 +204,9 @@ public actor WorkerDaemon {
             guard let d = manifest.shard(named: shard.name), d.elementCount == shard.elementCount else {
                 throw WorkerError.fatal("shard \(shard.name) does not match this worker's model layout")
             }
+            guard ShardCache.isContentHash(d.contentHash) else {
+                throw ClientError.protocolViolation("the manifest's content hash of shard \(shard.name) is not a SHA-256")
+            }
             refs[d.name] = .init(hash: d.contentHash, elements: d.elementCount)
             if !cache.contains(d.contentHash) {
                 let reply = try await client.send(.GET, Routes.shard(grant.version, d.name), token: me.token)
