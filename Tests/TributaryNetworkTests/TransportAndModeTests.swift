@@ -54,6 +54,28 @@ final class TransportAndModeTests: XCTestCase {
             XCTAssertEqual(status.job, "test")
             try await client.shutdown()
         }
+        // Old protocol versions and CBC suites are refused at the handshake.
+        var legacy = tls
+        legacy.maximumTLSVersion = .tlsv11
+        var cbc = tls
+        cbc.maximumTLSVersion = .tlsv12
+        cbc.cipherSuiteValues = [.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA, .TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA]
+        var modern = tls
+        modern.maximumTLSVersion = .tlsv12
+        modern.cipherSuiteValues = [.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256]
+        for (name, clientTLS, accepted) in [("TLS 1.1", legacy, false), ("TLS 1.2 CBC", cbc, false), ("TLS 1.2 GCM", modern, true)] {
+            let client = HTTPClient(eventLoopGroupProvider: .singleton,
+                                    configuration: HTTPClient.Configuration(tlsConfiguration: clientTLS))
+            do {
+                let response = try await client.execute(HTTPClientRequest(url: "https://127.0.0.1:\(port)\(Routes.status)"),
+                                                        timeout: .seconds(10))
+                XCTAssertTrue(accepted, "\(name) must be refused")
+                XCTAssertEqual(response.status.code, 200)
+            } catch {
+                XCTAssertFalse(accepted, "\(name) must be accepted: \(error)")
+            }
+            try await client.shutdown()
+        }
         await shutdown.trigger()
         _ = try? await task.value
     }

@@ -19,6 +19,14 @@ public struct CoordinatorServer: Sendable {
         self.logger = logger
     }
 
+    /// The TLS 1.2 suites offered: ECDHE key exchange (forward secrecy) with AES-GCM or
+    /// ChaCha20-Poly1305 (AEAD); no CBC, no static RSA key exchange.
+    static let tls12CipherSuites: [NIOTLSCipher] = [
+        .TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, .TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+        .TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, .TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+        .TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, .TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+    ]
+
     /// Largest JSON body accepted (control messages are small).
     static let jsonLimit = 64 * 1024
 
@@ -131,6 +139,9 @@ public struct CoordinatorServer: Sendable {
             let key = try NIOSSLPrivateKey(file: tls.key, format: .pem)
             var configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
             configuration.applicationProtocols = ["h2", "http/1.1"]
+            // TLS 1.2 at least, and for 1.2 only forward-secret AEAD suites (1.3's are all such).
+            configuration.minimumTLSVersion = .tlsv12
+            configuration.cipherSuiteValues = Self.tls12CipherSuites
             server = try .http2Upgrade(tlsConfiguration: configuration)
         } else {
             server = .http1()
