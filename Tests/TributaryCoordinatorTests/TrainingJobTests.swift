@@ -94,4 +94,10 @@ final class TrainingJobTests: XCTestCase {
         XCTAssertEqual(names[blank.workerId], blank.workerId, "a name of control characters only becomes the id")
         await job.close()
     }
+
+    func testWeakJoinTokensAreNamed() {
+        XCTAssertNotNil(JobConfig.weakJoinTokenReason("change-me"))
+        XCTAssertNotNil(JobConfig.weakJoinTokenReason("short-token"))
+        XCTAssertNil(JobConfig.weakJoinTokenReason("p7Vq-2mXr9LkT4sW8zHb"))
+    }
 }

@@ -43,6 +43,14 @@ extension JobConfig {
         _ = try listenAddress()
     }
 
+    /// Why the join token is weak, if it is: the example's value, or shorter than 16 characters
+    /// (anyone who guesses it can register as many workers as they like).
+    public static func weakJoinTokenReason(_ token: String) -> String? {
+        if token == "change-me" { return "the join token is the example's 'change-me'" }
+        if token.count < 16 { return "the join token has \(token.count) characters; use 16 or more" }
+        return nil
+    }
+
     /// The model, once the dataset's vocabulary or feature count is known.
     public func modelSpec(vocabularySize: Int?, features: Int?, classes: Int?) throws -> ModelSpec {
         switch model.type {

@@ -72,6 +72,9 @@ public actor TrainingJob {
                                              validationFraction: config.data.validationFraction, seed: config.data.seed)
         let dir = config.storage.dataDirectory
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        if let weak = JobConfig.weakJoinTokenReason(try config.joinToken()) {
+            logger.warning("weak join token: \(weak)", metadata: ["hint": "set auth.join_token_file to a long random token"])
+        }
         let ledger = try await config.openLedger(logger: logger)
         let job: TrainingJob
         do {
