@@ -20,15 +20,7 @@ final class CompressedTrainingTests: XCTestCase {
             c.rounds.unitsPerRound = 2
             c.storage.validationEveryRounds = 30
         })
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for i in 0..<2 {
-                let options = WorkerOptions(coordinator: coordinator.url, joinToken: RunningCoordinator.joinToken,
-                                            name: "w\(i)", dataDirectory: "\(dir)/worker-\(i)")
-                let daemon = WorkerDaemon(options: options, logger: quietLogger("test.worker"))
-                group.addTask { try await daemon.run() }
-            }
-            try await group.waitForAll()
-        }
+        try await RunningCoordinator.runWorkers(2, against: coordinator, directory: dir)
         let status = coordinator.job.status()
         await coordinator.stop()
         let files = (0..<2).map { i in

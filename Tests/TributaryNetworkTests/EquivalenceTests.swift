@@ -27,16 +27,7 @@ final class EquivalenceTests: XCTestCase {
             c.rounds.maxStaleness = 0
         }
         let coordinator = try await RunningCoordinator.start(config)
-        // Three workers share the units of each round.
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for i in 0..<3 {
-                let options = WorkerOptions(coordinator: coordinator.url, joinToken: RunningCoordinator.joinToken,
-                                            name: "w\(i)", dataDirectory: "\(dir)/worker-\(i)")
-                let daemon = WorkerDaemon(options: options, logger: quietLogger("test.worker"))
-                group.addTask { try await daemon.run() }   // returns when the job is complete
-            }
-            try await group.waitForAll()
-        }
+        try await RunningCoordinator.runWorkers(3, against: coordinator, directory: dir)
         let distributed = await coordinator.job.parameterValues()
         let status = coordinator.job.status()
         await coordinator.stop()

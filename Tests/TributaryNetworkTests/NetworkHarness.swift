@@ -37,6 +37,21 @@ enum RunningCoordinator {
         return c
     }
 
+    /// Runs `count` workers (named `prefix`0, 1, …, data in `directory`/worker-N) until the
+    /// coordinator's job is complete.
+    static func runWorkers(_ count: Int, against coordinator: EmbeddedCoordinator, directory: String,
+                           prefix: String = "w") async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<count {
+                let options = WorkerOptions(coordinator: coordinator.url, joinToken: joinToken,
+                                            name: "\(prefix)\(i)", dataDirectory: "\(directory)/worker-\(i)")
+                let daemon = WorkerDaemon(options: options, logger: quietLogger("test.worker"))
+                group.addTask { try await daemon.run() }   // returns when the job is complete
+            }
+            try await group.waitForAll()
+        }
+    }
+
     static func start(_ config: JobConfig, now: @escaping @Sendable () -> Date = { Date() }) async throws -> EmbeddedCoordinator {
         var logger = Logger(label: "test.coordinator")
         logger.logLevel = .warning

@@ -19,15 +19,7 @@ final class PostgresCoordinatorTests: XCTestCase {
             c.storage.checkpointEveryRounds = 2
         }
         let coordinator = try await RunningCoordinator.start(config)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for i in 0..<2 {
-                let options = WorkerOptions(coordinator: coordinator.url, joinToken: RunningCoordinator.joinToken,
-                                            name: "pg\(i)", dataDirectory: "\(dir)/worker-\(i)")
-                let daemon = WorkerDaemon(options: options, logger: quietLogger("test.worker"))
-                group.addTask { try await daemon.run() }
-            }
-            try await group.waitForAll()
-        }
+        try await RunningCoordinator.runWorkers(2, against: coordinator, directory: dir, prefix: "pg")
         let status = coordinator.job.status()
         XCTAssertEqual(status.version, 4)
         XCTAssertEqual(status.updatesAccepted, 12)

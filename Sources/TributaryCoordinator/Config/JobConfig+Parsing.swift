@@ -115,10 +115,13 @@ extension JobConfig {
         }
     }
 
+    /// The model types a job file can describe (its `model` section has their keys).
+    static let modelTypes = ["gpt", "mlp"]
+
     /// Keys whose value is one of a few words, checked before decoding so that the error
     /// names the key and the choices ("rounds.mode must be sync or async (got x)").
     static let choices: [(section: String, key: String, allowed: [String])] = [
-        ("model", "type", ["gpt", "mlp"]),
+        ("model", "type", modelTypes),
         ("optimizer", "type", OptimizerKind.allCases.map(\.rawValue)),
         ("rounds", "mode", RoundMode.allCases.map(\.rawValue)),
     ]

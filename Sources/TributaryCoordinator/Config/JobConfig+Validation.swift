@@ -8,7 +8,7 @@ import TributaryTraining
 extension JobConfig {
     public func validate() throws {
         func bad(_ s: String) -> JobConfigError { .invalid(s) }
-        guard ["gpt", "mlp"].contains(model.type) else { throw bad("model.type must be gpt or mlp (got \(model.type))") }
+        guard Self.modelTypes.contains(model.type) else { throw bad("model.type must be gpt or mlp (got \(model.type))") }
         _ = try ledgerLocation()
         guard units.samplesPerUnit >= 1 else { throw bad("units.samples_per_unit must be positive") }
         if let mb = units.microBatch, mb < 1 || units.samplesPerUnit % mb != 0 {

@@ -103,15 +103,17 @@ extension TrainingJob {
     func closeRound() async throws {
         guard aggregator.updateCount > 0 else { return }
         var combined = false
+        // Each shard's gradient passes through the decoding scratch (the largest shard's size).
         for shard in layout.shards {
-            var flat = [Float](repeating: 0, count: shard.elementCount)
-            let ok = flat.withUnsafeMutableBufferPointer { aggregator.gradient(of: shard, into: $0) }
-            guard ok else { continue }
-            combined = true
-            flat.withUnsafeBufferPointer { buf in
-                guard let base = buf.baseAddress else { return }
+            if scratch.count < shard.elementCount { scratch = [Float](repeating: 0, count: shard.elementCount) }
+            let ok = scratch.withUnsafeMutableBufferPointer { buf -> Bool in
+                guard let base = buf.baseAddress else { return false }
+                let out = UnsafeMutableBufferPointer(start: base, count: shard.elementCount)
+                guard aggregator.gradient(of: shard, into: out) else { return false }
                 layout.scatterGradients(shard, from: base, into: model.parameters)
+                return true
             }
+            combined = combined || ok
         }
         guard combined else { return }
         let outcome = try model.step(at: version)

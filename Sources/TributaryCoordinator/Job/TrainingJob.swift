@@ -72,7 +72,8 @@ public actor TrainingJob {
                                              validationFraction: config.data.validationFraction, seed: config.data.seed)
         let dir = config.storage.dataDirectory
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        if let weak = JobConfig.weakJoinTokenReason(try config.joinToken()) {
+        let joinToken = try config.joinToken()
+        if let weak = JobConfig.weakJoinTokenReason(joinToken) {
             logger.warning("weak join token: \(weak)", metadata: ["hint": "set auth.join_token_file to a long random token"])
         }
         let ledger = try await config.openLedger(logger: logger)
@@ -80,7 +81,7 @@ public actor TrainingJob {
         do {
             job = try TrainingJob(config: config, spec: spec, data: data, ledger: ledger,
                                   checkpoints: CheckpointStore(directory: "\(dir)/checkpoints", keep: 3),
-                                  joinToken: try config.joinToken(), logger: logger, now: now)
+                                  joinToken: joinToken, logger: logger, now: now)
             try await job.recover()
         } catch {
             await ledger.close()
