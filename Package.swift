@@ -73,7 +73,7 @@ let package = Package(
 
         // The coordinator daemon: owns a job, serves the HTTP API.
         .target(name: "TributaryCoordinator",
-                dependencies: ["TributaryTraining", "TributaryProtocol", "TributaryCompression", "TributaryLedger",
+                dependencies: ["TributaryTraining", "TributaryTensor", "TributaryProtocol", "TributaryCompression", "TributaryLedger",
                                .product(name: "Hummingbird", package: "hummingbird"),
                                .product(name: "HummingbirdCore", package: "hummingbird"),
                                .product(name: "HummingbirdHTTP2", package: "hummingbird"),

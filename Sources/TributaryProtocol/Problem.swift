@@ -46,6 +46,12 @@ public enum ProblemCode: String, Codable, Sendable, CaseIterable {
     case payloadTooLarge = "payload_too_large"        // 413: body larger than the manifest allows
     case noWork = "no_work"                 // 503: nothing to lease now; retry after the Retry-After delay
     case jobComplete = "job_complete"       // 410: the job has run all its rounds; stop
+    case tooManyLeases = "too_many_leases"        // 409: the worker already holds leases.max_per_worker leases
+    case leaseLifetimeExceeded = "lease_lifetime_exceeded"  // 409: renewals cannot carry a lease past leases.max_lifetime_seconds
+    case roundDeadlineReached = "round_deadline_reached"    // 409: renewals cannot carry a sync lease past its round's deadline
+    case updateNormOutOfRange = "update_norm_out_of_range"  // 422: the update's norm is far beyond the round's typical norm
+    case rateLimited = "rate_limited"             // 429: too many requests (or wrong join tokens) from this address; wait Retry-After
+    case workerBanned = "worker_banned"           // 403: the operator banned this worker; do not register again
     case internalError = "internal_error"          // 500
 
     /// The HTTP status each refusal is sent with: the one table from reasons to statuses.
@@ -56,8 +62,11 @@ public enum ProblemCode: String, Codable, Sendable, CaseIterable {
         case .notFound, .unknownShard: return 404
         case .malformedRequest: return 400
         case .leaseExpired, .versionGone, .jobComplete: return 410
-        case .leaseNotActive, .staleVersion, .incompleteUpdate, .duplicateUpdate: return 409
-        case .invalidUpdate: return 422
+        case .leaseNotActive, .staleVersion, .incompleteUpdate, .duplicateUpdate, .tooManyLeases,
+             .leaseLifetimeExceeded, .roundDeadlineReached: return 409
+        case .invalidUpdate, .updateNormOutOfRange: return 422
+        case .rateLimited: return 429
+        case .workerBanned: return 403
         case .payloadTooLarge: return 413
         case .noWork: return 503
         case .internalError: return 500
@@ -82,6 +91,12 @@ public enum ProblemCode: String, Codable, Sendable, CaseIterable {
         case .noWork: return "No work available"
         case .jobComplete: return "Job complete"
         case .internalError: return "Internal error"
+        case .tooManyLeases: return "Lease limit reached"
+        case .leaseLifetimeExceeded: return "Lease lifetime reached"
+        case .roundDeadlineReached: return "Round deadline reached"
+        case .updateNormOutOfRange: return "Update norm out of range"
+        case .rateLimited: return "Too many requests"
+        case .workerBanned: return "Worker banned"
         }
     }
 }

@@ -74,7 +74,7 @@ final class UnitSchedulerTests: XCTestCase {
         XCTAssertEqual(s.lookup("a", worker: "mallory", now: t0), .otherWorker)
         XCTAssertEqual(s.lookup("zzz", worker: "alice", now: t0), .unknown)
         XCTAssertEqual(s.lookup("a", worker: "alice", now: t0.addingTimeInterval(10.5)), .pastDeadline)
-        XCTAssertEqual(s.renew("a", now: t0.addingTimeInterval(8)), t0.addingTimeInterval(18))
+        XCTAssertEqual(s.renew("a", now: t0.addingTimeInterval(8)), .extended(t0.addingTimeInterval(18)))
         if case .active = s.lookup("a", worker: "alice", now: t0.addingTimeInterval(15)) {} else {
             XCTFail("a renewed lease stays active past its first deadline")
         }

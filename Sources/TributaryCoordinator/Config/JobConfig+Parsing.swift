@@ -70,6 +70,10 @@ extension JobConfig {
         full.server.tlsKey = ""
         full.auth.joinToken = ""
         full.auth.joinTokenFile = ""
+        full.auth.viewerToken = ""
+        full.auth.viewerTokenFile = ""
+        full.auth.operatorToken = ""
+        full.auth.operatorTokenFile = ""
         return defaultsObject(full)
     }
 

@@ -30,6 +30,14 @@ extension JobConfig {
             throw bad("rounds.deadline_seconds must be positive and rounds.max_staleness non-negative")
         }
         guard leases.durationSeconds > 0 else { throw bad("leases.duration_seconds must be positive") }
+        guard leases.maxPerWorker >= 1 else { throw bad("leases.max_per_worker must be at least 1") }
+        guard leases.maxLifetimeSeconds >= leases.durationSeconds else {
+            throw bad("leases.max_lifetime_seconds must be at least leases.duration_seconds (\(leases.durationSeconds))")
+        }
+        guard aggregation.maxNormRatio > 1, aggregation.maxNormRatio.isFinite else {
+            throw bad("aggregation.max_norm_ratio must be a finite number above 1")
+        }
+        try limits.validate()
         do { _ = try UpdateCodecSpec(parsing: compression.codec) } catch {
             throw bad("compression.codec: \(error)")
         }
@@ -78,18 +86,35 @@ extension JobConfig {
 
     /// The join token, from the file or the inline value.
     public func joinToken() throws -> String {
-        if let file = auth.joinTokenFile {
-            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
-                throw JobConfigError.invalid("cannot read auth.join_token_file \(file)")
-            }
-            let token = text.trimmingCharacters(in: .whitespacesAndNewlines)
-            guard !token.isEmpty else { throw JobConfigError.invalid("auth.join_token_file \(file) is empty") }
-            return token
-        }
-        guard let token = auth.joinToken, !token.isEmpty else {
+        guard let token = try Self.secret(auth.joinToken, file: auth.joinTokenFile, key: "join_token") else {
             throw JobConfigError.invalid("set auth.join_token or auth.join_token_file: workers need it to join")
         }
         return token
+    }
+
+    /// The viewer's token (nil: none), for dashboards when `auth.public_read` is false.
+    public func viewerToken() throws -> String? {
+        try Self.secret(auth.viewerToken, file: auth.viewerTokenFile, key: "viewer_token")
+    }
+
+    /// The operator's token (nil: the operator routes are off).
+    public func operatorToken() throws -> String? {
+        try Self.secret(auth.operatorToken, file: auth.operatorTokenFile, key: "operator_token")
+    }
+
+    /// A secret given inline or in a file (the file wins); nil when neither is set.
+    static func secret(_ inline: String?, file: String?, key: String) throws -> String? {
+        if let file {
+            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+                throw JobConfigError.invalid("cannot read auth.\(key)_file \(file)")
+            }
+            let token = text.trimmingCharacters(in: .whitespacesAndNewlines)
+            guard !token.isEmpty else { throw JobConfigError.invalid("auth.\(key)_file \(file) is empty") }
+            return token
+        }
+        guard let inline else { return nil }
+        guard !inline.isEmpty else { throw JobConfigError.invalid("auth.\(key) is empty; leave it out instead") }
+        return inline
     }
 
     /// The coordinator's optimizer: the job's rule and schedule, with AdamW's β₁ and step

@@ -53,6 +53,33 @@ public struct JobConfig: Codable, Sendable, Equatable {
     }
     public struct Leases: Codable, Sendable, Equatable {
         public var durationSeconds: Double = 60
+        /// Leases one worker may hold at once.
+        public var maxPerWorker: Int = 1
+        /// Renewals never carry a lease past this many seconds after it was granted.
+        public var maxLifetimeSeconds: Double = 600
+    }
+    public struct Aggregation: Codable, Sendable, Equatable {
+        /// An update whose L2 norm passes this multiple of the median of recently accepted
+        /// updates' norms is refused (`update_norm_out_of_range`).
+        public var maxNormRatio: Double = 10
+    }
+    /// What one client address may ask for, and how long connections may idle.
+    public struct Limits: Codable, Sendable, Equatable {
+        public var registrationsPerMinute: Double = 6
+        public var registrationBurst: Int = 20
+        /// Wrong join tokens from one address before it is locked out of registration.
+        public var badJoinTokens: Int = 5
+        public var lockoutSeconds: Double = 300
+        /// Requests per second to public routes without a worker token, per address.
+        public var publicRequestsPerSecond: Double = 20
+        public var publicBurst: Int = 40
+        public var maxConnections: Int = 900
+        public var maxConnectionsPerAddress: Int = 64
+        public var maxConcurrentUploads: Int = 64
+        /// A connection with no request in progress is closed after this long (also before its first request).
+        public var idleTimeoutSeconds: Double = 30
+        /// A TLS connection must finish its handshake within this.
+        public var handshakeTimeoutSeconds: Double = 10
     }
     public struct Compression: Codable, Sendable, Equatable {
         public var codec: String = "fp32"
@@ -76,6 +103,14 @@ public struct JobConfig: Codable, Sendable, Equatable {
     public struct Auth: Codable, Sendable, Equatable {
         public var joinToken: String? = nil
         public var joinTokenFile: String? = nil
+        /// false: the job, model, manifests, status, workers and metrics need a worker's or
+        /// the viewer's bearer token.
+        public var publicRead: Bool = true
+        public var viewerToken: String? = nil
+        public var viewerTokenFile: String? = nil
+        /// Enables the operator's routes (banning workers); without it they answer 404.
+        public var operatorToken: String? = nil
+        public var operatorTokenFile: String? = nil
     }
 
     public var name: String = "tributary-job"
@@ -85,6 +120,8 @@ public struct JobConfig: Codable, Sendable, Equatable {
     public var optimizer = Optimizer()
     public var rounds = Rounds()
     public var leases = Leases()
+    public var aggregation = Aggregation()
+    public var limits = Limits()
     public var compression = Compression()
     public var server = Server()
     public var storage = Storage()
@@ -102,6 +139,8 @@ public struct JobConfig: Codable, Sendable, Equatable {
         optimizer = try c.decodeIfPresent(Optimizer.self, forKey: .optimizer) ?? optimizer
         rounds = try c.decodeIfPresent(Rounds.self, forKey: .rounds) ?? rounds
         leases = try c.decodeIfPresent(Leases.self, forKey: .leases) ?? leases
+        aggregation = try c.decodeIfPresent(Aggregation.self, forKey: .aggregation) ?? aggregation
+        limits = try c.decodeIfPresent(Limits.self, forKey: .limits) ?? limits
         compression = try c.decodeIfPresent(Compression.self, forKey: .compression) ?? compression
         server = try c.decodeIfPresent(Server.self, forKey: .server) ?? server
         storage = try c.decodeIfPresent(Storage.self, forKey: .storage) ?? storage
@@ -109,7 +148,7 @@ public struct JobConfig: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case name, model, data, units, optimizer, rounds, leases, compression, server, storage, auth
+        case name, model, data, units, optimizer, rounds, leases, aggregation, limits, compression, server, storage, auth
     }
 }
 

@@ -22,6 +22,11 @@ public enum JobError: Error, Equatable, CustomStringConvertible {
     case staleUpdate(baseVersion: Int, current: Int, bound: Int)
     case alreadyCommitted(lease: String)
     case unitAlreadyDone(unit: Int, epoch: Int)
+    case tooManyLeases(held: Int, limit: Int)
+    case leaseLifetimeExceeded(String, limit: Double)
+    case roundDeadlineReached(String)
+    case updateNormOutOfRange(norm: Double, bound: Double, typical: Double?)
+    case workerBanned
 
     public var problemCode: ProblemCode {
         switch self {
@@ -39,6 +44,11 @@ public enum JobError: Error, Equatable, CustomStringConvertible {
         case .incompleteUpdate: return .incompleteUpdate
         case .staleUpdate: return .staleVersion
         case .alreadyCommitted, .unitAlreadyDone: return .duplicateUpdate
+        case .tooManyLeases: return .tooManyLeases
+        case .leaseLifetimeExceeded: return .leaseLifetimeExceeded
+        case .roundDeadlineReached: return .roundDeadlineReached
+        case .updateNormOutOfRange: return .updateNormOutOfRange
+        case .workerBanned: return .workerBanned
         }
     }
 
@@ -66,6 +76,16 @@ public enum JobError: Error, Equatable, CustomStringConvertible {
             return "computed on version \(base), current is \(current), bound is \(bound); lease again"
         case let .alreadyCommitted(id): return "lease \(id) was already committed; its update counts once"
         case let .unitAlreadyDone(unit, epoch): return "unit \(unit) of epoch \(epoch) is already done"
+        case let .tooManyLeases(held, limit):
+            return "this worker holds \(held) lease(s), the job's limit is \(limit); commit or release one first"
+        case let .leaseLifetimeExceeded(id, limit):
+            return "lease \(id) reached its lifetime (\(limit.formatted()) s); commit what you have or release it"
+        case let .roundDeadlineReached(id):
+            return "lease \(id) cannot outlive its round's deadline; commit now or release it"
+        case let .updateNormOutOfRange(norm, bound, typical):
+            let seen = typical.map { ", typical norm \(String(format: "%.3g", $0))" } ?? ""
+            return "update norm \(String(format: "%.3g", norm)) exceeds the bound \(String(format: "%.3g", bound))\(seen)"
+        case .workerBanned: return "the operator banned this worker; do not register again"
         }
     }
 
@@ -79,6 +99,7 @@ public enum JobError: Error, Equatable, CustomStringConvertible {
         case .invalidCommit: return "invalid_commit"
         case .staleUpdate: return "stale_version"
         case .alreadyCommitted, .unitAlreadyDone: return "duplicate_update"
+        case .updateNormOutOfRange: return "update_norm_out_of_range"
         default: return nil
         }
     }

@@ -41,10 +41,13 @@ extension TrainingJob {
         try await exclusively {
             try await expireLeasesNow()
             guard !isComplete else { throw JobError.jobComplete(totalRounds: config.optimizer.totalRounds) }
-            var decision = scheduler.nextUnit()
+            var decision = scheduler.nextUnit(for: worker, now: now())
             if decision == .epochFinished {
                 try await startEpoch(scheduler.epoch + 1)
-                decision = scheduler.nextUnit()
+                decision = scheduler.nextUnit(for: worker, now: now())
+            }
+            if case let .workerAtLimit(held) = decision {
+                throw JobError.tooManyLeases(held: held, limit: config.leases.maxPerWorker)
             }
             guard case let .grant(unit) = decision else { throw JobError.noWork }
             let lease = scheduler.grant(id: "l-" + UUID().uuidString.lowercased(), worker: worker, unit: unit,
@@ -64,9 +67,14 @@ extension TrainingJob {
     public func renew(lease id: String, worker: String) async throws -> LeaseRenewal {
         try await exclusively {
             _ = try await activeLease(id, worker: worker)
-            guard let deadline = scheduler.renew(id, now: now()) else { throw JobError.leaseNotFound(id) }
-            try await ledger.setLeaseState(id: id, .active, deadline: deadline)
-            return LeaseRenewal(leaseId: id, deadline: deadline)
+            switch scheduler.renew(id, now: now()) {
+            case let .extended(deadline):
+                try await ledger.setLeaseState(id: id, .active, deadline: deadline)
+                return LeaseRenewal(leaseId: id, deadline: deadline)
+            case .unknown: throw JobError.leaseNotFound(id)
+            case .atLifetime: throw JobError.leaseLifetimeExceeded(id, limit: config.leases.maxLifetimeSeconds)
+            case .atRoundDeadline: throw JobError.roundDeadlineReached(id)
+            }
         }
     }
 
@@ -74,7 +82,7 @@ extension TrainingJob {
         try await exclusively {
             _ = try await activeLease(id, worker: worker)
             scheduler.release(id)
-            pendingBodies[id] = nil
+            dropPending(id)
             try await ledger.setLeaseState(id: id, .released, deadline: nil)
             publishUnitCounts()
         }
@@ -99,7 +107,7 @@ extension TrainingJob {
 
     func recordExpired(_ lease: ScheduledLease) async throws {
         stats.noteExpiredLeases(1)
-        pendingBodies[lease.id] = nil
+        dropPending(lease.id)
         try await ledger.setLeaseState(id: lease.id, .expired, deadline: nil)
         logger.info("lease expired", metadata: ["lease": "\(lease.id)", "unit": "\(lease.unit)", "worker": "\(lease.workerID)"])
     }

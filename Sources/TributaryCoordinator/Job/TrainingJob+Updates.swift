@@ -2,6 +2,7 @@ import Foundation
 import TributaryCompression
 import TributaryLedger
 import TributaryProtocol
+import TributaryTensor
 
 /// Updates: receiving shards, accepting a unit into the round, closing rounds.
 extension TrainingJob {
@@ -19,13 +20,15 @@ extension TrainingJob {
             guard let shard = layout.shard(named: name) else {
                 throw await reject(.unknownShard(name, known: []), worker: worker)
             }
+            let squares: Double
             do {
-                try validateFrame(body, elementCount: shard.elementCount)
+                squares = try validateFrame(body, elementCount: shard.elementCount)
             } catch {
                 throw await reject(.invalidUpdate(shard: name, reason: "\(error)"), worker: worker)
             }
             stats.noteUpdateBytes(received: body.count, dense: 4 * shard.elementCount)
             pendingBodies[id, default: [:]][name] = body
+            pendingSquares[id, default: [:]][name] = squares
             return ShardReceipt(shard: name, bytes: body.count)
         }
     }
@@ -56,6 +59,14 @@ extension TrainingJob {
                 try await ledger.setLeaseState(id: id, .released, deadline: nil)
                 throw await reject(.unitAlreadyDone(unit: lease.unit, epoch: lease.epoch), worker: worker)
             }
+            let norm = (pendingSquares[id] ?? [:]).values.reduce(0, +).squareRoot()
+            if case let .refuse(bound, typical) = normGuard.check(norm: norm) {
+                forget(id, requeue: true)
+                try await ledger.setLeaseState(id: id, .released, deadline: nil)
+                logger.warning("update refused: norm out of range", metadata: [
+                    "worker": "\(worker)", "norm": "\(norm)", "bound": "\(bound)"])
+                throw await reject(.updateNormOutOfRange(norm: norm, bound: bound, typical: typical), worker: worker)
+            }
             let weight = Double(request.samples) / Double(1 + staleness)
             // Record first: an update the ledger refuses is never added to the round.
             let record = UpdateRecord(
@@ -70,8 +81,14 @@ extension TrainingJob {
                 throw await reject(.unitAlreadyDone(unit: lease.unit, epoch: lease.epoch), worker: worker)
             }
             try aggregator.add(RoundUpdate(workerID: worker, weight: weight, samples: request.samples, bodies: bodies))
-            pendingBodies[id] = nil
-            let decision = scheduler.accept(lease)
+            dropPending(id)
+            normGuard.noteAccepted(norm: norm)
+            // A backup lease's twin on the same unit ends: its update could no longer count.
+            for twin in scheduler.twins(of: lease) {
+                forget(twin.id, requeue: false)
+                try await ledger.setLeaseState(id: twin.id, .released, deadline: nil)
+            }
+            let decision = scheduler.accept(lease, now: now())
             roundSamples += request.samples
             roundLossSum += request.loss * Double(request.samples)
             stats.noteAccepted(samples: request.samples, at: now())
@@ -142,23 +159,32 @@ extension TrainingJob {
     /// Drops a lease and the bodies pushed under it.
     func forget(_ id: String, requeue: Bool) {
         if requeue { scheduler.release(id) } else { scheduler.discard(id) }
-        pendingBodies[id] = nil
+        dropPending(id)
         publishUnitCounts()
     }
 
-    /// Decodes a body into scratch memory to check it (the codec's every rule).
-    func validateFrame(_ body: [UInt8], elementCount: Int) throws(FrameError) {
+    func dropPending(_ id: String) {
+        pendingBodies[id] = nil
+        pendingSquares[id] = nil
+    }
+
+    /// Decodes a body into scratch memory to check it (the codec's every rule); returns
+    /// the decoded values' sum of squares (infinite when a square overflows fp32).
+    func validateFrame(_ body: [UInt8], elementCount: Int) throws(FrameError) -> Double {
         if scratch.count < elementCount { scratch = [Float](repeating: 0, count: elementCount) }
         var failure: FrameError?
+        var squares = 0.0
         body.withUnsafeBytes { raw in
             scratch.withUnsafeMutableBufferPointer { s in
                 guard let base = s.baseAddress else { return }
                 do throws(FrameError) {
                     try TensorFrame.decode(raw, expectedCount: elementCount,
                                            into: UnsafeMutableBufferPointer(start: base, count: elementCount))
+                    squares = ElementwiseKernels.sumOfSquares(base, count: elementCount)
                 } catch { failure = error }
             }
         }
         if let failure { throw failure }
+        return squares
     }
 }

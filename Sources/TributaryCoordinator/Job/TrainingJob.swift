@@ -48,6 +48,9 @@ public actor TrainingJob {
     var roundLossSum = 0.0
     /// Shard bodies pushed under each active lease, until its commit (or its end).
     var pendingBodies: [String: [String: [UInt8]]] = [:]
+    /// Σ x² of each shard pushed under each active lease (decoded once, when checked).
+    var pendingSquares: [String: [String: Double]] = [:]
+    var normGuard: UpdateNormGuard
     /// Decoding space for checking a body (the largest shard).
     var scratch: [Float] = []
     private var busy = false
@@ -104,6 +107,7 @@ public actor TrainingJob {
                                skipPolicy: .neverStop)
         layout = ShardLayout(spec: spec)
         aggregator = try WeightedMeanAggregator(layout: layout)
+        normGuard = UpdateNormGuard(ratio: config.aggregation.maxNormRatio)
         publisher = ParameterPublisher(layout: layout, zstdLevel: config.compression.zstdLevel)
         registry = WorkerRegistry()
         flopsPerSample = data.train.sampleCount > 0 ? model.model.trainingFLOPs(data.train.batch([0])) : 0
@@ -122,7 +126,9 @@ public actor TrainingJob {
         }
         scheduler = UnitScheduler(mode: config.rounds.mode, unitsPerEpoch: unitsPerEpoch, unitsPerRound: perRound,
                                   minUnits: config.rounds.minUnits, roundDeadline: config.rounds.deadlineSeconds,
-                                  leaseDuration: config.leases.durationSeconds, now: now())
+                                  leaseDuration: config.leases.durationSeconds,
+                                  maxLeasesPerWorker: config.leases.maxPerWorker,
+                                  maxLeaseLifetime: config.leases.maxLifetimeSeconds, now: now())
         let tokensPerSample = spec.sampleShape.tokensPerSample
         stats = JobStatsBoard(.init(job: config.name, model: spec.summary, parameters: spec.parameterCount,
                                     shards: layout.shards.count, mode: config.rounds.mode,

@@ -16,6 +16,8 @@ public struct ScheduledLease: Sendable, Equatable {
     public let epoch: Int
     public let unit: Int
     public let baseVersion: Int
+    /// When the lease was granted: renewals never carry it past `issued + maxLeaseLifetime`.
+    public var issued: Date
     public var deadline: Date
 }
 
@@ -30,6 +32,10 @@ public struct UnitScheduler: Sendable {
     public let minUnits: Int
     public let roundDeadline: TimeInterval
     public let leaseDuration: TimeInterval
+    /// How many leases one worker may hold at once (one squatter cannot take a round).
+    public let maxLeasesPerWorker: Int
+    /// No renewal carries a lease past this many seconds after it was granted.
+    public let maxLeaseLifetime: TimeInterval
 
     public private(set) var epoch = 0
     public private(set) var done: Set<Int> = []
@@ -41,15 +47,25 @@ public struct UnitScheduler: Sendable {
     public private(set) var leases: [String: ScheduledLease] = [:]
     public private(set) var roundOpened: Date
     public private(set) var roundAccepted = 0
+    /// Sync: units each worker was granted in the open round (its share is checked against it).
+    var grantedThisRound: [String: Int] = [:]
+    /// Workers that asked for a lease lately, and when: the ones a fair share is cut for.
+    var recentAskers: [String: Date] = [:]
+    /// How long units took from grant to accepted update, latest last (a bounded window):
+    /// a lease held far longer than usual gets a backup lease.
+    var unitDurations: [TimeInterval] = []
 
     public init(mode: RoundMode, unitsPerEpoch: Int, unitsPerRound: Int, minUnits: Int,
-                roundDeadline: TimeInterval, leaseDuration: TimeInterval, now: Date) {
+                roundDeadline: TimeInterval, leaseDuration: TimeInterval,
+                maxLeasesPerWorker: Int = .max, maxLeaseLifetime: TimeInterval = .infinity, now: Date) {
         self.mode = mode
         self.unitsPerEpoch = unitsPerEpoch
         self.unitsPerRound = mode == .sync ? unitsPerRound : 1
         self.minUnits = minUnits
         self.roundDeadline = roundDeadline
         self.leaseDuration = leaseDuration
+        self.maxLeasesPerWorker = max(1, maxLeasesPerWorker)
+        self.maxLeaseLifetime = maxLeaseLifetime
         roundOpened = now
     }
 
@@ -62,6 +78,18 @@ public struct UnitScheduler: Sendable {
         case noWork
         /// Async: the epoch is done; start the next one (`startEpoch`) and ask again.
         case epochFinished
+        /// The worker already holds `maxLeasesPerWorker` leases.
+        case workerAtLimit(held: Int)
+    }
+
+    public enum RenewDecision: Equatable, Sendable {
+        case extended(Date)
+        /// Not held here (the caller looked it up first, so this is a race).
+        case unknown
+        /// The lease reached `maxLeaseLifetime`.
+        case atLifetime
+        /// Sync: the lease's round reached its deadline.
+        case atRoundDeadline
     }
 
     public enum RoundDecision: Equatable, Sendable {
@@ -101,6 +129,7 @@ public struct UnitScheduler: Sendable {
     public mutating func openRound(now: Date) {
         roundAccepted = 0
         roundOpened = now
+        grantedThisRound = [:]
         guard mode == .sync else { return }
         roundUnits = roundUnits.filter { !done.contains($0) }
         while roundUnits.count < unitsPerRound, let u = takeFreshUnit() { roundUnits.append(u) }
@@ -131,8 +160,9 @@ public struct UnitScheduler: Sendable {
     /// Records a lease the caller granted for a unit `nextUnit` chose.
     public mutating func grant(id: String, worker: String, unit: Int, baseVersion: Int, now: Date) -> ScheduledLease {
         let lease = ScheduledLease(id: id, workerID: worker, epoch: epoch, unit: unit, baseVersion: baseVersion,
-                                   deadline: now.addingTimeInterval(leaseDuration))
+                                   issued: now, deadline: now.addingTimeInterval(leaseDuration))
         leases[id] = lease
+        grantedThisRound[worker, default: 0] += 1
         return lease
     }
 
@@ -142,12 +172,19 @@ public struct UnitScheduler: Sendable {
         return lease.deadline < now ? .pastDeadline : .active(lease)
     }
 
-    /// Extends an active lease; returns its new deadline.
-    public mutating func renew(_ id: String, now: Date) -> Date? {
-        guard leases[id] != nil else { return nil }
-        let deadline = now.addingTimeInterval(leaseDuration)
+    /// Extends an active lease by `leaseDuration`, but never past its lifetime or (sync)
+    /// its round's deadline: a worker renewing forever would hold its unit, and the round, hostage.
+    public mutating func renew(_ id: String, now: Date) -> RenewDecision {
+        guard let lease = leases[id] else { return .unknown }
+        let lifetimeEnd = lease.issued.addingTimeInterval(maxLeaseLifetime)
+        // A lease granted in an earlier round (its unit carried over) is past that round's deadline.
+        let roundEnd = mode != .sync ? Date.distantFuture
+            : lease.issued < roundOpened ? lease.deadline : roundOpened.addingTimeInterval(roundDeadline)
+        let wanted = now.addingTimeInterval(leaseDuration)
+        let deadline = min(wanted, lifetimeEnd, roundEnd)
+        guard deadline > lease.deadline else { return lifetimeEnd <= roundEnd ? .atLifetime : .atRoundDeadline }
         leases[id]?.deadline = deadline
-        return deadline
+        return .extended(deadline)
     }
 
     /// The worker gave the unit back, or its update was refused as stale: async mode
@@ -175,8 +212,9 @@ public struct UnitScheduler: Sendable {
     public func unitIsOpen(_ lease: ScheduledLease) -> Bool { lease.epoch == epoch && !done.contains(lease.unit) }
 
     /// An update for the lease was accepted: the unit is done, and the round may be full.
-    public mutating func accept(_ lease: ScheduledLease) -> RoundDecision {
+    public mutating func accept(_ lease: ScheduledLease, now: Date? = nil) -> RoundDecision {
         leases[lease.id] = nil
+        if let now { noteUnitDuration(now.timeIntervalSince(lease.issued)) }
         done.insert(lease.unit)
         roundAccepted += 1
         return roundAccepted >= unitsPerRound ? .close : .keepOpen
@@ -184,7 +222,7 @@ public struct UnitScheduler: Sendable {
 
     // MARK: Counts for status
 
-    public var leasedUnits: Int { leases.values.filter { $0.epoch == epoch }.count }
+    public var leasedUnits: Int { Set(leases.values.filter { $0.epoch == epoch }.map(\.unit)).count }
     public var activeWorkers: Set<String> { Set(leases.values.map(\.workerID)) }
 
     /// Takes the next unit of the epoch that is neither done nor already assigned.

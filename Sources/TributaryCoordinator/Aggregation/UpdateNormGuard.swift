@@ -1,0 +1,46 @@
+import Foundation
+
+/// Refuses an update whose L2 norm is out of all proportion: one worker sending 3e38 in
+/// every coordinate must not make the round's gradient non-finite (which would throw the
+/// honest units of the round away), nor outweigh them by sheer size. Robust rules that
+/// also bound smaller attacks belong to the aggregator; this is the floor under all of them.
+public struct UpdateNormGuard: Sendable {
+    /// Refused whatever the history: beyond this an fp32 sum of squares (the optimizer's
+    /// clipping, Adam's second moment) is no longer finite.
+    public static let absoluteBound = 1e18
+    /// Accepted norms remembered for the typical norm.
+    static let window = 64
+    /// Norms needed before the relative bound applies (before that only the absolute one).
+    static let minimumHistory = 3
+
+    /// Refused beyond this multiple of the median recent norm.
+    public let ratio: Double
+    private(set) var recent: [Double] = []
+
+    public init(ratio: Double) { self.ratio = ratio }
+
+    public enum Verdict: Equatable, Sendable {
+        case accept
+        case refuse(bound: Double, typical: Double?)
+    }
+
+    /// The median of the recently accepted norms (nil: too few yet).
+    public var typicalNorm: Double? {
+        guard recent.count >= Self.minimumHistory else { return nil }
+        let sorted = recent.sorted()
+        return sorted[sorted.count / 2]
+    }
+
+    public func check(norm: Double) -> Verdict {
+        let typical = typicalNorm
+        let bound = min(Self.absoluteBound, typical.map { ratio * $0 } ?? .infinity)
+        guard norm.isFinite, norm <= bound else { return .refuse(bound: bound, typical: typical) }
+        return .accept
+    }
+
+    public mutating func noteAccepted(norm: Double) {
+        guard norm.isFinite else { return }
+        recent.append(norm)
+        if recent.count > Self.window { recent.removeFirst() }
+    }
+}

@@ -1,0 +1,73 @@
+import Foundation
+
+/// Fair shares and backup leases: how one worker (or a few) cannot hold a sync round
+/// hostage by taking its units and sitting on them.
+extension UnitScheduler {
+    /// Askers older than this no longer count as waiting for a share.
+    static let fairnessWindow: TimeInterval = 5
+    /// Unit durations remembered for the straggler threshold.
+    static let durationWindow = 32
+    /// A lease older than this multiple of the median unit time gets a backup lease.
+    static let stragglerFactor = 3.0
+    /// Unit durations needed before any backup lease is offered.
+    static let durationsBeforeBackups = 3
+
+    /// The unit `worker` should lease now. Beyond `nextUnit()`: a worker at its lease limit
+    /// is refused; in sync mode a worker past its share of the round's units waits while
+    /// others are asking; and when every unit of the round is taken, a unit whose lease is
+    /// far older than units usually take is leased a second time (a backup, as MapReduce
+    /// does for stragglers): the first accepted update counts, the other is refused.
+    public mutating func nextUnit(for worker: String, now: Date) -> LeaseDecision {
+        let held = leases.values.filter { $0.workerID == worker }.count
+        guard held < maxLeasesPerWorker else { return .workerAtLimit(held: held) }
+        recentAskers = recentAskers.filter { now.timeIntervalSince($0.value) < Self.fairnessWindow }
+        recentAskers[worker] = now
+        guard mode == .sync else { return nextUnit() }
+        if isPastShare(worker) { return .noWork }
+        let decision = nextUnit()
+        guard decision == .noWork, let backup = backupUnit(for: worker, now: now) else { return decision }
+        return .grant(unit: backup)
+    }
+
+    /// Whether `worker` already has its share of this round while another asker has less.
+    func isPastShare(_ worker: String) -> Bool {
+        let askers = recentAskers.count
+        guard askers > 1 else { return false }
+        let share = (unitsPerRound + askers - 1) / askers
+        let mine = grantedThisRound[worker, default: 0]
+        guard mine >= share else { return false }
+        return recentAskers.keys.contains { $0 != worker && grantedThisRound[$0, default: 0] < share }
+    }
+
+    /// A round unit held by one other worker for much longer than units take, if any.
+    func backupUnit(for worker: String, now: Date) -> Int? {
+        guard let threshold = stragglerThreshold else { return nil }
+        let open = leases.values.filter { $0.epoch == epoch && !done.contains($0.unit) }
+        let byUnit = Dictionary(grouping: open, by: \.unit)
+        let candidates = roundUnits.compactMap { unit -> (unit: Int, since: Date)? in
+            guard let held = byUnit[unit], held.count == 1, let only = held.first, only.workerID != worker,
+                  now.timeIntervalSince(only.issued) > threshold else { return nil }
+            return (unit, only.issued)
+        }
+        return candidates.min { $0.since < $1.since }?.unit
+    }
+
+    /// How long a lease may run before a backup is offered (nil: too little history).
+    var stragglerThreshold: TimeInterval? {
+        guard unitDurations.count >= Self.durationsBeforeBackups else { return nil }
+        let sorted = unitDurations.sorted()
+        return Self.stragglerFactor * sorted[sorted.count / 2]
+    }
+
+    mutating func noteUnitDuration(_ seconds: TimeInterval) {
+        guard seconds.isFinite, seconds >= 0 else { return }
+        unitDurations.append(seconds)
+        if unitDurations.count > Self.durationWindow { unitDurations.removeFirst() }
+    }
+
+    /// Other leases on the same unit as `lease` (a backup's twin): they end when it is accepted.
+    public func twins(of lease: ScheduledLease) -> [ScheduledLease] {
+        leases.values.filter { $0.id != lease.id && $0.epoch == lease.epoch && $0.unit == lease.unit }
+            .sorted { $0.id < $1.id }
+    }
+}
