@@ -80,6 +80,7 @@ let package = Package(
                                .product(name: "Crypto", package: "swift-crypto"),
                                .product(name: "Yams", package: "Yams"),
                                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                               .product(name: "NIOTLS", package: "swift-nio"),
                                .product(name: "NIOCore", package: "swift-nio"),
                                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

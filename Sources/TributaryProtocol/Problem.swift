@@ -52,6 +52,7 @@ public enum ProblemCode: String, Codable, Sendable, CaseIterable {
     case updateNormOutOfRange = "update_norm_out_of_range"  // 422: the update's norm is far beyond the round's typical norm
     case rateLimited = "rate_limited"             // 429: too many requests (or wrong join tokens) from this address; wait Retry-After
     case workerBanned = "worker_banned"           // 403: the operator banned this worker; do not register again
+    case requestTimeout = "request_timeout"       // 408: the body did not arrive in time
     case internalError = "internal_error"          // 500
 
     /// The HTTP status each refusal is sent with: the one table from reasons to statuses.
@@ -66,6 +67,7 @@ public enum ProblemCode: String, Codable, Sendable, CaseIterable {
              .leaseLifetimeExceeded, .roundDeadlineReached: return 409
         case .invalidUpdate, .updateNormOutOfRange: return 422
         case .rateLimited: return 429
+        case .requestTimeout: return 408
         case .workerBanned: return 403
         case .payloadTooLarge: return 413
         case .noWork: return 503
@@ -97,6 +99,7 @@ public enum ProblemCode: String, Codable, Sendable, CaseIterable {
         case .updateNormOutOfRange: return "Update norm out of range"
         case .rateLimited: return "Too many requests"
         case .workerBanned: return "Worker banned"
+        case .requestTimeout: return "Request timed out"
         }
     }
 }

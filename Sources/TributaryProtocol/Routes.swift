@@ -14,6 +14,12 @@ public enum Routes {
     public static func commit(_ id: String) -> String { "/v1/leases/\(id)/commit" }
     public static func manifest(_ version: some CustomStringConvertible) -> String { "/v1/versions/\(version)/manifest" }
     public static func shard(_ version: some CustomStringConvertible, _ name: String) -> String { "/v1/versions/\(version)/shards/\(name)" }
+    /// The operator's route (needs the operator token).
+    public static func ban(_ worker: String) -> String { "/v1/admin/workers/\(worker)/ban" }
+
+    /// Page sizes of `GET /v1/workers`.
+    public static let defaultPage = 100
+    public static let maxPage = 1000
 
     /// Content types of the binary bodies.
     public static let tensorFrameType = "application/vnd.tributary.tensor-frame"

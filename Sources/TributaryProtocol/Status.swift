@@ -134,9 +134,11 @@ public struct WorkerSummary: Codable, Sendable, Equatable {
     public var rejectedUpdates: Int
     public var lastSeen: Date
     public var active: Bool
+    /// true when the operator banned the worker (absent otherwise).
+    public var banned: Bool?
 
     public init(id: String, name: String, samples: Int, flops: Double, acceptedUpdates: Int, rejectedUpdates: Int,
-                lastSeen: Date, active: Bool) {
+                lastSeen: Date, active: Bool, banned: Bool? = nil) {
         self.id = id
         self.name = name
         self.samples = samples
@@ -145,15 +147,27 @@ public struct WorkerSummary: Codable, Sendable, Equatable {
         self.rejectedUpdates = rejectedUpdates
         self.lastSeen = lastSeen
         self.active = active
+        self.banned = banned
     }
 
     enum CodingKeys: String, CodingKey {
         case id, name, samples, flops, acceptedUpdates = "accepted_updates", rejectedUpdates = "rejected_updates",
-             lastSeen = "last_seen", active
+             lastSeen = "last_seen", active, banned
     }
 }
 
+/// `GET /v1/workers`: one page (`?offset=&limit=`) in registration order.
 public struct WorkerList: Codable, Sendable, Equatable {
     public var workers: [WorkerSummary]
-    public init(workers: [WorkerSummary]) { self.workers = workers }
+    /// Workers in the whole list.
+    public var total: Int?
+    /// The offset of the next page; absent on the last.
+    public var nextOffset: Int?
+    public init(workers: [WorkerSummary], total: Int? = nil, nextOffset: Int? = nil) {
+        self.workers = workers
+        self.total = total
+        self.nextOffset = nextOffset
+    }
+
+    enum CodingKeys: String, CodingKey { case workers, total, nextOffset = "next_offset" }
 }

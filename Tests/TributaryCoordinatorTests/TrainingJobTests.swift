@@ -64,9 +64,18 @@ final class TrainingJobTests: XCTestCase {
         }
         let reg = try await job.register(RegisterRequest(joinToken: "join", name: "w"))
         let a = try await job.lease(worker: reg.workerId)
-        _ = try await job.lease(worker: reg.workerId)
         do {
             _ = try await job.lease(worker: reg.workerId)
+            XCTFail("one lease per worker by default")
+        } catch let error as JobError {
+            XCTAssertEqual(error, .tooManyLeases(held: 1, limit: 1))
+            XCTAssertEqual(error.problemCode.status, 409)
+        }
+        let second = try await job.register(RegisterRequest(joinToken: "join", name: "w2"))
+        let third = try await job.register(RegisterRequest(joinToken: "join", name: "w3"))
+        _ = try await job.lease(worker: second.workerId)
+        do {
+            _ = try await job.lease(worker: third.workerId)
             XCTFail("a sync round leases only its units")
         } catch let error as JobError {
             XCTAssertEqual(error, .noWork)

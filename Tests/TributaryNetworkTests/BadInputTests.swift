@@ -139,8 +139,11 @@ final class BadInputTests: XCTestCase {
         }
         // Before committing the second, a third lease on version 0 cannot exist in sync mode
         // (the round's two units are leased): the round barrier answers 503 no-work.
-        let busy = try await raw.request(.POST, Routes.leases, token: a.token)
+        let third = try await raw.register(name: "c")
+        let busy = try await raw.request(.POST, Routes.leases, token: third.token)
         expectProblem(busy, 503, .noWork)
+        // `a` holds a lease already: the per-worker limit answers first.
+        expectProblem(try await raw.request(.POST, Routes.leases, token: a.token), 409, .tooManyLeases)
         XCTAssertEqual(busy.headers["Retry-After"].first, "1")
         do {
             let reply = try await raw.json(.POST, Routes.commit(la.leaseId), token: a.token, CommitRequest(samples: 4, loss: 1))

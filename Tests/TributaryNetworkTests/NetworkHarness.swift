@@ -12,6 +12,7 @@ import XCTest
 /// Test defaults around the embedded coordinator.
 enum RunningCoordinator {
     static let joinToken = "test-join-token"
+    static let operatorToken = "test-operator-token"
 
     /// A small GPT job on the built-in arithmetic corpus; `adjust` changes the defaults.
     static func config(directory: String, _ adjust: (inout JobConfig) -> Void = { _ in }) -> JobConfig {
@@ -33,6 +34,7 @@ enum RunningCoordinator {
         c.storage.checkpointEveryRounds = 5
         c.storage.validationEveryRounds = 1000
         c.auth.joinToken = joinToken
+        c.auth.operatorToken = operatorToken
         adjust(&c)
         return c
     }

@@ -252,7 +252,10 @@ final class OpenAPIContractTests: XCTestCase {
         try await api.call(.DELETE, Routes.lease(l2.leaseId), token: t, expect: 409, code: .leaseNotActive)
         try await api.call(.GET, Routes.batch(l2.leaseId), token: t, expect: 409, code: .leaseNotActive)
         let l3 = try await api.call(.POST, Routes.leases, token: t, expect: 201).json(LeaseGrant.self)
-        try await api.call(.POST, Routes.leases, token: t, expect: 503, code: .noWork)
+        try await api.call(.POST, Routes.leases, token: t, expect: 409, code: .tooManyLeases)
+        let other = try await api.call(.POST, Routes.register, json: RegisterRequest(joinToken: RunningCoordinator.joinToken),
+                                       expect: 201).json(RegisterResponse.self)
+        try await api.call(.POST, Routes.leases, token: other.token, expect: 503, code: .noWork)
 
         // The second unit closes the round: version 0 is then gone (staleness bound 0).
         try await pushAll(api, lease: l3.leaseId, token: t, manifest: manifest, frames: frames)
@@ -285,6 +288,14 @@ final class OpenAPIContractTests: XCTestCase {
         let l4 = try await api.call(.POST, Routes.leases, token: t, expect: 201).json(LeaseGrant.self)
         clock.advance(by: 100_000)
         try await api.call(.POST, Routes.renew(l4.leaseId), token: t, expect: 410, code: .leaseExpired)
+
+        // The operator bans a worker: its token stops working at once.
+        try await api.call(.POST, Routes.ban(other.workerId), token: "not-the-operator", expect: 403, code: .forbidden)
+        try await api.call(.POST, Routes.ban("w-nobody"), token: RunningCoordinator.operatorToken, expect: 404, code: .notFound)
+        try await api.call(.POST, Routes.ban(other.workerId), token: RunningCoordinator.operatorToken, expect: 204)
+        try await api.call(.POST, Routes.leases, token: other.token, expect: 403, code: .workerBanned)
+        let listed = try await api.call(.GET, Routes.workers, expect: 200).json(WorkerList.self)
+        XCTAssertEqual(listed.workers.first { $0.id == other.workerId }?.banned, true)
 
         // Unknown routes, and a known path with a method it does not serve.
         try await api.call(.GET, "/v1/no-such-route", expect: 404, code: .notFound)

@@ -89,6 +89,7 @@ final class TransportAndModeTests: XCTestCase {
         let coordinator = try await RunningCoordinator.start(RunningCoordinator.config(directory: "\(dir)/c") { c in
             c.rounds.mode = .async
             c.rounds.maxStaleness = 1
+            c.leases.maxPerWorker = 3
         })
         let raw = RawClient(base: coordinator.url)
         let me = try await raw.register()

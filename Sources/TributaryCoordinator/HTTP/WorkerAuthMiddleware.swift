@@ -6,10 +6,13 @@ import TributaryProtocol
 public struct WorkerRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     public var workerID: String?
+    /// The client's address as limits count it (`ClientAddress.key`).
+    public let clientAddress: String
 
     public init(source: Source) {
         coreContext = .init(source: source)
         workerID = nil
+        clientAddress = ClientAddress.key(source.channel.remoteAddress)
     }
 
     /// The authenticated worker; a route behind `WorkerAuthMiddleware` always has one.

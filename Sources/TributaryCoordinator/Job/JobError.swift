@@ -27,6 +27,7 @@ public enum JobError: Error, Equatable, CustomStringConvertible {
     case roundDeadlineReached(String)
     case updateNormOutOfRange(norm: Double, bound: Double, typical: Double?)
     case workerBanned
+    case unknownWorker(String)
 
     public var problemCode: ProblemCode {
         switch self {
@@ -49,6 +50,7 @@ public enum JobError: Error, Equatable, CustomStringConvertible {
         case .roundDeadlineReached: return .roundDeadlineReached
         case .updateNormOutOfRange: return .updateNormOutOfRange
         case .workerBanned: return .workerBanned
+        case .unknownWorker: return .notFound
         }
     }
 
@@ -86,6 +88,7 @@ public enum JobError: Error, Equatable, CustomStringConvertible {
             let seen = typical.map { ", typical norm \(String(format: "%.3g", $0))" } ?? ""
             return "update norm \(String(format: "%.3g", norm)) exceeds the bound \(String(format: "%.3g", bound))\(seen)"
         case .workerBanned: return "the operator banned this worker; do not register again"
+        case let .unknownWorker(id): return "no worker \(id)"
         }
     }
 

@@ -32,6 +32,7 @@ extension TrainingJob {
     public nonisolated func authenticate(bearer token: String?) async throws(JobError) -> String {
         guard let token, !token.isEmpty else { throw .missingBearerToken }
         guard let id = registry.worker(token: token, at: now()) else {
+            if registry.isBanned(token: token) { throw .workerBanned }
             throw await reject(.unknownBearerToken, worker: nil)
         }
         return id
@@ -85,6 +86,16 @@ extension TrainingJob {
             dropPending(id)
             try await ledger.setLeaseState(id: id, .released, deadline: nil)
             publishUnitCounts()
+        }
+    }
+
+    /// Whether `worker` holds the active lease `id` (before an upload's body is read).
+    public func checkLease(_ id: String, worker: String) async throws {
+        switch scheduler.lookup(id, worker: worker, now: now()) {
+        case .active: return
+        case .otherWorker: throw JobError.leaseOfAnotherWorker(id)
+        case .pastDeadline: throw JobError.leaseExpired(id)
+        case .unknown: throw JobError.leaseNotFound(id)
         }
     }
 

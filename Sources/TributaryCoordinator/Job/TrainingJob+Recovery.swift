@@ -33,6 +33,9 @@ extension TrainingJob {
             try await writeCheckpointNow()
         }
         for w in try await ledger.workers() { registry.add(id: w.id, tokenHash: w.tokenHash, seen: nil) }
+        for key in try await ledger.allMeta().keys where key.hasPrefix(Self.bannedMetaPrefix) {
+            registry.ban(id: String(key.dropFirst(Self.bannedMetaPrefix.count)))
+        }
         try await startEpoch(epoch)
         let rounds = try await ledger.rounds(limit: 512)
         stats.update { s in

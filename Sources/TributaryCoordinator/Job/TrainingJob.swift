@@ -34,6 +34,11 @@ public actor TrainingJob {
     let ledger: any LedgerStore
     let checkpoints: CheckpointStore
     let joinTokenDigest: SHA256.Digest
+    /// SHA-256 (hex) of the viewer's and the operator's tokens, when the job has them.
+    public nonisolated let viewerTokenHash: String?
+    public nonisolated let operatorTokenHash: String?
+    /// `/v1/workers`, served from a copy refreshed at most every few seconds.
+    let workerListCache = WorkerListCache()
     let unitOrder: EpochSchedule
     let microBatch: Int
     let flopsPerSample: Double
@@ -84,7 +89,8 @@ public actor TrainingJob {
         do {
             job = try TrainingJob(config: config, spec: spec, data: data, ledger: ledger,
                                   checkpoints: CheckpointStore(directory: "\(dir)/checkpoints", keep: 3),
-                                  joinToken: joinToken, logger: logger, now: now)
+                                  joinToken: joinToken, viewerToken: try config.viewerToken(),
+                                  operatorToken: try config.operatorToken(), logger: logger, now: now)
             try await job.recover()
         } catch {
             await ledger.close()
@@ -94,7 +100,8 @@ public actor TrainingJob {
     }
 
     init(config: JobConfig, spec: ModelSpec, data: PreparedDataset, ledger: any LedgerStore,
-         checkpoints: CheckpointStore, joinToken: String, logger: Logger, now: @escaping @Sendable () -> Date) throws {
+         checkpoints: CheckpointStore, joinToken: String, viewerToken: String? = nil, operatorToken: String? = nil,
+         logger: Logger, now: @escaping @Sendable () -> Date) throws {
         self.config = config
         self.spec = spec
         self.data = data
@@ -103,6 +110,8 @@ public actor TrainingJob {
         self.logger = logger
         self.now = now
         joinTokenDigest = SHA256.hash(data: Data(joinToken.utf8))
+        viewerTokenHash = viewerToken.map(WorkerToken.hash)
+        operatorTokenHash = operatorToken.map(WorkerToken.hash)
         model = try ModelState(spec: spec, seed: config.data.seed, settings: config.optimizerSettings,
                                skipPolicy: .neverStop)
         layout = ShardLayout(spec: spec)
@@ -172,12 +181,31 @@ public actor TrainingJob {
     public func workers() async throws -> WorkerList {
         let t = now()
         let active = scheduler.activeWorkers
+        let banned = registry.bannedIDs
         return WorkerList(workers: try await ledger.workers().map { w in
             let seen = max(w.lastSeenAt, registry.lastSeen(w.id) ?? w.lastSeenAt)
             return WorkerSummary(id: w.id, name: w.name, samples: w.samples, flops: w.flops,
                                  acceptedUpdates: w.acceptedUpdates, rejectedUpdates: w.rejectedUpdates,
-                                 lastSeen: seen, active: active.contains(w.id) || t.timeIntervalSince(seen) < 60)
+                                 lastSeen: seen, active: active.contains(w.id) || t.timeIntervalSince(seen) < 60,
+                                 banned: banned.contains(w.id) ? true : nil)
         })
+    }
+
+    /// One page of the worker list, from a copy at most `WorkerListCache.maxAge` old (or
+    /// older than the last registration): polling it never reaches the ledger more often.
+    public nonisolated func workerPage(offset: Int, limit: Int) async throws -> WorkerList {
+        let registered = registry.counts(at: now()).total
+        let all: [WorkerSummary]
+        if let fresh = workerListCache.fresh(at: now(), registered: registered) {
+            all = fresh
+        } else {
+            all = try await workers().workers
+            workerListCache.store(all, at: now(), registered: registered)
+        }
+        let start = min(max(0, offset), all.count)
+        let end = min(all.count, start + max(0, limit))
+        return WorkerList(workers: Array(all[start..<end]), total: all.count,
+                          nextOffset: end < all.count ? end : nil)
     }
 
     /// The parameters, for tests comparing with single-process training.

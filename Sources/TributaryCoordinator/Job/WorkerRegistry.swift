@@ -9,6 +9,10 @@ public final class WorkerRegistry: Sendable {
     private struct State {
         var idsByTokenHash: [String: String] = [:]
         var lastSeen: [String: Date] = [:]
+        /// Banned workers' token hashes (answered `worker_banned`, not "unknown", so that
+        /// an honest client stops instead of registering again) and ids.
+        var bannedTokenHashes: Set<String> = []
+        var bannedIDs: Set<String> = []
     }
 
     private let state = NIOLockedValueBox(State())
@@ -33,6 +37,25 @@ public final class WorkerRegistry: Sendable {
     }
 
     func lastSeen(_ id: String) -> Date? { state.withLockedValue { $0.lastSeen[id] } }
+
+    /// Whether `token` belonged to a worker the operator banned.
+    func isBanned(token: String) -> Bool {
+        let hash = WorkerToken.hash(token)
+        return state.withLockedValue { $0.bannedTokenHashes.contains(hash) }
+    }
+
+    /// Stops `id`'s token from working, at once.
+    func ban(id: String) {
+        state.withLockedValue { s in
+            for (hash, owner) in s.idsByTokenHash where owner == id {
+                s.idsByTokenHash[hash] = nil
+                s.bannedTokenHashes.insert(hash)
+            }
+            s.bannedIDs.insert(id)
+        }
+    }
+
+    var bannedIDs: Set<String> { state.withLockedValue { $0.bannedIDs } }
 
     /// Registered workers, and those seen within `window` seconds of `now`.
     func counts(at now: Date, window: TimeInterval = 300) -> (total: Int, seenRecently: Int) {
