@@ -28,7 +28,7 @@ final class TransportAndModeTests: XCTestCase {
         openssl.waitUntilExit()
         XCTAssertEqual(openssl.terminationStatus, 0)
 
-        let config = RunningCoordinator.config(directory: "\(dir)/c")
+        let config = RunningCoordinator.config(directory: "\(dir)/c") { $0.limits.handshakeTimeoutSeconds = 1 }
         let job = try await TrainingJob.open(config: config, logger: quietLogger("test.tls"))
         let server = CoordinatorServer(job: job, logger: quietLogger("test.tls"))
         let shutdown = CoordinatorShutdown()
@@ -76,6 +76,11 @@ final class TransportAndModeTests: XCTestCase {
             }
             try await client.shutdown()
         }
+        // A connection that never finishes its handshake is closed (issue 12, finding 7).
+        let silent = try RawSocket(port: port)
+        let started = Date()
+        XCTAssertTrue(silent.receive(within: 5).closed, "a stalled handshake is cut off")
+        XCTAssertLessThan(Date().timeIntervalSince(started), 3)
         await shutdown.trigger()
         _ = try? await task.value
     }

@@ -49,6 +49,8 @@ struct GuardedChildChannel<Base: ServerChildChannel>: ServerChildChannel {
         let key = ClientAddress.key(channel.remoteAddress)
         guard counter.open(key) else {
             self.logger.notice("connection refused: too many from one address", metadata: ["address": "\(key)"])
+            // Closed here: a failed set-up alone leaves the socket open.
+            channel.close(promise: nil)
             return channel.eventLoop.makeFailedFuture(TooManyConnections())
         }
         channel.closeFuture.whenComplete { [counter] _ in counter.close(key) }
