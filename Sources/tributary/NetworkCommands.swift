@@ -12,7 +12,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "coordinator",
         abstract: "Run a training job's coordinator (or write an example job file).",
-        subcommands: [CoordinatorRun.self, CoordinatorInit.self],
+        subcommands: [CoordinatorRun.self, CoordinatorInit.self, CoordinatorBan.self],
         defaultSubcommand: CoordinatorRun.self)
 }
 

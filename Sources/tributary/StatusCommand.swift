@@ -29,19 +29,24 @@ struct StatusCommand: AsyncParsableCommand {
     @Flag(name: .customLong("no-color"), help: "Plain text even on a terminal (also when NO_COLOR is set).")
     var noColor = false
 
+    @Option(name: .customLong("token-file"),
+            help: "A file holding the viewer's (or a worker's) token, for a job with auth.public_read: false (or TRIBUTARY_VIEWER_TOKEN).")
+    var tokenFile: String?
+
     func validate() throws {
         guard interval.isFinite, interval >= 0.1 else { throw ValidationError("--interval must be at least 0.1 seconds") }
     }
 
     func run() async throws {
         let endpoint = try Self.statusURL(url)
+        let token = try viewerToken()
         let isTerminal = isatty(STDOUT_FILENO) == 1
         let color = isTerminal && !noColor && ProcessInfo.processInfo.environment["NO_COLOR"] == nil
         let client = Self.makeClient()
         guard watch else {
             let status: StatusReport
             do {
-                status = try await Self.fetch(endpoint, client: client)
+                status = try await Self.fetch(endpoint, client: client, token: token)
             } catch {
                 try? await client.shutdown()
                 throw error
@@ -52,21 +57,21 @@ struct StatusCommand: AsyncParsableCommand {
         }
         // Runs until Ctrl-C ends the process.
         do {
-            try await watchLoop(endpoint, client: client, isTerminal: isTerminal, color: color)
+            try await watchLoop(endpoint, client: client, token: token, isTerminal: isTerminal, color: color)
         } catch {
             try? await client.shutdown()
             throw error
         }
     }
 
-    private func watchLoop(_ endpoint: String, client: HTTPClient, isTerminal: Bool, color: Bool) async throws {
+    private func watchLoop(_ endpoint: String, client: HTTPClient, token: String?, isTerminal: Bool, color: Bool) async throws {
         var last: StatusReport?
         var first = true
         while true {
             let width = Self.terminalWidth(isTerminal)
             let block: String
             do {
-                let status = try await Self.fetch(endpoint, client: client)
+                let status = try await Self.fetch(endpoint, client: client, token: token)
                 last = status
                 block = Self.render(status, width: width, color: color)
             } catch let error as CLIError {
@@ -120,9 +125,22 @@ struct StatusCommand: AsyncParsableCommand {
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }
 
-    static func fetch(_ endpoint: String, client: HTTPClient) async throws -> StatusReport {
+    /// The bearer token to send, from --token-file or TRIBUTARY_VIEWER_TOKEN (nil: none).
+    func viewerToken() throws -> String? {
+        if let tokenFile {
+            guard let text = try? String(contentsOfFile: tokenFile, encoding: .utf8),
+                  case let token = text.trimmingCharacters(in: .whitespacesAndNewlines), !token.isEmpty else {
+                throw CLIError("cannot read a token from \(tokenFile)")
+            }
+            return token
+        }
+        return ProcessInfo.processInfo.environment["TRIBUTARY_VIEWER_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    static func fetch(_ endpoint: String, client: HTTPClient, token: String? = nil) async throws -> StatusReport {
         var request = HTTPClientRequest(url: endpoint)
         request.headers.add(name: "Accept", value: "application/json")
+        if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
         let response: HTTPClientResponse
         let data: Data
         do {

@@ -81,6 +81,28 @@ final class DashboardTests: XCTestCase {
         await coordinator.stop()
     }
 
+    /// A private job (`auth.public_read: false`): the page loads, shows no data, and asks
+    /// for the viewer's token instead of reporting a lost connection.
+    func testPrivateDashboardAsksForAViewerToken() async throws {
+        let dir = try temporaryDirectory("dashboard-private")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let coordinator = try await RunningCoordinator.start(RunningCoordinator.config(directory: "\(dir)/c") {
+            $0.auth.publicRead = false
+            $0.auth.viewerToken = "viewer-token-for-tests"
+        })
+        let chromium: String
+        do { chromium = try await Self.chromium() } catch { await coordinator.stop(); throw error }
+        let dump = try await Self.run(chromium, ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                                                 "--no-first-run", "--user-data-dir=\(dir)/profile", "--virtual-time-budget=4000",
+                                                 "--dump-dom", coordinator.url + "/"], timeout: 40)
+        XCTAssertEqual(dump.status, 0, dump.stderr)
+        let form = try XCTUnwrap(Self.firstMatch(#"<form[^>]*data-testid="token-form"[^>]*>"#, in: dump.stdout), dump.stdout)
+        XCTAssertFalse(form.contains("hidden"), "the token form is shown: \(form)")
+        let version = try XCTUnwrap(Self.firstMatch(#"(?<=data-testid="version" id="version">)[^<]*"#, in: dump.stdout))
+        XCTAssertFalse(version.contains("/ 1000"), "no job data without the token: \(version)")
+        await coordinator.stop()
+    }
+
     private func checkDashboard(_ coordinator: EmbeddedCoordinator, dir: String, rounds: Int) async throws {
         let client = RawClient(base: coordinator.url)
         let page = try await client.request(.GET, "/")

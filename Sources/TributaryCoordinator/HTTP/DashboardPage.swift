@@ -145,6 +145,11 @@ footer { padding: 0 20px 20px; font-size: 12px; color: var(--muted); max-width: 
   <span class="badge waiting" id="badge">connecting</span>
 </header>
 <div class="banner" id="banner" role="alert" hidden>Connection lost, retrying…</div>
+<form class="banner" id="token-form" data-testid="token-form" hidden>
+  <label for="token-input">This job is private. Viewer token:</label>
+  <input id="token-input" type="password" autocomplete="off" spellcheck="false">
+  <button type="submit">Show</button>
+</form>
 <main>
   <section class="card wide" aria-labelledby="h-progress">
     <h2 id="h-progress">Progress</h2>
@@ -574,10 +579,22 @@ footer { padding: 0 20px 20px; font-size: 12px; color: var(--muted); max-width: 
     setText("footer", "Polling " + (API || window.location.origin) + "/v1/status every " + POLL_MS / 1000 + " s · last update " + when);
   }
 
+  // A private job (auth.public_read: false) needs the viewer's token: asked once, kept
+  // for this tab only (sessionStorage), sent as a bearer token.
+  var TOKEN_KEY = "tributary.viewerToken";
+  function viewerToken() { try { return sessionStorage.getItem(TOKEN_KEY) || ""; } catch (e) { return ""; } }
+  el("token-form").addEventListener("submit", function (event) {
+    event.preventDefault();
+    try { sessionStorage.setItem(TOKEN_KEY, el("token-input").value.trim()); } catch (e) { /* private mode */ }
+    el("token-form").hidden = true;
+  });
+
   function getJSON(path) {
     var ctl = typeof AbortController === "function" ? new AbortController() : null;
     var timer = ctl ? setTimeout(function () { ctl.abort(); }, TIMEOUT_MS) : null;
-    return fetch(API + path, { cache: "no-store", headers: { Accept: "application/json" }, signal: ctl ? ctl.signal : undefined })
+    var headers = { Accept: "application/json" };
+    if (viewerToken()) headers.Authorization = "Bearer " + viewerToken();
+    return fetch(API + path, { cache: "no-store", headers: headers, signal: ctl ? ctl.signal : undefined })
       .finally(function () { if (timer) clearTimeout(timer); });
   }
 
@@ -602,6 +619,10 @@ footer { padding: 0 20px 20px; font-size: 12px; color: var(--muted); max-width: 
   function poll() {
     state.polls += 1;
     getJSON("/v1/status").then(function (r) {
+      if (r.status === 401 || r.status === 403) {
+        el("token-form").hidden = false;
+        throw new Error(viewerToken() ? "the viewer token was refused" : "this job needs a viewer token");
+      }
       if (!r.ok) throw new Error("HTTP " + r.status);
       return r.json();
     }).then(function (s) {
