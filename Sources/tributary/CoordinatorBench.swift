@@ -45,6 +45,11 @@ struct CoordinatorBench: AsyncParsableCommand {
         config.storage.checkpointEveryRounds = 1_000_000
         config.storage.validationEveryRounds = 1_000_000
         config.auth.joinToken = "bench"
+        // Every simulated worker comes from 127.0.0.1: the per-address limits would
+        // measure themselves, not the coordinator.
+        config.limits.registrationBurst = workers
+        config.limits.maxConnectionsPerAddress = workers + 64
+        config.limits.maxConcurrentUploads = workers
         var logger = Logger(label: "bench.coordinator")
         logger.logLevel = .warning
         let coordinator = try await EmbeddedCoordinator.start(config, logger: logger)

@@ -9,8 +9,9 @@ extension UnitScheduler {
     static let durationWindow = 32
     /// A lease older than this multiple of the median unit time gets a backup lease.
     static let stragglerFactor = 3.0
-    /// Unit durations needed before any backup lease is offered.
-    static let durationsBeforeBackups = 3
+    /// Unit durations needed before any backup lease is offered (one: a squatter that
+    /// takes the first round's first unit must not stall it until the deadline).
+    static let durationsBeforeBackups = 1
 
     /// The unit `worker` should lease now. Beyond `nextUnit()`: a worker at its lease limit
     /// is refused; in sync mode a worker past its share of the round's units waits while
