@@ -46,6 +46,24 @@ extension JobConfig {
 
     leases:
       duration_seconds: 60         # a unit not committed by then goes back to the queue
+      max_per_worker: 1            # leases one worker may hold at once
+      max_lifetime_seconds: 600    # renewals never carry a lease past this (nor past its sync round's deadline)
+
+    aggregation:
+      max_norm_ratio: 10           # refuse an update whose norm passes 10x the median of recent accepted ones
+
+    limits:                        # per client address (an IPv4 address or an IPv6 /64)
+      registrations_per_minute: 6
+      registration_burst: 20
+      bad_join_tokens: 5           # wrong join tokens before the address is locked out ...
+      lockout_seconds: 300         # ... for this long
+      public_requests_per_second: 20   # requests without a bearer token to the public routes
+      public_burst: 40
+      max_connections: 900
+      max_connections_per_address: 64
+      max_concurrent_uploads: 64
+      idle_timeout_seconds: 30     # also before a connection's first request
+      handshake_timeout_seconds: 10
 
     compression:
       codec: fp32                  # fp32, fp16, bf16, int8:256 (block), int4:64, topk:0.01 (fraction kept), topk:0.01:int8
@@ -67,6 +85,9 @@ extension JobConfig {
     auth:
       join_token: change-me        # required (or join_token_file); workers present it once to register
       # join_token_file: join-token.txt
+      public_read: true            # false: status, workers, model and metrics need a worker's or the viewer's token
+      # viewer_token_file: viewer-token.txt      # for the dashboard and `tributary status --token-file`
+      # operator_token_file: operator-token.txt  # enables `tributary coordinator ban`
 
     """
 }
