@@ -27,7 +27,8 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
             let detail = error.body ?? (error.status.code == 404 ? "no route \(request.method) \(request.uri.path)" : error.status.reasonPhrase)
             return Problem(code, status: error.status.code, detail: detail).httpResponse()
         } catch {
-            logger.error("request failed", metadata: ["path": "\(request.uri.path)", "error": "\(error)"])
+            logger.error("request failed", metadata: ["path": "\(LogSafe.escape(request.uri.path))",
+                                                      "error": "\(LogSafe.escape(String(describing: error)))"])
             return Problem(.internalError, detail: "internal error").httpResponse()
         }
     }
