@@ -18,7 +18,7 @@ struct AttackBench: AsyncParsableCommand {
     @Option(help: "Seconds measured per scenario.") var seconds = 10.0
     @Option(help: "Repeats of every scenario.") var repeats = 3
     @Option(help: "Honest workers.") var workers = 3
-    @Option(help: "Scenarios (comma-separated): clean, squat, worker-list, idle-connections, stalled-uploads, flood.")
+    @Option(help: "Scenarios (comma-separated): clean-sync, squat, clean, worker-list, idle-connections, stalled-uploads, flood.")
     var scenarios = AttackScenario.allCases.map(\.rawValue).joined(separator: ",")
 
     func run() async throws {
@@ -33,16 +33,17 @@ struct AttackBench: AsyncParsableCommand {
         }
         ComputeThreads.set(1)
         print("scenario           rounds/s (each run)          median   vs clean")
-        var cleanMedian: Double?
+        var cleanMedian: [RoundMode: Double] = [:]
         for scenario in chosen {
             var rates: [Double] = []
             for _ in 0..<repeats { rates.append(try await measure(scenario)) }
             let median = rates.sorted()[rates.count / 2]
-            if scenario == .clean { cleanMedian = median }
-            let ratio = cleanMedian.map { String(format: "%.2fx", median / $0) } ?? "–"
+            if scenario == .clean || scenario == .cleanSync { cleanMedian[scenario.mode] = median }
+            let ratio = cleanMedian[scenario.mode].map { String(format: "%.2fx", median / $0) } ?? "–"
             print(scenario.rawValue.padding(toLength: 19, withPad: " ", startingAt: 0)
                   + rates.map { String(format: "%6.2f", $0) }.joined(separator: " ").padding(toLength: 29, withPad: " ", startingAt: 0)
                   + String(format: "%6.2f", median) + "   " + ratio)
+            fflush(nil)   // each scenario's line as it is measured
         }
     }
 
@@ -58,7 +59,11 @@ struct AttackBench: AsyncParsableCommand {
         config.model.blockSize = 16
         config.units.samplesPerUnit = 4
         config.optimizer.totalRounds = 1_000_000
+        // Async rounds (each update a round) keep the workers busy, so rounds/s follows the
+        // coordinator's capacity; sync rounds (a barrier per round) are what a squatter stalls.
+        config.rounds.mode = scenario.mode
         config.rounds.unitsPerRound = workers
+        config.rounds.maxStaleness = 2 * workers
         config.storage.dataDirectory = "\(dir)/coordinator"
         config.storage.checkpointEveryRounds = 1_000_000
         config.storage.validationEveryRounds = 1_000_000
@@ -94,9 +99,12 @@ struct AttackBench: AsyncParsableCommand {
 }
 
 enum AttackScenario: String, CaseIterable {
-    case clean
+    /// Sync rounds, nobody attacking: the reference for `squat`.
+    case cleanSync = "clean-sync"
     /// Finding 2: one worker takes a unit and renews its lease forever, and asks for more.
     case squat
+    /// Async rounds, nobody attacking: the reference for the rest.
+    case clean
     /// Finding 4: 2,000 registered workers, four clients polling /v1/workers without pause.
     case workerList = "worker-list"
     /// Finding 7: 1,100 idle connections from one address, reopened when closed.
@@ -105,4 +113,6 @@ enum AttackScenario: String, CaseIterable {
     case stalledUploads = "stalled-uploads"
     /// Finding 9: 8 threads requesting /v1/status as fast as they can, and wrong join tokens.
     case flood
+
+    var mode: RoundMode { self == .cleanSync || self == .squat ? .sync : .async }
 }

@@ -27,7 +27,7 @@ final class AttackRun: Sendable {
         let run = AttackRun(port: coordinator.port, base: coordinator.url)
         Self.raiseFileLimit()
         switch scenario {
-        case .clean: break
+        case .clean, .cleanSync: break
         case .squat: try await run.squat(joinToken)
         case .workerList: try await run.pollWorkerList(joinToken)
         case .idleConnections: run.thread { run.holdIdleConnections(1_100, from: "127.0.0.2") }

@@ -76,6 +76,7 @@ struct PublicAccessMiddleware: RouterMiddleware {
         if let token = bearer(request), !token.isEmpty {
             if let viewerTokenHash, WorkerToken.hash(token) == viewerTokenHash { return try await next(request, context) }
             if job.registry.worker(token: token, at: Date()) != nil { return try await next(request, context) }
+            if job.registry.isBanned(token: token) { throw JobError.workerBanned }
             throw Problem(.forbidden, detail: "unknown bearer token")
         }
         if let wait = limits.publicRequests.take(context.clientAddress) {
