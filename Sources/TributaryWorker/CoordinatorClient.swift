@@ -11,7 +11,7 @@ public enum ClientError: Error, CustomStringConvertible {
     case refused(Problem)
     /// The network failed or the coordinator answered 5xx: worth retrying.
     case transient(String)
-    /// The answer made no sense (wrong content, unparseable JSON).
+    /// The answer made no sense (wrong content, unparseable JSON, a redirect).
     case protocolViolation(String)
 
     public var description: String {
@@ -27,10 +27,10 @@ public enum ClientError: Error, CustomStringConvertible {
 /// home router needs no open port.
 public struct CoordinatorClient: Sendable {
     public let base: String
-    let http: HTTPClient
+    let http: WorkerHTTPClient
     let timeout: TimeAmount
 
-    public init(base: String, http: HTTPClient = .shared, timeout: TimeAmount = .seconds(60)) {
+    public init(base: String, http: WorkerHTTPClient = .shared, timeout: TimeAmount = .seconds(60)) {
         self.base = base.hasSuffix("/") ? String(base.dropLast()) : base
         self.http = http
         self.timeout = timeout
@@ -45,6 +45,7 @@ public struct CoordinatorClient: Sendable {
         public let body: [UInt8]
     }
 
+    /// One request. A redirect is a `protocolViolation`: the worker's client follows none.
     public func send(_ method: HTTPMethod, _ path: String, token: String? = nil, body: [UInt8]? = nil,
                      contentType: String? = nil, headers extra: [(String, String)] = []) async throws -> Reply {
         var request = HTTPClientRequest(url: base + path)
@@ -56,12 +57,22 @@ public struct CoordinatorClient: Sendable {
         let response: HTTPClientResponse
         let bytes: ByteBuffer
         do {
-            response = try await http.execute(request, timeout: timeout)
+            response = try await http.client.execute(request, timeout: timeout)
+        } catch {
+            throw ClientError.transient("\(method) \(path): \(error)")
+        }
+        let status = Int(response.status.code)
+        if (300..<400).contains(status) {
+            let target = response.headers.first(name: "Location").map { String($0.prefix(200)) } ?? "no location"
+            throw ClientError.protocolViolation("\(method) \(path): the coordinator redirected (HTTP \(status)) to \(target); "
+                + "the worker follows no redirects, so set --coordinator to the URL that answers")
+        }
+        do {
             bytes = try await response.body.collect(upTo: Self.responseLimit)
         } catch {
             throw ClientError.transient("\(method) \(path): \(error)")
         }
-        let reply = Reply(status: Int(response.status.code), headers: response.headers, body: Array(bytes.readableBytesView))
+        let reply = Reply(status: status, headers: response.headers, body: Array(bytes.readableBytesView))
         if reply.status >= 500 && reply.status != 503 {
             throw ClientError.transient("\(method) \(path): HTTP \(reply.status)")
         }

@@ -78,7 +78,7 @@ public actor WorkerDaemon {
         var token: String
     }
 
-    public init(options: WorkerOptions, logger: Logger, http: HTTPClient = .shared) {
+    public init(options: WorkerOptions, logger: Logger, http: WorkerHTTPClient = .shared) {
         self.options = options
         self.logger = logger
         client = CoordinatorClient(base: options.coordinator, http: http)
