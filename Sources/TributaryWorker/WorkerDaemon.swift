@@ -58,6 +58,7 @@ public enum WorkerError: Error, CustomStringConvertible {
 /// content hash) → compute the unit's gradient → push it shard by shard → commit → repeat.
 /// Any step can fail: network errors and 5xx are retried with exponential back-off and
 /// jitter; a lease that expired or a version that went stale is dropped and re-leased.
+/// Every answer is read only up to what it can honestly hold (`ResponseLimit`).
 public actor WorkerDaemon {
     public let options: WorkerOptions
     let client: CoordinatorClient
@@ -70,6 +71,8 @@ public actor WorkerDaemon {
     private let residualStore: ResidualStore
     private var stopRequested = false
     private var currentLease: String?
+    /// The manifest's byte limit for the job's shard layout (`ResponseLimit.manifest`).
+    private var manifestLimit = ResponseLimit.json
     public private(set) var unitsDone = 0
 
     struct Identity: Codable {
@@ -101,7 +104,7 @@ public actor WorkerDaemon {
     /// Releases the lease in hand (after the grace period ran out).
     public func releaseCurrentLease() async {
         guard let lease = currentLease, let token = identity?.token else { return }
-        _ = try? await client.send(.DELETE, Routes.lease(lease), token: token)
+        _ = try? await client.send(.DELETE, Routes.lease(lease), token: token, limit: ResponseLimit.json)
         currentLease = nil
         logger.info("lease released", metadata: ["lease": "\(lease)"])
     }
@@ -178,6 +181,7 @@ public actor WorkerDaemon {
         let description: JobDescription
         if let job { description = job } else { description = try await client.json(.GET, Routes.job, token: token) }
         let fresh = try UnitCompute(job: description, device: device, budgetBytes: options.memoryBudgetBytes)
+        manifestLimit = ResponseLimit.manifest(fresh.layout)
         logger.info("memory plan", metadata: [
             "device": "\(device.name)",
             "budget": "\(options.memoryBudgetBytes.map(ByteCount.format) ?? "unbounded")",
@@ -198,10 +202,16 @@ public actor WorkerDaemon {
         var down = 0
 
         // The lease's version: shards whose content is not in the local cache are fetched.
-        let manifest: Manifest = try await client.json(.GET, Routes.manifest(grant.version), token: me.token)
+        let manifest: Manifest = try await client.json(.GET, Routes.manifest(grant.version), token: me.token,
+                                                       limit: manifestLimit)
+        guard manifest.version == grant.version else {
+            throw ClientError.protocolViolation("the manifest is of version \(manifest.version), the lease's is \(grant.version)")
+        }
+        // Looked up by name once: a listing per shard would be quadratic in the shard count.
+        let described = Dictionary(manifest.shards.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         var refs: [String: UnitShardStream.ShardDescriptorRef] = [:]
         for shard in compute.layout.shards {
-            guard let d = manifest.shard(named: shard.name), d.elementCount == shard.elementCount else {
+            guard let d = described[shard.name], d.elementCount == shard.elementCount else {
                 throw WorkerError.fatal("shard \(shard.name) does not match this worker's model layout")
             }
             guard ShardCache.isContentHash(d.contentHash) else {
@@ -209,7 +219,9 @@ public actor WorkerDaemon {
             }
             refs[d.name] = .init(hash: d.contentHash, elements: d.elementCount)
             if !cache.contains(d.contentHash) {
-                let reply = try await client.send(.GET, Routes.shard(grant.version, d.name), token: me.token)
+                let reply = try await client.send(.GET, Routes.shard(grant.version, d.name), token: me.token,
+                                                  limit: ResponseLimit.shard(elements: shard.elementCount,
+                                                                             budget: options.memoryBudgetBytes))
                 try device.allocator.withReservedBytes(reply.body.count) { try cache.store(reply.body, hash: d.contentHash) }
                 down += reply.body.count
             }
@@ -217,9 +229,11 @@ public actor WorkerDaemon {
         cache.prune(keeping: Set(refs.values.map(\.hash)), limit: 2 * compute.layout.shards.count)
 
         // The unit's samples.
-        let batchReply = try await client.send(.GET, Routes.batch(grant.leaseId), token: me.token)
-        down += batchReply.body.count
         let width = job.model.sampleShape.width
+        let batchReply = try await client.send(.GET, Routes.batch(grant.leaseId), token: me.token,
+                                               limit: ResponseLimit.batch(samples: grant.sampleCount, width: width,
+                                                                          budget: options.memoryBudgetBytes))
+        down += batchReply.body.count
         let batch: ModelBatch
         do {
             batch = try BatchBody.decode(batchReply.body, maxBatch: grant.sampleCount, width: width)
@@ -234,7 +248,7 @@ public actor WorkerDaemon {
         let (loss, up) = try await compute.runUnit(batch, shards: refs, cache: cache, residuals: residualStore,
                                                    zstdLevel: job.zstdLevel) { shard, body in
             _ = try await client.send(.PUT, Routes.update(lease, shard: shard), token: token, body: body,
-                                      contentType: Routes.tensorFrameType)
+                                      contentType: Routes.tensorFrameType, limit: ResponseLimit.json)
         }
         let computeSeconds = Double(DispatchTime.now().uptimeNanoseconds - computeStart) / 1e9
 

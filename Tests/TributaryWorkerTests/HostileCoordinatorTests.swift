@@ -9,8 +9,16 @@ import TributaryTensor
 @testable import TributaryWorker
 import XCTest
 
-/// Issue 12's worker-side findings, each replayed by a hostile coordinator on loopback.
+/// Issue 12's worker-side findings, each replayed by a hostile coordinator on loopback:
+/// oversized answers (6), redirects (10).
 final class HostileCoordinatorTests: XCTestCase {
+    /// A hostile answer: 1 GiB (what the worker used to accept), so that what loopback's
+    /// socket buffers take in before the worker hangs up (tcp_rmem lets the receive buffer
+    /// grow to 32 MiB; up to 68 MiB got out in these tests) is far from the whole.
+    static let hostileSize = 1 << 30
+    /// Most of a hostile answer the server may get out before the worker hangs up.
+    static let cutOff = 256 << 20
+
     /// Runs a worker against `url` for `seconds`, then cancels it.
     static func runWorker(_ url: String, seconds: Double, budget: Int? = nil) async throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tributary-hostile-\(UUID().uuidString)").path
@@ -35,6 +43,99 @@ final class HostileCoordinatorTests: XCTestCase {
         } catch {
             XCTFail("\(error)", file: file, line: line)
         }
+    }
+
+    /// Waits (up to 5 s) until the server has finished or abandoned `count` streamed answers.
+    func streamed(_ log: RequestLog, count: Int) async throws -> [Int] {
+        for _ in 0..<100 where log.streamedBytes.count < count { try await Task.sleep(for: .milliseconds(50)) }
+        return log.streamedBytes
+    }
+
+    // MARK: Finding 6: answers are bounded before they are buffered
+
+    /// A 1 GiB answer to a JSON request, declared or chunked, is refused as a protocol
+    /// violation and the worker stops reading it: the server gets out what the socket
+    /// buffers take at most (before: the whole answer, read into memory, every attempt).
+    func testOversizedAnswersAreRefusedUnread() async throws {
+        let server = try await HostileCoordinator.start { request, log in
+            HostileCoordinator.stream(Self.hostileSize, declareLength: request.uri.path == "/declared", log: log)
+        }
+        let client = CoordinatorClient(base: server.url)
+        await expectViolation({ _ = try await client.send(.GET, "/declared", limit: ResponseLimit.json) },
+                              mentioning: ["(1.00 GiB)", "larger than the 1.0 MiB", "refused unread"])
+        await expectViolation({ _ = try await client.send(.GET, "/chunked", limit: ResponseLimit.json) },
+                              mentioning: ["over 1.0 MiB", "refused unread"])
+        let sent = try await streamed(server.log, count: 2)
+        await server.stop()
+        print("bytes the server got out of 1 GiB before the worker hung up: \(sent)")
+        XCTAssertEqual(sent.count, 2)
+        for bytes in sent { XCTAssertLessThan(bytes, Self.cutOff) }
+    }
+
+    /// The daemon bounds the manifest by its model's layout, a shard by its frame's size,
+    /// the batch by the lease's samples: a 1 GiB manifest, then shard, then batch are
+    /// each cut off after what the socket buffers take, at every attempt.
+    func testTheDaemonBoundsManifestShardAndBatch() async throws {
+        let layout = ShardLayout(spec: HostileCoordinator.job.model)
+        var frames: [String: [UInt8]] = [:]
+        for shard in layout.shards {
+            let zeros = [Float](repeating: 0, count: shard.elementCount)
+            frames[shard.name] = try zeros.withUnsafeBufferPointer { try TensorFrame.encode($0, codec: .fp32, zstdLevel: 1) }
+        }
+        let manifest = Manifest(version: 0, shards: layout.shards.map { s in
+            let body = frames[s.name] ?? []
+            return ShardDescriptor(name: s.name, tensors: s.tensors, elementCount: s.elementCount, byteSize: body.count,
+                                   contentHash: ShardCache.contentHash(of: body))
+        })
+        let bodies = frames
+        for hostile in ["manifest", "shards", "batch"] {
+            let server = try await HostileCoordinator.start { request, log in
+                let path = request.uri.path
+                if path == Routes.register { return try HostileCoordinator.registered() }
+                if path == Routes.leases { return try HostileCoordinator.grant() }
+                if path.hasSuffix(hostile) || path.contains("/\(hostile)/") {
+                    return HostileCoordinator.stream(Self.hostileSize, declareLength: false, log: log)
+                }
+                if path == Routes.manifest(0) { return try HostileCoordinator.json(manifest) }
+                if let name = path.split(separator: "/").last, let body = bodies[String(name)] {
+                    return Response(status: .ok, body: .init(byteBuffer: ByteBuffer(bytes: body)))
+                }
+                return try HostileCoordinator.problem(.notFound)
+            }
+            try await Self.runWorker(server.url, seconds: 1.5, budget: 256 << 20)
+            await server.stop()
+            let sent = server.log.streamedBytes
+            print("1 GiB \(hostile): the worker took \(sent) bytes over \(sent.count) attempts")
+            XCTAssertFalse(sent.isEmpty, hostile)
+            for bytes in sent { XCTAssertLessThan(bytes, Self.cutOff, hostile) }
+        }
+    }
+
+    /// The limits in numbers: a shard's is its largest fp32 frame, a batch's 8 bytes per
+    /// value plus the header, both capped by the budget and never overflowing; a manifest's
+    /// covers the honest manifest of a 10,000-block GPT compact and pretty-printed.
+    func testLimitsMatchWhatEachAnswerCanHold() throws {
+        XCTAssertEqual(ResponseLimit.shard(elements: 1000, budget: nil), 32 + 4000 + (4000 >> 8) + 64)
+        XCTAssertEqual(ResponseLimit.shard(elements: 1 << 30, budget: 256 << 20), 256 << 20)
+        XCTAssertEqual(ResponseLimit.batch(samples: 2, width: 4, budget: nil), 16 + 8 * 8)
+        XCTAssertEqual(ResponseLimit.batch(samples: 1 << 40, width: 1 << 40, budget: nil), .max)
+        XCTAssertEqual(ResponseLimit.batch(samples: 1 << 40, width: 1 << 40, budget: 256 << 20), 256 << 20)
+
+        let deep = ModelSpec.gpt(GPTConfig(vocabSize: 50_257, blockSize: 1024, nLayer: 10_000, nHead: 12, nEmbd: 768))
+        let layout = ShardLayout(spec: deep)
+        let manifest = Manifest(version: 123_456, shards: layout.shards.map {
+            ShardDescriptor(name: $0.name, tensors: $0.tensors, elementCount: $0.elementCount,
+                            byteSize: 4 * $0.elementCount + 32, contentHash: String(repeating: "a", count: 64))
+        })
+        let compact = try WireJSON.encoder().encode(manifest).count
+        let pretty = JSONEncoder()
+        pretty.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let indented = try pretty.encode(manifest).count
+        let limit = ResponseLimit.manifest(layout)
+        print("10,000-block manifest: \(compact) bytes compact, \(indented) pretty-printed, limit \(limit)")
+        XCTAssertLessThanOrEqual(compact, limit / 2)
+        XCTAssertLessThanOrEqual(indented, limit)
+        XCTAssertLessThan(limit, 64 << 20)
     }
 
     // MARK: Finding 10: redirects are never followed
