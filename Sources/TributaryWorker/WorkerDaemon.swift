@@ -1,4 +1,3 @@
-import AsyncHTTPClient
 import Crypto
 import Foundation
 import Logging
@@ -10,55 +9,12 @@ import TributaryModels
 import TributaryProtocol
 import TributaryTensor
 
-/// How a worker runs.
-public struct WorkerOptions: Sendable {
-    public var coordinator: String
-    public var joinToken: String
-    public var name: String?
-    public var dataDirectory: String
-    public var memoryBudgetBytes: Int?
-    /// Stop after this many committed units (nil: run until stopped).
-    public var maxUnits: Int?
-    /// On SIGINT/SIGTERM, how long the current unit may take to finish before its lease is released.
-    public var gracePeriod: Duration = .seconds(30)
-
-    public init(coordinator: String, joinToken: String, name: String? = nil, dataDirectory: String,
-                memoryBudgetBytes: Int? = nil, maxUnits: Int? = nil) {
-        self.coordinator = coordinator
-        self.joinToken = joinToken
-        self.name = name
-        self.dataDirectory = dataDirectory
-        self.memoryBudgetBytes = memoryBudgetBytes
-        self.maxUnits = maxUnits
-    }
-}
-
-/// One line of progress, for whoever shows it.
-public struct UnitReport: Sendable {
-    public let unit: Int
-    public let epoch: Int
-    public let version: Int
-    public let loss: Double
-    public let samples: Int
-    public let computeSeconds: Double
-    public let totalSeconds: Double
-    public let bytesUp: Int
-    public let bytesDown: Int
-    public let round: Int
-}
-
-public enum WorkerError: Error, CustomStringConvertible {
-    case fatal(String)
-    public var description: String {
-        switch self { case let .fatal(why): return why }
-    }
-}
-
 /// The volunteer's daemon: lease a unit → fetch the parameter shards it lacks (cached by
 /// content hash) → compute the unit's gradient → push it shard by shard → commit → repeat.
-/// Any step can fail: network errors and 5xx are retried with exponential back-off and
-/// jitter; a lease that expired or a version that went stale is dropped and re-leased.
-/// Every answer is read only up to what it can honestly hold (`ResponseLimit`).
+/// Any step can fail: every failure or refusal, whatever its status, is retried after an
+/// exponential back-off with jitter (`RetryPolicy`); a lease that expired or a version that
+/// went stale is dropped and re-leased. Every answer is bounded (`ResponseLimit`) and
+/// checked (`JobDescription.checkForWorker`, `LeaseGrant.check`) before the worker acts on it.
 public actor WorkerDaemon {
     public let options: WorkerOptions
     let client: CoordinatorClient
@@ -112,13 +68,15 @@ public actor WorkerDaemon {
     /// Runs until stopped or `maxUnits` units are committed.
     public func run(report: @Sendable (UnitReport) -> Void = { _ in }) async throws {
         try FileManager.default.createDirectory(atPath: cacheDirectory, withIntermediateDirectories: true)
-        var backoff = Backoff()
+        var failures = Backoff(base: options.retry.base, cap: options.retry.cap)
+        var idle = Backoff(base: options.retry.idleBase, cap: options.retry.idleCap)
         while !stopRequested && !Task.isCancelled {
             if let max = options.maxUnits, unitsDone >= max { return }
             do {
                 if let r = try await workOneUnit() {
                     unitsDone += 1
-                    backoff.reset()
+                    failures.reset()
+                    idle.reset()
                     report(r)
                 }
             } catch let ClientError.refused(problem) {
@@ -127,7 +85,9 @@ public actor WorkerDaemon {
                     logger.info("the job is complete")
                     return
                 case .noWork:
-                    try await sleep(.milliseconds(500 + Int.random(in: 0..<500)))
+                    currentLease = nil
+                    try await sleep(idle.next())
+                    continue
                 case .unauthorized, .forbidden:
                     if problem.detail.contains("join token") { throw WorkerError.fatal("the coordinator refused the join token: \(problem.detail)") }
                     logger.warning("the coordinator does not know this worker's token; registering again")
@@ -140,13 +100,20 @@ public actor WorkerDaemon {
                     await releaseCurrentLease()
                 }
                 currentLease = nil
+                try await pause(&failures, after: "refused: \(problem)")
             } catch let error as ClientError {
                 currentLease = nil
-                let delay = backoff.next()
-                logger.warning("retrying", metadata: ["error": "\(error)", "in_ms": "\(delay.components.seconds * 1000 + delay.components.attoseconds / 1_000_000_000_000_000)"])
-                try await sleep(delay)
+                try await pause(&failures, after: "\(error)")
             }
         }
+    }
+
+    /// Waits the next back-off after a failure: every failed or refused request, whatever
+    /// its status, so a coordinator that refuses everything is asked less and less often.
+    private func pause(_ backoff: inout Backoff, after error: String) async throws {
+        let delay = backoff.next()
+        logger.warning("retrying", metadata: ["error": "\(error)", "in_ms": "\(Int(Backoff.seconds(delay) * 1000))"])
+        try await sleep(delay)
     }
 
     private func sleep(_ d: Duration) async throws {
@@ -198,6 +165,7 @@ public actor WorkerDaemon {
         let me = try await register()
         let (compute, job) = try await ensureCompute(token: me.token)
         let grant: LeaseGrant = try await client.json(.POST, Routes.leases, token: me.token, body: [String: String]())
+        try grant.check(for: job)
         currentLease = grant.leaseId
         var down = 0
 
@@ -267,18 +235,5 @@ public actor WorkerDaemon {
                           samples: batch.sampleCount, computeSeconds: computeSeconds,
                           totalSeconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9,
                           bytesUp: up, bytesDown: down, round: receipt.round)
-    }
-}
-
-/// Exponential back-off with full jitter: 0.25 s doubling to 30 s.
-struct Backoff {
-    private var attempt = 0
-
-    mutating func reset() { attempt = 0 }
-
-    mutating func next() -> Duration {
-        let cap = min(30.0, 0.25 * pow(2, Double(attempt)))
-        attempt = min(attempt + 1, 16)
-        return .milliseconds(Int(Double.random(in: 0.5...1.0) * cap * 1000))
     }
 }

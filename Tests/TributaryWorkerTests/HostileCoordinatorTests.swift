@@ -10,8 +10,11 @@ import TributaryTensor
 import XCTest
 
 /// Issue 12's worker-side findings, each replayed by a hostile coordinator on loopback:
-/// oversized answers (6), redirects (10).
+/// oversized answers (6), redirects (10), refusals and absurd leases without back-off (13).
 final class HostileCoordinatorTests: XCTestCase {
+    /// Back-off from 50 ms, doubling: in 3 s at most 7 attempts (25+50+…+800 ms of
+    /// shortest waits before the 7th), where the worker without it made thousands.
+    static let fast = RetryPolicy(base: .milliseconds(50), cap: .seconds(30), idleBase: .milliseconds(50), idleCap: .seconds(30))
     /// A hostile answer: 1 GiB (what the worker used to accept), so that what loopback's
     /// socket buffers take in before the worker hangs up (tcp_rmem lets the receive buffer
     /// grow to 32 MiB; up to 68 MiB got out in these tests) is far from the whole.
@@ -23,7 +26,8 @@ final class HostileCoordinatorTests: XCTestCase {
     static func runWorker(_ url: String, seconds: Double, budget: Int? = nil) async throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tributary-hostile-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let options = WorkerOptions(coordinator: url, joinToken: "join-secret", dataDirectory: dir, memoryBudgetBytes: budget)
+        var options = WorkerOptions(coordinator: url, joinToken: "join-secret", dataDirectory: dir, memoryBudgetBytes: budget)
+        options.retry = Self.fast
         var logger = Logger(label: "test.worker")
         logger.logLevel = .critical
         let daemon = WorkerDaemon(options: options, logger: logger)
@@ -166,5 +170,96 @@ final class HostileCoordinatorTests: XCTestCase {
         print("redirecting coordinator saw \(redirecting.log.requests.count) requests, the other origin \(elsewhere.log.requests.count)")
         XCTAssertEqual(elsewhere.log.requests, [])
         XCTAssertGreaterThanOrEqual(redirecting.log.count("POST \(Routes.register)"), 2)
+    }
+
+    // MARK: Finding 13: every failure backs off
+
+    /// Hostile coordinators that refuse or garble every answer, each for 3 s: the worker
+    /// asks at most 7 times (back-off from 50 ms, doubling), where before it asked 868
+    /// times (version −1) and 2,090 times (404 problems).
+    func testEveryFailureBacksOff() async throws {
+        let ancient = Date(timeIntervalSince1970: -2_208_988_800)  // 1900
+        let scenarios: [(String, String, @Sendable (String) throws -> Response)] = [
+            ("a lease of version -1, deadline 1900", "POST \(Routes.leases)", { path in
+                if path == Routes.register { return try HostileCoordinator.registered() }
+                if path == Routes.leases { return try HostileCoordinator.grant(version: -1, deadline: ancient) }
+                return try HostileCoordinator.problem(.malformedRequest)
+            }),
+            ("a lease for more samples than the unit", "POST \(Routes.leases)", { path in
+                path == Routes.register ? try HostileCoordinator.registered() : try HostileCoordinator.grant(samples: 1 << 20)
+            }),
+            ("a lease id that is a path", "POST \(Routes.leases)", { path in
+                path == Routes.register ? try HostileCoordinator.registered() : try HostileCoordinator.grant(leaseId: "../../v1/job")
+            }),
+            ("404 problems everywhere", "POST \(Routes.register)", { _ in try HostileCoordinator.problem(.notFound) }),
+            ("404 without a body", "POST \(Routes.register)", { _ in Response(status: .notFound) }),
+            ("401 to every lease", "POST \(Routes.leases)", { path in
+                path == Routes.register ? try HostileCoordinator.registered() : try HostileCoordinator.problem(.unauthorized)
+            }),
+            ("no work, ever", "POST \(Routes.leases)", { path in
+                path == Routes.register ? try HostileCoordinator.registered() : try HostileCoordinator.problem(.noWork)
+            }),
+        ]
+        try await withThrowingTaskGroup(of: (String, Int).self) { group in
+            for (name, counted, answer) in scenarios {
+                group.addTask {
+                    let server = try await HostileCoordinator.start { request, _ in try answer(request.uri.path) }
+                    try await Self.runWorker(server.url, seconds: 3)
+                    await server.stop()
+                    return (name, server.log.count(counted))
+                }
+            }
+            for try await (name, count) in group {
+                print("\(name): \(count) requests in 3 s")
+                XCTAssertGreaterThanOrEqual(count, 2, name)
+                XCTAssertLessThanOrEqual(count, 7, name)
+            }
+        }
+    }
+
+    /// The waits themselves: the n-th in a row lies in [½, 1] × min(cap, base·2ⁿ), and a
+    /// reset (after a committed unit) starts over.
+    func testBackoffDoublesWithJitterUpToItsCap() {
+        var b = Backoff(base: .milliseconds(100), cap: .seconds(1))
+        for n in 0..<8 {
+            let ceiling = min(1.0, 0.1 * pow(2, Double(n)))
+            let wait = Backoff.seconds(b.next())
+            XCTAssertGreaterThanOrEqual(wait, ceiling / 2 - 1e-9, "wait \(n)")
+            XCTAssertLessThanOrEqual(wait, ceiling + 1e-9, "wait \(n)")
+        }
+        b.reset()
+        XCTAssertLessThanOrEqual(Backoff.seconds(b.next()), 0.1 + 1e-9)
+    }
+
+    /// A grant is checked field by field before the worker uses any of it.
+    func testLeaseGrantsAreCheckedBeforeUse() throws {
+        let job = HostileCoordinator.job
+        let now = Date()
+        func grant(_ adjust: (inout LeaseGrant) -> Void) -> LeaseGrant {
+            var g = LeaseGrant(leaseId: "l-0f3a", epoch: 0, unitIndex: 3, sampleStart: 6, sampleCount: 2, microBatchSize: 2,
+                               version: 4, deadline: now.addingTimeInterval(60), shards: [])
+            adjust(&g)
+            return g
+        }
+        XCTAssertNoThrow(try grant { _ in }.check(for: job, now: now))
+        let bad: [(String, (inout LeaseGrant) -> Void)] = [
+            ("version -1", { $0.version = -1 }),
+            ("deadline", { $0.deadline = Date(timeIntervalSince1970: -2_208_988_800) }),
+            ("sample count 3", { $0.sampleCount = 3 }),
+            ("sample count 0", { $0.sampleCount = 0 }),
+            ("unit -1", { $0.unitIndex = -1 }),
+            ("micro-batch size 0", { $0.microBatchSize = 0 }),
+            ("lease id \"../x\"", { $0.leaseId = "../x" }),
+            ("lease id \"a?b\"", { $0.leaseId = "a?b" }),
+            ("lease id \"\"", { $0.leaseId = "" }),
+            ("lease id \"l\\nforged log line\"", { $0.leaseId = "l\nforged log line" }),
+            ("lease id \"lll", { $0.leaseId = String(repeating: "l", count: 129) }),
+        ]
+        for (expected, adjust) in bad {
+            XCTAssertThrowsError(try grant(adjust).check(for: job, now: now)) { error in
+                guard case let ClientError.protocolViolation(why) = error else { return XCTFail("\(error)") }
+                XCTAssertTrue(why.contains(expected), "\(why) should mention \(expected)")
+            }
+        }
     }
 }
