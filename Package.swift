@@ -117,7 +117,9 @@ let package = Package(
         .testTarget(name: "TributaryLedgerTests",
                     dependencies: ["TributaryLedger", .product(name: "PostgresNIO", package: "postgres-nio"),
                                    .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "TributaryWorkerTests", dependencies: ["TributaryWorker"]),
+        // Hummingbird: a hostile coordinator on loopback for the attack tests (issue 12).
+        .testTarget(name: "TributaryWorkerTests",
+                    dependencies: ["TributaryWorker", .product(name: "Hummingbird", package: "hummingbird")]),
         .testTarget(name: "TributaryCoordinatorTests", dependencies: ["TributaryCoordinator"]),
         .testTarget(name: "TributaryNetworkTests",
                     dependencies: ["TributaryCoordinator", "TributaryWorker", "TributaryProtocol", "tributary",

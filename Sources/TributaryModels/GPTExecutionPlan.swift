@@ -54,9 +54,7 @@ extension StreamedGPT {
                                  loadTransient: (Int) -> Int, gradientTransient: (Int) -> Int) -> Int {
         let c = config.nEmbd, v = config.vocabSize, layers = config.nLayer, h = config.nHead
         let m = max(1, min(plan.microBatch, b))
-        let groups = config.shardGroups
-        let embE = groups.first?.elementCount ?? 0, headE = groups.last?.elementCount ?? 0
-        let blockE = groups.count > 2 ? groups[1].elementCount : 0
+        let (embE, blockE, headE) = config.shardElementCounts
         var live = 0, peak = 0
         func alloc(_ bytes: Int) { live += bytes; peak = max(peak, live) }
         func free(_ bytes: Int) { live -= bytes }
@@ -64,6 +62,9 @@ extension StreamedGPT {
         func shard(_ elements: Int) -> Int { TensorShapes.byteCount(elements: elements) }
         // A shard's storage exists before its body is read into it.
         func load(_ elements: Int) { alloc(shard(elements)); transient(loadTransient(elements)) }
+        // Every block is the same size: its transients are asked for once, not per block.
+        let blockLoad = loadTransient(blockE), blockGradient = gradientTransient(blockE)
+        func loadBlock() { alloc(shard(blockE)); transient(blockLoad) }
         func residual(_ rows: Int) -> Int { TensorShapes.byteCount([residualShape(rows: rows, channels: c)]) }
         func activations(_ seqs: Int) -> Int {
             TransformerBlock.Activations.byteCount(batch: seqs, sequence: t, channels: c, heads: h)
@@ -73,7 +74,11 @@ extension StreamedGPT {
         let keepBetween = plan.residentBlocks == layers
         let firstResident = layers - plan.residentBlocks
         let recompute = plan.activations == .recomputed
-        let micro = stride(from: 0, to: b, by: m).map { min(b, $0 + m) - $0 }
+        // The unit's micro-batches: `full` of m sequences, then one of `rest` if b % m > 0.
+        // Walked in aggregate, so the walk is O(n_layer) whatever the batch.
+        let full = b / m, rest = b % m
+        let microCount = full + (rest > 0 ? 1 : 0)
+        let unitActivations = full * activations(m) + (rest > 0 ? activations(rest) : 0)
         let n = b * t, mt = m * t
 
         if plan.schedule == .microBatchesOuter {
@@ -85,21 +90,25 @@ extension StreamedGPT {
             alloc(scratch)
             alloc(head)
             if recompute { alloc(residual(mt)) }
-            var loaded = Set<Int>(), accumulating = Set<Int>()
-            for (i, _) in micro.enumerated() {
-                let last = i == micro.count - 1
-                for l in 0..<layers {
-                    if loaded.contains(l) { continue }
-                    load(blockE)
-                    if l >= firstResident { loaded.insert(l) } else if !keepBetween { free(shard(blockE)) }
+            // Blocks from `firstResident` on are loaded in the first forward and stay; the
+            // others are streamed. Every block's gradient is allocated in the first backward.
+            // Micro-batches 1 ... count−2 start from the same live bytes (every gradient
+            // allocated, resident blocks loaded, streamed ones freed) and do the same, so
+            // one of them stands for all: the walk needs the first, one middle and the last.
+            let walked = microCount <= 3 ? Array(0..<microCount) : [0, 1, microCount - 1]
+            for i in walked {
+                let last = i == microCount - 1
+                for l in 0..<layers where i == 0 || l < firstResident {
+                    loadBlock()
+                    if l < firstResident && !keepBetween { free(shard(blockE)) }
                 }
                 if last { transient(gradientTransient(headE)) }
                 for l in stride(from: layers - 1, through: 0, by: -1) {
-                    let streamed = !loaded.contains(l)
-                    if streamed { load(blockE) }
-                    if !accumulating.contains(l) { alloc(shard(blockE)); accumulating.insert(l) }
+                    let streamed = l < firstResident
+                    if streamed { loadBlock() }
+                    if i == 0 { alloc(shard(blockE)) }                // its gradient, accumulated from here
                     if last {
-                        transient(gradientTransient(blockE))
+                        transient(blockGradient)
                         free(shard(blockE))                          // gradients
                         if !keepBetween { free(shard(blockE)) }      // values, streamed or resident
                     } else if streamed && !keepBetween {
@@ -116,8 +125,8 @@ extension StreamedGPT {
         alloc((layers + 1) * residual(n))                            // checkpoints
         if recompute { alloc(activations(m)) }
         for l in 0..<layers {
-            load(blockE)
-            if !recompute { for s in micro { alloc(activations(s)) } }
+            loadBlock()
+            if !recompute { alloc(unitActivations) }                 // every micro-batch's
             if l < firstResident && !keepBetween { free(shard(blockE)) }
         }
         alloc(residual(n))                                           // dX
@@ -128,11 +137,11 @@ extension StreamedGPT {
         transient(gradientTransient(headE))
         if recompute { alloc(residual(mt)) }
         for l in stride(from: layers - 1, through: 0, by: -1) {
-            if l < firstResident && !keepBetween { load(blockE) }
+            if l < firstResident && !keepBetween { loadBlock() }
             alloc(shard(blockE))                                     // gradients
-            if !recompute { for s in micro { free(activations(s)) } }
+            if !recompute { free(unitActivations) }
             if l < layers - 1 { free(residual(n)) }                  // checkpoint l + 1 (the head freed L)
-            transient(gradientTransient(blockE))
+            transient(blockGradient)
             free(shard(blockE))
             if !keepBetween { free(shard(blockE)) }
         }

@@ -93,8 +93,8 @@ extension GPTConfig: ModelFamily {
 
     public var sampleShape: ModelSampleShape { .tokens(sequence: blockSize, vocabulary: vocabSize) }
 
-    /// Every schedule × activation policy × micro-batch × resident-block count, each with
-    /// `StreamedGPT.peakBytes` (the step's own allocation walk).
+    /// Every schedule × activation policy × micro-batch × resident-block count (from
+    /// `residentBlockChoices`), each with `StreamedGPT.peakBytes` (the step's own allocation walk).
     public func executionCandidates(_ inputs: ExecutionPlanningInputs) -> [ExecutionCandidate] {
         // A unit too large to count in Int cannot be planned (validate bounds one sample).
         guard let perSample = try? activationElementsPerSample(), CheckedSize.fits(inputs.unitSamples, of: perSample) else {
@@ -106,7 +106,7 @@ extension GPTConfig: ModelFamily {
                 for m in inputs.microBatches {
                     // With one micro-batch both schedules are the same step.
                     if schedule == .microBatchesOuter && m >= inputs.unitSamples { continue }
-                    for r in stride(from: nLayer, through: 0, by: -1) {
+                    for r in residentBlockChoices {
                         plans.append(GPTExecutionPlan(microBatch: m, activations: policy, residentBlocks: r, schedule: schedule))
                     }
                 }
@@ -118,6 +118,30 @@ extension GPTConfig: ModelFamily {
                                              gradientTransient: { inputs.gradientTransient($0, false) })
             return ExecutionCandidate(execution: .streamedGPT(p), peakBytes: peak)
         }
+    }
+
+    /// At most this many resident-block counts besides zero are planned, whatever n_layer.
+    public static let residentBlockChoiceLimit = 64
+
+    /// Resident-block counts the planner considers, most first: every count up to
+    /// `residentBlockChoiceLimit` blocks, else that many steps evenly spaced from n_layer
+    /// down to 0. The coordinator chooses n_layer, so the candidate list must not grow with
+    /// it (issue 12, finding 5: one candidate per count made planning quadratic in n_layer);
+    /// the cost is a plan up to 1/64 of the streamed blocks short of the best fit.
+    public var residentBlockChoices: [Int] {
+        let limit = Self.residentBlockChoiceLimit
+        guard nLayer > limit else { return Array((0...max(0, nLayer)).reversed()) }
+        return (0...limit).reversed().map { nLayer * $0 / limit }
+    }
+
+    /// Elements of the `embeddings` shard, of one `block.N` shard and of the `head`, from
+    /// the layers' declarations without listing every block (planning stays O(1) in n_layer).
+    public var shardElementCounts: (embeddings: Int, block: Int, head: Int) {
+        func count(_ specs: [ParameterSpec]) -> Int { specs.reduce(0) { $0 + $1.count } }
+        let e = GPT.embeddingSpecs(self)
+        return (count([e.wte, e.wpe]),
+                nLayer > 0 ? count(TransformerBlock.parameterSpecs(index: 0, channels: nEmbd, bias: bias)) : 0,
+                count(LayerNorm.parameterSpecs(name: GPT.finalNormName, features: nEmbd, bias: bias).all))
     }
 
     /// The step's compute (forward again when activations are recomputed), less efficient
@@ -132,7 +156,7 @@ extension GPTConfig: ModelFamily {
         let compute = (p.activations == .recomputed ? 4 : 3) * forward * (1 + 64 / rows)
         let passes = p.schedule == .blocksOuter ? 1 : (samples + p.microBatch - 1) / p.microBatch
         let streamed = p.residentBlocks == nLayer ? 0 : 2 * passes * (nLayer - p.residentBlocks)
-        let blockBytes = Double(4 * (shardGroups.dropFirst().first?.elementCount ?? 0))
+        let blockBytes = Double(4 * shardElementCounts.block)
         return compute + 100 * Double(streamed) * blockBytes
     }
 

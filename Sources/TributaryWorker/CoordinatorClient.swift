@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import TributaryProtocol
+import TributaryTensor
 
 /// What went wrong talking to the coordinator, classified for the retry policy.
 public enum ClientError: Error, CustomStringConvertible {
@@ -11,7 +12,7 @@ public enum ClientError: Error, CustomStringConvertible {
     case refused(Problem)
     /// The network failed or the coordinator answered 5xx: worth retrying.
     case transient(String)
-    /// The answer made no sense (wrong content, unparseable JSON).
+    /// The answer made no sense (wrong content, unparseable JSON, a redirect, too large).
     case protocolViolation(String)
 
     public var description: String {
@@ -27,17 +28,14 @@ public enum ClientError: Error, CustomStringConvertible {
 /// home router needs no open port.
 public struct CoordinatorClient: Sendable {
     public let base: String
-    let http: HTTPClient
+    let http: WorkerHTTPClient
     let timeout: TimeAmount
 
-    public init(base: String, http: HTTPClient = .shared, timeout: TimeAmount = .seconds(60)) {
+    public init(base: String, http: WorkerHTTPClient = .shared, timeout: TimeAmount = .seconds(60)) {
         self.base = base.hasSuffix("/") ? String(base.dropLast()) : base
         self.http = http
         self.timeout = timeout
     }
-
-    /// Largest body the worker accepts in a response (a shard of a large model).
-    static let responseLimit = 1 << 30
 
     public struct Reply: Sendable {
         public let status: Int
@@ -45,8 +43,13 @@ public struct CoordinatorClient: Sendable {
         public let body: [UInt8]
     }
 
+    /// One request; the answer's body is read only up to `limit` bytes (`ResponseLimit`;
+    /// the JSON limit unless the request can honestly return more), a refusal's up to
+    /// `ResponseLimit.json`. A larger answer, or a redirect, is a `protocolViolation`, and
+    /// the connection is dropped without reading the rest.
     public func send(_ method: HTTPMethod, _ path: String, token: String? = nil, body: [UInt8]? = nil,
-                     contentType: String? = nil, headers extra: [(String, String)] = []) async throws -> Reply {
+                     contentType: String? = nil, headers extra: [(String, String)] = [],
+                     limit: Int = ResponseLimit.json) async throws -> Reply {
         var request = HTTPClientRequest(url: base + path)
         request.method = method
         if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
@@ -54,14 +57,35 @@ public struct CoordinatorClient: Sendable {
         for (k, v) in extra { request.headers.add(name: k, value: v) }
         if let body { request.body = .bytes(ByteBuffer(bytes: body)) }
         let response: HTTPClientResponse
-        let bytes: ByteBuffer
         do {
-            response = try await http.execute(request, timeout: timeout)
-            bytes = try await response.body.collect(upTo: Self.responseLimit)
+            response = try await http.client.execute(request, timeout: timeout)
         } catch {
             throw ClientError.transient("\(method) \(path): \(error)")
         }
-        let reply = Reply(status: Int(response.status.code), headers: response.headers, body: Array(bytes.readableBytesView))
+        let status = Int(response.status.code)
+        if (300..<400).contains(status) {
+            let target = response.headers.first(name: "Location").map { String($0.prefix(200)) } ?? "no location"
+            throw ClientError.protocolViolation("\(method) \(path): the coordinator redirected (HTTP \(status)) to \(target); "
+                + "the worker follows no redirects, so set --coordinator to the URL that answers")
+        }
+        let cap = status >= 400 ? min(limit, ResponseLimit.json) : limit
+        func tooLarge(_ size: String) -> ClientError {
+            .protocolViolation("\(method) \(path): the answer (\(size)) is larger than the \(ByteCount.format(cap)) "
+                + "this request can honestly return; refused unread")
+        }
+        // Refused before a byte of the body is read when the length is declared.
+        if let declared = response.headers.first(name: "Content-Length").flatMap({ Int($0) }), declared > cap {
+            throw tooLarge(ByteCount.format(declared))
+        }
+        let bytes: ByteBuffer
+        do {
+            bytes = try await response.body.collect(upTo: cap)
+        } catch is NIOTooManyBytesError {
+            throw tooLarge("over \(ByteCount.format(cap))")
+        } catch {
+            throw ClientError.transient("\(method) \(path): \(error)")
+        }
+        let reply = Reply(status: status, headers: response.headers, body: Array(bytes.readableBytesView))
         if reply.status >= 500 && reply.status != 503 {
             throw ClientError.transient("\(method) \(path): HTTP \(reply.status)")
         }
@@ -75,10 +99,13 @@ public struct CoordinatorClient: Sendable {
         return reply
     }
 
+    /// A JSON request and answer; the answer is read up to `limit` bytes.
     public func json<T: Decodable>(_ method: HTTPMethod, _ path: String, token: String? = nil,
-                                   body: (some Encodable)? = Optional<String>.none) async throws -> T {
+                                   body: (some Encodable)? = Optional<String>.none,
+                                   limit: Int = ResponseLimit.json) async throws -> T {
         let data = try body.map { try WireJSON.encoder().encode($0) }.map { Array($0) }
-        let reply = try await send(method, path, token: token, body: data, contentType: data == nil ? nil : "application/json")
+        let reply = try await send(method, path, token: token, body: data,
+                                   contentType: data == nil ? nil : "application/json", limit: limit)
         do {
             return try WireJSON.decoder().decode(T.self, from: Data(reply.body))
         } catch {

@@ -26,11 +26,15 @@ public struct MemoryPlan: Sendable, Equatable, CustomStringConvertible {
 
 public enum MemoryPlanError: Error, CustomStringConvertible, Equatable {
     case doesNotFit(neededBytes: Int, budgetBytes: Int, smallestPlan: String)
+    /// The model family has no way at all to run a unit this large (its sizes overflow).
+    case unitTooLarge(samples: Int)
 
     public var description: String {
         switch self {
         case let .doesNotFit(needed, budget, plan):
             return "the memory budget is too small for this job: its smallest plan (\(plan)) needs \(ByteCount.format(needed)), the budget is \(ByteCount.format(budget)); give --memory-budget at least \(ByteCount.format(needed))"
+        case let .unitTooLarge(samples):
+            return "a unit of \(samples.formatted()) samples of this model is too large to plan on any machine; the coordinator's job must use smaller units"
         }
     }
 }
@@ -51,6 +55,12 @@ public struct MemoryPlanner: Sendable {
     /// The coordinator's micro-batch size: the largest the planner uses.
     public let suggestedMicroBatch: Int
     public let codec: UpdateCodecSpec
+    /// Elements of the largest shard.
+    let largestShard: Int
+    /// Each shard's tensor shapes, and per shard size the shapes whose low-rank encoding
+    /// holds the most: listed once here, as the peak walks ask for them once per block.
+    private let shapesByShard: [String: [MatrixShape]]
+    private let largestShapesByElements: [Int: [MatrixShape]]
 
     public init(model: ModelSpec, unitSamples: Int, sequence: Int, suggestedMicroBatch: Int, codec: UpdateCodecSpec) {
         self.model = model
@@ -58,6 +68,20 @@ public struct MemoryPlanner: Sendable {
         self.sequence = max(1, sequence)
         self.suggestedMicroBatch = max(1, min(suggestedMicroBatch, unitSamples))
         self.codec = codec
+        let groups = model.shardGroups
+        largestShard = groups.map(\.elementCount).max() ?? 0
+        var byShard: [String: [MatrixShape]] = [:], largest: [Int: [MatrixShape]] = [:]
+        for group in groups {
+            let shapes = group.parameters.map { MatrixShape(shape: $0.shape) }
+            if byShard[group.name] == nil { byShard[group.name] = shapes }
+            guard codec.needsShapes else { continue }
+            let size = group.elementCount
+            if let held = largest[size],
+               (codec.lowRankWorkingBytes(shapes: held) ?? 0) >= (codec.lowRankWorkingBytes(shapes: shapes) ?? 0) { continue }
+            largest[size] = shapes
+        }
+        shapesByShard = byShard
+        largestShapesByElements = largest
     }
 
     /// Plans with the model's own positions per sample.
@@ -94,21 +118,12 @@ public struct MemoryPlanner: Sendable {
         return residual + (gathers ? f * elements : 0) + selection + 2 * codec.maximumBodySize(elementCount: elements)
     }
 
-    var largestShard: Int { model.shardGroups.map(\.elementCount).max() ?? 0 }
-
     /// The tensor shapes of shard `name`, as the low-rank codec sees them.
-    public func shapes(ofShard name: String) -> [MatrixShape]? {
-        model.shardGroups.first { $0.name == name }.map { $0.parameters.map { MatrixShape(shape: $0.shape) } }
-    }
+    public func shapes(ofShard name: String) -> [MatrixShape]? { shapesByShard[name] }
 
     /// Among shards of `elements` values, the shapes whose low-rank encoding holds the most
     /// (nil when the codec does not use shapes, or no shard has that size).
-    func largestShapes(_ elements: Int) -> [MatrixShape]? {
-        guard codec.needsShapes else { return nil }
-        return model.shardGroups.filter { $0.elementCount == elements }
-            .map { $0.parameters.map { MatrixShape(shape: $0.shape) } }
-            .max { (codec.lowRankWorkingBytes(shapes: $0) ?? 0) < (codec.lowRankWorkingBytes(shapes: $1) ?? 0) }
-    }
+    func largestShapes(_ elements: Int) -> [MatrixShape]? { largestShapesByElements[elements] }
 
     /// Micro-batch sizes from the suggested one down to 1, halving.
     var microBatches: [Int] {
@@ -156,10 +171,8 @@ public struct MemoryPlanner: Sendable {
     /// The first candidate that fits (any, fastest first, without a budget).
     public func plan(budgetBytes: Int?) throws(MemoryPlanError) -> MemoryPlan {
         let all = candidates()
-        guard let budget = budgetBytes else {
-            guard let first = all.first else { throw .doesNotFit(neededBytes: 0, budgetBytes: 0, smallestPlan: "none") }
-            return first
-        }
+        guard let first = all.first else { throw .unitTooLarge(samples: unitSamples) }
+        guard let budget = budgetBytes else { return first }
         if let fit = all.first(where: { $0.predictedPeakBytes <= budget }) { return fit }
         let smallest = all.min { $0.predictedPeakBytes < $1.predictedPeakBytes }
         throw .doesNotFit(neededBytes: smallest?.predictedPeakBytes ?? 0, budgetBytes: budget,

@@ -26,6 +26,7 @@ final class UnitCompute: @unchecked Sendable {
         do { try job.model.validate() } catch {
             throw WorkerError.fatal("the coordinator's model is invalid: \(error)")
         }
+        try job.checkForWorker()
         let codec: UpdateCodecSpec
         do { codec = try UpdateCodecSpec(parsing: job.updateCodec) } catch {
             throw WorkerError.fatal("the coordinator asks for update codec '\(job.updateCodec)', which this worker does not know: \(error)")

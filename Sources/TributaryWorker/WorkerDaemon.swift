@@ -1,4 +1,3 @@
-import AsyncHTTPClient
 import Crypto
 import Foundation
 import Logging
@@ -10,54 +9,12 @@ import TributaryModels
 import TributaryProtocol
 import TributaryTensor
 
-/// How a worker runs.
-public struct WorkerOptions: Sendable {
-    public var coordinator: String
-    public var joinToken: String
-    public var name: String?
-    public var dataDirectory: String
-    public var memoryBudgetBytes: Int?
-    /// Stop after this many committed units (nil: run until stopped).
-    public var maxUnits: Int?
-    /// On SIGINT/SIGTERM, how long the current unit may take to finish before its lease is released.
-    public var gracePeriod: Duration = .seconds(30)
-
-    public init(coordinator: String, joinToken: String, name: String? = nil, dataDirectory: String,
-                memoryBudgetBytes: Int? = nil, maxUnits: Int? = nil) {
-        self.coordinator = coordinator
-        self.joinToken = joinToken
-        self.name = name
-        self.dataDirectory = dataDirectory
-        self.memoryBudgetBytes = memoryBudgetBytes
-        self.maxUnits = maxUnits
-    }
-}
-
-/// One line of progress, for whoever shows it.
-public struct UnitReport: Sendable {
-    public let unit: Int
-    public let epoch: Int
-    public let version: Int
-    public let loss: Double
-    public let samples: Int
-    public let computeSeconds: Double
-    public let totalSeconds: Double
-    public let bytesUp: Int
-    public let bytesDown: Int
-    public let round: Int
-}
-
-public enum WorkerError: Error, CustomStringConvertible {
-    case fatal(String)
-    public var description: String {
-        switch self { case let .fatal(why): return why }
-    }
-}
-
 /// The volunteer's daemon: lease a unit → fetch the parameter shards it lacks (cached by
 /// content hash) → compute the unit's gradient → push it shard by shard → commit → repeat.
-/// Any step can fail: network errors and 5xx are retried with exponential back-off and
-/// jitter; a lease that expired or a version that went stale is dropped and re-leased.
+/// Any step can fail: every failure or refusal, whatever its status, is retried after an
+/// exponential back-off with jitter (`RetryPolicy`); a lease that expired or a version that
+/// went stale is dropped and re-leased. Every answer is bounded (`ResponseLimit`) and
+/// checked (`JobDescription.checkForWorker`, `LeaseGrant.check`) before the worker acts on it.
 public actor WorkerDaemon {
     public let options: WorkerOptions
     let client: CoordinatorClient
@@ -70,6 +27,8 @@ public actor WorkerDaemon {
     private let residualStore: ResidualStore
     private var stopRequested = false
     private var currentLease: String?
+    /// The manifest's byte limit for the job's shard layout (`ResponseLimit.manifest`).
+    private var manifestLimit = ResponseLimit.json
     public private(set) var unitsDone = 0
 
     struct Identity: Codable {
@@ -78,7 +37,7 @@ public actor WorkerDaemon {
         var token: String
     }
 
-    public init(options: WorkerOptions, logger: Logger, http: HTTPClient = .shared) {
+    public init(options: WorkerOptions, logger: Logger, http: WorkerHTTPClient = .shared) {
         self.options = options
         self.logger = logger
         client = CoordinatorClient(base: options.coordinator, http: http)
@@ -101,7 +60,7 @@ public actor WorkerDaemon {
     /// Releases the lease in hand (after the grace period ran out).
     public func releaseCurrentLease() async {
         guard let lease = currentLease, let token = identity?.token else { return }
-        _ = try? await client.send(.DELETE, Routes.lease(lease), token: token)
+        _ = try? await client.send(.DELETE, Routes.lease(lease), token: token, limit: ResponseLimit.json)
         currentLease = nil
         logger.info("lease released", metadata: ["lease": "\(lease)"])
     }
@@ -109,13 +68,15 @@ public actor WorkerDaemon {
     /// Runs until stopped or `maxUnits` units are committed.
     public func run(report: @Sendable (UnitReport) -> Void = { _ in }) async throws {
         try FileManager.default.createDirectory(atPath: cacheDirectory, withIntermediateDirectories: true)
-        var backoff = Backoff()
+        var failures = Backoff(base: options.retry.base, cap: options.retry.cap)
+        var idle = Backoff(base: options.retry.idleBase, cap: options.retry.idleCap)
         while !stopRequested && !Task.isCancelled {
             if let max = options.maxUnits, unitsDone >= max { return }
             do {
                 if let r = try await workOneUnit() {
                     unitsDone += 1
-                    backoff.reset()
+                    failures.reset()
+                    idle.reset()
                     report(r)
                 }
             } catch let ClientError.refused(problem) {
@@ -124,7 +85,9 @@ public actor WorkerDaemon {
                     logger.info("the job is complete")
                     return
                 case .noWork:
-                    try await sleep(.milliseconds(500 + Int.random(in: 0..<500)))
+                    currentLease = nil
+                    try await sleep(idle.next())
+                    continue
                 case .unauthorized, .forbidden:
                     if problem.detail.contains("join token") { throw WorkerError.fatal("the coordinator refused the join token: \(problem.detail)") }
                     logger.warning("the coordinator does not know this worker's token; registering again")
@@ -137,13 +100,20 @@ public actor WorkerDaemon {
                     await releaseCurrentLease()
                 }
                 currentLease = nil
+                try await pause(&failures, after: "refused: \(problem)")
             } catch let error as ClientError {
                 currentLease = nil
-                let delay = backoff.next()
-                logger.warning("retrying", metadata: ["error": "\(error)", "in_ms": "\(delay.components.seconds * 1000 + delay.components.attoseconds / 1_000_000_000_000_000)"])
-                try await sleep(delay)
+                try await pause(&failures, after: "\(error)")
             }
         }
+    }
+
+    /// Waits the next back-off after a failure: every failed or refused request, whatever
+    /// its status, so a coordinator that refuses everything is asked less and less often.
+    private func pause(_ backoff: inout Backoff, after error: String) async throws {
+        let delay = backoff.next()
+        logger.warning("retrying", metadata: ["error": "\(error)", "in_ms": "\(Int(Backoff.seconds(delay) * 1000))"])
+        try await sleep(delay)
     }
 
     private func sleep(_ d: Duration) async throws {
@@ -178,6 +148,7 @@ public actor WorkerDaemon {
         let description: JobDescription
         if let job { description = job } else { description = try await client.json(.GET, Routes.job, token: token) }
         let fresh = try UnitCompute(job: description, device: device, budgetBytes: options.memoryBudgetBytes)
+        manifestLimit = ResponseLimit.manifest(fresh.layout)
         logger.info("memory plan", metadata: [
             "device": "\(device.name)",
             "budget": "\(options.memoryBudgetBytes.map(ByteCount.format) ?? "unbounded")",
@@ -194,14 +165,21 @@ public actor WorkerDaemon {
         let me = try await register()
         let (compute, job) = try await ensureCompute(token: me.token)
         let grant: LeaseGrant = try await client.json(.POST, Routes.leases, token: me.token, body: [String: String]())
+        try grant.check(for: job)
         currentLease = grant.leaseId
         var down = 0
 
         // The lease's version: shards whose content is not in the local cache are fetched.
-        let manifest: Manifest = try await client.json(.GET, Routes.manifest(grant.version), token: me.token)
+        let manifest: Manifest = try await client.json(.GET, Routes.manifest(grant.version), token: me.token,
+                                                       limit: manifestLimit)
+        guard manifest.version == grant.version else {
+            throw ClientError.protocolViolation("the manifest is of version \(manifest.version), the lease's is \(grant.version)")
+        }
+        // Looked up by name once: a listing per shard would be quadratic in the shard count.
+        let described = Dictionary(manifest.shards.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         var refs: [String: UnitShardStream.ShardDescriptorRef] = [:]
         for shard in compute.layout.shards {
-            guard let d = manifest.shard(named: shard.name), d.elementCount == shard.elementCount else {
+            guard let d = described[shard.name], d.elementCount == shard.elementCount else {
                 throw WorkerError.fatal("shard \(shard.name) does not match this worker's model layout")
             }
             guard ShardCache.isContentHash(d.contentHash) else {
@@ -209,7 +187,9 @@ public actor WorkerDaemon {
             }
             refs[d.name] = .init(hash: d.contentHash, elements: d.elementCount)
             if !cache.contains(d.contentHash) {
-                let reply = try await client.send(.GET, Routes.shard(grant.version, d.name), token: me.token)
+                let reply = try await client.send(.GET, Routes.shard(grant.version, d.name), token: me.token,
+                                                  limit: ResponseLimit.shard(elements: shard.elementCount,
+                                                                             budget: options.memoryBudgetBytes))
                 try device.allocator.withReservedBytes(reply.body.count) { try cache.store(reply.body, hash: d.contentHash) }
                 down += reply.body.count
             }
@@ -217,9 +197,11 @@ public actor WorkerDaemon {
         cache.prune(keeping: Set(refs.values.map(\.hash)), limit: 2 * compute.layout.shards.count)
 
         // The unit's samples.
-        let batchReply = try await client.send(.GET, Routes.batch(grant.leaseId), token: me.token)
-        down += batchReply.body.count
         let width = job.model.sampleShape.width
+        let batchReply = try await client.send(.GET, Routes.batch(grant.leaseId), token: me.token,
+                                               limit: ResponseLimit.batch(samples: grant.sampleCount, width: width,
+                                                                          budget: options.memoryBudgetBytes))
+        down += batchReply.body.count
         let batch: ModelBatch
         do {
             batch = try BatchBody.decode(batchReply.body, maxBatch: grant.sampleCount, width: width)
@@ -234,7 +216,7 @@ public actor WorkerDaemon {
         let (loss, up) = try await compute.runUnit(batch, shards: refs, cache: cache, residuals: residualStore,
                                                    zstdLevel: job.zstdLevel) { shard, body in
             _ = try await client.send(.PUT, Routes.update(lease, shard: shard), token: token, body: body,
-                                      contentType: Routes.tensorFrameType)
+                                      contentType: Routes.tensorFrameType, limit: ResponseLimit.json)
         }
         let computeSeconds = Double(DispatchTime.now().uptimeNanoseconds - computeStart) / 1e9
 
@@ -253,18 +235,5 @@ public actor WorkerDaemon {
                           samples: batch.sampleCount, computeSeconds: computeSeconds,
                           totalSeconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9,
                           bytesUp: up, bytesDown: down, round: receipt.round)
-    }
-}
-
-/// Exponential back-off with full jitter: 0.25 s doubling to 30 s.
-struct Backoff {
-    private var attempt = 0
-
-    mutating func reset() { attempt = 0 }
-
-    mutating func next() -> Duration {
-        let cap = min(30.0, 0.25 * pow(2, Double(attempt)))
-        attempt = min(attempt + 1, 16)
-        return .milliseconds(Int(Double.random(in: 0.5...1.0) * cap * 1000))
     }
 }

@@ -109,12 +109,15 @@ struct WorkerCommand: AsyncParsableCommand {
                                     memoryBudgetBytes: budget, maxUnits: maxUnits)
         options.gracePeriod = .milliseconds(Int(graceSeconds * 1000))
         let logger = Logger(label: "tributary.worker")
-        var http = HTTPClient.shared
+        // The worker's clients follow no redirects (WorkerHTTPClient): one could carry the join token elsewhere.
+        var http = WorkerHTTPClient.shared
         if let caFile {
             guard FileManager.default.isReadableFile(atPath: caFile) else { throw CLIError("cannot read --ca-file \(caFile)") }
             var tls = TLSConfiguration.makeClientConfiguration()
             tls.trustRoots = .file(caFile)
-            http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
+            var configuration = WorkerHTTPClient.defaultConfiguration
+            configuration.tlsConfiguration = tls
+            http = WorkerHTTPClient(configuration)
         }
         let daemon = WorkerDaemon(options: options, logger: logger, http: http)
         let grace = options.gracePeriod
@@ -138,6 +141,7 @@ struct WorkerCommand: AsyncParsableCommand {
                          ByteCount.format(r.bytesUp), ByteCount.format(r.bytesDown)))
             fflush(nil)
         }
+        try? await http.shutdown()
     }
 }
 
