@@ -47,9 +47,35 @@ public struct CoordinatorClient: Sendable {
     /// the JSON limit unless the request can honestly return more), a refusal's up to
     /// `ResponseLimit.json`. A larger answer, or a redirect, is a `protocolViolation`, and
     /// the connection is dropped without reading the rest.
+    /// Times a `429 rate_limited` is waited out (its `Retry-After`, at most
+    /// `maximumRetryAfter` seconds) and the request sent again, before it counts as refused.
+    static let rateLimitRetries = 3
+    static let maximumRetryAfter = 30.0
+
     public func send(_ method: HTTPMethod, _ path: String, token: String? = nil, body: [UInt8]? = nil,
                      contentType: String? = nil, headers extra: [(String, String)] = [],
                      limit: Int = ResponseLimit.json) async throws -> Reply {
+        var attempt = 0
+        while true {
+            do {
+                return try await sendOnce(method, path, token: token, body: body, contentType: contentType,
+                                          headers: extra, limit: limit)
+            } catch let limited as RateLimited {
+                attempt += 1
+                guard attempt <= Self.rateLimitRetries else { throw ClientError.refused(limited.problem) }
+                try await Task.sleep(for: .seconds(limited.seconds))
+            }
+        }
+    }
+
+    /// A 429 with the wait it asked for (bounded), retried by `send`.
+    struct RateLimited: Error {
+        let problem: Problem
+        let seconds: Double
+    }
+
+    private func sendOnce(_ method: HTTPMethod, _ path: String, token: String?, body: [UInt8]?,
+                          contentType: String?, headers extra: [(String, String)], limit: Int) async throws -> Reply {
         var request = HTTPClientRequest(url: base + path)
         request.method = method
         if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
@@ -91,6 +117,10 @@ public struct CoordinatorClient: Sendable {
         }
         if reply.status >= 400 {
             if let problem = try? WireJSON.decoder().decode(Problem.self, from: Data(reply.body)) {
+                if problem.code == .rateLimited {
+                    let asked = reply.headers.first(name: "Retry-After").flatMap(Double.init) ?? 1
+                    throw RateLimited(problem: problem, seconds: min(Self.maximumRetryAfter, max(0.1, asked)))
+                }
                 throw ClientError.refused(problem)
             }
             if reply.status == 503 { throw ClientError.transient("\(method) \(path): HTTP 503") }

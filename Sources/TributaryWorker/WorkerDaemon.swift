@@ -88,15 +88,17 @@ public actor WorkerDaemon {
                     currentLease = nil
                     try await sleep(idle.next())
                     continue
+                case .workerBanned:
+                    throw WorkerError.fatal("the coordinator's operator banned this worker; it stops")
                 case .unauthorized, .forbidden:
-                    if problem.detail.contains("join token") { throw WorkerError.fatal("the coordinator refused the join token: \(problem.detail)") }
+                    if problem.detail.contains("join token") { throw WorkerError.fatal("the coordinator refused the join token: \(LogSafe.escape(problem.detail))") }
                     logger.warning("the coordinator does not know this worker's token; registering again")
                     identity = nil
                     try? FileManager.default.removeItem(atPath: identityPath)
                 default:
                     // Stale version, expired lease, duplicate: drop this unit (giving the lease
                     // back, so nobody waits for it to time out) and lease another.
-                    logger.info("unit dropped", metadata: ["reason": "\(problem.code.rawValue)", "detail": "\(problem.detail)"])
+                    logger.info("unit dropped", metadata: ["reason": "\(problem.code.rawValue)", "detail": "\(LogSafe.escape(problem.detail))"])
                     await releaseCurrentLease()
                 }
                 currentLease = nil
@@ -112,7 +114,7 @@ public actor WorkerDaemon {
     /// its status, so a coordinator that refuses everything is asked less and less often.
     private func pause(_ backoff: inout Backoff, after error: String) async throws {
         let delay = backoff.next()
-        logger.warning("retrying", metadata: ["error": "\(error)", "in_ms": "\(Int(Backoff.seconds(delay) * 1000))"])
+        logger.warning("retrying", metadata: ["error": "\(LogSafe.escape(error))", "in_ms": "\(Int(Backoff.seconds(delay) * 1000))"])
         try await sleep(delay)
     }
 

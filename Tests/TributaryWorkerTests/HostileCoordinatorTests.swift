@@ -263,3 +263,54 @@ final class HostileCoordinatorTests: XCTestCase {
         }
     }
 }
+
+/// A `429 rate_limited` is waited out (its `Retry-After`) and the request sent again, a
+/// bounded number of times; a banned worker stops.
+final class RateLimitedClientTests: XCTestCase {
+    func testA429IsRetriedAfterItsRetryAfterThenRefused() async throws {
+        let server = try await HostileCoordinator.start { request, log in
+            if request.uri.path == Routes.job, log.count("GET \(Routes.job)") <= 2 {
+                var response = try HostileCoordinator.problem(.rateLimited)
+                response.headers[.retryAfter] = "1"
+                return response
+            }
+            if request.uri.path == Routes.job { return try HostileCoordinator.json(HostileCoordinator.job) }
+            var response = try HostileCoordinator.problem(.rateLimited)
+            response.headers[.retryAfter] = "0"
+            return response
+        }
+        let client = CoordinatorClient(base: server.url)
+        let started = Date()
+        let job: JobDescription = try await client.json(.GET, Routes.job)
+        XCTAssertEqual(job.name, "hostile")
+        XCTAssertEqual(server.log.count("GET \(Routes.job)"), 3, "two 429s waited out, then the answer")
+        XCTAssertGreaterThanOrEqual(Date().timeIntervalSince(started), 1.9, "Retry-After: 1 was honoured twice")
+        do {
+            _ = try await client.send(.GET, Routes.status)
+            XCTFail("a 429 that never ends is a refusal")
+        } catch let ClientError.refused(problem) {
+            XCTAssertEqual(problem.code, .rateLimited)
+        }
+        XCTAssertEqual(server.log.count("GET \(Routes.status)"), 1 + CoordinatorClient.rateLimitRetries)
+        await server.stop()
+    }
+
+    func testABannedWorkerStops() async throws {
+        let server = try await HostileCoordinator.start { request, _ in
+            request.uri.path == Routes.register ? try HostileCoordinator.registered() : try HostileCoordinator.problem(.workerBanned)
+        }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("banned-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var logger = Logger(label: "test.banned")
+        logger.logLevel = .critical
+        let daemon = WorkerDaemon(options: WorkerOptions(coordinator: server.url, joinToken: "j", dataDirectory: dir), logger: logger)
+        do {
+            try await daemon.run()
+            XCTFail("a banned worker stops with an error")
+        } catch let WorkerError.fatal(why) {
+            XCTAssertTrue(why.contains("banned"), why)
+        }
+        XCTAssertEqual(server.log.count("POST \(Routes.leases)"), 1, "no retries after the ban")
+        await server.stop()
+    }
+}
