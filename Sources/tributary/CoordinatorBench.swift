@@ -50,6 +50,7 @@ struct CoordinatorBench: AsyncParsableCommand {
         config.limits.registrationBurst = workers
         config.limits.maxConnectionsPerAddress = workers + 64
         config.limits.maxConcurrentUploads = workers
+        config.limits.connectionBurst = 4 * workers
         var logger = Logger(label: "bench.coordinator")
         logger.logLevel = .warning
         let coordinator = try await EmbeddedCoordinator.start(config, logger: logger)

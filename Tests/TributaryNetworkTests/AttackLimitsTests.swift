@@ -57,7 +57,8 @@ final class AttackLimitsTests: XCTestCase {
     }
 
     /// Finding 9 (public routes): h2load at 1,500 req/s on /v1/status. Requests without a
-    /// token are limited per address; a worker's requests are not.
+    /// token are limited per address; a worker's requests for what it needs (the job, the
+    /// parameters) are not, but its monitoring requests are.
     func testPublicRoutesAreRateLimitedPerAddressButWorkersAreNot() async throws {
         let (c, dir) = try await start("flood") { $0.limits.publicBurst = 10; $0.limits.publicRequestsPerSecond = 2 }
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -68,9 +69,12 @@ final class AttackLimitsTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(anonymous.filter { $0 == 429 }.count, 18)
         let me = try await raw.register()
         var worker: [Int] = []
-        for _ in 0..<30 { worker.append(try await raw.request(.GET, Routes.status, token: me.token).status) }
+        for _ in 0..<30 { worker.append(try await raw.request(.GET, Routes.job, token: me.token).status) }
         XCTAssertEqual(worker, Array(repeating: 200, count: 30))
-        let forged = try await raw.request(.GET, Routes.status, token: "trb_forged")
+        var polling: [Int] = []
+        for _ in 0..<30 { polling.append(try await raw.request(.GET, Routes.workers, token: me.token).status) }
+        XCTAssertGreaterThanOrEqual(polling.filter { $0 == 429 }.count, 20, "a token does not buy a flood: \(polling)")
+        let forged = try await raw.request(.GET, Routes.job, token: "trb_forged")
         XCTAssertEqual(forged.status, 403, "a token that is not a worker's is refused, not rate-limited")
         await c.stop()
     }
@@ -143,6 +147,22 @@ final class AttackLimitsTests: XCTestCase {
         }
         XCTAssertTrue(cut, "a trickled request head is closed")
         XCTAssertLessThan(Date().timeIntervalSince(started), 3.5)
+        await c.stop()
+    }
+
+    /// Finding 9 (connections): a client opening connections as fast as it can is cut off
+    /// at accept, before any TLS or HTTP work.
+    func testNewConnectionsAreRateLimitedPerAddress() async throws {
+        let (c, dir) = try await start("connect-flood") { $0.limits.connectionBurst = 10; $0.limits.connectionsPerSecond = 1 }
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var served = 0
+        for _ in 0..<30 {
+            let s = try RawSocket(port: c.port)
+            s.send("GET \(Routes.status) HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            if String(decoding: s.receive(within: 2).bytes, as: UTF8.self).hasPrefix("HTTP/1.1") { served += 1 }
+        }
+        XCTAssertLessThanOrEqual(served, 12, "about the burst is served")
+        XCTAssertGreaterThanOrEqual(served, 9)
         await c.stop()
     }
 

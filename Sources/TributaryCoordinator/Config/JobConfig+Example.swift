@@ -60,6 +60,8 @@ extension JobConfig {
       public_requests_per_second: 20   # requests without a bearer token to the public routes
       public_burst: 40
       max_connections: 900
+      connections_per_second: 10   # new connections (keep-alive clients need few) ...
+      connection_burst: 60         # ... after a burst of this many
       max_connections_per_address: 64
       max_concurrent_uploads: 64
       idle_timeout_seconds: 30     # also before a connection's first request

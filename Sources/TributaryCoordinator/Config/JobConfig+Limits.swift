@@ -11,6 +11,8 @@ extension JobConfig.Limits {
         try positive(registrationsPerMinute, "registrations_per_minute")
         try positive(lockoutSeconds, "lockout_seconds")
         try positive(publicRequestsPerSecond, "public_requests_per_second")
+        try positive(connectionsPerSecond, "connections_per_second")
+        try atLeastOne(connectionBurst, "connection_burst")
         try positive(idleTimeoutSeconds, "idle_timeout_seconds")
         try positive(handshakeTimeoutSeconds, "handshake_timeout_seconds")
         try atLeastOne(registrationBurst, "registration_burst")

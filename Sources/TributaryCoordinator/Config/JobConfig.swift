@@ -74,6 +74,9 @@ public struct JobConfig: Codable, Sendable, Equatable {
         public var publicRequestsPerSecond: Double = 20
         public var publicBurst: Int = 40
         public var maxConnections: Int = 900
+        /// New connections per second from one address (HTTP keep-alive needs few), burst `connection_burst`.
+        public var connectionsPerSecond: Double = 10
+        public var connectionBurst: Int = 60
         public var maxConnectionsPerAddress: Int = 64
         public var maxConcurrentUploads: Int = 64
         /// A connection with no request in progress is closed after this long (also before its first request).

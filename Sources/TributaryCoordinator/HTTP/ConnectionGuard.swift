@@ -42,13 +42,15 @@ struct GuardedChildChannel<Base: ServerChildChannel>: ServerChildChannel {
     typealias Value = Base.Value
     let base: Base
     let counter: ConnectionCounter
+    let newConnections: AddressRateLimiter
     let handshakeTimeout: TimeAmount?
     let logger: Logger
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         let key = ClientAddress.key(channel.remoteAddress)
-        guard counter.open(key) else {
-            self.logger.notice("connection refused: too many from one address", metadata: ["address": "\(key)"])
+        // Refused as cheaply as possible: closed before any TLS or HTTP work.
+        guard newConnections.take(key) == nil, counter.open(key) else {
+            self.logger.notice("connection refused: too many (or too frequent) from one address", metadata: ["address": "\(key)"])
             // Closed here: a failed set-up alone leaves the socket open.
             channel.close(promise: nil)
             return channel.eventLoop.makeFailedFuture(TooManyConnections())

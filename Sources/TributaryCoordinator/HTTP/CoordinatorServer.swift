@@ -87,14 +87,17 @@ public struct CoordinatorServer: Sendable {
             response.headers[.cacheControl] = "no-cache"
             return response
         }
-        open.get(RouterPath(Routes.status)) { _, _ -> Response in
+        let monitoring = router.group().add(middleware: PublicAccessMiddleware(
+            job: job, limits: limits, publicRead: job.config.auth.publicRead, viewerTokenHash: job.viewerTokenHash,
+            limitTokens: true))
+        monitoring.get(RouterPath(Routes.status)) { _, _ -> Response in
             try json(job.status())
         }
-        open.get(RouterPath(Routes.workers)) { request, _ -> Response in
+        monitoring.get(RouterPath(Routes.workers)) { request, _ -> Response in
             let (offset, limit) = try pageParameters(request)
             return try json(await job.workerPage(offset: offset, limit: limit))
         }
-        open.get("/metrics") { _, _ -> Response in
+        monitoring.get("/metrics") { _, _ -> Response in
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                      body: .init(byteBuffer: ByteBuffer(bytes: job.metrics.exposition())))
         }
@@ -180,7 +183,7 @@ public struct CoordinatorServer: Sendable {
                     shutdown: CoordinatorShutdown? = nil,
                     onListening: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
         let server: HTTPServerBuilder
-        let counter = limits.connections, logger = self.logger
+        let counter = limits.connections, rate = limits.newConnections, logger = self.logger
         let idle = Duration.seconds(job.config.limits.idleTimeoutSeconds)
         let handshake = TimeAmount.milliseconds(Int64(job.config.limits.handshakeTimeoutSeconds * 1000))
         if let tls {
@@ -196,12 +199,12 @@ public struct CoordinatorServer: Sendable {
             server = HTTPServerBuilder { responder in
                 GuardedChildChannel(base: try HTTP2UpgradeChannel(tlsConfiguration: tlsConfiguration, configuration: channel,
                                                                   responder: responder),
-                                    counter: counter, handshakeTimeout: handshake, logger: logger)
+                                    counter: counter, newConnections: rate, handshakeTimeout: handshake, logger: logger)
             }
         } else {
             server = HTTPServerBuilder { responder in
                 GuardedChildChannel(base: HTTP1Channel(responder: responder, configuration: .init(idleTimeout: .init(idle))),
-                                    counter: counter, handshakeTimeout: nil, logger: logger)
+                                    counter: counter, newConnections: rate, handshakeTimeout: nil, logger: logger)
             }
         }
         let app = Application(router: router(), server: server,

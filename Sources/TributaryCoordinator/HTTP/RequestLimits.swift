@@ -11,6 +11,7 @@ final class RequestLimits: Sendable {
     let publicRequests: AddressRateLimiter
     let uploads: UploadGate
     let connections: ConnectionCounter
+    let newConnections: AddressRateLimiter
 
     init(_ limits: JobConfig.Limits) {
         registrations = AddressRateLimiter(rate: limits.registrationsPerMinute / 60, burst: limits.registrationBurst)
@@ -18,6 +19,7 @@ final class RequestLimits: Sendable {
         publicRequests = AddressRateLimiter(rate: limits.publicRequestsPerSecond, burst: limits.publicBurst)
         uploads = UploadGate(total: limits.maxConcurrentUploads, perWorker: 2)
         connections = ConnectionCounter(perAddress: limits.maxConnectionsPerAddress)
+        newConnections = AddressRateLimiter(rate: limits.connectionsPerSecond, burst: limits.connectionBurst)
     }
 
     /// A 429 refusal with its Retry-After (whole seconds, at least 1).
@@ -63,16 +65,21 @@ final class UploadGate: Sendable {
 
 /// Routes anyone may read: a request with a worker's (or the viewer's) bearer token
 /// passes; one without is rate-limited per address, and refused outright when the job
-/// says `auth.public_read: false`.
+/// says `auth.public_read: false`. Monitoring routes (`limitTokens`) are rate-limited
+/// with a token too: workers never need them often, and a token must not buy a flood.
 struct PublicAccessMiddleware: RouterMiddleware {
     typealias Context = WorkerRequestContext
     let job: TrainingJob
     let limits: RequestLimits
     let publicRead: Bool
     let viewerTokenHash: String?
+    var limitTokens = false
 
     func handle(_ request: Request, context: Context,
                 next: (Request, Context) async throws -> Response) async throws -> Response {
+        if limitTokens, bearer(request) != nil, let wait = limits.publicRequests.take(context.clientAddress) {
+            return RequestLimits.tooMany("too many requests from this address; slow down", retryAfter: wait)
+        }
         if let token = bearer(request), !token.isEmpty {
             if let viewerTokenHash, WorkerToken.hash(token) == viewerTokenHash { return try await next(request, context) }
             if job.registry.worker(token: token, at: Date()) != nil { return try await next(request, context) }
