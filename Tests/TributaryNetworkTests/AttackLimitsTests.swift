@@ -10,17 +10,11 @@ import XCTest
 final class AttackLimitsTests: XCTestCase {
     override func setUp() { ComputeThreads.set(1) }
 
-    func start(_ label: String, _ adjust: (inout JobConfig) -> Void = { _ in }) async throws -> (EmbeddedCoordinator, String) {
-        let dir = try temporaryDirectory(label)
-        let coordinator = try await RunningCoordinator.start(RunningCoordinator.config(directory: dir, adjust))
-        return (coordinator, dir)
-    }
-
     /// Finding 9: 10,000 Sybils at 589/s, 5,000 join-token guesses in 9 s. Now one address
     /// registers its burst and then waits; after `bad_join_tokens` wrong tokens it is
     /// locked out, and even the right token is not compared until the lockout ends.
     func testRegistrationIsRateLimitedAndWrongJoinTokensLockTheAddressOut() async throws {
-        let (c, dir) = try await start("sybil") {
+        let (c, dir) = try await RunningCoordinator.startInTemporaryDirectory("sybil") {
             $0.limits.registrationBurst = 5
             $0.limits.registrationsPerMinute = 1
             $0.limits.badJoinTokens = 3
@@ -41,7 +35,7 @@ final class AttackLimitsTests: XCTestCase {
         XCTAssertEqual(c.job.status().workers.total, 5)
 
         // Another coordinator, for the lockout on its own.
-        let (d, dir2) = try await start("guess") { $0.limits.badJoinTokens = 3; $0.limits.lockoutSeconds = 60 }
+        let (d, dir2) = try await RunningCoordinator.startInTemporaryDirectory("guess") { $0.limits.badJoinTokens = 3; $0.limits.lockoutSeconds = 60 }
         defer { try? FileManager.default.removeItem(atPath: dir2) }
         let guesser = RawClient(base: d.url)
         for i in 0..<3 {
@@ -60,7 +54,7 @@ final class AttackLimitsTests: XCTestCase {
     /// token are limited per address; a worker's requests for what it needs (the job, the
     /// parameters) are not, but its monitoring requests are.
     func testPublicRoutesAreRateLimitedPerAddressButWorkersAreNot() async throws {
-        let (c, dir) = try await start("flood") { $0.limits.publicBurst = 10; $0.limits.publicRequestsPerSecond = 2 }
+        let (c, dir) = try await RunningCoordinator.startInTemporaryDirectory("flood") { $0.limits.publicBurst = 10; $0.limits.publicRequestsPerSecond = 2 }
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let raw = RawClient(base: c.url)
         var anonymous: [Int] = []
@@ -84,7 +78,7 @@ final class AttackLimitsTests: XCTestCase {
     /// private job (`auth.public_read: false`) shows it, its status and its model only to
     /// workers and the viewer.
     func testWorkerListIsPagedAndAPrivateJobNeedsAToken() async throws {
-        let (c, dir) = try await start("workers") {
+        let (c, dir) = try await RunningCoordinator.startInTemporaryDirectory("workers") {
             $0.limits.registrationBurst = 300
             $0.auth.publicRead = false
             $0.auth.viewerToken = "viewer-token-for-tests"
@@ -119,7 +113,7 @@ final class AttackLimitsTests: XCTestCase {
     /// Now one address holds at most `max_connections_per_address`, and a connection that
     /// sends no request is closed after the idle timeout.
     func testIdleConnectionsAreCappedPerAddressAndClosed() async throws {
-        let (c, dir) = try await start("idle") {
+        let (c, dir) = try await RunningCoordinator.startInTemporaryDirectory("idle") {
             $0.limits.maxConnectionsPerAddress = 6
             $0.limits.idleTimeoutSeconds = 1
         }
@@ -153,7 +147,7 @@ final class AttackLimitsTests: XCTestCase {
     /// Finding 9 (connections): a client opening connections as fast as it can is cut off
     /// at accept, before any TLS or HTTP work.
     func testNewConnectionsAreRateLimitedPerAddress() async throws {
-        let (c, dir) = try await start("connect-flood") { $0.limits.connectionBurst = 10; $0.limits.connectionsPerSecond = 1 }
+        let (c, dir) = try await RunningCoordinator.startInTemporaryDirectory("connect-flood") { $0.limits.connectionBurst = 10; $0.limits.connectionsPerSecond = 1 }
         defer { try? FileManager.default.removeItem(atPath: dir) }
         var served = 0
         for _ in 0..<30 {
@@ -170,7 +164,7 @@ final class AttackLimitsTests: XCTestCase {
     /// with made-up lease ids: +240 MiB). Now a made-up lease is refused before its body is
     /// read, and one worker reads at most two uploads at a time.
     func testUploadsAreRefusedBeforeTheirBodyIsReadAndBoundedInNumber() async throws {
-        let (c, dir) = try await start("uploads")
+        let (c, dir) = try await RunningCoordinator.startInTemporaryDirectory("uploads")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let raw = RawClient(base: c.url)
         let me = try await raw.register()

@@ -10,18 +10,12 @@ import XCTest
 final class AttackTests: XCTestCase {
     override func setUp() { ComputeThreads.set(1) }
 
-    func start(_ label: String, _ adjust: (inout JobConfig) -> Void = { _ in }) async throws -> (EmbeddedCoordinator, String) {
-        let dir = try temporaryDirectory(label)
-        let coordinator = try await RunningCoordinator.start(RunningCoordinator.config(directory: dir, adjust))
-        return (coordinator, dir)
-    }
-
     /// Finding 2: a worker that takes a unit and renews its lease forever. Before, rounds
     /// waited for it (10.7 → 0.007 rounds/s); now it holds one lease, its renewals stop at
     /// the lifetime, and a backup lease lets the round close: honest training keeps its rate.
     func testASquattingWorkerCannotHoldTheRoundHostage() async throws {
         func roundsPerSecond(squatter: Bool) async throws -> (rate: Double, refusals: [ProblemCode]) {
-            let (c, dir) = try await start("squat") {
+            let (c, dir) = try await RunningCoordinator.startInTemporaryDirectory("squat") {
                 $0.optimizer.totalRounds = 12
                 $0.leases.durationSeconds = 3
                 $0.leases.maxLifetimeSeconds = 6
@@ -78,7 +72,7 @@ final class AttackTests: XCTestCase {
     /// non-finite, so the round's honest units were thrown away. Now it is refused and the
     /// round closes on the honest units alone.
     func testAnUpdateOfHugeValuesIsRefusedAndTheHonestUnitsCount() async throws {
-        let (c, dir) = try await start("huge") {
+        let (c, dir) = try await RunningCoordinator.startInTemporaryDirectory("huge") {
             $0.rounds.unitsPerRound = 2
             $0.optimizer.totalRounds = 3
         }

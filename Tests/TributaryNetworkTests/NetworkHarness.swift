@@ -54,6 +54,14 @@ enum RunningCoordinator {
         }
     }
 
+    /// A coordinator on the test job (changed by `adjust`) in a new temporary directory,
+    /// which the caller removes.
+    static func startInTemporaryDirectory(_ label: String, _ adjust: (inout JobConfig) -> Void = { _ in }) async throws
+        -> (EmbeddedCoordinator, String) {
+        let dir = try temporaryDirectory(label)
+        return (try await start(config(directory: dir, adjust)), dir)
+    }
+
     static func start(_ config: JobConfig, now: @escaping @Sendable () -> Date = { Date() }) async throws -> EmbeddedCoordinator {
         var logger = Logger(label: "test.coordinator")
         logger.logLevel = .warning
