@@ -18,6 +18,8 @@ struct AttackBench: AsyncParsableCommand {
     @Option(help: "Seconds measured per scenario.") var seconds = 10.0
     @Option(help: "Repeats of every scenario.") var repeats = 3
     @Option(help: "Honest workers.") var workers = 3
+    @Flag(help: "Lift the per-address limits and the lease limits (not the checks in the code paths), to see what they buy.")
+    var unprotected = false
     @Option(help: "Scenarios (comma-separated): clean-sync, squat, clean, worker-list, idle-connections, stalled-uploads, flood.")
     var scenarios = AttackScenario.allCases.map(\.rawValue).joined(separator: ",")
 
@@ -69,6 +71,20 @@ struct AttackBench: AsyncParsableCommand {
         config.storage.validationEveryRounds = 1_000_000
         config.auth.joinToken = "attack-bench-join-token"
         if scenario == .workerList { config.limits.registrationBurst = 2_100 }
+        if unprotected {
+            let huge = 1_000_000
+            config.limits.registrationBurst = huge
+            config.limits.badJoinTokens = huge
+            config.limits.publicBurst = huge
+            config.limits.publicRequestsPerSecond = Double(huge)
+            config.limits.connectionBurst = huge
+            config.limits.connectionsPerSecond = Double(huge)
+            config.limits.maxConnectionsPerAddress = huge
+            config.limits.maxConnections = huge
+            config.limits.idleTimeoutSeconds = 86_400
+            config.leases.maxPerWorker = huge
+            config.leases.maxLifetimeSeconds = 1e9
+        }
         var logger = Logger(label: "bench.attacks")
         logger.logLevel = .critical
         let coordinator = try await EmbeddedCoordinator.start(config, logger: logger)

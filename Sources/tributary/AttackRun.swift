@@ -36,8 +36,9 @@ final class AttackRun: Sendable {
                                                                     body: RegisterRequest(joinToken: joinToken, name: "sybil"))
             run.thread { run.holdStalledUploads(1_000, token: sybil.token, from: "127.0.0.3") }
         case .flood:
-            for _ in 0..<8 { run.thread { run.requestStatusForever(from: "127.0.0.4") } }
-            run.thread { run.guessJoinTokens(from: "127.0.0.5") }
+            // The attack run's rates: h2load at 1,500 requests/s, 5,000 join tokens in 9 s.
+            for _ in 0..<8 { run.thread { run.requestStatusForever(from: "127.0.0.4", perSecond: 1_500 / 8) } }
+            run.thread { run.guessJoinTokens(from: "127.0.0.5", perSecond: 550) }
         }
         return run
     }
@@ -118,11 +119,28 @@ final class AttackRun: Sendable {
 
     // MARK: Findings 7, 8, 9 (sockets)
 
+    /// Sleeps until `slot` of a schedule of `perSecond` events that began at `start`.
+    private func pace(_ slot: Int, perSecond: Double, since start: Date) {
+        let due = start.addingTimeInterval(Double(slot) / perSecond)
+        let wait = due.timeIntervalSinceNow
+        if wait > 0 { Thread.sleep(forTimeInterval: wait) }
+    }
+
+    /// Reconnections are paced too (200/s): the attacker shares this machine's cores with
+    /// the coordinator, and an unpaced loop would measure its own CPU, not the coordinator's.
+    static let reconnectsPerSecond = 200.0
+
     private func holdIdleConnections(_ count: Int, from source: String) {
         var open: [RawConnection] = []
+        var slot = 0
+        let start = Date()
         while !isStopped {
             open.removeAll { $0.isClosed }
-            while open.count < count, !isStopped, let c = RawConnection(port: port, from: source) { open.append(c) }
+            while open.count < count, !isStopped, let c = RawConnection(port: port, from: source) {
+                open.append(c)
+                slot += 1
+                pace(slot, perSecond: Self.reconnectsPerSecond, since: start)
+            }
             Thread.sleep(forTimeInterval: 0.2)
         }
     }
@@ -130,6 +148,7 @@ final class AttackRun: Sendable {
     private func holdStalledUploads(_ count: Int, token: String, from source: String) {
         var open: [RawConnection] = []
         var n = 0
+        let start = Date()
         while !isStopped {
             open.removeAll { $0.isClosed }
             while open.count < count, !isStopped, let c = RawConnection(port: port, from: source) {
@@ -138,22 +157,29 @@ final class AttackRun: Sendable {
                            + "Authorization: Bearer \(token)\r\nContent-Type: \(Routes.tensorFrameType)\r\n"
                            + "Content-Length: 262144\r\n\r\nTRBF")
                 open.append(c)
+                pace(n, perSecond: Self.reconnectsPerSecond, since: start)
             }
             Thread.sleep(forTimeInterval: 0.2)
         }
     }
 
-    private func requestStatusForever(from source: String) {
+    private func requestStatusForever(from source: String, perSecond: Double) {
+        let start = Date()
+        var slot = 0
         while !isStopped {
+            slot += 1
+            pace(slot, perSecond: perSecond, since: start)
             guard let c = RawConnection(port: port, from: source) else { continue }
             _ = c.send("GET \(Routes.status) HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             while c.receive() != nil {}
         }
     }
 
-    private func guessJoinTokens(from source: String) {
+    private func guessJoinTokens(from source: String, perSecond: Double) {
         var n = 0
+        let start = Date()
         while !isStopped {
+            pace(n + 1, perSecond: perSecond, since: start)
             guard let c = RawConnection(port: port, from: source) else { continue }
             n += 1
             let body = #"{"join_token":"guess-\#(n)"}"#
