@@ -74,6 +74,13 @@ final class ShardCache: @unchecked Sendable {
             guard let data = FileManager.default.contents(atPath: path(hash)) else {
                 throw ClientError.protocolViolation("shard \(hash) is missing from the local cache")
             }
+            // Checked at every read, not once per process: a file replaced since (even by a
+            // valid frame) must never reach the model.
+            guard Self.hex(SHA256.hash(data: data)) == hash else {
+                try? FileManager.default.removeItem(atPath: path(hash))
+                lock.withLock { _ = verified.remove(hash) }
+                throw ClientError.protocolViolation("cached shard \(hash) changed on disk; it was removed and will be fetched again")
+            }
             do {
                 try data.withUnsafeBytes { raw in try TensorFrame.decode(raw, expectedCount: out.count, into: out) }
             } catch {

@@ -18,6 +18,8 @@ import TributaryTensor
 public actor WorkerDaemon {
     public let options: WorkerOptions
     let client: CoordinatorClient
+    /// For giving a lease back after a failure: a short timeout, as the network may be what failed.
+    let releaseClient: CoordinatorClient
     let logger: Logger
     private var identity: Identity?
     private var job: JobDescription?
@@ -41,6 +43,7 @@ public actor WorkerDaemon {
         self.options = options
         self.logger = logger
         client = CoordinatorClient(base: options.coordinator, http: http)
+        releaseClient = CoordinatorClient(base: options.coordinator, http: http, timeout: .seconds(5))
         device = CPUDevice(memoryBudgetBytes: options.memoryBudgetBytes)
         cache = ShardCache(directory: "\(options.dataDirectory)/shards")
         residualStore = ResidualStore(directory: "\(options.dataDirectory)/residual")
@@ -60,7 +63,7 @@ public actor WorkerDaemon {
     /// Releases the lease in hand (after the grace period ran out).
     public func releaseCurrentLease() async {
         guard let lease = currentLease, let token = identity?.token else { return }
-        _ = try? await client.send(.DELETE, Routes.lease(lease), token: token, limit: ResponseLimit.json)
+        _ = try? await releaseClient.send(.DELETE, Routes.lease(lease), token: token, limit: ResponseLimit.json)
         currentLease = nil
         logger.info("lease released", metadata: ["lease": "\(lease)"])
     }
@@ -68,6 +71,9 @@ public actor WorkerDaemon {
     /// Runs until stopped or `maxUnits` units are committed.
     public func run(report: @Sendable (UnitReport) -> Void = { _ in }) async throws {
         try FileManager.default.createDirectory(atPath: cacheDirectory, withIntermediateDirectories: true)
+        // One worker per data directory: two would share an identity, a cache and residuals.
+        let dataLock = try DirectoryLock.acquire(options.dataDirectory, name: "worker.lock")
+        defer { dataLock.release() }
         var failures = Backoff(base: options.retry.base, cap: options.retry.cap)
         var idle = Backoff(base: options.retry.idleBase, cap: options.retry.idleCap)
         while !stopRequested && !Task.isCancelled {
@@ -104,8 +110,13 @@ public actor WorkerDaemon {
                 currentLease = nil
                 try await pause(&failures, after: "refused: \(problem)")
             } catch let error as ClientError {
+                // The unit cannot go on: give its lease back, so nobody waits for it to expire.
+                await releaseCurrentLease()
                 currentLease = nil
                 try await pause(&failures, after: "\(error)")
+            } catch {
+                await releaseCurrentLease()
+                throw error
             }
         }
     }
@@ -118,12 +129,28 @@ public actor WorkerDaemon {
         try await sleep(delay)
     }
 
+    /// Writes the identity file; the token is a secret: readable by this user only.
+    private func persist(_ identity: Identity) throws {
+        let data = try JSONEncoder().encode(identity)
+        guard FileManager.default.createFile(atPath: identityPath, contents: data, attributes: [.posixPermissions: 0o600]) else {
+            throw WorkerError.fatal("cannot write \(identityPath): check the data directory's space and permissions")
+        }
+    }
+
     private func sleep(_ d: Duration) async throws {
         try await Task.sleep(for: d)
     }
 
     private func register() async throws -> Identity {
-        if let identity { return identity }
+        if let identity {
+            // Deleted while running: written again, or the next start would register a second
+            // identity and split this volunteer's credit.
+            if !FileManager.default.fileExists(atPath: identityPath) {
+                try persist(identity)
+                logger.warning("identity file was missing; written again", metadata: ["path": "\(identityPath)"])
+            }
+            return identity
+        }
         if let data = FileManager.default.contents(atPath: identityPath),
            let saved = try? JSONDecoder().decode(Identity.self, from: data), saved.coordinator == options.coordinator {
             identity = saved
@@ -133,9 +160,7 @@ public actor WorkerDaemon {
                                       threads: ComputeThreads.count, memoryBudgetBytes: options.memoryBudgetBytes)
         let response: RegisterResponse = try await client.json(.POST, Routes.register, body: request)
         let fresh = Identity(coordinator: options.coordinator, workerId: response.workerId, token: response.token)
-        // The token is a secret: readable by this user only.
-        let data = try JSONEncoder().encode(fresh)
-        _ = FileManager.default.createFile(atPath: identityPath, contents: data, attributes: [.posixPermissions: 0o600])
+        try persist(fresh)
         identity = fresh
         if job != response.job { compute = nil }  // another job: plan again
         job = response.job

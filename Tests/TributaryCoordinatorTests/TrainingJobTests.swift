@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import TributaryProtocol
+import TributaryCheckpoint
 import XCTest
 @testable import TributaryCoordinator
 
@@ -102,6 +103,22 @@ final class TrainingJobTests: XCTestCase {
         XCTAssertEqual(names[evil.workerId], "evil[2J")
         XCTAssertEqual(names[blank.workerId], blank.workerId, "a name of control characters only becomes the id")
         await job.close()
+    }
+
+    /// Issue 14: two coordinators on one data directory would write one ledger; the
+    /// second refuses, and the directory is free again once the first closes.
+    func testASecondCoordinatorOnTheSameDirectoryRefuses() async throws {
+        let (job, dir) = try await openJob()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        do {
+            _ = try await TrainingJob.open(config: job.config, logger: Logger(label: "test.second"))
+            XCTFail("the data directory is locked")
+        } catch let failure as DirectoryLock.Failure {
+            XCTAssertTrue(failure.description.contains("coordinator.lock"), failure.description)
+        }
+        await job.close()
+        let reopened = try await TrainingJob.open(config: job.config, logger: Logger(label: "test.reopen"))
+        await reopened.close()
     }
 
     func testWeakJoinTokensAreNamed() {

@@ -64,4 +64,26 @@ final class ChurnTests: XCTestCase {
         XCTAssertEqual(try ledger.updates(round: 1).count, 1, "applied once")
         XCTAssertEqual(ghostRecord.acceptedUpdates, 0)
     }
+
+    /// Issue 14: an identity file deleted while the worker runs is written again, so the
+    /// next start keeps the same identity (and the volunteer's credit in one place).
+    func testADeletedIdentityIsWrittenAgain() async throws {
+        let (c, dir) = try await RunningCoordinator.startInTemporaryDirectory("identity") { $0.rounds.unitsPerRound = 1 }
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let workerDir = "\(dir)/worker"
+        let identity = "\(workerDir)/identity.json"
+        let options = WorkerOptions(coordinator: c.url, joinToken: RunningCoordinator.joinToken, dataDirectory: workerDir,
+                                    maxUnits: 3)
+        let daemon = WorkerDaemon(options: options, logger: quietLogger("test.identity"))
+        try await daemon.run { report in
+            if report.unit == 0 || report.round == 1 { try? FileManager.default.removeItem(atPath: identity) }
+        }
+        let saved = try XCTUnwrap(FileManager.default.contents(atPath: identity), "the identity file is back")
+        let id = try XCTUnwrap((try JSONSerialization.jsonObject(with: saved) as? [String: Any])?["workerId"] as? String)
+        let workers = try await c.job.workers().workers
+        XCTAssertEqual(workers.count, 1, "one identity")
+        XCTAssertEqual(workers.first?.id, id)
+        XCTAssertEqual(workers.first?.acceptedUpdates, 3, "all three units credited to it")
+        await c.stop()
+    }
 }

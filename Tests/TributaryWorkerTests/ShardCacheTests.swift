@@ -43,4 +43,27 @@ final class ShardCacheTests: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: notes), "only cache files are pruned")
         XCTAssertFalse(cache.contains(hash), "the cache entry itself was pruned")
     }
+
+    /// Issue 14: a cached shard replaced on disk by a valid frame (of zeros) is caught at
+    /// the read that would have used it, removed, and no longer counted as cached.
+    func testASubstitutedCachedShardIsNeverUsed() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tributary-swap-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let cache = ShardCache(directory: dir)
+        let values: [Float] = [1, 2, 3, 4]
+        let body = try values.withUnsafeBufferPointer { try TensorFrame.encode($0, codec: .fp32) }
+        let hash = ShardCache.contentHash(of: body)
+        try cache.store(body, hash: hash)
+        XCTAssertTrue(cache.contains(hash), "verified once")
+        let zeros = try [Float](repeating: 0, count: 4).withUnsafeBufferPointer { try TensorFrame.encode($0, codec: .fp32) }
+        try Data(zeros).write(to: URL(fileURLWithPath: cache.path(hash)))
+        var out = [Float](repeating: -1, count: 4)
+        XCTAssertThrowsError(try out.withUnsafeMutableBufferPointer {
+            try cache.load(hash, into: $0, allocator: TensorAllocator(budgetBytes: nil))
+        })
+        XCTAssertEqual(out, [-1, -1, -1, -1], "nothing of the substitute reached the output")
+        XCTAssertFalse(cache.contains(hash), "removed: the next unit fetches it again")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: cache.path(hash)))
+    }
 }

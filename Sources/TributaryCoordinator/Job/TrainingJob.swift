@@ -34,6 +34,8 @@ public actor TrainingJob {
     let ledger: any LedgerStore
     let checkpoints: CheckpointStore
     let joinTokenDigest: SHA256.Digest
+    /// The data directory's lock, held until `close`.
+    let dataLock: DirectoryLock?
     /// SHA-256 (hex) of the viewer's and the operator's tokens, when the job has them.
     public nonisolated let viewerTokenHash: String?
     public nonisolated let operatorTokenHash: String?
@@ -80,20 +82,24 @@ public actor TrainingJob {
                                              validationFraction: config.data.validationFraction, seed: config.data.seed)
         let dir = config.storage.dataDirectory
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        // One coordinator per data directory: two would write one ledger and one checkpoint folder.
+        let lock = try DirectoryLock.acquire(dir, name: "coordinator.lock")
         let joinToken = try config.joinToken()
         if let weak = JobConfig.weakJoinTokenReason(joinToken) {
             logger.warning("weak join token: \(weak)", metadata: ["hint": "set auth.join_token_file to a long random token"])
         }
-        let ledger = try await config.openLedger(logger: logger)
+        let ledger: any LedgerStore
+        do { ledger = try await config.openLedger(logger: logger) } catch { lock.release(); throw error }
         let job: TrainingJob
         do {
             job = try TrainingJob(config: config, spec: spec, data: data, ledger: ledger,
                                   checkpoints: CheckpointStore(directory: "\(dir)/checkpoints", keep: 3),
                                   joinToken: joinToken, viewerToken: try config.viewerToken(),
-                                  operatorToken: try config.operatorToken(), logger: logger, now: now)
+                                  operatorToken: try config.operatorToken(), dataLock: lock, logger: logger, now: now)
             try await job.recover()
         } catch {
             await ledger.close()
+            lock.release()
             throw error
         }
         return job
@@ -101,7 +107,7 @@ public actor TrainingJob {
 
     init(config: JobConfig, spec: ModelSpec, data: PreparedDataset, ledger: any LedgerStore,
          checkpoints: CheckpointStore, joinToken: String, viewerToken: String? = nil, operatorToken: String? = nil,
-         logger: Logger, now: @escaping @Sendable () -> Date) throws {
+         dataLock: DirectoryLock? = nil, logger: Logger, now: @escaping @Sendable () -> Date) throws {
         self.config = config
         self.spec = spec
         self.data = data
@@ -109,6 +115,7 @@ public actor TrainingJob {
         self.checkpoints = checkpoints
         self.logger = logger
         self.now = now
+        self.dataLock = dataLock
         joinTokenDigest = SHA256.hash(data: Data(joinToken.utf8))
         viewerTokenHash = viewerToken.map(WorkerToken.hash)
         operatorTokenHash = operatorToken.map(WorkerToken.hash)
@@ -216,7 +223,10 @@ public actor TrainingJob {
     }
 
     /// Stops the ledger's connections; the job must not be used afterwards.
-    public func close() async { await ledger.close() }
+    public func close() async {
+        await ledger.close()
+        dataLock?.release()
+    }
 
     /// Copies the scheduler's counts into the published figures.
     func publishUnitCounts() {
