@@ -129,6 +129,26 @@ public actor WorkerDaemon {
         try await sleep(delay)
     }
 
+    /// Commits, and on a network failure commits again (up to 3 times, while the lease
+    /// lasts): a commit is idempotent, so a first attempt that landed but whose answer was
+    /// lost is answered with its receipt, and the unit's work is not thrown away.
+    private func commit(_ grant: LeaseGrant, token: String, _ request: CommitRequest) async throws -> CommitReceipt {
+        var attempt = 0
+        while true {
+            do {
+                return try await client.json(.POST, Routes.commit(grant.leaseId), token: token, body: request)
+            } catch ClientError.transient(let why) {
+                attempt += 1
+                let wait = Duration.milliseconds(250 << min(attempt, 4))
+                guard attempt <= 3, Date().addingTimeInterval(Backoff.seconds(wait)) < grant.deadline else {
+                    throw ClientError.transient(why)
+                }
+                logger.info("commit failed; committing again", metadata: ["attempt": "\(attempt)", "error": "\(LogSafe.escape(why))"])
+                try await sleep(wait)
+            }
+        }
+    }
+
     /// Writes the identity file; the token is a secret: readable by this user only.
     private func persist(_ identity: Identity) throws {
         let data = try JSONEncoder().encode(identity)
@@ -249,8 +269,7 @@ public actor WorkerDaemon {
 
         let receipt: CommitReceipt
         do {
-            receipt = try await client.json(.POST, Routes.commit(grant.leaseId), token: me.token,
-                                            body: CommitRequest(samples: batch.sampleCount, loss: loss))
+            receipt = try await commit(grant, token: me.token, CommitRequest(samples: batch.sampleCount, loss: loss))
         } catch {
             // The update was not applied: what it carried from the residual must not be lost.
             residualStore.discardStaged()

@@ -114,10 +114,15 @@ final class BadInputTests: XCTestCase {
         XCTAssertEqual(afterRefusals, before)
         XCTAssertGreaterThanOrEqual(status.updatesRejected.values.reduce(0, +), 8)
 
-        // A good commit is accepted once; the replay is refused idempotently.
+        // A good commit is accepted once; its worker's replay gets the same receipt (issue 14:
+        // idempotent), anyone else's is refused, and the update counts once.
         let receipt = try await raw.json(.POST, Routes.commit(lease.leaseId), token: t, CommitRequest(samples: 4, loss: 1.5))
         XCTAssertEqual(receipt.status, 200, String(decoding: receipt.body, as: UTF8.self))
-        expectProblem(try await raw.json(.POST, Routes.commit(lease.leaseId), token: t, CommitRequest(samples: 4, loss: 1.5)), 409, .duplicateUpdate)
+        let replay = try await raw.json(.POST, Routes.commit(lease.leaseId), token: t, CommitRequest(samples: 4, loss: 1.5))
+        XCTAssertEqual(replay.status, 200)
+        XCTAssertEqual(try replay.json(CommitReceipt.self), try receipt.json(CommitReceipt.self))
+        expectProblem(try await raw.json(.POST, Routes.commit(lease.leaseId), token: other.token, CommitRequest(samples: 4, loss: 1.5)),
+                      409, .leaseNotActive)
         status = c.job.status()
         XCTAssertEqual(status.updatesAccepted, 1)
         XCTAssertEqual(status.version, 0, "the round needs two units")

@@ -5,6 +5,7 @@ import TributaryLedger
 import TributaryProtocol
 import TributaryTensor
 import TributaryWorker
+import Synchronization
 import XCTest
 
 final class ChurnTests: XCTestCase {
@@ -84,6 +85,26 @@ final class ChurnTests: XCTestCase {
         XCTAssertEqual(workers.count, 1, "one identity")
         XCTAssertEqual(workers.first?.id, id)
         XCTAssertEqual(workers.first?.acceptedUpdates, 3, "all three units credited to it")
+        await c.stop()
+    }
+
+    /// Issue 14: a commit that landed but whose answer was lost is committed again and
+    /// answered with its receipt: the unit counts once and the worker's work is kept.
+    func testACommitWhoseAnswerWasLostIsRepeatedAndCountsOnce() async throws {
+        let (c, dir) = try await RunningCoordinator.startInTemporaryDirectory("lost-answer") { $0.rounds.unitsPerRound = 1 }
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let proxy = try await LostAnswerProxy.start(to: c.url, lose: 1)
+        let options = WorkerOptions(coordinator: proxy.url, joinToken: RunningCoordinator.joinToken,
+                                    dataDirectory: "\(dir)/worker", maxUnits: 2)
+        let reports = Mutex(0)
+        try await WorkerDaemon(options: options, logger: quietLogger("test.lost")).run { _ in reports.withLock { $0 += 1 } }
+        XCTAssertEqual(reports.withLock { $0 }, 2)
+        XCTAssertEqual(proxy.counter.value, 3, "the first commit was sent twice")
+        let status = c.job.status()
+        XCTAssertEqual(status.updatesAccepted, 2, "each unit counted once")
+        XCTAssertEqual(status.version, 2)
+        XCTAssertEqual(status.updatesRejected.values.reduce(0, +), 0, "the repeat is not a refusal")
+        await proxy.stop()
         await c.stop()
     }
 }

@@ -36,8 +36,14 @@ extension TrainingJob {
     /// Accepts a unit's update into the open round (or refuses it) once every shard arrived.
     public func commit(lease id: String, worker: String, _ request: CommitRequest) async throws -> CommitReceipt {
         try await exclusively {
-            // A second commit of a unit already accepted is answered idempotently.
+            // A commit repeated by its worker (its first answer was lost on the way) gets the
+            // first one's receipt again: the update counts once, and the worker learns so.
             if scheduler.leases[id] == nil, let record = try await ledger.lease(id: id), record.state == .committed {
+                guard record.workerId == worker else { throw JobError.leaseOfAnotherWorker(id) }
+                if let update = try await ledger.update(epoch: record.epoch, unitIndex: record.unitIndex), update.leaseId == id {
+                    return CommitReceipt(accepted: true, round: update.round, weight: update.weight,
+                                         baseVersion: update.baseVersion, currentVersion: version)
+                }
                 throw await reject(.alreadyCommitted(lease: id), worker: worker)
             }
             let lease = try await activeLease(id, worker: worker)
