@@ -150,7 +150,6 @@ extension TrainingJob {
         version += 1
         try await ledger.recordRound(RoundRecord(round: version, version: version, openedAt: opened, closedAt: closed,
                                                  updates: updates, samples: roundSamples, meanLoss: meanLoss))
-        stats.noteRound(version: version, meanLoss: meanLoss, seconds: closed.timeIntervalSince(opened))
         logger.info("round closed", metadata: [
             "version": "\(version)", "updates": "\(updates)", "samples": "\(roundSamples)",
             "loss": "\(String(format: "%.4f", meanLoss))", "lr": "\(outcome.learningRate)",
@@ -158,6 +157,9 @@ extension TrainingJob {
         if version % config.storage.validationEveryRounds == 0 || isComplete { validate() }
         if version % config.storage.checkpointEveryRounds == 0 || isComplete { try await writeCheckpointNow() }
         if scheduler.epochComplete { try await startEpoch(scheduler.epoch + 1) }
+        // Published last: status readers (who never wait for the job) must not see the new
+        // version (or `complete`) before the epoch it ends has turned over.
+        stats.noteRound(version: version, meanLoss: meanLoss, seconds: closed.timeIntervalSince(opened))
         try publish()
         openRound()
     }
