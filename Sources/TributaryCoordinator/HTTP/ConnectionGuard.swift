@@ -85,6 +85,4 @@ final class HandshakeWatcher: ChannelInboundHandler, RemovableChannelHandler {
             context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
         }
     }
-
-    func handlerRemoved(context: ChannelHandlerContext) {}
 }

@@ -23,17 +23,3 @@ extension CoordinatorServer {
         }
     }
 }
-
-/// `?offset=&limit=` of a paged list: offset from 0, limit 1...`maxPage` (default `defaultPage`).
-func pageParameters(_ request: Request) throws -> (offset: Int, limit: Int) {
-    let query = request.uri.queryParameters
-    func integer(_ key: String, default value: Int, range: ClosedRange<Int>) throws -> Int {
-        guard let text = query.get(key) else { return value }
-        guard let n = Int(text), range.contains(n) else {
-            throw Problem(.malformedRequest, detail: "\(key) must be an integer in \(range.lowerBound)...\(range.upperBound)")
-        }
-        return n
-    }
-    return (try integer("offset", default: 0, range: 0...Int(Int32.max)),
-            try integer("limit", default: Routes.defaultPage, range: 1...Routes.maxPage))
-}

@@ -201,7 +201,7 @@ public actor TrainingJob {
     /// One page of the worker list, from a copy at most `WorkerListCache.maxAge` old (or
     /// older than the last registration): polling it never reaches the ledger more often.
     public nonisolated func workerPage(offset: Int, limit: Int) async throws -> WorkerList {
-        let registered = registry.counts(at: now()).total
+        let registered = registry.registered
         let all: [WorkerSummary]
         if let fresh = workerListCache.fresh(at: now(), registered: registered) {
             all = fresh

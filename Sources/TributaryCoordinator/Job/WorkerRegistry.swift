@@ -57,6 +57,9 @@ public final class WorkerRegistry: Sendable {
 
     var bannedIDs: Set<String> { state.withLockedValue { $0.bannedIDs } }
 
+    /// Registered workers with a working token (a ban removes one): O(1), for per-request checks.
+    var registered: Int { state.withLockedValue { $0.idsByTokenHash.count } }
+
     /// Registered workers, and those seen within `window` seconds of `now`.
     func counts(at now: Date, window: TimeInterval = 300) -> (total: Int, seenRecently: Int) {
         state.withLockedValue { s in
