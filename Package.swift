@@ -49,7 +49,8 @@ let package = Package(
         .target(name: "TributaryData", dependencies: ["TributaryTensor", "CZlib"],
                 swiftSettings: optimizedInDebug),
         .target(name: "TributaryCheckpoint",
-                dependencies: ["TributaryTensor", "TributaryModels", "TributaryOptim", "TributaryData"]),
+                dependencies: ["TributaryTensor", "TributaryModels", "TributaryOptim", "TributaryData",
+                               .product(name: "Crypto", package: "swift-crypto")]),
 
         // Compression: tensor frames (header, checksum, zstd) and update codecs.
         .target(name: "TributaryCompression", dependencies: ["TributaryTensor", "CZstd", "CZlib"],

@@ -54,11 +54,13 @@ public enum CheckpointError: Error, CustomStringConvertible, Equatable {
 }
 
 /// A directory of checkpoints: `step-00000100/{model.safetensors, config.json,
-/// optimizer.safetensors, trainer_state.json}` plus `latest`, a one-line pointer file.
+/// optimizer.safetensors, trainer_state.json, SHA256SUMS}` plus `latest`, a one-line pointer file.
 ///
-/// A checkpoint is written completely into its own new directory, flushed, and only then
-/// made current by atomically replacing `latest`. A crash at any moment leaves `latest`
-/// naming a complete checkpoint; a half-written directory is ignored and cleaned later.
+/// A checkpoint is written completely into its own new directory, flushed, its files'
+/// SHA-256 written last (`SHA256SUMS`, in `sha256sum -c` format), and only then made current
+/// by atomically replacing `latest`. A crash at any moment leaves `latest` naming a complete
+/// checkpoint; a half-written directory is ignored and cleaned later; a file damaged on disk
+/// afterwards fails its hash when read (`CheckpointIntegrity`).
 public struct CheckpointStore: Sendable {
     public let directory: String
     public var keep: Int
@@ -105,6 +107,7 @@ public struct CheckpointStore: Sendable {
                 .write(to: "\(path)/\(Self.optimizerFile)")
         }
         if let trainerState { try AtomicFile.write(trainerState, to: "\(path)/\(Self.trainerStateFile)") }
+        try CheckpointIntegrity.writeSums(in: path)
         try AtomicFile.writeText(name + "\n", to: "\(directory)/\(Self.latestFile)")
         prune(except: name)
         return path
@@ -164,7 +167,9 @@ public struct LoadedCheckpoint: Sendable {
     public let optimizerState: SafeTensorsFile?
     public let trainerState: [UInt8]?
 
-    /// Reads a checkpoint directory (or a store whose `latest` names one).
+    /// Reads a checkpoint directory (or a store whose `latest` names one). Its files are
+    /// checked against its `SHA256SUMS` first (a checkpoint written before those existed
+    /// has none and is read unchecked).
     public static func read(_ path: String) throws -> LoadedCheckpoint {
         let fm = FileManager.default
         var dir = path
@@ -172,6 +177,7 @@ public struct LoadedCheckpoint: Sendable {
             dir = "\(path)/\(try CheckpointStore(directory: path).latestDirectoryName())"
         }
         guard fm.fileExists(atPath: "\(dir)/\(CheckpointStore.configFile)") else { throw CheckpointError.notFound(path) }
+        try CheckpointIntegrity.verify(dir)
         let configBytes: Data
         do { configBytes = try Data(contentsOf: URL(fileURLWithPath: "\(dir)/\(CheckpointStore.configFile)")) } catch {
             throw CheckpointError.corrupt(path: dir, reason: "config.json unreadable: \(error.localizedDescription)")

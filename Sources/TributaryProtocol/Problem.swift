@@ -54,6 +54,8 @@ public enum ProblemCode: String, Codable, Sendable, CaseIterable {
     case workerBanned = "worker_banned"           // 403: the operator banned this worker; do not register again
     case requestTimeout = "request_timeout"       // 408: the body did not arrive in time
     case internalError = "internal_error"          // 500
+    case storageUnavailable = "storage_unavailable"  // 503: the coordinator cannot write its ledger or update log (disk full?); retry after Retry-After
+    case jobFailed = "job_failed"                 // 503: the job stopped on an error its operator must fix; retry much later
 
     /// The HTTP status each refusal is sent with: the one table from reasons to statuses.
     public var status: Int {
@@ -70,7 +72,7 @@ public enum ProblemCode: String, Codable, Sendable, CaseIterable {
         case .requestTimeout: return 408
         case .workerBanned: return 403
         case .payloadTooLarge: return 413
-        case .noWork: return 503
+        case .noWork, .storageUnavailable, .jobFailed: return 503
         case .internalError: return 500
         }
     }
@@ -100,6 +102,8 @@ public enum ProblemCode: String, Codable, Sendable, CaseIterable {
         case .rateLimited: return "Too many requests"
         case .workerBanned: return "Worker banned"
         case .requestTimeout: return "Request timed out"
+        case .storageUnavailable: return "Storage unavailable"
+        case .jobFailed: return "Job failed"
         }
     }
 }

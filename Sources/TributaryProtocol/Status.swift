@@ -69,6 +69,14 @@ public struct StatusReport: Codable, Sendable, Equatable {
     public var lastRoundSeconds: Double?
     public var uptimeSeconds: Double
     public var etaSeconds: Double?
+    /// true while the last checkpoint write failed (it is retried; the update log keeps
+    /// every accepted update meanwhile).
+    public var checkpointFailing: Bool?
+    /// Why the ledger or the update log cannot be written, while that lasts (leases and
+    /// commits are refused with `storage_unavailable`).
+    public var storageError: String?
+    /// Why the job stopped, when it failed (it will not complete).
+    public var failed: String?
 
     public init(job: String, model: String, parameters: Int, shards: Int, mode: String, version: Int, round: Int,
                 epoch: Int, totalRounds: Int, complete: Bool, checkpointedVersion: Int, trainingLoss: [Point],
@@ -102,7 +110,7 @@ public struct StatusReport: Codable, Sendable, Equatable {
         self.etaSeconds = etaSeconds
     }
 
-    enum CodingKeys: String, CodingKey { case job, model, parameters, shards, mode, version, round, epoch, totalRounds = "total_rounds", complete, checkpointedVersion = "checkpointed_version", trainingLoss = "training_loss", validationLoss = "validation_loss", workers, units, samplesPerSecond = "samples_per_second", tokensPerSecond = "tokens_per_second", bytesIn = "bytes_in", denseBytesIn = "dense_bytes_in", bytesOut = "bytes_out", updatesAccepted = "updates_accepted", updatesRejected = "updates_rejected", lastRoundSeconds = "last_round_seconds", uptimeSeconds = "uptime_seconds", etaSeconds = "eta_seconds" }
+    enum CodingKeys: String, CodingKey { case job, model, parameters, shards, mode, version, round, epoch, totalRounds = "total_rounds", complete, checkpointedVersion = "checkpointed_version", trainingLoss = "training_loss", validationLoss = "validation_loss", workers, units, samplesPerSecond = "samples_per_second", tokensPerSecond = "tokens_per_second", bytesIn = "bytes_in", denseBytesIn = "dense_bytes_in", bytesOut = "bytes_out", updatesAccepted = "updates_accepted", updatesRejected = "updates_rejected", lastRoundSeconds = "last_round_seconds", uptimeSeconds = "uptime_seconds", etaSeconds = "eta_seconds", checkpointFailing = "checkpoint_failing", storageError = "storage_error", failed }
 }
 
 /// A bounded series: when full, every other old point is dropped, so a long job keeps

@@ -69,6 +69,16 @@ public final class ModelState {
         }
     }
 
+    /// Back to the seeded initial weights and a fresh optimizer (after a checkpoint that was
+    /// loaded and then found unusable).
+    public func reset(seed: UInt64) throws {
+        let fresh = try spec.build(seed: seed, allocator: .shared)
+        for (p, q) in zip(model.parameters.parameters, fresh.parameters.parameters) { p.value.copy(from: q.value.toArray()) }
+        let sizes = Dictionary(optimizer.stateTensors().map { ($0.name, $0.tensor.count) }, uniquingKeysWith: { a, _ in a })
+        try optimizer.restore(stepCount: 0) { name in [Float](repeating: 0, count: sizes[name] ?? 0) }
+        consecutiveSkips = 0
+    }
+
     /// Writes weights, optimizer state and the caller's position; returns the checkpoint's path.
     public func save(to store: CheckpointStore, step: Int, vocabulary: CharacterVocabulary?,
                      position: [UInt8]) throws -> String {

@@ -54,7 +54,7 @@ final class ProcessTests: ProcessTestCase {
         let (_, port2) = try await startCoordinator(job, listen: "127.0.0.1:\(port)")
         XCTAssertEqual(port2, port)
         let resumed = try await waitFor(port, timeout: 30) { _ in true }
-        XCTAssertGreaterThanOrEqual(resumed.version, checkpointed, "resumes from the last checkpoint, not from scratch")
+        XCTAssertGreaterThanOrEqual(resumed.version, before.version, "every round closed before the kill is replayed from the update log")
         XCTAssertLessThanOrEqual(resumed.version, before.version + 2)
 
         // The surviving workers reconnect by themselves and finish the job.
@@ -63,7 +63,8 @@ final class ProcessTests: ProcessTestCase {
         XCTAssertGreaterThanOrEqual(final.units.expired, 0)
         try assertLedgerConsistent(rounds: rounds, unitsPerRound: 3)
         let log = (try? String(contentsOfFile: "\(dir)/coordinator-\(children.count - 1).log", encoding: .utf8)) ?? ""
-        XCTAssertTrue(log.contains("resumed from checkpoint"), "the restarted coordinator says where it resumed")
+        XCTAssertTrue(log.contains("resumed"), "the restarted coordinator says where it resumed")
+        XCTAssertTrue(log.contains("replayed_rounds"), log)
     }
 
     /// A worker given less memory than the job's smallest plan says so in one line and

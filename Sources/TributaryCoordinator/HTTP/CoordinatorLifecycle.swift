@@ -20,7 +20,8 @@ public actor CoordinatorShutdown {
     }
 }
 
-/// Expires leases and closes rounds whose deadline passed, twice a second.
+/// Expires leases, closes rounds whose deadline passed and retries what storage refused,
+/// twice a second; ends the coordinator when the job failed.
 struct JobTicker: Service {
     let job: TrainingJob
     let logger: Logger
@@ -35,6 +36,8 @@ struct JobTicker: Service {
             do { try await job.tick() } catch {
                 logger.error("periodic job work failed", metadata: ["error": "\(error)"])
             }
+            // A failed job ends the service group: the daemon exits non-zero, saying why.
+            if let reason = await job.failureReason { throw JobError.jobFailed(reason) }
         }
     }
 }

@@ -217,7 +217,15 @@ public struct CoordinatorServer: Sendable {
                                                       gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         await shutdown?.attach(group)
         try await group.run()
-        try await job.writeCheckpoint()
-        logger.info("coordinator stopped; checkpoint written")
+        if let reason = await job.failureReason { throw JobError.jobFailed(reason) }
+        // Everything accepted is in the update log already: a checkpoint that cannot be
+        // written now (a full disk) costs a replay at the next start, not work.
+        do {
+            try await job.writeCheckpoint()
+            logger.info("coordinator stopped; checkpoint written")
+        } catch {
+            logger.error("coordinator stopped; the shutdown checkpoint failed, the update log holds every accepted update",
+                         metadata: ["error": "\(error)"])
+        }
     }
 }

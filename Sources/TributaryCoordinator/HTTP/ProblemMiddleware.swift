@@ -13,7 +13,11 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
         do {
             return try await next(request, context)
         } catch let error as JobError {
-            return error.problem.httpResponse()
+            var response = error.problem.httpResponse()
+            // Storage comes back by itself (space freed, the database restarted): ask again later.
+            if case .storageUnavailable = error { response.headers[.retryAfter] = "5" }
+            if case .jobFailed = error { response.headers[.retryAfter] = "60" }
+            return response
         } catch let problem as Problem {
             return problem.httpResponse()
         } catch let error as HTTPError {

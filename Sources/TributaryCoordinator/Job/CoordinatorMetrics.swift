@@ -24,6 +24,10 @@ public struct CoordinatorMetrics: Sendable {
     let unitsPending: Gauge
     let unitsLeased: Gauge
     let samplesPerSecond: Gauge
+    let checkpointFailing: Gauge
+    let storageFailing: Gauge
+    let updateLogBytes: Gauge
+    let updateLogAppendSeconds: DurationHistogram
 
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         self.registry = registry
@@ -48,6 +52,14 @@ public struct CoordinatorMetrics: Sendable {
         unitsPending = registry.makeGauge(name: "tributary_units_pending", help: "Units of the epoch not done and not leased.")
         unitsLeased = registry.makeGauge(name: "tributary_units_leased", help: "Units under lease.")
         samplesPerSecond = registry.makeGauge(name: "tributary_samples_per_second", help: "Accepted samples per second, last minute.")
+        checkpointFailing = registry.makeGauge(name: "tributary_checkpoint_failing", help: "1 while the last checkpoint write failed (it is retried).")
+        storageFailing = registry.makeGauge(name: "tributary_storage_failing", help: "1 while the ledger or update log cannot be written (leases and commits refused).")
+        updateLogBytes = registry.makeGauge(name: "tributary_update_log_bytes", help: "Bytes of the update log on disk (rounds after the oldest kept checkpoint).")
+        updateLogAppendSeconds = registry.makeDurationHistogram(
+            name: "tributary_update_log_append_seconds",
+            buckets: [.microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2),
+                      .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100)],
+            help: "Time to append and sync one accepted update to the update log.")
     }
 
     func rejected(_ reason: String) {

@@ -28,6 +28,11 @@ public enum JobError: Error, Equatable, CustomStringConvertible {
     case updateNormOutOfRange(norm: Double, bound: Double, typical: Double?)
     case workerBanned
     case unknownWorker(String)
+    /// The ledger or the update log cannot be written (a full disk, a lost database): the
+    /// request changed nothing; work resumes by itself once the storage is back.
+    case storageUnavailable(String)
+    /// The job stopped on an error only its operator can fix (every step non-finite).
+    case jobFailed(String)
 
     public var problemCode: ProblemCode {
         switch self {
@@ -51,6 +56,8 @@ public enum JobError: Error, Equatable, CustomStringConvertible {
         case .updateNormOutOfRange: return .updateNormOutOfRange
         case .workerBanned: return .workerBanned
         case .unknownWorker: return .notFound
+        case .storageUnavailable: return .storageUnavailable
+        case .jobFailed: return .jobFailed
         }
     }
 
@@ -89,6 +96,9 @@ public enum JobError: Error, Equatable, CustomStringConvertible {
             return "update norm \(String(format: "%.3g", norm)) exceeds the bound \(String(format: "%.3g", bound))\(seen)"
         case .workerBanned: return "the operator banned this worker; do not register again"
         case let .unknownWorker(id): return "no worker \(id)"
+        case let .storageUnavailable(why):
+            return "the coordinator cannot store work now (\(why)); nothing was changed, retry later"
+        case let .jobFailed(why): return "the job stopped: \(why)"
         }
     }
 

@@ -38,6 +38,9 @@ public struct JobStats: Sendable {
     public var lastRoundSeconds: Double?
     /// Accepted samples with their time, the last minute's (samples per second).
     public var recentSamples: [(Date, Int)] = []
+    public var checkpointFailing = false
+    public var storageError: String?
+    public var failed: String?
 
     public var complete: Bool { version >= fixed.totalRounds }
 
@@ -48,7 +51,7 @@ public struct JobStats: Sendable {
         let samplesPerSecond = Double(recent.reduce(0) { $0 + $1.1 }) / window
         let remaining = fixed.totalRounds - version
         let eta: Double? = samplesPerSecond > 0 ? Double(remaining) * Double(fixed.samplesPerRound) / samplesPerSecond : nil
-        return StatusReport(
+        var report = StatusReport(
             job: fixed.job, model: fixed.model, parameters: fixed.parameters, shards: fixed.shards,
             mode: fixed.mode.rawValue, version: version, round: version + (complete ? 0 : 1), epoch: epoch,
             totalRounds: fixed.totalRounds, complete: complete, checkpointedVersion: checkpointedVersion,
@@ -60,6 +63,10 @@ public struct JobStats: Sendable {
             bytesIn: bytesIn, denseBytesIn: denseBytesIn, bytesOut: bytesOut, updatesAccepted: updatesAccepted,
             updatesRejected: rejected, lastRoundSeconds: lastRoundSeconds,
             uptimeSeconds: now.timeIntervalSince(fixed.started), etaSeconds: eta)
+        report.checkpointFailing = checkpointFailing
+        report.storageError = storageError
+        report.failed = failed
+        return report
     }
 }
 

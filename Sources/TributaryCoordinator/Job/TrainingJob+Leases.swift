@@ -41,7 +41,10 @@ extension TrainingJob {
     public func lease(worker: String) async throws -> LeaseGrant {
         try await exclusively {
             try await expireLeasesNow()
+            try checkNotFailed()
             guard !isComplete else { throw JobError.jobComplete(totalRounds: config.optimizer.totalRounds) }
+            // Storage that refused the last write refuses leases too: their work could not be kept.
+            if let reason = stats.snapshot.storageError { throw JobError.storageUnavailable(reason) }
             var decision = scheduler.nextUnit(for: worker, now: now())
             if decision == .epochFinished {
                 try await startEpoch(scheduler.epoch + 1)
@@ -53,9 +56,16 @@ extension TrainingJob {
             guard case let .grant(unit) = decision else { throw JobError.noWork }
             let lease = scheduler.grant(id: "l-" + UUID().uuidString.lowercased(), worker: worker, unit: unit,
                                         baseVersion: version, now: now())
-            try await ledger.insertLease(LeaseRecord(id: lease.id, epoch: lease.epoch, unitIndex: unit, workerId: worker,
-                                                     baseVersion: version, issuedAt: now(), deadline: lease.deadline,
-                                                     state: .active))
+            do {
+                try await ledger.insertLease(LeaseRecord(id: lease.id, epoch: lease.epoch, unitIndex: unit, workerId: worker,
+                                                         baseVersion: version, issuedAt: now(), deadline: lease.deadline,
+                                                         state: .active))
+            } catch {
+                scheduler.discard(lease.id)  // the ledger does not know it: neither does the job
+                publishUnitCounts()
+                throw storageFailed("ledger", error)
+            }
+            storageRecovered()
             metrics.leasesGranted.increment()
             publishUnitCounts()
             return LeaseGrant(leaseId: lease.id, epoch: lease.epoch, unitIndex: unit,

@@ -2,7 +2,8 @@ import Foundation
 import TributaryCheckpoint
 import TributaryLedger
 
-/// Restart, epochs, checkpoints and validation.
+/// Restart: the newest checkpoint that proves itself, then every round after it replayed
+/// from the update log, in the ledger's order, through the same aggregation and step.
 extension TrainingJob {
     struct CoordinatorState: Codable {
         var version: Int
@@ -10,33 +11,61 @@ extension TrainingJob {
         var seed: UInt64
     }
 
-    /// Restores from the newest checkpoint (or starts fresh) and squares the ledger with it:
-    /// updates after the checkpoint are forgotten and their units done again.
+    struct RecoveryError: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    /// Where recovery starts from: a checkpoint (or the seeded initial model, step 0).
+    struct RecoveryBase {
+        var step: Int
+        var loaded: LoadedCheckpoint?
+    }
+
+    /// Restores the job after a stop or a crash (or starts it fresh). Nothing the ledger
+    /// accepted is dropped while the update log holds it: closed rounds are applied again in
+    /// order, the open round gets its accepted updates back, and only leases in flight end.
     func recover() async throws {
+        let lastRound = try await ledger.lastRound()?.round ?? 0
+        let acceptedAny = try await !ledger.updates(round: 1).isEmpty || lastRound > 0
+        if !acceptedAny, checkpoints.stepDirectories().isEmpty {
+            try await startFresh()
+            return
+        }
         var epoch = 0
-        if let record = try await ledger.latestCheckpoint() {
-            let loaded = try LoadedCheckpoint.read(record.path)
-            try model.restore(from: loaded)
-            version = record.version
-            checkpointedVersion = record.version
-            if let bytes = loaded.trainerState,
-               let state = try? JSONDecoder().decode(CoordinatorState.self, from: Data(bytes)) {
-                epoch = state.epoch
-            }
-            let report = try await ledger.recoverAfterRestart(checkpointedRound: record.round)
-            logger.info("resumed from checkpoint", metadata: [
-                "version": "\(version)", "epoch": "\(epoch)", "dropped_updates": "\(report.droppedUpdates)",
-                "requeued_units": "\(report.requeuedUnits)", "expired_leases": "\(report.expiredLeases)"])
+        if let base = try await replayBase(lastRound: lastRound) {
+            epoch = base.loaded.flatMap(Self.epoch(in:)) ?? 0
+            version = base.step
+            checkpointedVersion = base.step
+            let report = try await ledger.recoverAfterRestart(checkpointedRound: .max)
+            let replayed = try await replayRounds(after: base.step, through: lastRound)
+            if let saved = try await ledger.meta("epoch").flatMap(Int.init) { epoch = saved }
+            logger.info("resumed", metadata: [
+                "from_checkpoint": "\(base.step)", "replayed_rounds": "\(replayed)", "version": "\(version)",
+                "epoch": "\(epoch)", "expired_leases": "\(report.expiredLeases)"])
+            if base.loaded != nil { try? checkpoints.markLatest(step: base.step) }
         } else {
-            _ = try await ledger.recoverAfterRestart(checkpointedRound: 0)
-            try await ledger.setMeta("job", config.name)
-            try await writeCheckpointNow()
+            // The log cannot reach back to any usable checkpoint (a ledger from before the
+            // update log, or a log lost with its disk): the old rule, loudly.
+            let base = try restoreNewestUsable(atMost: lastRound)
+            epoch = base.loaded.flatMap(Self.epoch(in:)) ?? 0
+            version = base.step
+            checkpointedVersion = base.step
+            let report = try await ledger.recoverAfterRestart(checkpointedRound: base.step)
+            for r in updateLog.rounds() where r > base.step { updateLog.discard(round: r) }
+            logger.error("the update log does not cover the rounds after the newest usable checkpoint; updates after it were dropped and their units will be done again", metadata: [
+                "checkpoint": "\(base.step)", "dropped_updates": "\(report.droppedUpdates)",
+                "dropped_rounds": "\(report.droppedRounds)", "requeued_units": "\(report.requeuedUnits)"])
+            if base.loaded != nil { try? checkpoints.markLatest(step: base.step) }
         }
-        for w in try await ledger.workers() { registry.add(id: w.id, tokenHash: w.tokenHash, seen: nil) }
-        for key in try await ledger.allMeta().keys where key.hasPrefix(Self.bannedMetaPrefix) {
-            registry.ban(id: String(key.dropFirst(Self.bannedMetaPrefix.count)))
-        }
+        try await loadRegistry()
         try await startEpoch(epoch)
+        var openDecision = try await restoreOpenRound(lastRound + 1)
+        if openDecision == .keepOpen, scheduler.roundAccepted == 0, scheduler.epochComplete, !isComplete {
+            // Stopped between a round that ended its epoch and the next epoch's start.
+            try await startEpoch(scheduler.epoch + 1)
+            openRound()
+            openDecision = .keepOpen
+        }
         let rounds = try await ledger.rounds(limit: 512)
         stats.update { s in
             s.version = version
@@ -44,7 +73,158 @@ extension TrainingJob {
             for r in rounds { s.trainingLoss.append(.init(round: r.version, value: r.meanLoss)) }
         }
         try publish()
+        if openDecision == .close { await closeRoundSafely() }
+        // The replayed rounds are now in memory only: make them a checkpoint (and the log short).
+        if checkpointedVersion < version { await checkpointSafely() }
+    }
+
+    private func startFresh() async throws {
+        _ = try await ledger.recoverAfterRestart(checkpointedRound: 0)
+        try await ledger.setMeta("job", config.name)
+        try await writeCheckpointNow()
+        try await loadRegistry()
+        try await startEpoch(0)
+        try publish()
         openRound()
+    }
+
+    private func loadRegistry() async throws {
+        for w in try await ledger.workers() { registry.add(id: w.id, tokenHash: w.tokenHash, seen: nil) }
+        for key in try await ledger.allMeta().keys where key.hasPrefix(Self.bannedMetaPrefix) {
+            registry.ban(id: String(key.dropFirst(Self.bannedMetaPrefix.count)))
+        }
+    }
+
+    static func epoch(in loaded: LoadedCheckpoint) -> Int? {
+        guard let bytes = loaded.trainerState,
+              let state = try? JSONDecoder().decode(CoordinatorState.self, from: Data(bytes)) else { return nil }
+        return state.epoch
+    }
+
+    /// The newest checkpoint that reads back intact and from which the update log holds
+    /// every accepted update up to the open round; step 0 (the seeded initial model) when
+    /// the log reaches back to round 1. Damaged checkpoints are moved aside, one log line each.
+    private func replayBase(lastRound: Int) async throws -> RecoveryBase? {
+        for (step, path) in checkpoints.stepDirectories().reversed() where step <= lastRound {
+            guard try await logCovers(from: step + 1, through: lastRound + 1) else { return nil }
+            do {
+                let loaded = try LoadedCheckpoint.read(path)
+                guard loaded.config.step == step else {
+                    throw CheckpointError.corrupt(path: path, reason: "config.json says step \(loaded.config.step)")
+                }
+                try model.restore(from: loaded)  // checks everything before copying anything
+                try checkRestoredModel(path)
+                return RecoveryBase(step: step, loaded: loaded)
+            } catch {
+                skipCheckpoint(path, error)
+            }
+        }
+        guard try await logCovers(from: 1, through: lastRound + 1) else { return nil }
+        try model.reset(seed: config.data.seed)  // a refused checkpoint may have been loaded
+        return RecoveryBase(step: 0, loaded: nil)
+    }
+
+    /// Without a log to replay: the newest checkpoint that reads back intact (or step 0).
+    private func restoreNewestUsable(atMost lastRound: Int) throws -> RecoveryBase {
+        for (step, path) in checkpoints.stepDirectories().reversed() where step <= lastRound {
+            do {
+                let loaded = try LoadedCheckpoint.read(path)
+                try model.restore(from: loaded)
+                try checkRestoredModel(path)
+                return RecoveryBase(step: loaded.config.step, loaded: loaded)
+            } catch {
+                skipCheckpoint(path, error)
+            }
+        }
+        guard lastRound == 0 else {
+            // Starting over would silently throw away every round the ledger recorded.
+            throw RecoveryError(description: "no usable checkpoint in \(checkpoints.directory) and the update log does not reach back to round 1, but the ledger records \(lastRound) rounds; restore a checkpoint from a backup, or start the job afresh in an empty data directory")
+        }
+        try model.reset(seed: config.data.seed)
+        return RecoveryBase(step: 0, loaded: nil)
+    }
+
+    /// A checkpoint whose hash matches may still hold weights no step should start from
+    /// (one written before checkpoints carried hashes, damaged in memory before writing):
+    /// its loss on one batch must be finite.
+    private func checkRestoredModel(_ path: String) throws {
+        let source = data.validation.sampleCount > 0 ? data.validation : data.train
+        let b = min(config.units.samplesPerUnit, source.sampleCount)
+        guard b > 0 else { return }
+        let loss = try model.model.evaluate(source.batch(Array(0..<b))).loss
+        guard loss.isFinite else {
+            throw CheckpointError.corrupt(path: path, reason: "its weights give a non-finite loss (\(loss))")
+        }
+    }
+
+    private func skipCheckpoint(_ path: String, _ error: any Error) {
+        let moved = checkpoints.quarantine(path)
+        logger.error("checkpoint skipped: it fails its checks; an older one is used", metadata: [
+            "path": "\(path)", "moved_to": "\(moved ?? "(could not move)")", "reason": "\(error)"])
+    }
+
+    /// Whether every update the ledger accepted into rounds `first...last` is in the log.
+    func logCovers(from first: Int, through last: Int) async throws -> Bool {
+        guard first <= last else { return true }
+        for r in first...last {
+            let accepted = try await ledger.updates(round: r)
+            if accepted.isEmpty { continue }
+            let logged = Set(updateLog.leaseIDs(round: r))
+            if !accepted.allSatisfy({ logged.contains($0.leaseId) }) { return false }
+        }
+        return true
+    }
+
+    /// Applies rounds `step+1 ... lastRound` again from the log; returns how many.
+    private func replayRounds(after step: Int, through lastRound: Int) async throws -> Int {
+        guard step < lastRound else { return 0 }
+        for r in (step + 1)...lastRound {
+            aggregator.reset()
+            try await addLoggedUpdates(of: r)
+            applyRoundGradient()
+        }
+        aggregator.reset()
+        return lastRound - step
+    }
+
+    /// Adds round `r`'s accepted updates to the aggregator, in the ledger's order, with the
+    /// weights it recorded; returns them.
+    @discardableResult
+    func addLoggedUpdates(of r: Int) async throws -> [UpdateRecord] {
+        let accepted = try await ledger.updates(round: r)
+        let logged = Dictionary(updateLog.entries(round: r).map { ($0.leaseID, $0) }, uniquingKeysWith: { a, _ in a })
+        for record in accepted {
+            guard let entry = logged[record.leaseId] else {
+                throw JobError.storageUnavailable("the update log lost the update of lease \(record.leaseId) (round \(r))")
+            }
+            var squares = 0.0
+            for shard in layout.shards {
+                guard let body = entry.bodies[shard.name] else {
+                    throw JobError.storageUnavailable("the update log's entry for lease \(record.leaseId) lacks shard \(shard.name)")
+                }
+                squares += try validateFrame(body, elementCount: shard.elementCount)
+            }
+            normGuard.noteAccepted(norm: squares.squareRoot())
+            try aggregator.add(RoundUpdate(workerID: record.workerId, weight: record.weight, samples: record.samples,
+                                           bodies: entry.bodies))
+        }
+        return accepted
+    }
+
+    /// The open round gets back the updates it had accepted (they were acknowledged).
+    private func restoreOpenRound(_ r: Int) async throws -> UnitScheduler.RoundDecision {
+        openRound()
+        let accepted = try await addLoggedUpdates(of: r)
+        guard !accepted.isEmpty else { return .keepOpen }
+        for u in accepted {
+            roundSamples += u.samples
+            roundLossSum += u.loss * Double(u.samples)
+        }
+        let units = accepted.filter { $0.epoch == scheduler.epoch }.map(\.unitIndex)
+        let decision = scheduler.restoreOpenRound(accepted: units, now: now())
+        publishUnitCounts()
+        logger.info("open round restored", metadata: ["round": "\(r)", "updates": "\(accepted.count)"])
+        return decision
     }
 
     /// Starts epoch `e`: its units exist in the ledger (created on first start), and the
@@ -58,8 +238,8 @@ extension TrainingJob {
             try await ledger.insertUnits(units)
         }
         let done = Set(try await ledger.units(epoch: e, state: .done).map(\.index))
-        for lease in scheduler.startEpoch(e, done: done) { try await recordExpired(lease) }
         try await ledger.setMeta("epoch", String(e))
+        for lease in scheduler.startEpoch(e, done: done) { try await recordExpired(lease) }
         publishUnitCounts()
     }
 
@@ -70,22 +250,6 @@ extension TrainingJob {
         aggregator.reset()
         scheduler.openRound(now: now())
         publishUnitCounts()
-    }
-
-    /// Writes model + optimizer state; updates up to this version survive a crash.
-    public func writeCheckpoint() async throws {
-        try await exclusively { try await writeCheckpointNow() }
-    }
-
-    func writeCheckpointNow() async throws {
-        if checkpointedVersion == version, (try? checkpoints.latestPath()) != nil { return }
-        let state = try JSONEncoder().encode(CoordinatorState(version: version, epoch: scheduler.epoch,
-                                                              seed: config.data.seed))
-        let path = try model.save(to: checkpoints, step: version, vocabulary: data.vocabulary, position: Array(state))
-        try await ledger.recordCheckpoint(CheckpointRecord(version: version, round: version, path: path, createdAt: now()))
-        checkpointedVersion = version
-        stats.update { $0.checkpointedVersion = version }
-        logger.info("checkpoint written", metadata: ["version": "\(version)", "path": "\(path)"])
     }
 
     /// Mean loss over the first `validation_batches` unit-sized batches of the validation set.

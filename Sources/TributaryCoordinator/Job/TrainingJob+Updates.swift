@@ -46,6 +46,7 @@ extension TrainingJob {
                 }
                 throw await reject(.alreadyCommitted(lease: id), worker: worker)
             }
+            try checkNotFailed()
             let lease = try await activeLease(id, worker: worker)
             guard request.samples == config.units.samplesPerUnit, request.loss.isFinite, request.loss >= 0 else {
                 throw await reject(.invalidCommit(expectedSamples: config.units.samplesPerUnit), worker: worker)
@@ -65,7 +66,9 @@ extension TrainingJob {
                 try await ledger.setLeaseState(id: id, .released, deadline: nil)
                 throw await reject(.unitAlreadyDone(unit: lease.unit, epoch: lease.epoch), worker: worker)
             }
-            let norm = (pendingSquares[id] ?? [:]).values.reduce(0, +).squareRoot()
+            // Summed in layout order: the same bits in every process (replay notes the same norms).
+            let squares = pendingSquares[id] ?? [:]
+            let norm = layout.shards.reduce(0.0) { $0 + (squares[$1.name] ?? 0) }.squareRoot()
             if case let .refuse(bound, typical) = normGuard.check(norm: norm) {
                 forget(id, requeue: true)
                 try await ledger.setLeaseState(id: id, .released, deadline: nil)
@@ -80,12 +83,25 @@ extension TrainingJob {
                 round: version + 1, samples: request.samples, loss: request.loss, weight: weight,
                 flops: flopsPerSample * Double(request.samples), bytes: bodies.values.reduce(0) { $0 + $1.count },
                 acceptedAt: now())
+            // Durable before anyone hears "accepted": the bodies in the update log (synced),
+            // then the ledger's row. A failure of either changes nothing the job relies on:
+            // the lease and its bodies stay, and the worker may commit again.
+            let logStart = DispatchTime.now().uptimeNanoseconds
+            do {
+                try updateLog.append(LoggedUpdate(leaseID: id, round: version + 1, weight: weight, bodies: bodies))
+            } catch {
+                throw storageFailed("update log", error)
+            }
+            metrics.updateLogAppendSeconds.record(.nanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - logStart)))
             do {
                 try await ledger.recordAcceptedUpdate(record)
             } catch LedgerError.unitAlreadyDone {
                 forget(id, requeue: false)
                 throw await reject(.unitAlreadyDone(unit: lease.unit, epoch: lease.epoch), worker: worker)
+            } catch {
+                throw storageFailed("ledger", error)
             }
+            storageRecovered()
             try aggregator.add(RoundUpdate(workerID: worker, weight: weight, samples: request.samples, bodies: bodies))
             dropPending(id)
             normGuard.noteAccepted(norm: norm)
@@ -99,69 +115,12 @@ extension TrainingJob {
             roundLossSum += request.loss * Double(request.samples)
             stats.noteAccepted(samples: request.samples, at: now())
             let joined = version + 1
-            if decision == .close { try await closeRound() } else { publishUnitCounts() }
+            // The update is durable and counted: whatever closing the round meets (a full disk
+            // at the checkpoint) is the job's to retry, not the worker's to hear about.
+            if decision == .close { await closeRoundSafely() } else { publishUnitCounts() }
             return CommitReceipt(accepted: true, round: joined, weight: weight, baseVersion: lease.baseVersion,
                                  currentVersion: version)
         }
-    }
-
-    /// Periodic work: expire leases; close a sync round whose deadline passed with enough units.
-    public func tick() async throws {
-        try await exclusively {
-            try await expireLeasesNow()
-            let s = status()
-            metrics.workersActive.set(to: Double(s.workers.active))
-            metrics.unitsPending.set(to: Double(s.units.pending))
-            metrics.unitsLeased.set(to: Double(s.units.leased))
-            metrics.samplesPerSecond.set(to: s.samplesPerSecond)
-            if scheduler.roundDeadlinePassed(now: now()) {
-                logger.info("round deadline passed", metadata: ["updates": "\(aggregator.updateCount)"])
-                try await closeRound()
-            }
-        }
-    }
-
-    /// Combines the round's updates into one gradient, takes the optimizer step, records
-    /// the round and publishes the new version.
-    func closeRound() async throws {
-        guard aggregator.updateCount > 0 else { return }
-        var combined = false
-        // Each shard's gradient passes through the decoding scratch (the largest shard's size).
-        for shard in layout.shards {
-            if scratch.count < shard.elementCount { scratch = [Float](repeating: 0, count: shard.elementCount) }
-            let ok = scratch.withUnsafeMutableBufferPointer { buf -> Bool in
-                guard let base = buf.baseAddress else { return false }
-                let out = UnsafeMutableBufferPointer(start: base, count: shard.elementCount)
-                guard aggregator.gradient(of: shard, into: out) else { return false }
-                layout.scatterGradients(shard, from: base, into: model.parameters)
-                return true
-            }
-            combined = combined || ok
-        }
-        guard combined else { return }
-        let outcome = try model.step(at: version)
-        if outcome.skipped {
-            logger.error("round gradient is not finite; step skipped", metadata: ["version": "\(version)"])
-        }
-        let closed = now()
-        let opened = scheduler.roundOpened
-        let meanLoss = roundLossSum / Double(roundSamples)
-        let updates = aggregator.updateCount
-        version += 1
-        try await ledger.recordRound(RoundRecord(round: version, version: version, openedAt: opened, closedAt: closed,
-                                                 updates: updates, samples: roundSamples, meanLoss: meanLoss))
-        logger.info("round closed", metadata: [
-            "version": "\(version)", "updates": "\(updates)", "samples": "\(roundSamples)",
-            "loss": "\(String(format: "%.4f", meanLoss))", "lr": "\(outcome.learningRate)",
-            "grad_norm": "\(String(format: "%.3f", outcome.gradientNorm))"])
-        if version % config.storage.validationEveryRounds == 0 || isComplete { validate() }
-        if version % config.storage.checkpointEveryRounds == 0 || isComplete { try await writeCheckpointNow() }
-        if scheduler.epochComplete { try await startEpoch(scheduler.epoch + 1) }
-        // Published last: status readers (who never wait for the job) must not see the new
-        // version (or `complete`) before the epoch it ends has turned over.
-        stats.noteRound(version: version, meanLoss: meanLoss, seconds: closed.timeIntervalSince(opened))
-        try publish()
-        openRound()
     }
 
     /// Drops a lease and the bodies pushed under it.

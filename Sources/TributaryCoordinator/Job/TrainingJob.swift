@@ -15,7 +15,7 @@ import TributaryTraining
 ///   with `tributary train`);
 /// - `JobStatsBoard`, `ParameterPublisher`, `WorkerRegistry`: what status, downloads and
 ///   authentication read without waiting for the job;
-/// - a `LedgerStore`, written through before any worker hears "accepted".
+/// - a `LedgerStore` and the `UpdateLog`, written through before any worker hears "accepted".
 ///
 /// The actor runs one event at a time (`exclusively`), also across the ledger's
 /// suspension points, so each event sees and leaves a consistent state. It throws
@@ -33,6 +33,9 @@ public actor TrainingJob {
     let aggregator: any RoundAggregator
     let ledger: any LedgerStore
     let checkpoints: CheckpointStore
+    /// Every accepted update's bodies, synced before the worker hears "accepted"; replayed
+    /// after a restart (`TrainingJob+Recovery`).
+    let updateLog: UpdateLog
     let joinTokenDigest: SHA256.Digest
     /// The data directory's lock, held until `close`.
     let dataLock: DirectoryLock?
@@ -60,6 +63,10 @@ public actor TrainingJob {
     var normGuard: UpdateNormGuard
     /// Decoding space for checking a body (the largest shard).
     var scratch: [Float] = []
+    /// When a failed checkpoint is tried again (nil: none failing).
+    var checkpointRetryAt: Date?
+    /// Why the job stopped, once it failed.
+    var failure: String?
     private var busy = false
     private var waiting: [CheckedContinuation<Void, Never>] = []
 
@@ -94,6 +101,7 @@ public actor TrainingJob {
         do {
             job = try TrainingJob(config: config, spec: spec, data: data, ledger: ledger,
                                   checkpoints: CheckpointStore(directory: "\(dir)/checkpoints", keep: 3),
+                                  updateLog: UpdateLog(directory: "\(dir)/update-log"),
                                   joinToken: joinToken, viewerToken: try config.viewerToken(),
                                   operatorToken: try config.operatorToken(), dataLock: lock, logger: logger, now: now)
             try await job.recover()
@@ -106,13 +114,14 @@ public actor TrainingJob {
     }
 
     init(config: JobConfig, spec: ModelSpec, data: PreparedDataset, ledger: any LedgerStore,
-         checkpoints: CheckpointStore, joinToken: String, viewerToken: String? = nil, operatorToken: String? = nil,
+         checkpoints: CheckpointStore, updateLog: UpdateLog, joinToken: String, viewerToken: String? = nil, operatorToken: String? = nil,
          dataLock: DirectoryLock? = nil, logger: Logger, now: @escaping @Sendable () -> Date) throws {
         self.config = config
         self.spec = spec
         self.data = data
         self.ledger = ledger
         self.checkpoints = checkpoints
+        self.updateLog = updateLog
         self.logger = logger
         self.now = now
         self.dataLock = dataLock

@@ -135,6 +135,22 @@ public struct UnitScheduler: Sendable {
         while roundUnits.count < unitsPerRound, let u = takeFreshUnit() { roundUnits.append(u) }
     }
 
+    /// After a restart: the open round already accepted `accepted` units (of this epoch), in
+    /// this order. They stay its units and count toward closing it; the rest is filled as
+    /// `openRound` would. Returns whether the round is already full.
+    public mutating func restoreOpenRound(accepted: [Int], now: Date) -> RoundDecision {
+        openRound(now: now)
+        for u in accepted { done.insert(u) }
+        roundAccepted = accepted.count
+        guard mode == .sync else { return roundAccepted >= unitsPerRound ? .close : .keepOpen }
+        roundUnits = accepted + roundUnits.filter { !accepted.contains($0) }
+        while roundUnits.count > unitsPerRound, let last = roundUnits.last, !accepted.contains(last) {
+            roundUnits.removeLast()
+            nextFresh = min(nextFresh, last)
+        }
+        return roundAccepted >= unitsPerRound ? .close : .keepOpen
+    }
+
     /// Sync: the round's deadline passed and it holds enough units to close.
     public func roundDeadlinePassed(now: Date) -> Bool {
         mode == .sync && roundAccepted >= minUnits && now.timeIntervalSince(roundOpened) >= roundDeadline
