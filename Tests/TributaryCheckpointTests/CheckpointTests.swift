@@ -62,7 +62,20 @@ final class CheckpointTests: XCTestCase {
     }
 
     func bytes(_ path: String) throws -> [UInt8] { Array(try Data(contentsOf: URL(fileURLWithPath: path))) }
-    func write(_ bytes: [UInt8], _ path: String) throws { try Data(bytes).write(to: URL(fileURLWithPath: path)) }
+    /// Writes a deliberately damaged file. The hashes of its checkpoint are brought up to
+    /// date, so each test reaches the check it is about (the checks that protect a checkpoint
+    /// written before hashes existed); `CheckpointIntegrityTests` covers the hashes.
+    func write(_ bytes: [UInt8], _ path: String) throws {
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        try rehash(containing: path)
+    }
+
+    func rehash(containing path: String) throws {
+        let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        if FileManager.default.fileExists(atPath: "\(dir)/\(CheckpointIntegrity.sumsFile)") {
+            try CheckpointIntegrity.writeSums(in: dir)
+        }
+    }
 
     /// Asserts that `body` throws a CheckpointError whose one-line description contains every
     /// fragment; returns the error.
@@ -227,7 +240,7 @@ final class CheckpointTests: XCTestCase {
         XCTAssertEqual(vocab["symbols"] as? [String], ["\n", "+", "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "="])
         // The other files of a step directory.
         let names = try FileManager.default.contentsOfDirectory(atPath: path).sorted()
-        XCTAssertEqual(names, ["config.json", "model.safetensors", "optimizer.safetensors", "trainer_state.json"])
+        XCTAssertEqual(names, ["SHA256SUMS", "config.json", "model.safetensors", "optimizer.safetensors", "trainer_state.json"])
         let opt = try SafeTensorsFile.read(path: "\(path)/\(CheckpointStore.optimizerFile)")
         XCTAssertEqual(opt.metadata, ["kind": "adamw", "step": "1"])
         XCTAssertEqual(opt.entry(named: "transformer.h.0.attn.c_attn.weight.exp_avg")?.shape, [96, 32])
@@ -252,6 +265,8 @@ final class CheckpointTests: XCTestCase {
         try write([], file)
         assertCheckpointError(["model.safetensors", "0 bytes"]) { _ = try LoadedCheckpoint.read(dir) }
         try FileManager.default.removeItem(atPath: file)
+        assertCheckpointError(["model.safetensors", "is missing"]) { _ = try LoadedCheckpoint.read(dir) }
+        try FileManager.default.removeItem(atPath: "\(path)/\(CheckpointIntegrity.sumsFile)")
         assertCheckpointError(["model.safetensors", "cannot open"]) { _ = try LoadedCheckpoint.read(dir) }
     }
 
@@ -346,6 +361,7 @@ final class CheckpointTests: XCTestCase {
         edit(&values)
         st.entries[i] = SafeTensorsEntry(name: name, shape: st.entries[i].shape, floats: values)
         try st.write(to: file)
+        try rehash(containing: file)
     }
 
     func testNonFiniteWeightsAreRefusedBeforeAnythingIsCopied() throws {
@@ -385,6 +401,7 @@ final class CheckpointTests: XCTestCase {
         var st = try SafeTensorsFile.read(path: file)
         st.entries.removeAll { $0.name == "transformer.wte.weight" }
         try st.write(to: file)
+        try rehash(containing: file)
         let target = try GPT(config: Self.gptConfig, seed: 9)
         let targetBefore = Self.bits(target)
         assertCheckpointError(["tensor 'transformer.wte.weight' is missing"]) {
@@ -397,6 +414,7 @@ final class CheckpointTests: XCTestCase {
         let wpe = try XCTUnwrap(st.entry(named: "transformer.wpe.weight"))
         st.entries.append(SafeTensorsEntry(name: "transformer.wte.weight", shape: [32, 13], floats: [Float](repeating: 0.5, count: 416)))
         try st.write(to: file)
+        try rehash(containing: file)
         XCTAssertEqual(wpe.shape, [16, 32])
         assertCheckpointError(["tensor 'transformer.wte.weight' has shape [32, 13], expected [13, 32]"]) {
             try LoadedCheckpoint.read(dir).loadWeights(into: target.parameters)
@@ -409,6 +427,7 @@ final class CheckpointTests: XCTestCase {
         st.entries.append(SafeTensorsEntry(name: "transformer.wte.weight", dtype: .F16, shape: [13, 32],
                                            bytes: [UInt8](repeating: 0, count: 13 * 32 * 2)))
         try st.write(to: file)
+        try rehash(containing: file)
         assertCheckpointError(["transformer.wte.weight", "F16, not F32"]) {
             try LoadedCheckpoint.read(dir).loadWeights(into: target.parameters)
         }

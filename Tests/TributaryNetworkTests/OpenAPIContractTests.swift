@@ -102,7 +102,7 @@ final class OpenAPIContractTests: XCTestCase {
         let slot = TensorSlot(name: "transformer.wte.weight", shape: [65, 32], offset: 0)
         let descriptor = ShardDescriptor(name: "embeddings", tensors: [slot], elementCount: 2080, byteSize: 8352,
                                          contentHash: String(repeating: "ab", count: 32))
-        let status = StatusReport(
+        var status = StatusReport(
             job: "demo", model: "GPT", parameters: 1000, shards: 3, mode: "sync", version: 4, round: 5, epoch: 0,
             totalRounds: 100, complete: false, checkpointedVersion: 0,
             trainingLoss: [.init(round: 1, value: 3.5)], validationLoss: [.init(round: 1, value: 3.6)],
@@ -111,6 +111,9 @@ final class OpenAPIContractTests: XCTestCase {
             samplesPerSecond: 12.5, tokensPerSecond: 200, bytesIn: 10, denseBytesIn: 40, bytesOut: 20, updatesAccepted: 4,
             updatesRejected: ["invalid_update": 2, "bad_token": 1], lastRoundSeconds: 1.25, uptimeSeconds: 30,
             etaSeconds: 90)
+        status.checkpointFailing = true
+        status.storageError = "update log: write failed (No space left on device)"
+        status.failed = "10 rounds in a row had a non-finite gradient"
         let values: [(String, any Encodable)] = [
             ("RegisterRequest", RegisterRequest(joinToken: "j", name: "n", threads: 4, memoryBudgetBytes: 1 << 30)),
             ("RegisterResponse", RegisterResponse(workerId: "w-1", token: "trb_x", job: job)),

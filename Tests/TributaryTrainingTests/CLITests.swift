@@ -1,4 +1,5 @@
 import Foundation
+import TributaryCheckpoint
 import XCTest
 
 /// The `tributary` executable, run as a subprocess: bad inputs fail with one clear line and
@@ -147,11 +148,19 @@ final class CLITests: XCTestCase {
         let bytes = try Data(contentsOf: URL(fileURLWithPath: model))
         try bytes.prefix(bytes.count / 2).write(to: URL(fileURLWithPath: model))
         try assertFails(["sample", "--checkpoint", truncated, "--tokens", "5", "--threads", "1"],
+                        ["unusable", "model.safetensors", "fails its SHA-256"])
+        // A checkpoint from before hashes existed: the file's own checks still refuse it.
+        let sums = { (dir: String) in "\(dir)/step-00000003/\(CheckpointIntegrity.sumsFile)" }
+        try fm.removeItem(atPath: sums(truncated))
+        try assertFails(["sample", "--checkpoint", truncated, "--tokens", "5", "--threads", "1"],
                         ["unusable", "model.safetensors", "outside the"])
 
         let garbage = try path("garbage")
         try fm.copyItem(atPath: good, toPath: garbage)
         try Data("{ not json".utf8).write(to: URL(fileURLWithPath: "\(garbage)/step-00000003/config.json"))
+        try assertFails(["sample", "--checkpoint", garbage, "--tokens", "5", "--threads", "1"],
+                        ["unusable", "config.json fails its SHA-256"])
+        try fm.removeItem(atPath: sums(garbage))
         try assertFails(["sample", "--checkpoint", garbage, "--tokens", "5", "--threads", "1"],
                         ["unusable", "config.json is not a valid checkpoint config"])
 
@@ -162,6 +171,7 @@ final class CLITests: XCTestCase {
         // The last 4 bytes are the last float of the last tensor in name order (transformer.wte.weight).
         nanBytes.replaceSubrange((nanBytes.count - 4)..<nanBytes.count, with: [0x00, 0x00, 0xC0, 0x7F])
         try nanBytes.write(to: URL(fileURLWithPath: nanModel))
+        try fm.removeItem(atPath: sums(nan))
         try assertFails(["sample", "--checkpoint", nan, "--tokens", "5", "--threads", "1"],
                         ["transformer.wte.weight", "NaN or infinity"])
 
@@ -177,7 +187,7 @@ final class CLITests: XCTestCase {
         let before = try snapshot(good)
         XCTAssertEqual(Set(before.keys), ["latest", "step-00000003/", "step-00000003/config.json",
                                           "step-00000003/model.safetensors", "step-00000003/optimizer.safetensors",
-                                          "step-00000003/trainer_state.json"])
+                                          "step-00000003/trainer_state.json", "step-00000003/SHA256SUMS"])
 
         // Resuming with another model shape.
         try assertFails(Self.tinyTrain(out: good, steps: 6, extra: ["--resume", "--n-embd", "64"]),

@@ -113,10 +113,10 @@ extension TrainingJob {
         return outcome
     }
 
-    /// Once every unit of the epoch is done (and rounds remain), the next epoch starts and
+    /// Once every unit of the epoch is done, the next epoch starts (status counts whole epochs) and
     /// its first round opens. A storage failure leaves it for the next tick.
     func advanceEpochIfDone() async {
-        guard scheduler.epochComplete, !isComplete, failure == nil, scheduler.roundAccepted == 0 else { return }
+        guard scheduler.epochComplete, failure == nil, scheduler.roundAccepted == 0 else { return }
         do {
             try await startEpoch(scheduler.epoch + 1)
             openRound()
