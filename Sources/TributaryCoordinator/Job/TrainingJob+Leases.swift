@@ -43,8 +43,6 @@ extension TrainingJob {
             try await expireLeasesNow()
             try checkNotFailed()
             guard !isComplete else { throw JobError.jobComplete(totalRounds: config.optimizer.totalRounds) }
-            // Storage that refused the last write refuses leases too: their work could not be kept.
-            if let reason = stats.snapshot.storageError { throw JobError.storageUnavailable(reason) }
             var decision = scheduler.nextUnit(for: worker, now: now())
             if decision == .epochFinished {
                 try await startEpoch(scheduler.epoch + 1)
