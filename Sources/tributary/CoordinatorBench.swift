@@ -96,8 +96,10 @@ struct CoordinatorBench: AsyncParsableCommand {
                             if r.status != 202 { ok = false; break }
                         }
                         guard ok else { continue }
+                        let c0 = DispatchTime.now().uptimeNanoseconds
                         let commit = try await Self.send(http, .POST, base + Routes.commit(grant.leaseId), token: token,
                                                          body: Array(try WireJSON.encoder().encode(CommitRequest(samples: 4, loss: 2.0))))
+                        stats.record(.commit, DispatchTime.now().uptimeNanoseconds - c0)
                         if commit.status == 200 { stats.accepted(bytes: updateBytes) }
                     }
                 }
@@ -114,6 +116,7 @@ struct CoordinatorBench: AsyncParsableCommand {
         }
         let elapsed = Date().timeIntervalSince(started)
         let final = job.status()
+        let durability = await job.durability
         await coordinator.stop()
         try await http.shutdown()
 
@@ -124,6 +127,12 @@ struct CoordinatorBench: AsyncParsableCommand {
         print(String(format: "rounds closed: %d, %.3f s per round (%d units each)", rounds, rounds > 0 ? elapsed / Double(rounds) : .nan, unitsPerRound))
         print(String(format: "lease calls: %d, p50 %.2f ms, p99 %.2f ms", s.lease.count, s.percentile(.lease, 0.5), s.percentile(.lease, 0.99)))
         print(String(format: "status calls under load: %d, p50 %.2f ms, p99 %.2f ms", s.status.count, s.percentile(.status, 0.5), s.percentile(.status, 0.99)))
+        print(String(format: "commit calls: %d, p50 %.2f ms, p99 %.2f ms", s.commit.count, s.percentile(.commit, 0.5), s.percentile(.commit, 0.99)))
+        let n = Double(max(1, durability.updates))
+        print(String(format: "update log: %.3f ms per accepted update (append + fsync), ledger %.3f ms per update; log/ledger %.2fx; %.1f KiB per round",
+                     1000 * durability.logSeconds / n, 1000 * durability.ledgerSeconds / n,
+                     durability.logSeconds / max(1e-12, durability.ledgerSeconds),
+                     Double(durability.logBytes) / 1024 / Double(max(1, rounds))))
     }
 
     struct Reply: Sendable {
@@ -151,15 +160,16 @@ struct CoordinatorBench: AsyncParsableCommand {
 
 /// Latency samples and counters shared by the simulated workers.
 final class BenchStats: Sendable {
-    enum Call { case lease, status }
+    enum Call { case lease, status, commit }
     struct Snapshot {
         var lease: [UInt64] = []
         var status: [UInt64] = []
+        var commit: [UInt64] = []
         var accepted = 0
         var acceptedBytes = 0
 
         func percentile(_ call: Call, _ q: Double) -> Double {
-            let values = (call == .lease ? lease : status).sorted()
+            let values = (call == .lease ? lease : call == .status ? status : commit).sorted()
             guard !values.isEmpty else { return .nan }
             return Double(values[min(values.count - 1, Int(q * Double(values.count)))]) / 1e6
         }
@@ -171,6 +181,7 @@ final class BenchStats: Sendable {
             // Bounded: a long run keeps the first million samples of each kind.
             if call == .lease, s.lease.count < 1_000_000 { s.lease.append(nanoseconds) }
             if call == .status, s.status.count < 1_000_000 { s.status.append(nanoseconds) }
+            if call == .commit, s.commit.count < 1_000_000 { s.commit.append(nanoseconds) }
         }
     }
 

@@ -223,3 +223,19 @@ public final class UpdateLog {
         UpdateLogError(path: directory, operation: operation, code: code)
     }
 }
+
+/// What durability costs per accepted update: the log's append + fsync and the ledger's
+/// transaction, timed separately, and the bodies' bytes written to the log.
+public struct DurabilityFigures: Sendable {
+    public private(set) var updates = 0
+    public private(set) var logSeconds = 0.0
+    public private(set) var ledgerSeconds = 0.0
+    public private(set) var logBytes = 0
+
+    mutating func note(logNanoseconds: UInt64, bytes: Int, ledgerNanoseconds: UInt64) {
+        updates += 1
+        logSeconds += Double(logNanoseconds) / 1e9
+        ledgerSeconds += Double(ledgerNanoseconds) / 1e9
+        logBytes += bytes
+    }
+}

@@ -92,9 +92,12 @@ extension TrainingJob {
             } catch {
                 throw storageFailed("update log", error)
             }
-            metrics.updateLogAppendSeconds.record(.nanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - logStart)))
+            let logEnd = DispatchTime.now().uptimeNanoseconds
+            metrics.updateLogAppendSeconds.record(.nanoseconds(Int64(logEnd - logStart)))
             do {
                 try await ledger.recordAcceptedUpdate(record)
+                durability.note(logNanoseconds: logEnd - logStart, bytes: record.bytes,
+                                ledgerNanoseconds: DispatchTime.now().uptimeNanoseconds - logEnd)
             } catch LedgerError.unitAlreadyDone {
                 forget(id, requeue: false)
                 throw await reject(.unitAlreadyDone(unit: lease.unit, epoch: lease.epoch), worker: worker)

@@ -63,6 +63,8 @@ public actor TrainingJob {
     var normGuard: UpdateNormGuard
     /// Decoding space for checking a body (the largest shard).
     var scratch: [Float] = []
+    /// What making accepted updates durable costs (for `bench coordinator`).
+    public internal(set) var durability = DurabilityFigures()
     /// When a failed checkpoint is tried again (nil: none failing).
     var checkpointRetryAt: Date?
     /// Why the job stopped, once it failed.
