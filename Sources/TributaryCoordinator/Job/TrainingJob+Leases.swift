@@ -61,7 +61,7 @@ extension TrainingJob {
             } catch {
                 scheduler.discard(lease.id)  // the ledger does not know it: neither does the job
                 publishUnitCounts()
-                throw storageFailed("ledger", error)
+                throw error
             }
             storageRecovered()
             metrics.leasesGranted.increment()

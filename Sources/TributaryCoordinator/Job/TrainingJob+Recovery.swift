@@ -59,12 +59,11 @@ extension TrainingJob {
         }
         try await loadRegistry()
         try await startEpoch(epoch)
-        var openDecision = try await restoreOpenRound(lastRound + 1)
+        let openDecision = try await restoreOpenRound(version + 1)
         if openDecision == .keepOpen, scheduler.roundAccepted == 0, scheduler.epochComplete, !isComplete {
             // Stopped between a round that ended its epoch and the next epoch's start.
             try await startEpoch(scheduler.epoch + 1)
             openRound()
-            openDecision = .keepOpen
         }
         let rounds = try await ledger.rounds(limit: 512)
         stats.update { s in

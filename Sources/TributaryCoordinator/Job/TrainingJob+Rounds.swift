@@ -188,6 +188,16 @@ extension TrainingJob {
         return .storageUnavailable(reason)
     }
 
+    /// Errors of the storage itself, as opposed to refusals the ledger makes by its rules.
+    static func isStorageFailure(_ error: any Error) -> Bool {
+        if error is UpdateLogError { return true }
+        guard let ledger = error as? LedgerError else { return false }
+        switch ledger {
+        case .database, .server, .cannotConnect, .cannotOpen: return true
+        default: return false
+        }
+    }
+
     func storageRecovered() {
         guard stats.snapshot.storageError != nil else { return }
         stats.update { $0.storageError = nil }

@@ -101,7 +101,7 @@ extension TrainingJob {
             } catch LedgerError.unitAlreadyDone {
                 forget(id, requeue: false)
                 throw await reject(.unitAlreadyDone(unit: lease.unit, epoch: lease.epoch), worker: worker)
-            } catch {
+            } catch where Self.isStorageFailure(error) {
                 throw storageFailed("ledger", error)
             }
             storageRecovered()

@@ -175,7 +175,14 @@ public actor TrainingJob {
         defer {
             if waiting.isEmpty { busy = false } else { waiting.removeFirst().resume() }
         }
-        return try await body()
+        do {
+            return try await body()
+        } catch {
+            // A ledger that cannot write (a full disk, a lost database) is the client's 503,
+            // never a 500: nothing the request asked for happened.
+            guard Self.isStorageFailure(error) else { throw error }
+            throw storageFailed("ledger", error)
+        }
     }
 
     // MARK: Reading
