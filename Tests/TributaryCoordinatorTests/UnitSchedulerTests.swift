@@ -115,4 +115,27 @@ final class UnitSchedulerTests: XCTestCase {
         XCTAssertEqual(s.roundUnits, [1, 4])
         XCTAssertEqual(s.epoch, 3)
     }
+
+    /// Issue 14: after a restart the open round keeps the units it had accepted (they count
+    /// toward closing it), the rest of it is filled as before, and no unit is skipped.
+    func testARestoredOpenRoundKeepsItsAcceptedUnits() {
+        var s = UnitScheduler(mode: .sync, unitsPerEpoch: 9, unitsPerRound: 3, minUnits: 1, roundDeadline: 30,
+                              leaseDuration: 10, now: t0)
+        _ = s.startEpoch(0, done: [0, 1, 2, 3])  // round 1 closed; unit 3 accepted in round 2
+        XCTAssertEqual(s.restoreOpenRound(accepted: [3], now: t0), .keepOpen)
+        XCTAssertEqual(s.roundUnits, [3, 4, 5])
+        XCTAssertEqual(s.roundAccepted, 1)
+        let a = grant(&s, "a"), b = grant(&s, "b")
+        XCTAssertEqual([a?.unit, b?.unit], [4, 5])
+        XCTAssertEqual(s.nextUnit(), .noWork)
+        if let a { XCTAssertEqual(s.accept(a), .keepOpen) }
+        if let b { XCTAssertEqual(s.accept(b), .close, "three units: the restored one counted") }
+        s.openRound(now: t0)
+        XCTAssertEqual(s.roundUnits, [6, 7, 8], "the units the fill took back are not skipped")
+
+        var full = UnitScheduler(mode: .sync, unitsPerEpoch: 9, unitsPerRound: 3, minUnits: 1, roundDeadline: 30,
+                                 leaseDuration: 10, now: t0)
+        _ = full.startEpoch(0, done: [0, 1, 2])
+        XCTAssertEqual(full.restoreOpenRound(accepted: [0, 1, 2], now: t0), .close, "stopped before the round was recorded")
+    }
 }
