@@ -182,12 +182,7 @@ final class DiskFullTests: JobTestCase {
         let got = await job.parameterValues(), expected = await twin.parameterValues()
         assertSameBits(got, expected)  // round 4 applied once, not again at a retry
         try FileManager.default.removeItem(atPath: filler)
-        clock.advance(10)
-        try await job.tick()
-        XCTAssertEqual(job.status().checkpointFailing, false)
-        XCTAssertEqual(job.status().checkpointedVersion, 4)
-        let ledger = try Ledger(path: "\(c.storage.dataDirectory)/ledger.sqlite")
-        XCTAssertEqual(try ledger.rounds(limit: 100).map(\.round), [1, 2, 3, 4])
+        try await assertCheckpointRetried(job, clock, config: c, version: 4)
         await job.close()
         await twin.close()
     }

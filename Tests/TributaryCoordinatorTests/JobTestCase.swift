@@ -84,6 +84,18 @@ class JobTestCase: XCTestCase {
         }
         XCTAssertEqual(differing, 0, "values differing in bits", file: file, line: line)
     }
+
+    /// Once space is back and the retry is due, the checkpoint of `version` is written, status
+    /// clears, and the ledger holds rounds 1...version once each.
+    func assertCheckpointRetried(_ job: TrainingJob, _ clock: TestClock, config c: JobConfig, version: Int,
+                                 file: StaticString = #filePath, line: UInt = #line) async throws {
+        clock.advance(10)
+        try await job.tick()
+        XCTAssertEqual(job.status().checkpointFailing, false, file: file, line: line)
+        XCTAssertEqual(job.status().checkpointedVersion, version, file: file, line: line)
+        let ledger = try Ledger(path: "\(c.storage.dataDirectory)/ledger.sqlite")
+        XCTAssertEqual(try ledger.rounds(limit: 100).map(\.round), Array(1...version), "each round once", file: file, line: line)
+    }
 }
 
 /// A clock the test moves by hand.

@@ -116,12 +116,7 @@ final class RecoveryTests: JobTestCase {
         // Space returns: the next retry writes the checkpoint of the current version.
         try FileManager.default.removeItem(atPath: folder)
         try FileManager.default.moveItem(atPath: folder + ".away", toPath: folder)
-        clock.advance(10)
-        try await job.tick()
-        XCTAssertEqual(job.status().checkpointFailing, false)
-        XCTAssertEqual(job.status().checkpointedVersion, 4)
-        let ledger = try Ledger(path: "\(c.storage.dataDirectory)/ledger.sqlite")
-        XCTAssertEqual(try ledger.rounds(limit: 100).map(\.round), [1, 2, 3, 4])
+        try await assertCheckpointRetried(job, clock, config: c, version: 4)
         await job.close()
         await twin.close()
     }

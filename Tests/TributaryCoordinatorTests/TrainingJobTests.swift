@@ -7,21 +7,12 @@ import XCTest
 
 /// The job actor without HTTP: its events run one at a time, across the ledger's
 /// suspension points, while status and downloads never wait for it.
-final class TrainingJobTests: XCTestCase {
+final class TrainingJobTests: JobTestCase {
     func openJob() async throws -> (TrainingJob, String) {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tributary-job-\(UUID().uuidString)").path
-        var c = JobConfig()
-        c.model.nLayer = 1
-        c.model.nHead = 2
-        c.model.nEmbd = 16
-        c.model.blockSize = 16
-        c.units.samplesPerUnit = 4
-        c.rounds.unitsPerRound = 2
-        c.storage.dataDirectory = dir
-        c.auth.joinToken = "join"
+        let c = config(checkpointEvery: 50)
         var logger = Logger(label: "test.job")
         logger.logLevel = .warning
-        return (try await TrainingJob.open(config: c, logger: logger), dir)
+        return (try await TrainingJob.open(config: c, logger: logger), c.storage.dataDirectory)
     }
 
     func testEventsWaitForTheRunningOneButStatusAndDownloadsDoNot() async throws {
