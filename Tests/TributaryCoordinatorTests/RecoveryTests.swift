@@ -157,5 +157,30 @@ final class RecoveryTests: JobTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: newest))
         await job.close()
     }
-}
 
+    /// SIGTERM's path: a checkpoint of the closed rounds, then the process ends. The open
+    /// round's accepted update is in the log and comes back: nothing is redone.
+    func testAGracefulStopKeepsTheOpenRoundsAcceptedUpdates() async throws {
+        let c = config(checkpointEvery: 50)
+        var job = try await open(c)
+        let workers = try await register(job, 2)
+        try await run(job, workers, units: 5)  // rounds 1, 2 and one unit of round 3
+        try await job.writeCheckpoint()
+        await job.close()
+        job = try await open(c)
+        let version = await job.version
+        XCTAssertEqual(version, 2)
+        XCTAssertEqual(job.status().units.done, 5, "the open round's accepted unit stays done")
+        let receipt = try await doUnit(job, workers[1])
+        XCTAssertEqual(receipt.round, 3)
+        let closed = await job.version
+        XCTAssertEqual(closed, 3, "one more unit closes round 3: its first one still counts")
+        let twin = try await open(config(checkpointEvery: 50))
+        let twinWorkers = try await register(twin, 2)
+        try await run(twin, twinWorkers, units: 6)
+        let got = await job.parameterValues(), expected = await twin.parameterValues()
+        assertSameBits(got, expected)
+        await job.close()
+        await twin.close()
+    }
+}
