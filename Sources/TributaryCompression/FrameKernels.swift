@@ -100,3 +100,12 @@ enum FrameKernels {
     }
     #endif
 }
+
+/// zlib's CRC-32 for callers outside the codecs (the coordinator's update log).
+public enum CRC32 {
+    /// The CRC-32 of `bytes`, continued from `crc` (0 to start).
+    public static func checksum(_ bytes: UnsafeRawBufferPointer, continuing crc: UInt32 = 0) -> UInt32 {
+        guard let base = bytes.baseAddress else { return crc }
+        return FrameKernels.checksum(crc, base, count: bytes.count)
+    }
+}

@@ -1,5 +1,5 @@
-import Crypto
 import Foundation
+import TributaryCompression
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -39,10 +39,10 @@ public struct UpdateLogError: Error, CustomStringConvertible, Sendable {
 ///
 /// One segment per round (`round-00000042.log`), so pruning after a checkpoint is deleting
 /// files. An entry is `TUL1`, a 4-byte little-endian header length, a JSON header (lease,
-/// round, weight, shard names and sizes), the bodies, and the SHA-256 of all of that. A
-/// torn or damaged entry ends a segment's reading: the entries after it were never
-/// acknowledged (each append is synced before the ledger records its update). Used by the
-/// job actor only.
+/// round, weight, shard names and sizes), the bodies, and the CRC-32 of all of that (the
+/// bodies are tensor frames with CRCs of their own, checked again when replayed). A torn
+/// or damaged entry ends a segment's reading: the entries after it were never acknowledged
+/// (each append is synced before the ledger records its update). Used by the job actor only.
 public final class UpdateLog {
     public let directory: String
     private var openSegment: (round: Int, fd: Int32)?
@@ -79,20 +79,23 @@ public final class UpdateLog {
         let header = Header(lease: update.leaseID, round: update.round, weight: update.weight, shards: names,
                             sizes: names.map { update.bodies[$0]?.count ?? 0 })
         let json = try JSONEncoder().encode(header)
-        var entry = Self.magic
-        entry.reserveCapacity(8 + json.count + header.sizes.reduce(0, +) + 32)
+        var head = Self.magic
         var length = UInt32(json.count).littleEndian
-        withUnsafeBytes(of: &length) { entry.append(contentsOf: $0) }
-        entry.append(contentsOf: json)
-        for name in names { entry.append(contentsOf: update.bodies[name] ?? []) }
-        entry.append(contentsOf: SHA256.hash(data: entry))
+        withUnsafeBytes(of: &length) { head.append(contentsOf: $0) }
+        head.append(contentsOf: json)
+        var crc = head.withUnsafeBytes { CRC32.checksum($0) }
+        for name in names { crc = (update.bodies[name] ?? []).withUnsafeBytes { CRC32.checksum($0, continuing: crc) } }
+        var trailer = crc.littleEndian
 
         let fd = try segment(for: update.round)
         let start = lseek(fd, 0, SEEK_END)
         guard start >= 0 else { throw failure("seek", errno) }
         do {
-            try writeAll(fd, entry)
-            guard fsync(fd) == 0 else { throw failure("fsync", errno) }
+            // Written in place (no copy of the bodies into one buffer), then synced once.
+            try writeAll(fd, head)
+            for name in names { try writeAll(fd, update.bodies[name] ?? []) }
+            try withUnsafeBytes(of: &trailer) { try writeAll(fd, Array($0)) }
+            guard fdatasync(fd) == 0 else { throw failure("fdatasync", errno) }
         } catch {
             _ = ftruncate(fd, start)
             throw error
@@ -199,10 +202,11 @@ public final class UpdateLog {
             bodies[name] = Array(bytes[at..<at + size])
             at += size
         }
-        guard bytes.count - at >= 32 else { return nil }
-        let digest = Array(SHA256.hash(data: bytes[offset..<at]))
-        guard Array(bytes[at..<at + 32]) == digest else { return nil }
-        return (LoggedUpdate(leaseID: header.lease, round: header.round, weight: header.weight, bodies: bodies), at + 32)
+        guard bytes.count - at >= 4 else { return nil }
+        let crc = bytes.withUnsafeBytes { CRC32.checksum(UnsafeRawBufferPointer(rebasing: $0[offset..<at])) }
+        let stored = UInt32(bytes[at]) | UInt32(bytes[at + 1]) << 8 | UInt32(bytes[at + 2]) << 16 | UInt32(bytes[at + 3]) << 24
+        guard crc == stored else { return nil }
+        return (LoggedUpdate(leaseID: header.lease, round: header.round, weight: header.weight, bodies: bodies), at + 4)
     }
 
     private func writeAll(_ fd: Int32, _ bytes: [UInt8]) throws {
