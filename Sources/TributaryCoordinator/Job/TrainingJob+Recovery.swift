@@ -191,7 +191,9 @@ extension TrainingJob {
     @discardableResult
     func addLoggedUpdates(of r: Int) async throws -> [UpdateRecord] {
         let accepted = try await ledger.updates(round: r)
-        let logged = Dictionary(updateLog.entries(round: r).map { ($0.leaseID, $0) }, uniquingKeysWith: { a, _ in a })
+        // A lease logged twice (its first commit met a ledger that could not write, and was
+        // repeated): the last entry is the one the ledger's row followed.
+        let logged = Dictionary(updateLog.entries(round: r).map { ($0.leaseID, $0) }, uniquingKeysWith: { _, last in last })
         for record in accepted {
             guard let entry = logged[record.leaseId] else {
                 throw JobError.storageUnavailable("the update log lost the update of lease \(record.leaseId) (round \(r))")
