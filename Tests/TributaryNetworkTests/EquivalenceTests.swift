@@ -25,6 +25,7 @@ final class EquivalenceTests: XCTestCase {
             c.units.microBatch = 2              // workers accumulate over micro-batches
             c.rounds.unitsPerRound = 3
             c.rounds.maxStaleness = 0
+            c.aggregation.rule = .mean          // the mean of equal units is the single process's large batch
         }
         let coordinator = try await RunningCoordinator.start(config)
         try await RunningCoordinator.runWorkers(3, against: coordinator, directory: dir)

@@ -50,6 +50,10 @@ extension JobConfig {
       max_lifetime_seconds: 600    # renewals never carry a lease past this (nor past its sync round's deadline)
 
     aggregation:
+      rule: centered_clip          # centered_clip (untrusted volunteers), trimmed_mean, median, or mean (a trusted cluster)
+      trim: 0.2                    # trimmed_mean: fraction dropped at each end of every coordinate
+      clip_iterations: 3           # centered_clip: iterations ...
+      clip_radius: 1.0             # ... and radius, as a multiple of the updates' median distance from their median
       max_norm_ratio: 10           # refuse an update whose norm passes 10x the median of recent accepted ones
 
     limits:                        # per client address (an IPv4 address or an IPv6 /64)

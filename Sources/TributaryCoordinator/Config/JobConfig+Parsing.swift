@@ -128,6 +128,7 @@ extension JobConfig {
         ("model", "type", modelTypes),
         ("optimizer", "type", OptimizerKind.allCases.map(\.rawValue)),
         ("rounds", "mode", RoundMode.allCases.map(\.rawValue)),
+        ("aggregation", "rule", AggregationRule.allCases.map(\.rawValue)),
     ]
 
     static func checkChoices(_ given: [String: Any], source: String) throws {

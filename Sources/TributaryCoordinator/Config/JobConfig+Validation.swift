@@ -34,6 +34,15 @@ extension JobConfig {
         guard leases.maxLifetimeSeconds >= leases.durationSeconds else {
             throw bad("leases.max_lifetime_seconds must be at least leases.duration_seconds (\(leases.durationSeconds))")
         }
+        guard aggregation.trim >= 0, aggregation.trim < 0.5 else {
+            throw bad("aggregation.trim must lie in [0, 0.5): the fraction dropped at each end")
+        }
+        guard (1...20).contains(aggregation.clipIterations) else {
+            throw bad("aggregation.clip_iterations must lie in 1...20")
+        }
+        guard aggregation.clipRadius > 0, aggregation.clipRadius.isFinite, aggregation.clipRadius <= 100 else {
+            throw bad("aggregation.clip_radius must be a positive multiple (at most 100) of the median distance")
+        }
         guard aggregation.maxNormRatio > 1, aggregation.maxNormRatio.isFinite else {
             throw bad("aggregation.max_norm_ratio must be a finite number above 1")
         }

@@ -59,6 +59,15 @@ public struct JobConfig: Codable, Sendable, Equatable {
         public var maxLifetimeSeconds: Double = 600
     }
     public struct Aggregation: Codable, Sendable, Equatable {
+        /// How a round's updates become one gradient (`AggregationRule`): centered clipping
+        /// by default, as volunteers are untrusted; `mean` for a trusted cluster.
+        public var rule: AggregationRule = .centeredClip
+        /// `trimmed_mean`: the fraction of values dropped at each end of every coordinate.
+        public var trim: Double = 0.2
+        /// `centered_clip`: iterations, and the radius as a multiple of the median distance
+        /// of the round's updates from their coordinate-wise median.
+        public var clipIterations: Int = 3
+        public var clipRadius: Double = 1.0
         /// An update whose L2 norm passes this multiple of the median of recently accepted
         /// updates' norms is refused (`update_norm_out_of_range`).
         public var maxNormRatio: Double = 10

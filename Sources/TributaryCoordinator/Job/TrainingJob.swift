@@ -133,7 +133,7 @@ public actor TrainingJob {
         model = try ModelState(spec: spec, seed: config.data.seed, settings: config.optimizerSettings,
                                skipPolicy: .neverStop)
         layout = ShardLayout(spec: spec)
-        aggregator = try WeightedMeanAggregator(layout: layout)
+        aggregator = try config.aggregation.rule.makeAggregator(layout: layout, settings: config.aggregation)
         normGuard = UpdateNormGuard(ratio: config.aggregation.maxNormRatio)
         publisher = ParameterPublisher(layout: layout, zstdLevel: config.compression.zstdLevel)
         registry = WorkerRegistry()
