@@ -7,7 +7,7 @@ import TributaryTraining
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Benchmarks (build with -c release).",
-        subcommands: [ComputeBench.self, CoordinatorBench.self, CompressionBench.self, MemoryBench.self, AttackBench.self])
+        subcommands: [ComputeBench.self, CoordinatorBench.self, CompressionBench.self, MemoryBench.self, AttackBench.self, RobustnessBench.self])
 }
 
 struct ComputeBench: ParsableCommand {
