@@ -10,7 +10,8 @@ import TributaryProtocol
 import TributaryTensor
 
 /// The volunteer's daemon: lease a unit → fetch the parameter shards it lacks (cached by
-/// content hash) → compute the unit's gradient → push it shard by shard → commit → repeat.
+/// content hash) → compute the unit's gradient → push it shard by shard → commit → repeat,
+/// renewing the lease meanwhile (`LeaseHeartbeat`; a lost lease cancels the unit's work).
 /// Any step can fail: every failure or refusal, whatever its status, is retried after an
 /// exponential back-off with jitter (`RetryPolicy`); a lease that expired or a version that
 /// went stale is dropped and re-leased. Every answer is bounded (`ResponseLimit`) and
@@ -18,7 +19,8 @@ import TributaryTensor
 public actor WorkerDaemon {
     public let options: WorkerOptions
     let client: CoordinatorClient
-    /// For giving a lease back after a failure: a short timeout, as the network may be what failed.
+    /// For renewing a lease and giving it back after a failure: a short timeout, as the
+    /// network may be what failed, and a lease lasts only seconds.
     let releaseClient: CoordinatorClient
     let logger: Logger
     private var identity: Identity?
@@ -131,18 +133,18 @@ public actor WorkerDaemon {
 
     /// Commits, and on a network failure commits again (up to 3 times, while the lease
     /// lasts): a commit is idempotent, so a first attempt that landed but whose answer was
-    /// lost is answered with its receipt, and the unit's work is not thrown away.
-    private func commit(_ grant: LeaseGrant, token: String, _ request: CommitRequest) async throws -> CommitReceipt {
+    /// lost is answered with its receipt, and the unit's work is not thrown away. Each
+    /// attempt's timeout is the lease's time left (renewals extend it) plus a margin.
+    private func commit(_ lease: HeldLease, token: String, _ request: CommitRequest) async throws -> CommitReceipt {
         var attempt = 0
         while true {
             do {
-                return try await client.json(.POST, Routes.commit(grant.leaseId), token: token, body: request)
+                return try await client.json(.POST, Routes.commit(lease.id), token: token, body: request,
+                                             timeout: lease.requestTimeout())
             } catch ClientError.transient(let why) {
                 attempt += 1
                 let wait = Duration.milliseconds(250 << min(attempt, 4))
-                guard attempt <= 3, Date().addingTimeInterval(Backoff.seconds(wait)) < grant.deadline else {
-                    throw ClientError.transient(why)
-                }
+                guard attempt <= 3, lease.timeLeft() > wait else { throw ClientError.transient(why) }
                 logger.info("commit failed; committing again", metadata: ["attempt": "\(attempt)", "error": "\(LogSafe.escape(why))"])
                 try await sleep(wait)
             }
@@ -206,18 +208,49 @@ public actor WorkerDaemon {
         return (fresh, description)
     }
 
-    /// One unit from lease to commit; nil when there was nothing to do.
+    /// One unit from lease to commit; nil when there was nothing to do. The lease is kept
+    /// alive by a heartbeat from the grant until the commit's answer (`LeaseHeartbeat`); when
+    /// it is lost first, the unit's downloads, compute and uploads are cancelled.
     private func workOneUnit() async throws -> UnitReport? {
         let start = DispatchTime.now().uptimeNanoseconds
         let me = try await register()
         let (compute, job) = try await ensureCompute(token: me.token)
-        let grant: LeaseGrant = try await client.json(.POST, Routes.leases, token: me.token, body: [String: String]())
+        let (grant, date): (LeaseGrant, Date?) = try await client.jsonReply(.POST, Routes.leases, token: me.token,
+                                                                            body: [String: String]())
         try grant.check(for: job)
         currentLease = grant.leaseId
-        var down = 0
+        let lease = HeldLease(id: grant.leaseId, deadline: grant.deadline, coordinatorDate: date)
+        let heartbeat = LeaseHeartbeat(lease: lease, client: releaseClient, token: me.token, logger: logger)
+        let token = me.token
+        let done = try await heartbeat.keepingAlive {
+            try await self.runLeased(grant, lease: lease, compute: compute, job: job, token: token)
+        }
+        try residualStore.commitStaged()
+        currentLease = nil
+        return UnitReport(unit: grant.unitIndex, epoch: grant.epoch, version: grant.version, loss: done.loss,
+                          samples: done.samples, computeSeconds: done.computeSeconds,
+                          totalSeconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9,
+                          bytesUp: done.bytesUp, bytesDown: done.bytesDown, round: done.receipt.round,
+                          renewals: lease.renewals)
+    }
 
+    /// What a unit produced, from the lease's shards to the commit's receipt.
+    struct CommittedUnit: Sendable {
+        var loss: Double
+        var samples: Int
+        var computeSeconds: Double
+        var bytesUp: Int
+        var bytesDown: Int
+        var receipt: CommitReceipt
+    }
+
+    /// The unit's work under `lease`: shards, batch, gradient, uploads, commit. Cancelled by
+    /// the heartbeat when the lease is lost; every request it makes is cancelled with it.
+    private func runLeased(_ grant: LeaseGrant, lease: HeldLease, compute: UnitCompute, job: JobDescription,
+                           token: String) async throws -> CommittedUnit {
+        var down = 0
         // The lease's version: shards whose content is not in the local cache are fetched.
-        let manifest: Manifest = try await client.json(.GET, Routes.manifest(grant.version), token: me.token,
+        let manifest: Manifest = try await client.json(.GET, Routes.manifest(grant.version), token: token,
                                                        limit: manifestLimit)
         guard manifest.version == grant.version else {
             throw ClientError.protocolViolation("the manifest is of version \(manifest.version), the lease's is \(grant.version)")
@@ -234,7 +267,7 @@ public actor WorkerDaemon {
             }
             refs[d.name] = .init(hash: d.contentHash, elements: d.elementCount)
             if !cache.contains(d.contentHash) {
-                let reply = try await client.send(.GET, Routes.shard(grant.version, d.name), token: me.token,
+                let reply = try await client.send(.GET, Routes.shard(grant.version, d.name), token: token,
                                                   limit: ResponseLimit.shard(elements: shard.elementCount,
                                                                              budget: options.memoryBudgetBytes))
                 try device.allocator.withReservedBytes(reply.body.count) { try cache.store(reply.body, hash: d.contentHash) }
@@ -245,7 +278,7 @@ public actor WorkerDaemon {
 
         // The unit's samples.
         let width = job.model.sampleShape.width
-        let batchReply = try await client.send(.GET, Routes.batch(grant.leaseId), token: me.token,
+        let batchReply = try await client.send(.GET, Routes.batch(grant.leaseId), token: token,
                                                limit: ResponseLimit.batch(samples: grant.sampleCount, width: width,
                                                                           budget: options.memoryBudgetBytes))
         down += batchReply.body.count
@@ -258,28 +291,26 @@ public actor WorkerDaemon {
 
         // Compute the gradient; each shard's update is encoded (with error feedback) and
         // uploaded as soon as it is final, while the rest of the backward goes on.
-        let client = self.client, lease = grant.leaseId, token = me.token
+        let client = self.client, leaseId = grant.leaseId
         let computeStart = DispatchTime.now().uptimeNanoseconds
         let (loss, up) = try await compute.runUnit(batch, shards: refs, cache: cache, residuals: residualStore,
                                                    zstdLevel: job.zstdLevel) { shard, body in
-            _ = try await client.send(.PUT, Routes.update(lease, shard: shard), token: token, body: body,
+            _ = try await client.send(.PUT, Routes.update(leaseId, shard: shard), token: token, body: body,
                                       contentType: Routes.tensorFrameType, limit: ResponseLimit.json)
         }
         let computeSeconds = Double(DispatchTime.now().uptimeNanoseconds - computeStart) / 1e9
 
         let receipt: CommitReceipt
         do {
-            receipt = try await commit(grant, token: me.token, CommitRequest(samples: batch.sampleCount, loss: loss))
+            // From here the commit's answer decides: a renewal refused meanwhile no longer cancels the unit.
+            guard lease.beginCommit() else { throw CancellationError() }
+            receipt = try await commit(lease, token: token, CommitRequest(samples: batch.sampleCount, loss: loss))
         } catch {
             // The update was not applied: what it carried from the residual must not be lost.
             residualStore.discardStaged()
             throw error
         }
-        try residualStore.commitStaged()
-        currentLease = nil
-        return UnitReport(unit: grant.unitIndex, epoch: grant.epoch, version: grant.version, loss: loss,
-                          samples: batch.sampleCount, computeSeconds: computeSeconds,
-                          totalSeconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9,
-                          bytesUp: up, bytesDown: down, round: receipt.round)
+        return CommittedUnit(loss: loss, samples: batch.sampleCount, computeSeconds: computeSeconds,
+                             bytesUp: up, bytesDown: down, receipt: receipt)
     }
 }
