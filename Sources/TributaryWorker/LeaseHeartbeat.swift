@@ -64,6 +64,8 @@ struct LeaseHeartbeat: Sendable {
                     throw ClientError.protocolViolation("the renewal of lease \(lease.id) answered for another lease")
                 }
                 lease.extend(to: renewal.deadline, coordinatorDate: date)
+                logger.debug("lease renewed", metadata: [
+                    "lease": "\(lease.id)", "left_ms": "\(Int(Backoff.seconds(lease.timeLeft()) * 1000))"])
             } catch let ClientError.refused(problem) where problem.code != .rateLimited {
                 try await refused(problem)
                 return

@@ -62,12 +62,20 @@ public actor WorkerDaemon {
     /// Asks the loop to stop after the current unit.
     public func requestStop() { stopRequested = true }
 
-    /// Releases the lease in hand (after the grace period ran out).
+    /// Releases the lease in hand (after the grace period ran out, or its unit failed). Best
+    /// effort: a lease the coordinator no longer holds is refused, one it cannot reach expires.
     public func releaseCurrentLease() async {
         guard let lease = currentLease, let token = identity?.token else { return }
-        _ = try? await releaseClient.send(.DELETE, Routes.lease(lease), token: token, limit: ResponseLimit.json)
         currentLease = nil
-        logger.info("lease released", metadata: ["lease": "\(lease)"])
+        do {
+            _ = try await releaseClient.send(.DELETE, Routes.lease(lease), token: token, limit: ResponseLimit.json)
+            logger.info("lease released", metadata: ["lease": "\(lease)"])
+        } catch let ClientError.refused(problem) {
+            logger.info("lease had already ended", metadata: ["lease": "\(lease)", "reason": "\(problem.code.rawValue)"])
+        } catch {
+            logger.info("lease not released; it expires on its own", metadata: [
+                "lease": "\(lease)", "error": "\(LogSafe.escape("\(error)"))"])
+        }
     }
 
     /// Runs until stopped or `maxUnits` units are committed.
@@ -220,6 +228,9 @@ public actor WorkerDaemon {
         try grant.check(for: job)
         currentLease = grant.leaseId
         let lease = HeldLease(id: grant.leaseId, deadline: grant.deadline, coordinatorDate: date)
+        logger.debug("lease granted", metadata: ["lease": "\(grant.leaseId)", "unit": "\(grant.unitIndex)",
+                                                 "version": "\(grant.version)",
+                                                 "left_ms": "\(Int(Backoff.seconds(lease.timeLeft()) * 1000))"])
         let heartbeat = LeaseHeartbeat(lease: lease, client: releaseClient, token: me.token, logger: logger)
         let token = me.token
         let done = try await heartbeat.keepingAlive {

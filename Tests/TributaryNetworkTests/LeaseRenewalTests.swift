@@ -2,6 +2,7 @@ import Foundation
 import Synchronization
 import TributaryCoordinator
 import TributaryLedger
+import TributaryProtocol
 import TributaryTensor
 import TributaryWorker
 import XCTest
@@ -54,6 +55,40 @@ final class LeaseRenewalTests: XCTestCase {
                 XCTAssertEqual(lease.state, .committed)
             }
         }
+    }
+
+    /// The coordinator's side: a unit whose worker vanished goes to an idle worker soon after
+    /// its lease's deadline. A ghost takes the only unit of the first round (no unit has been
+    /// done yet, so no backup lease can free it) and vanishes; a worker polling for work
+    /// meanwhile (0.25 s apart at first, doubling to 1–2 s) is granted the unit within 2.5 s
+    /// of the ghost's deadline, and the unit counts once, for it.
+    func testAnExpiredUnitGoesToAnIdleWorkerPromptly() async throws {
+        let (c, dir) = try await RunningCoordinator.startInTemporaryDirectory("expiry") {
+            $0.rounds.unitsPerRound = 1
+            $0.leases.durationSeconds = 2
+            $0.optimizer.totalRounds = 1
+        }
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let raw = RawClient(base: c.url)
+        let ghost = try await raw.register(name: "ghost")
+        let grant = try await raw.request(.POST, Routes.leases, token: ghost.token).json(LeaseGrant.self)
+        let options = WorkerOptions(coordinator: c.url, joinToken: RunningCoordinator.joinToken, name: "idle",
+                                    dataDirectory: "\(dir)/worker", maxUnits: 1)
+        try await WorkerDaemon(options: options, logger: quietLogger("test.expiry")).run()
+        let status = c.job.status()
+        await c.stop()
+
+        XCTAssertEqual(status.version, 1)
+        XCTAssertEqual(status.units.expired, 1)
+        let leases = try Ledger(path: "\(dir)/ledger.sqlite").leases(epoch: grant.epoch, unitIndex: grant.unitIndex)
+        guard leases.count == 2 else { return XCTFail("\(leases)") }
+        XCTAssertEqual(leases[0].id, grant.leaseId)
+        XCTAssertEqual(leases[0].state, .expired)
+        XCTAssertEqual(leases[1].state, .committed)
+        let gap = leases[1].issuedAt.timeIntervalSince(leases[0].deadline)
+        print(String(format: "expired unit re-leased %.2f s after the deadline", gap))
+        XCTAssertGreaterThanOrEqual(gap, 0)
+        XCTAssertLessThanOrEqual(gap, 2.5)
     }
 
     /// The default lease is 10 s (the example says so too), and durations outside 1…3600 s
