@@ -28,7 +28,8 @@ final class HeldLease: Sendable {
     }
 
     /// How far past the deadline as estimated here the lease may still be alive: the
-    /// coordinator's clock is read to the second, and the answer took a while to arrive.
+    /// coordinator's clock is known to a second or so (`remaining`), and the answer took a
+    /// while to arrive.
     static let margin: Duration = .seconds(2)
     /// Renewals at most this often, however little time is left.
     static let minimumBeat: Duration = .milliseconds(500)
@@ -50,8 +51,9 @@ final class HeldLease: Sendable {
     }
 
     /// Time from the answer's arrival to `deadline`, on the coordinator's clock when its
-    /// `Date` header is known. The header names a whole second, so the coordinator's clock
-    /// read at most one second past it: that end is taken, so the estimate errs early.
+    /// `Date` header is known. The header names a whole second, and a server may cache it
+    /// for a second (Hummingbird does), so the coordinator's clock read 0 to 2 s past it:
+    /// one second past is taken, within a second of the truth either way.
     static func remaining(until deadline: Date, coordinatorDate: Date?, localNow: Date) -> Duration {
         let now = coordinatorDate.map { $0.addingTimeInterval(1) } ?? localNow
         let seconds = deadline.timeIntervalSince(now)

@@ -23,7 +23,7 @@ final class LeaseHeartbeatTests: XCTestCase {
     }
 
     /// A worker whose clock runs 30 s ahead still sees a 10 s lease as 9 s long (the
-    /// coordinator's `Date` header, read to the second, taken at its late end); without the
+    /// coordinator's `Date` header, whole seconds and perhaps a second old, plus one); without the
     /// header it would see the lease as 20 s over and renew in a loop, and one 30 s behind
     /// would wait 13 s to renew a lease that ends after 10.
     func testTimeLeftIsMeasuredOnTheCoordinatorsClock() {
@@ -116,11 +116,16 @@ final class LeaseHeartbeatTests: XCTestCase {
         options.retry = RetryPolicy(base: .milliseconds(50), cap: .milliseconds(100))
         var logger = Logger(label: "test.beat")
         logger.logLevel = .critical
-        let worker = WorkerDaemon(options: options, logger: logger)
+        // A client of its own, shut down before the server stops: a cancelled request can
+        // leave the pool still connecting, and a connection the server accepts while it
+        // shuts down trips a fatal error in NIO (NIOAsyncWriter deinited without finish()).
+        let http = WorkerHTTPClient(WorkerHTTPClient.defaultConfiguration)
+        let worker = WorkerDaemon(options: options, logger: logger, http: http)
         let running = Task { try await worker.run() }
         try await Task.sleep(for: .seconds(seconds))
         running.cancel()
         _ = try? await running.value
+        try await http.shutdown()
         log.released.withLock { $0 = true }
         await server.stop()
         return log
@@ -128,8 +133,8 @@ final class LeaseHeartbeatTests: XCTestCase {
 
     /// A renewal refused (the lease expired on the coordinator) ends the unit at once: the
     /// manifest request still waiting is cancelled, the lease is given back and another
-    /// leased within a beat (0.5 s) and a back-off (≤ 0.1 s). Without the heartbeat the
-    /// worker waited on the manifest for the client's 60 s.
+    /// leased within a back-off (≤ 0.1 s). Without the heartbeat the worker waited on the
+    /// manifest for the client's 60 s.
     func testARefusedRenewalCancelsTheUnitAndTheWorkerLeasesAgain() async throws {
         let log = try await run(leaseSeconds: 1.5, seconds: 3) {
             try HostileCoordinator.problem(.leaseExpired, detail: "lease l-1 expired")
@@ -141,19 +146,21 @@ final class LeaseHeartbeatTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(renewals.count, 2)
         guard leases.count >= 2, let renewed = renewals.first,
               let released = log.times(of: "DELETE \(Routes.lease("l-1"))").first else { return XCTFail("\(log.lines)") }
-        // The first renewal comes 0.5 s in (a 1.5 s lease read to the second leaves ≤ 1.5 s: a
-        // third of it is under the 0.5 s floor), and the next lease within 0.5 s of the refusal.
-        XCTAssertEqual(renewed - leases[0], 0.5, accuracy: 0.3)
+        // The first renewal comes 0.5–0.83 s in: a third of the 0.5–2.5 s a 1.5 s lease seems to
+        // have (the Date header is whole seconds, perhaps a second old), at least 0.5 s. The next
+        // lease follows within 0.5 s of the refusal.
+        XCTAssertGreaterThanOrEqual(renewed - leases[0], 0.45)
+        XCTAssertLessThan(renewed - leases[0], 1.0)
         XCTAssertLessThan(leases[1] - renewed, 0.5)
         XCTAssertTrue(released > renewed && released < leases[1], "given back before leasing again: \(log.lines)")
     }
 
     /// Renewals that fail on the network are tried again at every beat (faster as the
     /// deadline nears); the unit is abandoned only when the deadline and the 2 s margin have
-    /// passed with none answered: between 3 and 4.6 s into a 2 s lease (the coordinator's
-    /// clock, read to the second, may put the deadline up to 1 s earlier; beats are 0.5 s apart).
+    /// passed with none answered: 3 to 5.5 s into a 2 s lease (the coordinator's clock, known
+    /// to within a second, puts the deadline 1 to 3 s after the grant; beats are 0.5 s apart).
     func testRenewalsLostOnTheNetworkAreRetriedUntilTheDeadlinePasses() async throws {
-        let log = try await run(leaseSeconds: 2, seconds: 5.5) { Response(status: .badGateway) }
+        let log = try await run(leaseSeconds: 2, seconds: 6.5) { Response(status: .badGateway) }
         let leases = log.times(of: "POST \(Routes.leases)")
         let renewals = log.times(of: "POST \(Routes.renew("l-1"))").filter { $0 < (leases.dropFirst().first ?? .infinity) }
         print("unanswered renewals: leases at \(leases), renewals of the first at \(renewals)")
@@ -162,6 +169,6 @@ final class LeaseHeartbeatTests: XCTestCase {
         // Abandoned at the first failed beat past deadline + margin (beats are 0.5 s apart by then), plus a back-off.
         let abandonedAfter = leases[1] - leases[0]
         XCTAssertGreaterThan(abandonedAfter, 2.9)
-        XCTAssertLessThan(abandonedAfter, 4.7)
+        XCTAssertLessThan(abandonedAfter, 5.7)
     }
 }
