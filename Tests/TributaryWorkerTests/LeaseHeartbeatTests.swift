@@ -116,9 +116,10 @@ final class LeaseHeartbeatTests: XCTestCase {
         options.retry = RetryPolicy(base: .milliseconds(50), cap: .milliseconds(100))
         var logger = Logger(label: "test.beat")
         logger.logLevel = .critical
-        // A client of its own, shut down before the server stops: a cancelled request can
-        // leave the pool still connecting, and a connection the server accepts while it
-        // shuts down trips a fatal error in NIO (NIOAsyncWriter deinited without finish()).
+        // A client of its own, shut down before the server stops, and a pause for the server
+        // to take in connections still in its backlog: a cancelled request can leave the
+        // pool connecting, and a connection the server accepts while it shuts down trips a
+        // fatal error in NIO (NIOAsyncWriter deinited without finish()).
         let http = WorkerHTTPClient(WorkerHTTPClient.defaultConfiguration)
         let worker = WorkerDaemon(options: options, logger: logger, http: http)
         let running = Task { try await worker.run() }
@@ -127,6 +128,7 @@ final class LeaseHeartbeatTests: XCTestCase {
         _ = try? await running.value
         try await http.shutdown()
         log.released.withLock { $0 = true }
+        try await Task.sleep(for: .milliseconds(300))
         await server.stop()
         return log
     }
