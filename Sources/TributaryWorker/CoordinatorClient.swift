@@ -29,6 +29,8 @@ public enum ClientError: Error, CustomStringConvertible {
 public struct CoordinatorClient: Sendable {
     public let base: String
     let http: WorkerHTTPClient
+    /// Each request's limit unless the call gives its own (a request under a lease is
+    /// bounded by the lease's deadline, `HeldLease.requestTimeout`).
     let timeout: TimeAmount
 
     public init(base: String, http: WorkerHTTPClient = .shared, timeout: TimeAmount = .seconds(60)) {
@@ -49,20 +51,23 @@ public struct CoordinatorClient: Sendable {
     /// the connection is dropped without reading the rest.
     /// Times a `429 rate_limited` is waited out (its `Retry-After`, at most
     /// `maximumRetryAfter` seconds) and the request sent again, before it counts as refused.
-    static let rateLimitRetries = 3
+    public static let rateLimitRetries = 3
     static let maximumRetryAfter = 30.0
 
+    /// `timeout` replaces the client's for this call; `rateLimitRetries` 0 makes a 429 a plain
+    /// refusal (a lease renewal cannot wait 30 s: the lease would end meanwhile).
     public func send(_ method: HTTPMethod, _ path: String, token: String? = nil, body: [UInt8]? = nil,
                      contentType: String? = nil, headers extra: [(String, String)] = [],
-                     limit: Int = ResponseLimit.json) async throws -> Reply {
+                     limit: Int = ResponseLimit.json, timeout: TimeAmount? = nil,
+                     rateLimitRetries: Int = Self.rateLimitRetries) async throws -> Reply {
         var attempt = 0
         while true {
             do {
                 return try await sendOnce(method, path, token: token, body: body, contentType: contentType,
-                                          headers: extra, limit: limit)
+                                          headers: extra, limit: limit, timeout: timeout ?? self.timeout)
             } catch let limited as RateLimited {
                 attempt += 1
-                guard attempt <= Self.rateLimitRetries else { throw ClientError.refused(limited.problem) }
+                guard attempt <= rateLimitRetries else { throw ClientError.refused(limited.problem) }
                 try await Task.sleep(for: .seconds(limited.seconds))
             }
         }
@@ -75,7 +80,8 @@ public struct CoordinatorClient: Sendable {
     }
 
     private func sendOnce(_ method: HTTPMethod, _ path: String, token: String?, body: [UInt8]?,
-                          contentType: String?, headers extra: [(String, String)], limit: Int) async throws -> Reply {
+                          contentType: String?, headers extra: [(String, String)], limit: Int,
+                          timeout: TimeAmount) async throws -> Reply {
         var request = HTTPClientRequest(url: base + path)
         request.method = method
         if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
@@ -132,12 +138,23 @@ public struct CoordinatorClient: Sendable {
     /// A JSON request and answer; the answer is read up to `limit` bytes.
     public func json<T: Decodable>(_ method: HTTPMethod, _ path: String, token: String? = nil,
                                    body: (some Encodable)? = Optional<String>.none,
-                                   limit: Int = ResponseLimit.json) async throws -> T {
+                                   limit: Int = ResponseLimit.json, timeout: TimeAmount? = nil) async throws -> T {
+        try await jsonReply(method, path, token: token, body: body, limit: limit, timeout: timeout).value
+    }
+
+    /// A JSON answer with the coordinator's clock reading (its `Date` header), which lease
+    /// deadlines are measured against.
+    func jsonReply<T: Decodable>(_ method: HTTPMethod, _ path: String, token: String? = nil,
+                                 body: (some Encodable)? = Optional<String>.none,
+                                 limit: Int = ResponseLimit.json, timeout: TimeAmount? = nil,
+                                 rateLimitRetries: Int = Self.rateLimitRetries) async throws -> (value: T, date: Date?) {
         let data = try body.map { try WireJSON.encoder().encode($0) }.map { Array($0) }
         let reply = try await send(method, path, token: token, body: data,
-                                   contentType: data == nil ? nil : "application/json", limit: limit)
+                                   contentType: data == nil ? nil : "application/json", limit: limit,
+                                   timeout: timeout, rateLimitRetries: rateLimitRetries)
         do {
-            return try WireJSON.decoder().decode(T.self, from: Data(reply.body))
+            return (try WireJSON.decoder().decode(T.self, from: Data(reply.body)),
+                    reply.headers.first(name: "Date").flatMap(HTTPDate.parse))
         } catch {
             throw ClientError.protocolViolation("\(method) \(path): \(error)")
         }

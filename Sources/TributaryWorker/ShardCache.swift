@@ -140,6 +140,8 @@ final class UnitShardStream: ShardStreamingDelegate, @unchecked Sendable {
     }
 
     func loadShard(_ name: String, into values: UnsafeMutableBufferPointer<Float>) throws {
+        // Between shards the step stops if its unit was cancelled (the lease was lost).
+        try Task.checkCancellation()
         guard let d = descriptors[name], d.elements == values.count else {
             throw ClientError.protocolViolation("the manifest has no shard \(name) of \(values.count) values")
         }
@@ -149,6 +151,7 @@ final class UnitShardStream: ShardStreamingDelegate, @unchecked Sendable {
     func contentKey(ofShard name: String) -> String { descriptors[name]?.hash ?? "" }
 
     func shardGradientReady(_ name: String, gradient: UnsafeBufferPointer<Float>) async throws {
+        try Task.checkCancellation()
         let body = try encode(name, gradient, gathers: false)
         try await queue.submit(name, body)
     }

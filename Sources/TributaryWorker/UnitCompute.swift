@@ -98,6 +98,7 @@ final class UnitCompute: @unchecked Sendable {
         guard case let .residentModel(micro) = plan.execution else { return .nan }
         let loss = try Self.computeGradient(model: model, batch: batch, microBatch: micro)
         for shard in layout.shards.reversed() {
+            try Task.checkCancellation()  // the unit's lease was lost: no more encoding
             let flat = UnsafeMutableBufferPointer<Float>.allocate(capacity: shard.elementCount)
             defer { flat.deallocate() }
             if let base = flat.baseAddress { layout.gather(shard, from: model.parameters, gradients: true, into: base) }

@@ -39,7 +39,7 @@ actor UploadQueue {
         let (bytes, task) = inFlight.removeFirst()
         queuedBytes -= bytes
         do {
-            try await task.value
+            try await Self.awaitCancelling(task)
             bytesSent += bytes
         } catch {
             cancelAll()
@@ -50,6 +50,12 @@ actor UploadQueue {
     /// Waits until everything queued is uploaded.
     func finish() async throws {
         while !inFlight.isEmpty { try await collectOldest() }
+    }
+
+    /// Waits for an upload; if the waiting unit is cancelled (its lease was lost), the
+    /// upload is cancelled with it instead of running on to its timeout.
+    private static func awaitCancelling(_ task: Task<Void, any Error>) async throws {
+        try await withTaskCancellationHandler { try await task.value } onCancel: { task.cancel() }
     }
 
     /// Abandons what is still queued (the unit failed).

@@ -10,7 +10,8 @@ import TributaryProtocol
 import TributaryTensor
 
 /// The volunteer's daemon: lease a unit → fetch the parameter shards it lacks (cached by
-/// content hash) → compute the unit's gradient → push it shard by shard → commit → repeat.
+/// content hash) → compute the unit's gradient → push it shard by shard → commit → repeat,
+/// renewing the lease meanwhile (`LeaseHeartbeat`; a lost lease cancels the unit's work).
 /// Any step can fail: every failure or refusal, whatever its status, is retried after an
 /// exponential back-off with jitter (`RetryPolicy`); a lease that expired or a version that
 /// went stale is dropped and re-leased. Every answer is bounded (`ResponseLimit`) and
@@ -18,19 +19,21 @@ import TributaryTensor
 public actor WorkerDaemon {
     public let options: WorkerOptions
     let client: CoordinatorClient
-    /// For giving a lease back after a failure: a short timeout, as the network may be what failed.
+    /// For renewing a lease and giving it back after a failure: a short timeout, as the
+    /// network may be what failed, and a lease lasts only seconds.
     let releaseClient: CoordinatorClient
     let logger: Logger
     private var identity: Identity?
     private var job: JobDescription?
     private var compute: UnitCompute?
-    private let device: any ComputeDevice
-    private let cache: ShardCache
-    private let residualStore: ResidualStore
+    let device: any ComputeDevice
+    let cache: ShardCache
+    let residualStore: ResidualStore
     private var stopRequested = false
-    private var currentLease: String?
+    /// The lease in hand (the one a stop or a failed unit gives back).
+    var currentLease: String?
     /// The manifest's byte limit for the job's shard layout (`ResponseLimit.manifest`).
-    private var manifestLimit = ResponseLimit.json
+    private(set) var manifestLimit = ResponseLimit.json
     public private(set) var unitsDone = 0
 
     struct Identity: Codable {
@@ -60,12 +63,20 @@ public actor WorkerDaemon {
     /// Asks the loop to stop after the current unit.
     public func requestStop() { stopRequested = true }
 
-    /// Releases the lease in hand (after the grace period ran out).
+    /// Releases the lease in hand (after the grace period ran out, or its unit failed). Best
+    /// effort: a lease the coordinator no longer holds is refused, one it cannot reach expires.
     public func releaseCurrentLease() async {
         guard let lease = currentLease, let token = identity?.token else { return }
-        _ = try? await releaseClient.send(.DELETE, Routes.lease(lease), token: token, limit: ResponseLimit.json)
         currentLease = nil
-        logger.info("lease released", metadata: ["lease": "\(lease)"])
+        do {
+            _ = try await releaseClient.send(.DELETE, Routes.lease(lease), token: token, limit: ResponseLimit.json)
+            logger.info("lease released", metadata: ["lease": "\(lease)"])
+        } catch let ClientError.refused(problem) {
+            logger.info("lease had already ended", metadata: ["lease": "\(lease)", "reason": "\(problem.code.rawValue)"])
+        } catch {
+            logger.info("lease not released; it expires on its own", metadata: [
+                "lease": "\(lease)", "error": "\(LogSafe.escape("\(error)"))"])
+        }
     }
 
     /// Runs until stopped or `maxUnits` units are committed.
@@ -129,26 +140,6 @@ public actor WorkerDaemon {
         try await sleep(delay)
     }
 
-    /// Commits, and on a network failure commits again (up to 3 times, while the lease
-    /// lasts): a commit is idempotent, so a first attempt that landed but whose answer was
-    /// lost is answered with its receipt, and the unit's work is not thrown away.
-    private func commit(_ grant: LeaseGrant, token: String, _ request: CommitRequest) async throws -> CommitReceipt {
-        var attempt = 0
-        while true {
-            do {
-                return try await client.json(.POST, Routes.commit(grant.leaseId), token: token, body: request)
-            } catch ClientError.transient(let why) {
-                attempt += 1
-                let wait = Duration.milliseconds(250 << min(attempt, 4))
-                guard attempt <= 3, Date().addingTimeInterval(Backoff.seconds(wait)) < grant.deadline else {
-                    throw ClientError.transient(why)
-                }
-                logger.info("commit failed; committing again", metadata: ["attempt": "\(attempt)", "error": "\(LogSafe.escape(why))"])
-                try await sleep(wait)
-            }
-        }
-    }
-
     /// Writes the identity file; the token is a secret: readable by this user only.
     private func persist(_ identity: Identity) throws {
         let data = try JSONEncoder().encode(identity)
@@ -157,11 +148,11 @@ public actor WorkerDaemon {
         }
     }
 
-    private func sleep(_ d: Duration) async throws {
+    func sleep(_ d: Duration) async throws {
         try await Task.sleep(for: d)
     }
 
-    private func register() async throws -> Identity {
+    func register() async throws -> Identity {
         if let identity {
             // Deleted while running: written again, or the next start would register a second
             // identity and split this volunteer's credit.
@@ -190,7 +181,7 @@ public actor WorkerDaemon {
 
     /// Plans the job's compute against the budget (once per job): a job this budget
     /// cannot run is refused before any unit is leased.
-    private func ensureCompute(token: String) async throws -> (UnitCompute, JobDescription) {
+    func ensureCompute(token: String) async throws -> (UnitCompute, JobDescription) {
         if let compute, let job { return (compute, job) }
         let description: JobDescription
         if let job { description = job } else { description = try await client.json(.GET, Routes.job, token: token) }
@@ -204,82 +195,5 @@ public actor WorkerDaemon {
         job = description
         compute = fresh
         return (fresh, description)
-    }
-
-    /// One unit from lease to commit; nil when there was nothing to do.
-    private func workOneUnit() async throws -> UnitReport? {
-        let start = DispatchTime.now().uptimeNanoseconds
-        let me = try await register()
-        let (compute, job) = try await ensureCompute(token: me.token)
-        let grant: LeaseGrant = try await client.json(.POST, Routes.leases, token: me.token, body: [String: String]())
-        try grant.check(for: job)
-        currentLease = grant.leaseId
-        var down = 0
-
-        // The lease's version: shards whose content is not in the local cache are fetched.
-        let manifest: Manifest = try await client.json(.GET, Routes.manifest(grant.version), token: me.token,
-                                                       limit: manifestLimit)
-        guard manifest.version == grant.version else {
-            throw ClientError.protocolViolation("the manifest is of version \(manifest.version), the lease's is \(grant.version)")
-        }
-        // Looked up by name once: a listing per shard would be quadratic in the shard count.
-        let described = Dictionary(manifest.shards.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
-        var refs: [String: UnitShardStream.ShardDescriptorRef] = [:]
-        for shard in compute.layout.shards {
-            guard let d = described[shard.name], d.elementCount == shard.elementCount else {
-                throw WorkerError.fatal("shard \(shard.name) does not match this worker's model layout")
-            }
-            guard ShardCache.isContentHash(d.contentHash) else {
-                throw ClientError.protocolViolation("the manifest's content hash of shard \(shard.name) is not a SHA-256")
-            }
-            refs[d.name] = .init(hash: d.contentHash, elements: d.elementCount)
-            if !cache.contains(d.contentHash) {
-                let reply = try await client.send(.GET, Routes.shard(grant.version, d.name), token: me.token,
-                                                  limit: ResponseLimit.shard(elements: shard.elementCount,
-                                                                             budget: options.memoryBudgetBytes))
-                try device.allocator.withReservedBytes(reply.body.count) { try cache.store(reply.body, hash: d.contentHash) }
-                down += reply.body.count
-            }
-        }
-        cache.prune(keeping: Set(refs.values.map(\.hash)), limit: 2 * compute.layout.shards.count)
-
-        // The unit's samples.
-        let width = job.model.sampleShape.width
-        let batchReply = try await client.send(.GET, Routes.batch(grant.leaseId), token: me.token,
-                                               limit: ResponseLimit.batch(samples: grant.sampleCount, width: width,
-                                                                          budget: options.memoryBudgetBytes))
-        down += batchReply.body.count
-        let batch: ModelBatch
-        do {
-            batch = try BatchBody.decode(batchReply.body, maxBatch: grant.sampleCount, width: width)
-        } catch {
-            throw ClientError.protocolViolation("batch: \(error)")
-        }
-
-        // Compute the gradient; each shard's update is encoded (with error feedback) and
-        // uploaded as soon as it is final, while the rest of the backward goes on.
-        let client = self.client, lease = grant.leaseId, token = me.token
-        let computeStart = DispatchTime.now().uptimeNanoseconds
-        let (loss, up) = try await compute.runUnit(batch, shards: refs, cache: cache, residuals: residualStore,
-                                                   zstdLevel: job.zstdLevel) { shard, body in
-            _ = try await client.send(.PUT, Routes.update(lease, shard: shard), token: token, body: body,
-                                      contentType: Routes.tensorFrameType, limit: ResponseLimit.json)
-        }
-        let computeSeconds = Double(DispatchTime.now().uptimeNanoseconds - computeStart) / 1e9
-
-        let receipt: CommitReceipt
-        do {
-            receipt = try await commit(grant, token: me.token, CommitRequest(samples: batch.sampleCount, loss: loss))
-        } catch {
-            // The update was not applied: what it carried from the residual must not be lost.
-            residualStore.discardStaged()
-            throw error
-        }
-        try residualStore.commitStaged()
-        currentLease = nil
-        return UnitReport(unit: grant.unitIndex, epoch: grant.epoch, version: grant.version, loss: loss,
-                          samples: batch.sampleCount, computeSeconds: computeSeconds,
-                          totalSeconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9,
-                          bytesUp: up, bytesDown: down, round: receipt.round)
     }
 }

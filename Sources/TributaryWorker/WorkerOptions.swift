@@ -37,6 +37,8 @@ public struct UnitReport: Sendable {
     public let bytesUp: Int
     public let bytesDown: Int
     public let round: Int
+    /// Times the unit's lease was renewed while it was worked on.
+    public let renewals: Int
 }
 
 public enum WorkerError: Error, CustomStringConvertible {

@@ -6,11 +6,14 @@ import NIOCore
 import Synchronization
 
 /// Forwards every request to a coordinator, but answers the first `lose` commits with a 502
-/// after forwarding them: the commit landed, its answer was lost on the way back.
+/// after forwarding them: the commit landed, its answer was lost on the way back. Each
+/// update upload is held `delayUpdates` before it is forwarded (a slow link), and lease
+/// renewals are counted.
 struct LostAnswerProxy: Sendable {
     let port: Int
     private let task: Task<Void, Error>
     let counter: CommitCounter
+    let renewals: CommitCounter
     var url: String { "http://127.0.0.1:\(port)" }
 
     final class CommitCounter: Sendable {
@@ -19,9 +22,11 @@ struct LostAnswerProxy: Sendable {
         var value: Int { count.withLock { $0 } }
     }
 
-    static func start(to target: String, lose: Int) async throws -> LostAnswerProxy {
-        let counter = CommitCounter()
+    static func start(to target: String, lose: Int, delayUpdates: Duration = .zero) async throws -> LostAnswerProxy {
+        let counter = CommitCounter(), renewals = CommitCounter()
         let responder = CallbackResponder<BasicRequestContext> { request, _ in
+            if request.uri.path.contains("/updates/") { try await Task.sleep(for: delayUpdates) }
+            if request.uri.path.hasSuffix("/renew") { _ = renewals.next() }
             var forwarded = HTTPClientRequest(url: target + request.uri.description)
             forwarded.method = .init(rawValue: request.method.rawValue)
             if let value = request.headers[.authorization] { forwarded.headers.add(name: "Authorization", value: value) }
@@ -46,7 +51,7 @@ struct LostAnswerProxy: Sendable {
         let task = Task { try await app.runService(gracefulShutdownSignals: []) }
         var port = 0
         for await p in ports { port = p; break }
-        return LostAnswerProxy(port: port, task: task, counter: counter)
+        return LostAnswerProxy(port: port, task: task, counter: counter, renewals: renewals)
     }
 
     func stop() async {

@@ -59,11 +59,11 @@ class ProcessTestCase: XCTestCase {
     }
 
     @discardableResult
-    func launch(_ args: [String], log: String) throws -> Process {
+    func launch(_ args: [String], log: String, environment: [String: String] = [:]) throws -> Process {
         let p = Process()
         p.executableURL = try Self.executable()
         p.arguments = args
-        var env = ProcessInfo.processInfo.environment
+        var env = ProcessInfo.processInfo.environment.merging(environment) { _, given in given }
         env["TRIBUTARY_BLAS_CORETYPE"] = "inherit" // no re-exec: the pid stays the one we kill
         p.environment = env
         FileManager.default.createFile(atPath: log, contents: nil)
@@ -92,10 +92,11 @@ class ProcessTestCase: XCTestCase {
         throw XCTSkip("coordinator did not start: \(log.suffix(500))")
     }
 
-    func startWorker(_ i: Int, port: Int) throws -> Process {
+    /// `environment` adds to the test's own (`TRIBUTARY_LOG_LEVEL=debug` logs each lease granted and renewed).
+    func startWorker(_ i: Int, port: Int, environment: [String: String] = [:]) throws -> Process {
         try launch(["worker", "--coordinator", "http://127.0.0.1:\(port)", "--join-token", "process-token",
                     "--name", "w\(i)", "--data-dir", "\(dir)/worker-\(i)", "--threads", "1"],
-                   log: "\(dir)/worker-\(i).log")
+                   log: "\(dir)/worker-\(i).log", environment: environment)
     }
 
     func status(_ port: Int) async -> StatusReport? {

@@ -67,4 +67,23 @@ final class UploadQueueTests: XCTestCase {
         XCTAssertEqual(gate.sent.withLock { $0 }, ["a"])
         XCTAssertEqual(allocator.currentBytes, 0)
     }
+
+    /// A unit cancelled while it waits for its uploads (its lease was lost) cancels them:
+    /// the wait ends at once instead of when the stuck upload would have timed out.
+    func testCancellingTheWaitCancelsTheUploads() async throws {
+        let allocator = TensorAllocator(budgetBytes: nil)
+        let gate = UploadGate()  // never opened: the upload hangs
+        let queue = UploadQueue(capacity: 1_000, allocator: allocator, send: gate.send)
+        try await queue.submit("a", [UInt8](repeating: 0, count: 10))
+        let waiting = Task { try await queue.finish() }
+        while gate.started.withLock({ $0 }).isEmpty { try await Task.sleep(for: .milliseconds(2)) }
+        let cancelledAt = ContinuousClock.now
+        waiting.cancel()
+        let result = await waiting.result
+        XCTAssertLessThan(cancelledAt.duration(to: .now), .milliseconds(500))
+        XCTAssertThrowsError(try result.get()) { XCTAssertTrue($0 is CancellationError, "\($0)") }
+        try await Task.sleep(for: .milliseconds(20))
+        XCTAssertEqual(gate.sent.withLock { $0 }, [], "the upload was cancelled, not completed")
+        XCTAssertEqual(allocator.currentBytes, 0, "its bytes went back")
+    }
 }

@@ -45,7 +45,8 @@ extension JobConfig {
       max_staleness: 1             # accept updates up to this many versions old, down-weighted
 
     leases:
-      duration_seconds: 60         # a unit not committed by then goes back to the queue
+      duration_seconds: 10         # 1 to 3600; workers renew every third of it while they work, so a unit
+                                   # whose worker vanished goes back to the queue after at most this long
       max_per_worker: 1            # leases one worker may hold at once
       max_lifetime_seconds: 600    # renewals never carry a lease past this (nor past its sync round's deadline)
 

@@ -29,7 +29,10 @@ extension JobConfig {
         guard rounds.deadlineSeconds > 0, rounds.maxStaleness >= 0 else {
             throw bad("rounds.deadline_seconds must be positive and rounds.max_staleness non-negative")
         }
-        guard leases.durationSeconds > 0 else { throw bad("leases.duration_seconds must be positive") }
+        guard Leases.durationRange.contains(leases.durationSeconds) else {
+            throw bad("leases.duration_seconds must lie in \(Int(Leases.durationRange.lowerBound))...\(Int(Leases.durationRange.upperBound)) "
+                + "(got \(leases.durationSeconds)); workers renew their leases, so a few seconds is enough")
+        }
         guard leases.maxPerWorker >= 1 else { throw bad("leases.max_per_worker must be at least 1") }
         guard leases.maxLifetimeSeconds >= leases.durationSeconds else {
             throw bad("leases.max_lifetime_seconds must be at least leases.duration_seconds (\(leases.durationSeconds))")

@@ -52,11 +52,19 @@ public struct JobConfig: Codable, Sendable, Equatable {
         public var maxStaleness: Int = 1
     }
     public struct Leases: Codable, Sendable, Equatable {
-        public var durationSeconds: Double = 60
+        /// A lease ends this long after its grant or latest renewal. Short, because a worker
+        /// that vanishes holds its unit (and a sync round) that long; workers at work renew
+        /// every third of it. Within `durationRange`.
+        public var durationSeconds: Double = 10
         /// Leases one worker may hold at once.
         public var maxPerWorker: Int = 1
         /// Renewals never carry a lease past this many seconds after it was granted.
         public var maxLifetimeSeconds: Double = 600
+
+        /// A worker renews at most every 0.5 s and the coordinator expires leases every
+        /// 0.5 s, so a shorter lease could end between two renewals; past an hour a vanished
+        /// worker would stall a sync round for longer than any round should take.
+        public static let durationRange: ClosedRange<Double> = 1...3600
     }
     public struct Aggregation: Codable, Sendable, Equatable {
         /// How a round's updates become one gradient (`AggregationRule`): centered clipping

@@ -1,0 +1,136 @@
+import Foundation
+import Logging
+import TributaryModels
+import TributaryProtocol
+
+/// One unit's life on the worker, from lease to commit, under the lease's heartbeat.
+extension WorkerDaemon {
+    /// One unit from lease to commit; nil when there was nothing to do. The lease is kept
+    /// alive by a heartbeat from the grant until the commit's answer (`LeaseHeartbeat`); when
+    /// it is lost first, the unit's downloads, compute and uploads are cancelled.
+    func workOneUnit() async throws -> UnitReport? {
+        let start = DispatchTime.now().uptimeNanoseconds
+        let me = try await register()
+        let (compute, job) = try await ensureCompute(token: me.token)
+        let (grant, date): (LeaseGrant, Date?) = try await client.jsonReply(.POST, Routes.leases, token: me.token,
+                                                                            body: [String: String]())
+        try grant.check(for: job)
+        currentLease = grant.leaseId
+        let lease = HeldLease(id: grant.leaseId, deadline: grant.deadline, coordinatorDate: date)
+        logger.debug("lease granted", metadata: ["lease": "\(grant.leaseId)", "unit": "\(grant.unitIndex)",
+                                                 "version": "\(grant.version)",
+                                                 "left_ms": "\(Int(Backoff.seconds(lease.timeLeft()) * 1000))"])
+        let heartbeat = LeaseHeartbeat(lease: lease, client: releaseClient, token: me.token, logger: logger)
+        let token = me.token
+        let done = try await heartbeat.keepingAlive {
+            try await self.runLeased(grant, lease: lease, compute: compute, job: job, token: token)
+        }
+        try residualStore.commitStaged()
+        currentLease = nil
+        return UnitReport(unit: grant.unitIndex, epoch: grant.epoch, version: grant.version, loss: done.loss,
+                          samples: done.samples, computeSeconds: done.computeSeconds,
+                          totalSeconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9,
+                          bytesUp: done.bytesUp, bytesDown: done.bytesDown, round: done.receipt.round,
+                          renewals: lease.renewals)
+    }
+
+    /// What a unit produced, from the lease's shards to the commit's receipt.
+    struct CommittedUnit: Sendable {
+        var loss: Double
+        var samples: Int
+        var computeSeconds: Double
+        var bytesUp: Int
+        var bytesDown: Int
+        var receipt: CommitReceipt
+    }
+
+    /// The unit's work under `lease`: shards, batch, gradient, uploads, commit. Cancelled by
+    /// the heartbeat when the lease is lost; every request it makes is cancelled with it.
+    private func runLeased(_ grant: LeaseGrant, lease: HeldLease, compute: UnitCompute, job: JobDescription,
+                           token: String) async throws -> CommittedUnit {
+        var down = 0
+        // The lease's version: shards whose content is not in the local cache are fetched.
+        let manifest: Manifest = try await client.json(.GET, Routes.manifest(grant.version), token: token,
+                                                       limit: manifestLimit)
+        guard manifest.version == grant.version else {
+            throw ClientError.protocolViolation("the manifest is of version \(manifest.version), the lease's is \(grant.version)")
+        }
+        // Looked up by name once: a listing per shard would be quadratic in the shard count.
+        let described = Dictionary(manifest.shards.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        var refs: [String: UnitShardStream.ShardDescriptorRef] = [:]
+        for shard in compute.layout.shards {
+            guard let d = described[shard.name], d.elementCount == shard.elementCount else {
+                throw WorkerError.fatal("shard \(shard.name) does not match this worker's model layout")
+            }
+            guard ShardCache.isContentHash(d.contentHash) else {
+                throw ClientError.protocolViolation("the manifest's content hash of shard \(shard.name) is not a SHA-256")
+            }
+            refs[d.name] = .init(hash: d.contentHash, elements: d.elementCount)
+            if !cache.contains(d.contentHash) {
+                let reply = try await client.send(.GET, Routes.shard(grant.version, d.name), token: token,
+                                                  limit: ResponseLimit.shard(elements: shard.elementCount,
+                                                                             budget: options.memoryBudgetBytes))
+                try device.allocator.withReservedBytes(reply.body.count) { try cache.store(reply.body, hash: d.contentHash) }
+                down += reply.body.count
+            }
+        }
+        cache.prune(keeping: Set(refs.values.map(\.hash)), limit: 2 * compute.layout.shards.count)
+
+        // The unit's samples.
+        let width = job.model.sampleShape.width
+        let batchReply = try await client.send(.GET, Routes.batch(grant.leaseId), token: token,
+                                               limit: ResponseLimit.batch(samples: grant.sampleCount, width: width,
+                                                                          budget: options.memoryBudgetBytes))
+        down += batchReply.body.count
+        let batch: ModelBatch
+        do {
+            batch = try BatchBody.decode(batchReply.body, maxBatch: grant.sampleCount, width: width)
+        } catch {
+            throw ClientError.protocolViolation("batch: \(error)")
+        }
+
+        // Compute the gradient; each shard's update is encoded (with error feedback) and
+        // uploaded as soon as it is final, while the rest of the backward goes on.
+        let client = self.client, leaseId = grant.leaseId
+        let computeStart = DispatchTime.now().uptimeNanoseconds
+        let (loss, up) = try await compute.runUnit(batch, shards: refs, cache: cache, residuals: residualStore,
+                                                   zstdLevel: job.zstdLevel) { shard, body in
+            _ = try await client.send(.PUT, Routes.update(leaseId, shard: shard), token: token, body: body,
+                                      contentType: Routes.tensorFrameType, limit: ResponseLimit.json)
+        }
+        let computeSeconds = Double(DispatchTime.now().uptimeNanoseconds - computeStart) / 1e9
+
+        let receipt: CommitReceipt
+        do {
+            // From here the commit's answer decides: a renewal refused meanwhile no longer cancels the unit.
+            guard lease.beginCommit() else { throw CancellationError() }
+            receipt = try await commit(lease, token: token, CommitRequest(samples: batch.sampleCount, loss: loss))
+        } catch {
+            // The update was not applied: what it carried from the residual must not be lost.
+            residualStore.discardStaged()
+            throw error
+        }
+        return CommittedUnit(loss: loss, samples: batch.sampleCount, computeSeconds: computeSeconds,
+                             bytesUp: up, bytesDown: down, receipt: receipt)
+    }
+
+    /// Commits, and on a network failure commits again (up to 3 times, while the lease
+    /// lasts): a commit is idempotent, so a first attempt that landed but whose answer was
+    /// lost is answered with its receipt, and the unit's work is not thrown away. Each
+    /// attempt's timeout is the lease's time left (renewals extend it) plus a margin.
+    private func commit(_ lease: HeldLease, token: String, _ request: CommitRequest) async throws -> CommitReceipt {
+        var attempt = 0
+        while true {
+            do {
+                return try await client.json(.POST, Routes.commit(lease.id), token: token, body: request,
+                                             timeout: lease.requestTimeout())
+            } catch ClientError.transient(let why) {
+                attempt += 1
+                let wait = Duration.milliseconds(250 << min(attempt, 4))
+                guard attempt <= 3, lease.timeLeft() > wait else { throw ClientError.transient(why) }
+                logger.info("commit failed; committing again", metadata: ["attempt": "\(attempt)", "error": "\(LogSafe.escape(why))"])
+                try await sleep(wait)
+            }
+        }
+    }
+}
