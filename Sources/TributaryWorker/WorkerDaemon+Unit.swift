@@ -130,6 +130,14 @@ extension WorkerDaemon {
                 guard attempt <= 3, lease.timeLeft() > wait else { throw ClientError.transient(why) }
                 logger.info("commit failed; committing again", metadata: ["attempt": "\(attempt)", "error": "\(LogSafe.escape(why))"])
                 try await sleep(wait)
+            } catch ClientError.refused(let problem) where problem.code == .storageUnavailable {
+                // The coordinator could not store the update (its disk is full): nothing changed
+                // and the lease is still ours, so commit again shortly while it lasts.
+                attempt += 1
+                let wait = Duration.seconds(2)
+                guard attempt <= 5, lease.timeLeft() > wait else { throw ClientError.refused(problem) }
+                logger.warning("the coordinator cannot store updates now; committing again", metadata: ["attempt": "\(attempt)"])
+                try await sleep(wait)
             }
         }
     }

@@ -3,8 +3,9 @@ import Foundation
 /// Fair shares and backup leases: how one worker (or a few) cannot hold a sync round
 /// hostage by taking its units and sitting on them.
 extension UnitScheduler {
-    /// Askers older than this no longer count as waiting for a share.
-    static let fairnessWindow: TimeInterval = 5
+    /// Askers older than this no longer count as waiting for a share: a little over the
+    /// longest idle poll (2 s), so a worker that vanished stops holding shares back quickly.
+    static let fairnessWindow: TimeInterval = 2.5
     /// Unit durations remembered for the straggler threshold.
     static let durationWindow = 32
     /// A lease older than this multiple of the median unit time gets a backup lease.
