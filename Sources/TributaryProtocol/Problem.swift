@@ -54,6 +54,7 @@ public enum ProblemCode: String, Codable, Sendable, CaseIterable {
     case workerBanned = "worker_banned"           // 403: the operator banned this worker; do not register again
     case requestTimeout = "request_timeout"       // 408: the body did not arrive in time
     case internalError = "internal_error"          // 500
+    case replayedUpdate = "replayed_update"        // 422: the same update body was already accepted for another unit
     case storageUnavailable = "storage_unavailable"  // 503: the coordinator cannot write its ledger or update log (disk full?); retry after Retry-After
     case jobFailed = "job_failed"                 // 503: the job stopped on an error its operator must fix; retry much later
 
@@ -67,7 +68,7 @@ public enum ProblemCode: String, Codable, Sendable, CaseIterable {
         case .leaseExpired, .versionGone, .jobComplete: return 410
         case .leaseNotActive, .staleVersion, .incompleteUpdate, .duplicateUpdate, .tooManyLeases,
              .leaseLifetimeExceeded, .roundDeadlineReached: return 409
-        case .invalidUpdate, .updateNormOutOfRange: return 422
+        case .invalidUpdate, .updateNormOutOfRange, .replayedUpdate: return 422
         case .rateLimited: return 429
         case .requestTimeout: return 408
         case .workerBanned: return 403
@@ -103,6 +104,7 @@ public enum ProblemCode: String, Codable, Sendable, CaseIterable {
         case .workerBanned: return "Worker banned"
         case .requestTimeout: return "Request timed out"
         case .storageUnavailable: return "Storage unavailable"
+        case .replayedUpdate: return "Update replayed"
         case .jobFailed: return "Job failed"
         }
     }

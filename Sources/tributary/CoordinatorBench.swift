@@ -21,6 +21,7 @@ struct CoordinatorBench: AsyncParsableCommand {
     @Option(name: .customLong("n-embd"), help: "Width of the benchmark GPT (2 layers).") var nEmbd = 64
     @Option(help: "The ledger: sqlite (a file in a temporary directory) or a postgres:// URL of an empty database.")
     var ledger = "sqlite"
+    @Option(help: "The aggregation rule: mean, centered_clip, trimmed_mean, median.") var rule = "centered_clip"
 
     func run() async throws {
         guard (1...2000).contains(workers), seconds > 0, seconds <= 600 else {
@@ -45,6 +46,12 @@ struct CoordinatorBench: AsyncParsableCommand {
         config.storage.checkpointEveryRounds = 1_000_000
         config.storage.validationEveryRounds = 1_000_000
         config.auth.joinToken = "bench"
+        // Every simulated worker sends the same frozen update: it would be refused as a replay.
+        config.aggregation.refuseReplays = false
+        guard let chosen = AggregationRule(rawValue: rule) else {
+            throw ValidationError("--rule must be one of \(AggregationRule.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        config.aggregation.rule = chosen
         // Every simulated worker comes from 127.0.0.1: the per-address limits would
         // measure themselves, not the coordinator.
         config.limits.registrationBurst = workers

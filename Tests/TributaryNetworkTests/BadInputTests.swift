@@ -95,7 +95,7 @@ final class BadInputTests: XCTestCase {
         expectProblem(try await raw.json(.POST, Routes.commit(lease.leaseId), token: t, CommitRequest(samples: 4, loss: 1)), 409, .incompleteUpdate)
         for shard in manifest.shards.dropFirst() {
             do {
-                let reply = try await put(shard.name, try frame([Float](repeating: 1e-3, count: shard.elementCount)))
+                let reply = try await put(shard.name, try frame([Float](repeating: 1e-3 * Float(1 + lease.unitIndex), count: shard.elementCount)))
                 XCTAssertEqual(reply.status, 202, String(decoding: reply.body, as: UTF8.self))
             }
         }
@@ -139,7 +139,7 @@ final class BadInputTests: XCTestCase {
         for (lease, token) in [(la, a.token), (lb, b.token)] {
             for shard in manifest.shards {
                 _ = try await raw.request(.PUT, Routes.update(lease.leaseId, shard: shard.name), token: token,
-                                          body: try frame([Float](repeating: 1e-3, count: shard.elementCount)))
+                                          body: try frame([Float](repeating: 1e-3 * Float(1 + lease.unitIndex), count: shard.elementCount)))
             }
         }
         // Before committing the second, a third lease on version 0 cannot exist in sync mode
@@ -169,7 +169,7 @@ final class BadInputTests: XCTestCase {
         for (lease, token) in [(lc, a.token), (ld, b.token)] {
             for shard in m1.shards {
                 _ = try await raw.request(.PUT, Routes.update(lease.leaseId, shard: shard.name), token: token,
-                                          body: try frame([Float](repeating: 1e-3, count: shard.elementCount)))
+                                          body: try frame([Float](repeating: 1e-3 * Float(1 + lease.unitIndex), count: shard.elementCount)))
             }
         }
         do {

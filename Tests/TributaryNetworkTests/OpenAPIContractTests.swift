@@ -262,7 +262,13 @@ final class OpenAPIContractTests: XCTestCase {
         try await api.call(.POST, Routes.leases, token: other.token, expect: 503, code: .noWork)
 
         // The second unit closes the round: version 0 is then gone (staleness bound 0).
-        try await pushAll(api, lease: l3.leaseId, token: t, manifest: manifest, frames: frames)
+        // Other values than l1's: the same bytes for another unit would be a replay.
+        let frames3 = try manifest.shards.map { s in
+            try [Float](repeating: 2e-3, count: s.elementCount).withUnsafeBufferPointer {
+                try TensorFrame.encode($0, codec: .fp32, zstdLevel: job.zstdLevel)
+            }
+        }
+        try await pushAll(api, lease: l3.leaseId, token: t, manifest: manifest, frames: frames3)
         let closing = try await api.call(.POST, Routes.commit(l3.leaseId), token: t,
                                          json: CommitRequest(samples: l3.sampleCount, loss: 1.25), expect: 200).json(CommitReceipt.self)
         XCTAssertEqual(closing.currentVersion, 1)

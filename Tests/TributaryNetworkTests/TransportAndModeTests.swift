@@ -106,7 +106,8 @@ final class TransportAndModeTests: XCTestCase {
         let manifest = try await raw.request(.GET, Routes.manifest(0)).json(Manifest.self)
         func push(_ g: LeaseGrant) async throws {
             for s in manifest.shards {
-                let body = try [Float](repeating: 1e-3, count: s.elementCount).withUnsafeBufferPointer {
+                // Each unit's own values: the same bytes for another unit would be a replay.
+                let body = try [Float](repeating: 1e-3 * Float(1 + g.unitIndex), count: s.elementCount).withUnsafeBufferPointer {
                     try TensorFrame.encode($0, codec: .fp32, zstdLevel: 3)
                 }
                 let r = try await raw.request(.PUT, Routes.update(g.leaseId, shard: s.name), token: me.token, body: body)

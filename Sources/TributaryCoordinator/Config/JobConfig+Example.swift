@@ -56,6 +56,7 @@ extension JobConfig {
       clip_iterations: 3           # centered_clip: iterations ...
       clip_radius: 1.0             # ... and radius, as a multiple of the updates' median distance from their median
       max_norm_ratio: 10           # refuse an update whose norm passes 10x the median of recent accepted ones
+      refuse_replays: true         # refuse an update byte for byte equal to one accepted for another unit
 
     limits:                        # per client address (an IPv4 address or an IPv6 /64)
       registrations_per_minute: 6

@@ -79,6 +79,9 @@ public struct JobConfig: Codable, Sendable, Equatable {
         /// An update whose L2 norm passes this multiple of the median of recently accepted
         /// updates' norms is refused (`update_norm_out_of_range`).
         public var maxNormRatio: Double = 10
+        /// Refuse an update whose bytes equal one accepted for another unit (`replayed_update`).
+        /// Off only for load tests whose simulated workers send one frozen update.
+        public var refuseReplays: Bool = true
     }
     /// What one client address may ask for, and how long connections may idle.
     public struct Limits: Codable, Sendable, Equatable {

@@ -28,6 +28,8 @@ public enum JobError: Error, Equatable, CustomStringConvertible {
     case updateNormOutOfRange(norm: Double, bound: Double, typical: Double?)
     case workerBanned
     case unknownWorker(String)
+    /// The update's bodies are byte for byte an update already accepted for another unit.
+    case replayedUpdate(unit: Int, epoch: Int)
     /// The ledger or the update log cannot be written (a full disk, a lost database): the
     /// request changed nothing; work resumes by itself once the storage is back.
     case storageUnavailable(String)
@@ -57,6 +59,7 @@ public enum JobError: Error, Equatable, CustomStringConvertible {
         case .workerBanned: return .workerBanned
         case .unknownWorker: return .notFound
         case .storageUnavailable: return .storageUnavailable
+        case .replayedUpdate: return .replayedUpdate
         case .jobFailed: return .jobFailed
         }
     }
@@ -96,6 +99,8 @@ public enum JobError: Error, Equatable, CustomStringConvertible {
             return "update norm \(String(format: "%.3g", norm)) exceeds the bound \(String(format: "%.3g", bound))\(seen)"
         case .workerBanned: return "the operator banned this worker; do not register again"
         case let .unknownWorker(id): return "no worker \(id)"
+        case let .replayedUpdate(unit, epoch):
+            return "this update is byte for byte the one accepted for unit \(unit) of epoch \(epoch); compute the gradient of your own unit"
         case let .storageUnavailable(why):
             return "the coordinator cannot store work now (\(why)); nothing was changed, retry later"
         case let .jobFailed(why): return "the job stopped: \(why)"
@@ -113,6 +118,7 @@ public enum JobError: Error, Equatable, CustomStringConvertible {
         case .staleUpdate: return "stale_version"
         case .alreadyCommitted, .unitAlreadyDone: return "duplicate_update"
         case .updateNormOutOfRange: return "update_norm_out_of_range"
+        case .replayedUpdate: return "replayed_update"
         default: return nil
         }
     }

@@ -206,6 +206,7 @@ extension TrainingJob {
                 squares += try validateFrame(body, elementCount: shard.elementCount)
             }
             normGuard.noteAccepted(norm: squares.squareRoot())
+            digests.note(UpdateDigests.digest(entry.bodies, layout: layout), unit: "\(record.epoch)/\(record.unitIndex)")
             try aggregator.add(RoundUpdate(workerID: record.workerId, weight: record.weight, samples: record.samples,
                                            bodies: entry.bodies))
         }
@@ -220,6 +221,7 @@ extension TrainingJob {
         for u in accepted {
             roundSamples += u.samples
             roundLossSum += u.loss * Double(u.samples)
+            roundLosses.append(u.loss)
         }
         let units = accepted.filter { $0.epoch == scheduler.epoch }.map(\.unitIndex)
         let decision = scheduler.restoreOpenRound(accepted: units, now: now())
@@ -248,6 +250,7 @@ extension TrainingJob {
     func openRound() {
         roundSamples = 0
         roundLossSum = 0
+        roundLosses.removeAll(keepingCapacity: true)
         aggregator.reset()
         scheduler.openRound(now: now())
         publishUnitCounts()

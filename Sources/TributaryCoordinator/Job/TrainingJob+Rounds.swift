@@ -55,7 +55,10 @@ extension TrainingJob {
         guard aggregator.updateCount > 0, failure == nil else { return }
         let closed = now()
         let opened = scheduler.roundOpened
-        let meanLoss = roundLossSum / Double(max(1, roundSamples))
+        // Under a robust rule the round's loss is the median reported: one worker reporting
+        // 0 (or 1e9) cannot draw the curve; the mean rule trusts its workers.
+        let meanLoss = config.aggregation.rule == .mean || roundLosses.isEmpty
+            ? roundLossSum / Double(max(1, roundSamples)) : Self.median(roundLosses)
         let updates = aggregator.updateCount
         let samples = roundSamples
         // The decision: once this row exists the round is closed, whatever fails next.
@@ -78,6 +81,12 @@ extension TrainingJob {
         do { try publish() } catch {
             fail("the new parameters could not be published: \(error)")
         }
+    }
+
+    static func median(_ values: [Double]) -> Double {
+        let sorted = values.sorted()
+        let n = sorted.count
+        return n % 2 == 1 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2])
     }
 
     /// The aggregator's round gradient through the optimizer: version + 1. Used live and by

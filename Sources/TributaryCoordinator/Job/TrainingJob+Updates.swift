@@ -76,6 +76,14 @@ extension TrainingJob {
                     "worker": "\(worker)", "norm": "\(norm)", "bound": "\(bound)"])
                 throw await reject(.updateNormOutOfRange(norm: norm, bound: bound, typical: typical), worker: worker)
             }
+            let digest = UpdateDigests.digest(bodies, layout: layout)
+            if config.aggregation.refuseReplays, let owner = digests.owner(of: digest), owner != "\(lease.epoch)/\(lease.unit)" {
+                forget(id, requeue: true)
+                try await ledger.setLeaseState(id: id, .released, deadline: nil)
+                let parts = owner.split(separator: "/").compactMap { Int($0) }
+                logger.warning("update refused: a replay of an accepted update", metadata: ["worker": "\(worker)", "of_unit": "\(owner)"])
+                throw await reject(.replayedUpdate(unit: parts.last ?? -1, epoch: parts.first ?? -1), worker: worker)
+            }
             let weight = Double(request.samples) / Double(1 + staleness)
             // Record first: an update the ledger refuses is never added to the round.
             let record = UpdateRecord(
@@ -108,6 +116,7 @@ extension TrainingJob {
             try aggregator.add(RoundUpdate(workerID: worker, weight: weight, samples: request.samples, bodies: bodies))
             dropPending(id)
             normGuard.noteAccepted(norm: norm)
+            digests.note(digest, unit: "\(lease.epoch)/\(lease.unit)")
             // A backup lease's twin on the same unit ends: its update could no longer count.
             for twin in scheduler.twins(of: lease) {
                 forget(twin.id, requeue: false)
@@ -116,6 +125,7 @@ extension TrainingJob {
             let decision = scheduler.accept(lease, now: now())
             roundSamples += request.samples
             roundLossSum += request.loss * Double(request.samples)
+            roundLosses.append(request.loss)
             stats.noteAccepted(samples: request.samples, at: now())
             let joined = version + 1
             // The update is durable and counted: whatever closing the round meets (a full disk

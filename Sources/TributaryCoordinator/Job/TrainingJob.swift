@@ -61,6 +61,10 @@ public actor TrainingJob {
     /// Σ x² of each shard pushed under each active lease (decoded once, when checked).
     var pendingSquares: [String: [String: Double]] = [:]
     var normGuard: UpdateNormGuard
+    /// Recently accepted updates by content: the same bytes for another unit are a replay.
+    var digests = UpdateDigests()
+    /// The open round's reported losses (its displayed loss is their median under a robust rule).
+    var roundLosses: [Double] = []
     /// Decoding space for checking a body (the largest shard).
     var scratch: [Float] = []
     /// What making accepted updates durable costs (for `bench coordinator`).
