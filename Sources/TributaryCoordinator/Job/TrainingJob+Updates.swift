@@ -113,14 +113,17 @@ extension TrainingJob {
                 throw storageFailed("ledger", error)
             }
             storageRecovered()
-            try aggregator.add(RoundUpdate(workerID: worker, weight: weight, samples: request.samples, bodies: bodies))
+            // Cannot fail from input: every body passed the frame checks on arrival.
+            try? aggregator.add(RoundUpdate(workerID: worker, weight: weight, samples: request.samples, bodies: bodies))
             dropPending(id)
             normGuard.noteAccepted(norm: norm)
             digests.note(digest, unit: "\(lease.epoch)/\(lease.unit)")
             // A backup lease's twin on the same unit ends: its update could no longer count.
+            // Best effort: the update is accepted already, and nothing after this point may
+            // throw (a twin still active in the ledger expires at the latest on a restart).
             for twin in scheduler.twins(of: lease) {
                 forget(twin.id, requeue: false)
-                try await ledger.setLeaseState(id: twin.id, .released, deadline: nil)
+                try? await ledger.setLeaseState(id: twin.id, .released, deadline: nil)
             }
             let decision = scheduler.accept(lease, now: now())
             roundSamples += request.samples
