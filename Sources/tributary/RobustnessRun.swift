@@ -58,7 +58,18 @@ struct RobustnessRun {
         var history: [[String: [Float]]] = []  // parameters by version, for the stale attack
         var replayBodies: [String: [UInt8]]?
         var result = Result(loss: .nan)
+        var stalled = 0, lastVersion = -1
         while await !job.isComplete {
+            let v = await job.version
+            stalled = v == lastVersion ? stalled + 1 : 0
+            lastVersion = v
+            if stalled > 2000 {
+                let s = job.status()
+                for id in ids {
+                    do { let g = try await job.lease(worker: id); print("debug: \(id) granted unit \(g.unitIndex)"); try? await job.release(lease: g.leaseId, worker: id) } catch { print("debug: \(id) \(error)") }
+                }
+                throw CLIError("the run stalled at version \(v) (units leased \(s.units.leased), done \(s.units.done), refused \(s.updatesRejected))")
+            }
             let parameters = await job.parameterValues()
             history.append(parameters)
             if history.count > 11 { history.removeFirst() }

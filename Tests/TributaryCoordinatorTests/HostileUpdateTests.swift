@@ -64,4 +64,47 @@ final class HostileUpdateTests: JobTestCase {
             await job.close()
         }
     }
+
+    /// A unit whose honest gradient is far above the typical norm would be refused from every
+    /// worker and hold its round until the deadline; a second worker's agreeing norm lets it in.
+    func testALargeNormCorroboratedByASecondWorkerIsAccepted() async throws {
+        var c = config(checkpointEvery: 50)
+        c.rounds.unitsPerRound = 4
+        let job = try await open(c)
+        let workers = try await register(job, 3)
+        func push(_ grant: LeaseGrant, _ w: Int, scale: Float) async throws -> Result<CommitReceipt, any Error> {
+            for shard in job.layout.shards {
+                let values = (0..<shard.elementCount).map { scale * Float(($0 + grant.unitIndex) % 5 + 1) * 0.01 }
+                let body = try values.withUnsafeBufferPointer { try TensorFrame.encode($0, codec: .fp32) }
+                _ = try await job.receiveUpdate(lease: grant.leaseId, worker: workers[w], shard: shard.name, body: body)
+            }
+            do { return .success(try await job.commit(lease: grant.leaseId, worker: workers[w], CommitRequest(samples: 4, loss: 2))) }
+            catch { return .failure(error) }
+        }
+        for w in 0..<3 {  // three typical norms
+            let g = try await job.lease(worker: workers[w])
+            _ = try await push(g, w, scale: 1).get()
+        }
+        let big = try await job.lease(worker: workers[0])
+        guard case let .failure(first) = try await push(big, 0, scale: 100) else { return XCTFail("100x the typical norm is refused") }
+        XCTAssertEqual((first as? JobError)?.problemCode, .updateNormOutOfRange)
+        let other = try await job.lease(worker: workers[1])
+        XCTAssertEqual(other.unitIndex, big.unitIndex)
+        guard case .failure = try await push(other, 1, scale: 150) else { return XCTFail("a norm 50% off does not corroborate") }
+        let third = try await job.lease(worker: workers[2])
+        let accepted = try await push(third, 2, scale: 100).get()
+        XCTAssertTrue(accepted.accepted, "a second worker's equal norm lets the unit in")
+        let v = await job.version
+        XCTAssertEqual(v, 1, "and the round closes")
+        await job.close()
+    }
+
+    func testAWorkerCannotCorroborateItsOwnLargeNorm() {
+        var witnesses = LargeNormWitnesses()
+        XCTAssertFalse(witnesses.corroborates(unit: "0/7", worker: "a", norm: 50))
+        XCTAssertFalse(witnesses.corroborates(unit: "0/7", worker: "a", norm: 50), "the same worker again")
+        XCTAssertFalse(witnesses.corroborates(unit: "0/8", worker: "b", norm: 50), "another unit")
+        XCTAssertFalse(witnesses.corroborates(unit: "0/7", worker: "b", norm: 60), "20% off")
+        XCTAssertTrue(witnesses.corroborates(unit: "0/7", worker: "c", norm: 51))
+    }
 }

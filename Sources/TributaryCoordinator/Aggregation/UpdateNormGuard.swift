@@ -44,3 +44,32 @@ public struct UpdateNormGuard: Sendable {
         if recent.count > Self.window { recent.removeFirst() }
     }
 }
+
+/// Large norms refused per unit, by worker: an honest unit can have a gradient far beyond the
+/// typical norm (a loss spike), and refusing it from every worker would hold its sync round
+/// until the deadline. When a second, different worker reports a norm within `tolerance` of
+/// an earlier refusal for the same unit, the large norm is corroborated and accepted (the
+/// aggregation rule still bounds its effect). Bounded: the oldest units are forgotten.
+struct LargeNormWitnesses: Sendable {
+    static let tolerance = 0.05
+    static let capacity = 1024
+    private var byUnit: [String: [(worker: String, norm: Double)]] = [:]
+    private var order: [String] = []
+
+    /// Whether another worker's refused norm for `unit` agrees with `norm`; otherwise notes it.
+    mutating func corroborates(unit: String, worker: String, norm: Double) -> Bool {
+        let earlier = byUnit[unit] ?? []
+        if earlier.contains(where: { $0.worker != worker && abs($0.norm - norm) <= Self.tolerance * max($0.norm, norm) }) {
+            return true
+        }
+        if byUnit[unit] == nil {
+            order.append(unit)
+            if order.count > Self.capacity { byUnit[order.removeFirst()] = nil }
+        }
+        byUnit[unit, default: []].append((worker, norm))
+        return false
+    }
+
+    mutating func forget(unit: String) { byUnit[unit] = nil }
+}
+

@@ -69,7 +69,10 @@ extension TrainingJob {
             // Summed in layout order: the same bits in every process (replay notes the same norms).
             let squares = pendingSquares[id] ?? [:]
             let norm = layout.shards.reduce(0.0) { $0 + (squares[$1.name] ?? 0) }.squareRoot()
-            if case let .refuse(bound, typical) = normGuard.check(norm: norm) {
+            let unitKey = "\(lease.epoch)/\(lease.unit)"
+            if case let .refuse(bound, typical) = normGuard.check(norm: norm),
+               !(norm.isFinite && norm <= UpdateNormGuard.absoluteBound
+                 && largeNorms.corroborates(unit: unitKey, worker: worker, norm: norm)) {
                 forget(id, requeue: true)
                 try await ledger.setLeaseState(id: id, .released, deadline: nil)
                 logger.warning("update refused: norm out of range", metadata: [
@@ -77,7 +80,7 @@ extension TrainingJob {
                 throw await reject(.updateNormOutOfRange(norm: norm, bound: bound, typical: typical), worker: worker)
             }
             let digest = UpdateDigests.digest(bodies, layout: layout)
-            if config.aggregation.refuseReplays, let owner = digests.owner(of: digest), owner != "\(lease.epoch)/\(lease.unit)" {
+            if config.aggregation.refuseReplays, let owner = digests.owner(of: digest), owner != unitKey {
                 forget(id, requeue: true)
                 try await ledger.setLeaseState(id: id, .released, deadline: nil)
                 let parts = owner.split(separator: "/").compactMap { Int($0) }
@@ -117,7 +120,8 @@ extension TrainingJob {
             try? aggregator.add(RoundUpdate(workerID: worker, weight: weight, samples: request.samples, bodies: bodies))
             dropPending(id)
             normGuard.noteAccepted(norm: norm)
-            digests.note(digest, unit: "\(lease.epoch)/\(lease.unit)")
+            digests.note(digest, unit: unitKey)
+            largeNorms.forget(unit: unitKey)
             // A backup lease's twin on the same unit ends: its update could no longer count.
             // Best effort: the update is accepted already, and nothing after this point may
             // throw (a twin still active in the ledger expires at the latest on a restart).

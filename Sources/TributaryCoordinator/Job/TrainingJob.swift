@@ -61,6 +61,8 @@ public actor TrainingJob {
     /// Σ x² of each shard pushed under each active lease (decoded once, when checked).
     var pendingSquares: [String: [String: Double]] = [:]
     var normGuard: UpdateNormGuard
+    /// Large norms refused per unit: a second worker's agreeing norm makes it acceptable.
+    var largeNorms = LargeNormWitnesses()
     /// Recently accepted updates by content: the same bytes for another unit are a replay.
     var digests = UpdateDigests()
     /// The open round's reported losses (its displayed loss is their median under a robust rule).
