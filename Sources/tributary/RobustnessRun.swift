@@ -65,9 +65,6 @@ struct RobustnessRun {
             lastVersion = v
             if stalled > 2000 {
                 let s = job.status()
-                for id in ids {
-                    do { let g = try await job.lease(worker: id); print("debug: \(id) granted unit \(g.unitIndex)"); try? await job.release(lease: g.leaseId, worker: id) } catch { print("debug: \(id) \(error)") }
-                }
                 throw CLIError("the run stalled at version \(v) (units leased \(s.units.leased), done \(s.units.done), refused \(s.updatesRejected))")
             }
             let parameters = await job.parameterValues()
