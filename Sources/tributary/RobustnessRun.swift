@@ -47,8 +47,18 @@ struct RobustnessRun {
         var logger = Logger(label: "bench.robustness")
         logger.logLevel = .critical
         let job = try await TrainingJob.open(config: c, logger: logger)
-        defer { Task { await job.close() } }
+        do {
+            let result = try await drive(job)
+            await job.close()
+            return result
+        } catch {
+            await job.close()
+            throw error
+        }
+    }
 
+    /// Rounds until the job completes: every worker leases once per pass, in order.
+    private func drive(_ job: TrainingJob) async throws -> Result {
         let model = try job.spec.build(seed: 1, allocator: .shared)
         var ids: [String] = []
         for i in 0..<settings.workers {
