@@ -31,7 +31,12 @@ public actor WorkerDaemon {
     let residualStore: ResidualStore
     private var stopRequested = false
     /// The lease in hand (the one a stop or a failed unit gives back).
-    var currentLease: String?
+    /// The lease in hand, also written to the data directory: a worker killed while holding
+    /// it gives it back when it starts again, instead of waiting for it to expire (the
+    /// coordinator allows one lease per worker).
+    var currentLease: String? {
+        didSet { Self.persistLease(currentLease, at: leaseInHandPath) }
+    }
     /// The manifest's byte limit for the job's shard layout (`ResponseLimit.manifest`).
     private(set) var manifestLimit = ResponseLimit.json
     public private(set) var unitsDone = 0
@@ -53,6 +58,27 @@ public actor WorkerDaemon {
     }
 
     var identityPath: String { "\(options.dataDirectory)/identity.json" }
+    nonisolated var leaseInHandPath: String { "\(options.dataDirectory)/lease-in-hand" }
+
+    nonisolated static func persistLease(_ id: String?, at path: String) {
+        if let id {
+            FileManager.default.createFile(atPath: path, contents: Data(id.utf8), attributes: [.posixPermissions: 0o600])
+        } else {
+            try? FileManager.default.removeItem(atPath: path)
+        }
+    }
+
+    /// A lease left in hand by a run that was killed: given back before leasing anew.
+    func releaseLeftoverLease() async {
+        guard let data = FileManager.default.contents(atPath: leaseInHandPath),
+              let id = String(data: data, encoding: .utf8)?.trimmingCharacters(in: .whitespacesAndNewlines),
+              !id.isEmpty, id.count <= 128 else { return }
+        _ = try? await register()
+        currentLease = id
+        logger.info("giving back the lease an earlier run left in hand", metadata: ["lease": "\(LogSafe.escape(id))"])
+        await releaseCurrentLease()
+        currentLease = nil
+    }
     var cacheDirectory: String { cache.directory }
 
     /// The plan in use (after the first unit's job description arrived).
@@ -85,6 +111,7 @@ public actor WorkerDaemon {
         // One worker per data directory: two would share an identity, a cache and residuals.
         let dataLock = try DirectoryLock.acquire(options.dataDirectory, name: "worker.lock")
         defer { dataLock.release() }
+        await releaseLeftoverLease()
         var failures = Backoff(base: options.retry.base, cap: options.retry.cap)
         var idle = Backoff(base: options.retry.idleBase, cap: options.retry.idleCap)
         while !stopRequested && !Task.isCancelled {

@@ -117,6 +117,30 @@ final class WorkerFailureDrillTests: ProcessTestCase {
         XCTAssertGreaterThanOrEqual(afterResume.count, 1, "the resumed worker leased again and committed")
     }
 
+    /// A worker killed while holding a lease and started again on the same data directory
+    /// gives that lease back first: its unit (and the round) need not wait for the lease to
+    /// expire, although no other worker is there to take a backup lease.
+    func testAWorkerRestartedOnItsDataDirectoryGivesItsOldLeaseBack() async throws {
+        let lease = 30.0  // far longer than the restart: only the give-back can free the unit in time
+        let job = try writeJob(rounds: 30, checkpointEvery: 1000, leaseSeconds: lease, deadlineSeconds: Self.roundDeadline)
+        let (_, port) = try await startCoordinator(job)
+        let worker = try startWorker(0, port: port, environment: Self.debugLog)
+        _ = try await waitFor(port, timeout: 120) { $0.version >= 2 }
+        let ledger = try Ledger(path: ledgerPath)
+        let (held, _) = try await stopHoldingALease(worker, index: 0, ledger: ledger)
+        let versionAtKill = await status(port)?.version ?? -1
+        kill(worker.processIdentifier, SIGKILL)
+        worker.waitUntilExit()
+        let restarted = Date()
+        _ = try startWorker(0, port: port)
+        _ = try await waitFor(port, timeout: 60) { $0.version > versionAtKill }
+        let freedAfter = Date().timeIntervalSince(restarted)
+        print(String(format: "restarted worker: its old lease %@, the round closed %.2f s after the restart (lease %.0f s)",
+                     (try ledger.lease(id: held.id)?.state).map { "\($0)" } ?? "?", freedAfter, lease))
+        XCTAssertEqual(try ledger.lease(id: held.id)?.state, .released, "the restarted worker gave its old lease back")
+        XCTAssertLessThan(freedAfter, 10, "the round did not wait for the old lease to expire")
+    }
+
     /// Rounds for the 90 s drill: more than can close in it (two workers ran 2.9–3.6
     /// rounds/s while the third was stopped), so the job is still running when the worker
     /// resumes; the test stops the coordinator once the resumed worker committed.
