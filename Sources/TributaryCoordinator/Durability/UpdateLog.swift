@@ -117,7 +117,18 @@ public final class UpdateLog {
     }
 
     /// The leases whose updates `round`'s segment holds whole (what recovery checks first).
-    public func leaseIDs(round: Int) -> [String] { entries(round: round).map(\.leaseID) }
+    public func leaseIDs(round: Int) -> [String] {
+        guard let data = FileManager.default.contents(atPath: path(of: round)) else { return [] }
+        let bytes = [UInt8](data)
+        var out: [String] = []
+        var at = 0
+        // Checked like `entries`, without copying the bodies out.
+        while let (entry, next) = Self.parse(bytes, at: at, keepingBodies: false), entry.round == round {
+            out.append(entry.leaseID)
+            at = next
+        }
+        return out
+    }
 
     /// Deletes one round's segment (its updates were dropped from the ledger).
     public func discard(round: Int) {
@@ -187,7 +198,7 @@ public final class UpdateLog {
     }
 
     /// The entry at `offset` and where the next one starts; nil at the end or at damage.
-    static func parse(_ bytes: [UInt8], at offset: Int) -> (LoggedUpdate, Int)? {
+    static func parse(_ bytes: [UInt8], at offset: Int, keepingBodies: Bool = true) -> (LoggedUpdate, Int)? {
         guard offset >= 0, bytes.count - offset >= 8, Array(bytes[offset..<offset + 4]) == magic else { return nil }
         let length = Int(bytes[offset + 4]) | Int(bytes[offset + 5]) << 8 | Int(bytes[offset + 6]) << 16
             | Int(bytes[offset + 7]) << 24
@@ -199,7 +210,7 @@ public final class UpdateLog {
         var bodies: [String: [UInt8]] = [:]
         for (name, size) in zip(header.shards, header.sizes) {
             guard bytes.count - at >= size else { return nil }
-            bodies[name] = Array(bytes[at..<at + size])
+            if keepingBodies { bodies[name] = Array(bytes[at..<at + size]) }
             at += size
         }
         guard bytes.count - at >= 4 else { return nil }

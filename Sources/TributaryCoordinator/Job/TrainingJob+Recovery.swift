@@ -42,7 +42,6 @@ extension TrainingJob {
             logger.info("resumed", metadata: [
                 "from_checkpoint": "\(base.step)", "replayed_rounds": "\(replayed)", "version": "\(version)",
                 "epoch": "\(epoch)", "expired_leases": "\(report.expiredLeases)"])
-            if base.loaded != nil { try? checkpoints.markLatest(step: base.step) }
         } else {
             // The log cannot reach back to any usable checkpoint (a ledger from before the
             // update log, or a log lost with its disk): the old rule, loudly.
@@ -55,7 +54,10 @@ extension TrainingJob {
             logger.error("the update log does not cover the rounds after the newest usable checkpoint; updates after it were dropped and their units will be done again", metadata: [
                 "checkpoint": "\(base.step)", "dropped_updates": "\(report.droppedUpdates)",
                 "dropped_rounds": "\(report.droppedRounds)", "requeued_units": "\(report.requeuedUnits)"])
-            if base.loaded != nil { try? checkpoints.markLatest(step: base.step) }
+        }
+        // `latest` names the checkpoint recovery chose (a damaged newer one was moved aside).
+        if checkpoints.stepDirectories().contains(where: { $0.step == checkpointedVersion }) {
+            try? checkpoints.markLatest(step: checkpointedVersion)
         }
         try await loadRegistry()
         try await startEpoch(epoch)
@@ -196,12 +198,12 @@ extension TrainingJob {
         let logged = Dictionary(updateLog.entries(round: r).map { ($0.leaseID, $0) }, uniquingKeysWith: { _, last in last })
         for record in accepted {
             guard let entry = logged[record.leaseId] else {
-                throw JobError.storageUnavailable("the update log lost the update of lease \(record.leaseId) (round \(r))")
+                throw RecoveryError(description: "the update log lost the update of lease \(record.leaseId) (round \(r))")
             }
             var squares = 0.0
             for shard in layout.shards {
                 guard let body = entry.bodies[shard.name] else {
-                    throw JobError.storageUnavailable("the update log's entry for lease \(record.leaseId) lacks shard \(shard.name)")
+                    throw RecoveryError(description: "the update log's entry for lease \(record.leaseId) lacks shard \(shard.name)")
                 }
                 squares += try validateFrame(body, elementCount: shard.elementCount)
             }
