@@ -70,6 +70,9 @@ public protocol LedgerStore: Sendable {
     func updates(round: Int) async throws(LedgerError) -> [UpdateRecord]
     /// The accepted update of a unit, if it is done.
     func update(epoch: Int, unitIndex: Int) async throws(LedgerError) -> UpdateRecord?
+    /// Applies what validation by replication decided (voids, replica credit, refusals,
+    /// reputations), in one transaction.
+    func recordVerification(_ record: VerificationRecord) async throws(LedgerError)
 
     // MARK: Rounds and checkpoints
     /// Records a closed round. Throws `.duplicate` if that round number is already recorded.

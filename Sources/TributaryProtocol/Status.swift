@@ -77,6 +77,8 @@ public struct StatusReport: Codable, Sendable, Equatable {
     public var storageError: String?
     /// Why the job stopped, when it failed (it will not complete).
     public var failed: String?
+    /// Validation by replication so far (absent when the job replicates nothing).
+    public var replication: ReplicationStatus?
 
     public init(job: String, model: String, parameters: Int, shards: Int, mode: String, version: Int, round: Int,
                 epoch: Int, totalRounds: Int, complete: Bool, checkpointedVersion: Int, trainingLoss: [Point],
@@ -110,7 +112,7 @@ public struct StatusReport: Codable, Sendable, Equatable {
         self.etaSeconds = etaSeconds
     }
 
-    enum CodingKeys: String, CodingKey { case job, model, parameters, shards, mode, version, round, epoch, totalRounds = "total_rounds", complete, checkpointedVersion = "checkpointed_version", trainingLoss = "training_loss", validationLoss = "validation_loss", workers, units, samplesPerSecond = "samples_per_second", tokensPerSecond = "tokens_per_second", bytesIn = "bytes_in", denseBytesIn = "dense_bytes_in", bytesOut = "bytes_out", updatesAccepted = "updates_accepted", updatesRejected = "updates_rejected", lastRoundSeconds = "last_round_seconds", uptimeSeconds = "uptime_seconds", etaSeconds = "eta_seconds", checkpointFailing = "checkpoint_failing", storageError = "storage_error", failed }
+    enum CodingKeys: String, CodingKey { case job, model, parameters, shards, mode, version, round, epoch, totalRounds = "total_rounds", complete, checkpointedVersion = "checkpointed_version", trainingLoss = "training_loss", validationLoss = "validation_loss", workers, units, samplesPerSecond = "samples_per_second", tokensPerSecond = "tokens_per_second", bytesIn = "bytes_in", denseBytesIn = "dense_bytes_in", bytesOut = "bytes_out", updatesAccepted = "updates_accepted", updatesRejected = "updates_rejected", lastRoundSeconds = "last_round_seconds", uptimeSeconds = "uptime_seconds", etaSeconds = "eta_seconds", checkpointFailing = "checkpoint_failing", storageError = "storage_error", failed, replication }
 }
 
 /// A bounded series: when full, every other old point is dropped, so a long job keeps
@@ -133,6 +135,51 @@ public struct BoundedSeries: Sendable, Equatable {
 }
 
 /// GET /v1/workers: each volunteer's contribution (never its token).
+/// What validation by replication has done so far.
+public struct ReplicationStatus: Codable, Sendable, Equatable {
+    /// Replica results received, and their samples: the compute replication cost.
+    public var replicas = 0
+    public var replicaSamples = 0
+    /// Counted updates a replica confirmed; disputes opened; counted updates replaced by a
+    /// disputing replica that a third worker sided with; held back without a majority.
+    public var confirmed = 0
+    public var disputes = 0
+    public var replaced = 0
+    public var unresolved = 0
+    /// Replicas that disagreed with a unit's correct result.
+    public var refutedReplicas = 0
+    /// Workers banned for repeated disagreement, and counted updates voided with them.
+    public var banned = 0
+    public var voidedByBan = 0
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case replicas, replicaSamples = "replica_samples", confirmed, disputes, replaced, unresolved,
+             refutedReplicas = "refuted_replicas", banned, voidedByBan = "voided_by_ban"
+    }
+}
+
+/// A worker's record under validation by replication.
+public struct WorkerReputationSummary: Codable, Sendable, Equatable {
+    public var agreements: Int
+    public var disagreements: Int
+    public var consecutiveAgreements: Int
+    /// Trusted workers' units are replicated only at the job's `trusted_rate`.
+    public var trusted: Bool
+
+    public init(agreements: Int, disagreements: Int, consecutiveAgreements: Int, trusted: Bool) {
+        self.agreements = agreements
+        self.disagreements = disagreements
+        self.consecutiveAgreements = consecutiveAgreements
+        self.trusted = trusted
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case agreements, disagreements, consecutiveAgreements = "consecutive_agreements", trusted
+    }
+}
+
 public struct WorkerSummary: Codable, Sendable, Equatable {
     public var id: String
     public var name: String
@@ -142,11 +189,12 @@ public struct WorkerSummary: Codable, Sendable, Equatable {
     public var rejectedUpdates: Int
     public var lastSeen: Date
     public var active: Bool
-    /// true when the operator banned the worker (absent otherwise).
+    /// true when the worker is banned, by the operator or for disagreeing (absent otherwise).
     public var banned: Bool?
+    public var reputation: WorkerReputationSummary?
 
     public init(id: String, name: String, samples: Int, flops: Double, acceptedUpdates: Int, rejectedUpdates: Int,
-                lastSeen: Date, active: Bool, banned: Bool? = nil) {
+                lastSeen: Date, active: Bool, banned: Bool? = nil, reputation: WorkerReputationSummary? = nil) {
         self.id = id
         self.name = name
         self.samples = samples
@@ -156,11 +204,12 @@ public struct WorkerSummary: Codable, Sendable, Equatable {
         self.lastSeen = lastSeen
         self.active = active
         self.banned = banned
+        self.reputation = reputation
     }
 
     enum CodingKeys: String, CodingKey {
         case id, name, samples, flops, acceptedUpdates = "accepted_updates", rejectedUpdates = "rejected_updates",
-             lastSeen = "last_seen", active, banned
+             lastSeen = "last_seen", active, banned, reputation
     }
 }
 

@@ -55,6 +55,7 @@ struct AttackBench: AsyncParsableCommand {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         var config = JobConfig()
         config.name = "attack-bench"
+        config.validation.replication = .off  // issue 12's figures: honest throughput under transport attacks
         config.model.nLayer = 1
         config.model.nHead = 2
         config.model.nEmbd = 32

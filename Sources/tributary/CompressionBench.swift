@@ -117,6 +117,7 @@ struct CompressionBench: AsyncParsableCommand {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         var c = JobConfig()
         c.name = "codec-\(codec)"
+        c.validation.replication = .off  // codec quality against a single process, not validation
         c.optimizer.lr = learningRate
         switch qualityModel {
         case "gpt-tiny":

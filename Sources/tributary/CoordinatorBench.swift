@@ -32,6 +32,7 @@ struct CoordinatorBench: AsyncParsableCommand {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         var config = JobConfig()
         config.name = "bench"
+        config.validation.replication = .off  // simulated workers send one frozen update: ingest, not validation
         config.model.nLayer = 2
         config.model.nHead = 4
         config.model.nEmbd = nEmbd

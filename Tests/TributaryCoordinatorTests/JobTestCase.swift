@@ -33,6 +33,8 @@ class JobTestCase: XCTestCase {
         c.storage.checkpointEveryRounds = checkpointEvery
         c.storage.validationEveryRounds = 1000
         c.auth.joinToken = "join"
+        // Most job tests push synthetic updates that differ per worker; ReplicationTests turn it on.
+        c.validation.replication = .off
         return c
     }
 

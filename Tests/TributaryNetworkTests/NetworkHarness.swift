@@ -35,6 +35,8 @@ enum RunningCoordinator {
         c.storage.validationEveryRounds = 1000
         c.auth.joinToken = joinToken
         c.auth.operatorToken = operatorToken
+        // These tests predate replication and test other things; ReplicationNetworkTests turn it on.
+        c.validation.replication = .off
         adjust(&c)
         return c
     }

@@ -58,6 +58,15 @@ extension JobConfig {
       max_norm_ratio: 10           # refuse an update whose norm passes 10x the median of recent accepted ones
       refuse_replays: true         # refuse an update byte for byte equal to one accepted for another unit
 
+    validation:
+      replication: adaptive        # adaptive: a new or distrusted worker's units are all computed again by
+                                   # another worker, a trusted one's at trusted_rate; all; off (trusted cluster)
+      trusted_after: 5             # agreements in a row before a worker is trusted
+      trusted_rate: 0.05           # share of a trusted worker's units still replicated
+      ban_after: 3                 # disagreements before a worker is banned and its open round's updates voided
+      tolerance: 0                 # largest relative distance of two honest updates of a unit; 0: by codec
+      loss_tolerance: 0.01         # largest relative difference of two honest reported losses
+
     limits:                        # per client address (an IPv4 address or an IPv6 /64)
       registrations_per_minute: 6
       registration_burst: 20

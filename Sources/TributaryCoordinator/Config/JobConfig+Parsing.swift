@@ -129,6 +129,7 @@ extension JobConfig {
         ("optimizer", "type", OptimizerKind.allCases.map(\.rawValue)),
         ("rounds", "mode", RoundMode.allCases.map(\.rawValue)),
         ("aggregation", "rule", AggregationRule.allCases.map(\.rawValue)),
+        ("validation", "replication", ReplicationMode.allCases.map(\.rawValue)),
     ]
 
     static func checkChoices(_ given: [String: Any], source: String) throws {

@@ -46,6 +46,19 @@ extension JobConfig {
         guard aggregation.clipRadius > 0, aggregation.clipRadius.isFinite, aggregation.clipRadius <= 100 else {
             throw bad("aggregation.clip_radius must be a positive multiple (at most 100) of the median distance")
         }
+        guard (1...1000).contains(validation.trustedAfter) else {
+            throw bad("validation.trusted_after must lie in 1...1000 (agreements in a row before a worker is trusted)")
+        }
+        guard validation.trustedRate >= 0, validation.trustedRate <= 1 else {
+            throw bad("validation.trusted_rate must lie in [0, 1] (the share of a trusted worker's units replicated)")
+        }
+        guard (1...1000).contains(validation.banAfter) else {
+            throw bad("validation.ban_after must lie in 1...1000 (disagreements before a ban)")
+        }
+        guard validation.tolerance >= 0, validation.tolerance <= 2, validation.lossTolerance > 0,
+              validation.lossTolerance <= 1 else {
+            throw bad("validation.tolerance must lie in [0, 2] (0: by codec) and validation.loss_tolerance in (0, 1]")
+        }
         guard aggregation.maxNormRatio > 1, aggregation.maxNormRatio.isFinite else {
             throw bad("aggregation.max_norm_ratio must be a finite number above 1")
         }

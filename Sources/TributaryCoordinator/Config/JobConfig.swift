@@ -83,6 +83,23 @@ public struct JobConfig: Codable, Sendable, Equatable {
         /// Off only for load tests whose simulated workers send one frozen update.
         public var refuseReplays: Bool = true
     }
+    /// Validation by replication and reputation (`ReplicationPolicy`).
+    public struct Validation: Codable, Sendable, Equatable {
+        /// `adaptive`: every unit of a new or distrusted worker is computed again by another
+        /// worker, a trusted worker's at `trusted_rate`; `all`; `off` for a trusted cluster.
+        public var replication: ReplicationMode = .adaptive
+        /// Agreements in a row after which a worker is trusted.
+        public var trustedAfter: Int = 5
+        /// The share of a trusted worker's units that are still replicated.
+        public var trustedRate: Double = 0.05
+        /// Disagreements after which a worker is banned (its open round's updates voided).
+        public var banAfter: Int = 3
+        /// The largest relative distance between two honest updates of one unit; 0: the
+        /// default for the job's codec (`ReplicaTolerance.forCodec`).
+        public var tolerance: Double = 0
+        /// The largest relative difference between two honest reported losses.
+        public var lossTolerance: Double = 0.01
+    }
     /// What one client address may ask for, and how long connections may idle.
     public struct Limits: Codable, Sendable, Equatable {
         public var registrationsPerMinute: Double = 6
@@ -144,6 +161,7 @@ public struct JobConfig: Codable, Sendable, Equatable {
     public var rounds = Rounds()
     public var leases = Leases()
     public var aggregation = Aggregation()
+    public var validation = Validation()
     public var limits = Limits()
     public var compression = Compression()
     public var server = Server()
@@ -163,6 +181,7 @@ public struct JobConfig: Codable, Sendable, Equatable {
         rounds = try c.decodeIfPresent(Rounds.self, forKey: .rounds) ?? rounds
         leases = try c.decodeIfPresent(Leases.self, forKey: .leases) ?? leases
         aggregation = try c.decodeIfPresent(Aggregation.self, forKey: .aggregation) ?? aggregation
+        validation = try c.decodeIfPresent(Validation.self, forKey: .validation) ?? validation
         limits = try c.decodeIfPresent(Limits.self, forKey: .limits) ?? limits
         compression = try c.decodeIfPresent(Compression.self, forKey: .compression) ?? compression
         server = try c.decodeIfPresent(Server.self, forKey: .server) ?? server
@@ -171,7 +190,7 @@ public struct JobConfig: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case name, model, data, units, optimizer, rounds, leases, aggregation, limits, compression, server, storage, auth
+        case name, model, data, units, optimizer, rounds, leases, aggregation, validation, limits, compression, server, storage, auth
     }
 }
 

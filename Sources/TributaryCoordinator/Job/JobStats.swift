@@ -41,6 +41,7 @@ public struct JobStats: Sendable {
     public var checkpointFailing = false
     public var storageError: String?
     public var failed: String?
+    public var replication = ReplicationStatus()
 
     public var complete: Bool { version >= fixed.totalRounds }
 
@@ -66,6 +67,7 @@ public struct JobStats: Sendable {
         report.checkpointFailing = checkpointFailing
         report.storageError = storageError
         report.failed = failed
+        report.replication = replication.replicas > 0 || replication.banned > 0 ? replication : nil
         return report
     }
 }

@@ -51,10 +51,16 @@ extension TrainingJob {
             if case let .workerAtLimit(held) = decision {
                 throw JobError.tooManyLeases(held: held, limit: config.leases.maxPerWorker)
             }
-            guard case let .grant(unit) = decision else { throw JobError.noWork }
+            let unit: Int, replica: Bool
+            switch decision {
+            case let .grant(u): (unit, replica) = (u, false)
+            case let .grantReplica(u): (unit, replica) = (u, true)
+            default: throw JobError.noWork
+            }
             let lease = scheduler.grant(id: "l-" + UUID().uuidString.lowercased(), worker: worker, unit: unit,
-                                        baseVersion: version, now: now())
-            do {
+                                        baseVersion: version, replica: replica, now: now())
+            // A replica lease lives in memory only (the ledger knows its unit as done).
+            if !replica { do {
                 try await ledger.insertLease(LeaseRecord(id: lease.id, epoch: lease.epoch, unitIndex: unit, workerId: worker,
                                                          baseVersion: version, issuedAt: now(), deadline: lease.deadline,
                                                          state: .active))
@@ -62,7 +68,7 @@ extension TrainingJob {
                 scheduler.discard(lease.id)  // the ledger does not know it: neither does the job
                 publishUnitCounts()
                 throw error
-            }
+            } }
             storageRecovered()
             metrics.leasesGranted.increment()
             publishUnitCounts()
@@ -75,10 +81,10 @@ extension TrainingJob {
 
     public func renew(lease id: String, worker: String) async throws -> LeaseRenewal {
         try await exclusively {
-            _ = try await activeLease(id, worker: worker)
+            let lease = try await activeLease(id, worker: worker)
             switch scheduler.renew(id, now: now()) {
             case let .extended(deadline):
-                try await ledger.setLeaseState(id: id, .active, deadline: deadline)
+                try await setLedgerLeaseState(lease, .active, deadline: deadline)
                 return LeaseRenewal(leaseId: id, deadline: deadline)
             case .unknown: throw JobError.leaseNotFound(id)
             case .atLifetime: throw JobError.leaseLifetimeExceeded(id, limit: config.leases.maxLifetimeSeconds)
@@ -89,10 +95,10 @@ extension TrainingJob {
 
     public func release(lease id: String, worker: String) async throws {
         try await exclusively {
-            _ = try await activeLease(id, worker: worker)
+            let lease = try await activeLease(id, worker: worker)
             scheduler.release(id)
             dropPending(id)
-            try await ledger.setLeaseState(id: id, .released, deadline: nil)
+            try await setLedgerLeaseState(lease, .released, deadline: nil)
             publishUnitCounts()
         }
     }
@@ -127,8 +133,14 @@ extension TrainingJob {
     func recordExpired(_ lease: ScheduledLease) async throws {
         stats.noteExpiredLeases(1)
         dropPending(lease.id)
-        try await ledger.setLeaseState(id: lease.id, .expired, deadline: nil)
+        try await setLedgerLeaseState(lease, .expired, deadline: nil)
         logger.info("lease expired", metadata: ["lease": "\(lease.id)", "unit": "\(lease.unit)", "worker": "\(lease.workerID)"])
+    }
+
+    /// Records a lease's new state, unless it is a replica (those live in memory only).
+    func setLedgerLeaseState(_ lease: ScheduledLease, _ state: LeaseState, deadline: Date?) async throws {
+        guard !lease.isReplica else { return }
+        try await ledger.setLeaseState(id: lease.id, state, deadline: deadline)
     }
 
     /// The lease `id` if `worker` holds it and it is in time; otherwise why not.

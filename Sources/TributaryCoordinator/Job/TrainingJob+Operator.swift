@@ -16,7 +16,7 @@ extension TrainingJob {
             registry.ban(id: id)
             for lease in scheduler.leases.values where lease.workerID == id {
                 forget(lease.id, requeue: true)
-                try await ledger.setLeaseState(id: lease.id, .released, deadline: nil)
+                try await setLedgerLeaseState(lease, .released, deadline: nil)
             }
             workerListCache.invalidate()
             logger.notice("worker banned by the operator", metadata: ["worker": "\(id)"])

@@ -91,7 +91,11 @@ extension TrainingJob {
 
     private func loadRegistry() async throws {
         for w in try await ledger.workers() { registry.add(id: w.id, tokenHash: w.tokenHash, seen: nil) }
-        for key in try await ledger.allMeta().keys where key.hasPrefix(Self.bannedMetaPrefix) {
+        let meta = try await ledger.allMeta()
+        for (key, value) in meta where key.hasPrefix(WorkerReputation.metaPrefix) {
+            if let r = WorkerReputation(metaValue: value) { reputations[String(key.dropFirst(WorkerReputation.metaPrefix.count))] = r }
+        }
+        for key in meta.keys where key.hasPrefix(Self.bannedMetaPrefix) {
             registry.ban(id: String(key.dropFirst(Self.bannedMetaPrefix.count)))
         }
     }
@@ -180,15 +184,16 @@ extension TrainingJob {
     private func replayRounds(after step: Int, through lastRound: Int) async throws -> Int {
         guard step < lastRound else { return 0 }
         for r in (step + 1)...lastRound {
-            aggregator.reset()
+            countedRound.reset()
             try await addLoggedUpdates(of: r)
             applyRoundGradient()
         }
+        countedRound.reset()
         aggregator.reset()
         return lastRound - step
     }
 
-    /// Adds round `r`'s accepted updates to the aggregator, in the ledger's order, with the
+    /// Counts round `r`'s accepted updates in the open round, in the ledger's order, with the
     /// weights it recorded; returns them.
     @discardableResult
     func addLoggedUpdates(of r: Int) async throws -> [UpdateRecord] {
@@ -209,8 +214,9 @@ extension TrainingJob {
             }
             normGuard.noteAccepted(norm: squares.squareRoot())
             digests.note(UpdateDigests.digest(entry.bodies, layout: layout), unit: "\(record.epoch)/\(record.unitIndex)")
-            try aggregator.add(RoundUpdate(workerID: record.workerId, weight: record.weight, samples: record.samples,
-                                           bodies: entry.bodies))
+            countedRound.append(leaseID: record.leaseId, unit: record.unitIndex,
+                                RoundUpdate(workerID: record.workerId, weight: record.weight, samples: record.samples,
+                                            bodies: entry.bodies), loss: record.loss)
         }
         return accepted
     }
@@ -220,11 +226,6 @@ extension TrainingJob {
         openRound()
         let accepted = try await addLoggedUpdates(of: r)
         guard !accepted.isEmpty else { return .keepOpen }
-        for u in accepted {
-            roundSamples += u.samples
-            roundLossSum += u.loss * Double(u.samples)
-            roundLosses.append(u.loss)
-        }
         let units = accepted.filter { $0.epoch == scheduler.epoch }.map(\.unitIndex)
         let decision = scheduler.restoreOpenRound(accepted: units, now: now())
         publishUnitCounts()
@@ -250,9 +251,8 @@ extension TrainingJob {
 
     /// Starts a round: sync rounds get their units (carrying over unfinished ones).
     func openRound() {
-        roundSamples = 0
-        roundLossSum = 0
-        roundLosses.removeAll(keepingCapacity: true)
+        countedRound.reset()
+        verifications.reset()
         aggregator.reset()
         scheduler.openRound(now: now())
         publishUnitCounts()

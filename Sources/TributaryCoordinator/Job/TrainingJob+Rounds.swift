@@ -30,15 +30,29 @@ extension TrainingJob {
             metrics.unitsLeased.set(to: Double(s.units.leased))
             metrics.samplesPerSecond.set(to: s.samplesPerSecond)
             guard failure == nil else { return }
-            if scheduler.roundAccepted >= scheduler.unitsPerRound, aggregator.updateCount > 0 {
-                await closeRoundSafely()
+            if scheduler.roundIsReadyToClose(now: now()) {
+                await closeRoundIfReady()
             } else if scheduler.roundDeadlinePassed(now: now()) {
-                logger.info("round deadline passed", metadata: ["updates": "\(aggregator.updateCount)"])
+                logger.info("round deadline passed", metadata: ["updates": "\(countedRound.count)"])
+                await holdBackDisputedUpdates()
                 await closeRoundSafely()
             }
             await advanceEpochIfDone()
             if let retry = checkpointRetryAt, now() >= retry { await checkpointSafely() }
         }
+    }
+
+    /// Closes the open round once all its units are counted and no replica is outstanding.
+    /// Disputes nobody is left to decide hold their counted update back first: the unit is
+    /// computed again, and the round waits for it (or for its deadline).
+    func closeRoundIfReady() async {
+        guard scheduler.roundIsReadyToClose(now: now()) else { publishUnitCounts(); return }
+        if !verifications.disputedUnits.isEmpty {
+            await holdBackDisputedUpdates()
+            guard scheduler.roundIsReadyToClose(now: now()) else { publishUnitCounts(); return }
+        }
+        guard !countedRound.isEmpty else { publishUnitCounts(); return }
+        await closeRoundSafely()
     }
 
     /// Closes the open round; a storage failure leaves it open (and is retried by `tick`).
@@ -52,15 +66,14 @@ extension TrainingJob {
 
     /// Records the round, applies it, opens the next. Throws only before anything changed.
     func closeRound() async throws {
-        guard aggregator.updateCount > 0, failure == nil else { return }
+        guard !countedRound.isEmpty, failure == nil else { return }
         let closed = now()
         let opened = scheduler.roundOpened
         // Under a robust rule the round's loss is the median reported: one worker reporting
         // 0 (or 1e9) cannot draw the curve; the mean rule trusts its workers.
-        let meanLoss = config.aggregation.rule == .mean || roundLosses.isEmpty
-            ? roundLossSum / Double(max(1, roundSamples)) : Self.median(roundLosses)
-        let updates = aggregator.updateCount
-        let samples = roundSamples
+        let meanLoss = config.aggregation.rule == .mean ? countedRound.meanLoss : Self.median(countedRound.losses)
+        let updates = countedRound.count
+        let samples = countedRound.samples
         // The decision: once this row exists the round is closed, whatever fails next.
         try await ledger.recordRound(RoundRecord(round: version + 1, version: version + 1, openedAt: opened,
                                                  closedAt: closed, updates: updates, samples: samples,
@@ -93,6 +106,7 @@ extension TrainingJob {
     /// replay, so both take the same steps bit for bit. nil when there was nothing to apply.
     @discardableResult
     func applyRoundGradient() -> StepOutcome? {
+        countedRound.feed(aggregator)
         var combined = false
         // Each shard's gradient passes through the decoding scratch (the largest shard's size).
         for shard in layout.shards {

@@ -61,6 +61,7 @@ extension TrainingJob {
                 throw await reject(.staleUpdate(baseVersion: lease.baseVersion, current: version,
                                                 bound: config.rounds.maxStaleness), worker: worker)
             }
+            if lease.isReplica { return try await commitReplica(lease, bodies: bodies, request: request) }
             guard scheduler.unitIsOpen(lease) else {
                 forget(id, requeue: false)
                 try await ledger.setLeaseState(id: id, .released, deadline: nil)
@@ -116,8 +117,9 @@ extension TrainingJob {
                 throw storageFailed("ledger", error)
             }
             storageRecovered()
-            // Cannot fail from input: every body passed the frame checks on arrival.
-            try? aggregator.add(RoundUpdate(workerID: worker, weight: weight, samples: request.samples, bodies: bodies))
+            countedRound.append(leaseID: id, unit: lease.unit,
+                                RoundUpdate(workerID: worker, weight: weight, samples: request.samples, bodies: bodies),
+                                loss: request.loss)
             dropPending(id)
             normGuard.noteAccepted(norm: norm)
             digests.note(digest, unit: unitKey)
@@ -129,15 +131,15 @@ extension TrainingJob {
                 forget(twin.id, requeue: false)
                 try? await ledger.setLeaseState(id: twin.id, .released, deadline: nil)
             }
+            openVerificationIfDue(lease, counted: ReplicaResult(
+                leaseID: id, workerID: worker, bodies: bodies, loss: request.loss, samples: request.samples,
+                weight: weight, baseVersion: lease.baseVersion))
             let decision = scheduler.accept(lease, now: now())
-            roundSamples += request.samples
-            roundLossSum += request.loss * Double(request.samples)
-            roundLosses.append(request.loss)
             stats.noteAccepted(samples: request.samples, at: now())
             let joined = version + 1
             // The update is durable and counted: whatever closing the round meets (a full disk
             // at the checkpoint) is the job's to retry, not the worker's to hear about.
-            if decision == .close { await closeRoundSafely() } else { publishUnitCounts() }
+            if decision == .close { await closeRoundIfReady() } else { publishUnitCounts() }
             return CommitReceipt(accepted: true, round: joined, weight: weight, baseVersion: lease.baseVersion,
                                  currentVersion: version)
         }

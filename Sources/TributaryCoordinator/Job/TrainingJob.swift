@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import Logging
 import TributaryCheckpoint
+import TributaryCompression
 import TributaryData
 import TributaryLedger
 import TributaryModels
@@ -53,9 +54,8 @@ public actor TrainingJob {
     var scheduler: UnitScheduler
     public internal(set) var version = 0
     var checkpointedVersion = 0
-    /// The open round's samples and loss (its mean loss goes into the round record).
-    var roundSamples = 0
-    var roundLossSum = 0.0
+    /// The open round's counted updates, in ledger order (the aggregator is fed at the close).
+    var countedRound = CountedRound()
     /// Shard bodies pushed under each active lease, until its commit (or its end).
     var pendingBodies: [String: [String: [UInt8]]] = [:]
     /// Σ x² of each shard pushed under each active lease (decoded once, when checked).
@@ -65,8 +65,15 @@ public actor TrainingJob {
     var largeNorms = LargeNormWitnesses()
     /// Recently accepted updates by content: the same bytes for another unit are a replay.
     var digests = UpdateDigests()
-    /// The open round's reported losses (its displayed loss is their median under a robust rule).
-    var roundLosses: [Double] = []
+    /// Validation by replication: who is replicated, the open round's units awaiting
+    /// replicas, each worker's record, and the comparison's scratch space.
+    let replication: ReplicationPolicy
+    let replicaTolerance: ReplicaTolerance
+    var verifications = UnitVerifications()
+    var reputations: [String: WorkerReputation] = [:]
+    var replicaComparison = ReplicaComparison()
+    /// What replication has done (status, `bench robustness`).
+    public internal(set) var replicationFigures = ReplicationStatus()
     /// Decoding space for checking a body (the largest shard).
     var scratch: [Float] = []
     /// What making accepted updates durable costs (for `bench coordinator`).
@@ -141,6 +148,13 @@ public actor TrainingJob {
         layout = ShardLayout(spec: spec)
         aggregator = try config.aggregation.rule.makeAggregator(layout: layout, settings: config.aggregation)
         normGuard = UpdateNormGuard(ratio: config.aggregation.maxNormRatio)
+        let v = config.validation
+        replication = ReplicationPolicy(mode: config.rounds.mode == .sync ? v.replication : .off,
+                                        trustedAfter: v.trustedAfter, trustedRate: v.trustedRate, banAfter: v.banAfter,
+                                        seed: config.data.seed)
+        let byCodec = ReplicaTolerance.forCodec((try? UpdateCodecSpec(parsing: config.compression.codec))?.kind ?? .fp32,
+                                                loss: v.lossTolerance)
+        replicaTolerance = v.tolerance > 0 ? ReplicaTolerance(update: v.tolerance, loss: v.lossTolerance) : byCodec
         publisher = ParameterPublisher(layout: layout, zstdLevel: config.compression.zstdLevel)
         registry = WorkerRegistry()
         flopsPerSample = data.train.sampleCount > 0 ? model.model.trainingFLOPs(data.train.batch([0])) : 0
@@ -218,7 +232,8 @@ public actor TrainingJob {
             return WorkerSummary(id: w.id, name: w.name, samples: w.samples, flops: w.flops,
                                  acceptedUpdates: w.acceptedUpdates, rejectedUpdates: w.rejectedUpdates,
                                  lastSeen: seen, active: active.contains(w.id) || t.timeIntervalSince(seen) < 60,
-                                 banned: banned.contains(w.id) ? true : nil)
+                                 banned: banned.contains(w.id) ? true : nil,
+                                 reputation: replication.mode == .off ? nil : reputationSummary(of: w.id))
         })
     }
 

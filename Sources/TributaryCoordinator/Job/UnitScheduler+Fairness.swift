@@ -25,9 +25,12 @@ extension UnitScheduler {
         recentAskers = recentAskers.filter { now.timeIntervalSince($0.value) < Self.fairnessWindow }
         recentAskers[worker] = now
         guard mode == .sync else { return nextUnit() }
-        if isPastShare(worker) { return .noWork }
-        let decision = nextUnit()
-        guard decision == .noWork, let backup = backupUnit(for: worker, now: now) else { return decision }
+        let pastShare = isPastShare(worker)
+        if !pastShare, case let .grant(unit) = nextUnit() { return .grant(unit: unit) }
+        // Replicas come after the round's own units (which they cannot hold up) and before backups.
+        if let unit = replicaUnit(for: worker) { return .grantReplica(unit: unit) }
+        if pastShare { return .noWork }
+        guard let backup = backupUnit(for: worker, now: now) else { return .noWork }
         return .grant(unit: backup)
     }
 
@@ -44,7 +47,7 @@ extension UnitScheduler {
     /// A round unit held by one other worker for much longer than units take, if any.
     func backupUnit(for worker: String, now: Date) -> Int? {
         guard let threshold = stragglerThreshold else { return nil }
-        let open = leases.values.filter { $0.epoch == epoch && !done.contains($0.unit) }
+        let open = leases.values.filter { $0.epoch == epoch && !done.contains($0.unit) && !$0.isReplica }
         let byUnit = Dictionary(grouping: open, by: \.unit)
         let candidates = roundUnits.compactMap { unit -> (unit: Int, since: Date)? in
             guard let held = byUnit[unit], held.count == 1, let only = held.first, only.workerID != worker,
@@ -69,7 +72,7 @@ extension UnitScheduler {
 
     /// Other leases on the same unit as `lease` (a backup's twin): they end when it is accepted.
     public func twins(of lease: ScheduledLease) -> [ScheduledLease] {
-        leases.values.filter { $0.id != lease.id && $0.epoch == lease.epoch && $0.unit == lease.unit }
+        leases.values.filter { $0.id != lease.id && $0.epoch == lease.epoch && $0.unit == lease.unit && !$0.isReplica }
             .sorted { $0.id < $1.id }
     }
 }

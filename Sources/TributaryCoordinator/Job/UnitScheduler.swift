@@ -19,6 +19,9 @@ public struct ScheduledLease: Sendable, Equatable {
     /// When the lease was granted: renewals never carry it past `issued + maxLeaseLifetime`.
     public var issued: Date
     public var deadline: Date
+    /// A validation replica of a unit already counted (`UnitScheduler+Replicas`): the
+    /// worker cannot tell, and its update is compared, not counted.
+    public var isReplica = false
 }
 
 /// The epoch's work units, their leases and the open round, as a value: every event
@@ -38,15 +41,18 @@ public struct UnitScheduler: Sendable {
     public let maxLeaseLifetime: TimeInterval
 
     public private(set) var epoch = 0
-    public private(set) var done: Set<Int> = []
+    public internal(set) var done: Set<Int> = []
     private var nextFresh = 0
     /// Sync: the units of the open round (unfinished ones carry over to the next).
     public private(set) var roundUnits: [Int] = []
+    /// Sync: counted units whose update waits for a replica, and the workers that may not
+    /// compute it (those already involved in the unit).
+    var replicaWants: [Int: Set<String>] = [:]
     /// Async: units whose lease ended without an accepted update, leased again first.
     private var requeued: [Int] = []
-    public private(set) var leases: [String: ScheduledLease] = [:]
+    public internal(set) var leases: [String: ScheduledLease] = [:]
     public private(set) var roundOpened: Date
-    public private(set) var roundAccepted = 0
+    public internal(set) var roundAccepted = 0
     /// Sync: units each worker was granted in the open round (its share is checked against it).
     var grantedThisRound: [String: Int] = [:]
     /// Workers that asked for a lease lately, and when: the ones a fair share is cut for.
@@ -74,6 +80,8 @@ public struct UnitScheduler: Sendable {
     public enum LeaseDecision: Equatable, Sendable {
         /// Lease this unit of the current epoch.
         case grant(unit: Int)
+        /// Lease this counted unit again, to another worker, as a validation replica.
+        case grantReplica(unit: Int)
         /// Every unit that may be leased now is leased or done; ask again shortly.
         case noWork
         /// Async: the epoch is done; start the next one (`startEpoch`) and ask again.
@@ -130,6 +138,8 @@ public struct UnitScheduler: Sendable {
         roundAccepted = 0
         roundOpened = now
         grantedThisRound = [:]
+        replicaWants = [:]
+        for lease in leases.values where lease.isReplica { leases[lease.id] = nil }
         guard mode == .sync else { return }
         roundUnits = roundUnits.filter { !done.contains($0) }
         while roundUnits.count < unitsPerRound, let u = takeFreshUnit() { roundUnits.append(u) }
@@ -160,7 +170,7 @@ public struct UnitScheduler: Sendable {
 
     /// The unit the next lease should get.
     public mutating func nextUnit() -> LeaseDecision {
-        let busy = Set(leases.values.filter { $0.epoch == epoch }.map(\.unit))
+        let busy = Set(leases.values.filter { $0.epoch == epoch && !$0.isReplica }.map(\.unit))
         if mode == .sync {
             guard let u = roundUnits.first(where: { !done.contains($0) && !busy.contains($0) }) else { return .noWork }
             return .grant(unit: u)
@@ -174,9 +184,10 @@ public struct UnitScheduler: Sendable {
     }
 
     /// Records a lease the caller granted for a unit `nextUnit` chose.
-    public mutating func grant(id: String, worker: String, unit: Int, baseVersion: Int, now: Date) -> ScheduledLease {
+    public mutating func grant(id: String, worker: String, unit: Int, baseVersion: Int, replica: Bool = false,
+                               now: Date) -> ScheduledLease {
         let lease = ScheduledLease(id: id, workerID: worker, epoch: epoch, unit: unit, baseVersion: baseVersion,
-                                   issued: now, deadline: now.addingTimeInterval(leaseDuration))
+                                   issued: now, deadline: now.addingTimeInterval(leaseDuration), isReplica: replica)
         leases[id] = lease
         grantedThisRound[worker, default: 0] += 1
         return lease
@@ -208,7 +219,7 @@ public struct UnitScheduler: Sendable {
     @discardableResult
     public mutating func release(_ id: String) -> ScheduledLease? {
         guard let lease = leases.removeValue(forKey: id) else { return nil }
-        if mode == .async && lease.epoch == epoch { requeued.append(lease.unit) }
+        if mode == .async && lease.epoch == epoch && !lease.isReplica { requeued.append(lease.unit) }
         return lease
     }
 
@@ -233,12 +244,12 @@ public struct UnitScheduler: Sendable {
         if let now { noteUnitDuration(now.timeIntervalSince(lease.issued)) }
         done.insert(lease.unit)
         roundAccepted += 1
-        return roundAccepted >= unitsPerRound ? .close : .keepOpen
+        return roundIsReadyToClose(now: now ?? roundOpened) ? .close : .keepOpen
     }
 
     // MARK: Counts for status
 
-    public var leasedUnits: Int { Set(leases.values.filter { $0.epoch == epoch }.map(\.unit)).count }
+    public var leasedUnits: Int { Set(leases.values.filter { $0.epoch == epoch && !$0.isReplica }.map(\.unit)).count }
     public var activeWorkers: Set<String> { Set(leases.values.map(\.workerID)) }
 
     /// Takes the next unit of the epoch that is neither done nor already assigned.
