@@ -26,6 +26,8 @@ struct RobustnessBench: AsyncParsableCommand {
     var data: String?
     @Option(name: .customLong("n-embd"), help: "Width of the GPT (2 layers).") var nEmbd = 64
     @Option(help: "Repeats of every run (different data seeds).") var repeats = 1
+    @Option(help: "Validation by replication: adaptive (the default for public jobs), all, off.")
+    var replication: ReplicationMode = .adaptive
 
     func run() async throws {
         let ruleList = try rules.split(separator: ",").map { name -> AggregationRule in
@@ -42,8 +44,8 @@ struct RobustnessBench: AsyncParsableCommand {
         }
         let shared = "../shared/data/tinyshakespeare/input.txt"
         let source = data ?? (FileManager.default.fileExists(atPath: shared) ? shared : "builtin:arithmetic")
-        print("# robustness bench: GPT 2×\(nEmbd) on \(source), \(rounds) sync rounds of \(workers) units, \(hostile) of \(workers) workers hostile (\(Int((100 * Double(hostile) / Double(workers)).rounded()))%), \(repeats) repeat(s)")
-        print("rule           attack            final val loss   vs rule clean   vs mean clean   hostile accepted/refused")
+        print("# robustness bench: GPT 2×\(nEmbd) on \(source), \(rounds) sync rounds of \(workers) units, \(hostile) of \(workers) workers hostile (\(Int((100 * Double(hostile) / Double(workers)).rounded()))%), replication \(replication.rawValue), \(repeats) repeat(s)")
+        print("rule           attack            final val loss   vs rule clean   vs mean clean   hostile acc/ref   hostile credit   banned   replication (run / 2nd half)")
         fflush(nil)
         for r in 0..<repeats {
             var meanClean: Double?
@@ -70,7 +72,11 @@ struct RobustnessBench: AsyncParsableCommand {
         }
         let name = rule.rawValue.padding(toLength: 14, withPad: " ", startingAt: 0)
         let a = attack.padding(toLength: 17, withPad: " ", startingAt: 0)
-        return "\(name) \(a) \(String(format: "%14.4f", r.loss))   \(pct(ruleClean).padding(toLength: 13, withPad: " ", startingAt: 0))   \(pct(meanClean).padding(toLength: 13, withPad: " ", startingAt: 0))   \(r.hostileAccepted)/\(r.hostileRefused)"
+        let counts = "\(r.hostileAccepted)/\(r.hostileRefused)".padding(toLength: 15, withPad: " ", startingAt: 0)
+        let credit = "\(r.hostileCredit)".padding(toLength: 14, withPad: " ", startingAt: 0)
+        func share(_ a: Int, _ b: Int) -> String { b > 0 ? String(format: "%.1f%%", 100 * Double(a) / Double(b)) : "—" }
+        let cost = "\(share(r.replicaSamples, r.countedSamples)) / \(share(r.lateReplicaSamples, r.lateCountedSamples))"
+        return "\(name) \(a) \(String(format: "%14.4f", r.loss))   \(pct(ruleClean).padding(toLength: 13, withPad: " ", startingAt: 0))   \(pct(meanClean).padding(toLength: 13, withPad: " ", startingAt: 0))   \(counts)   \(credit)   \(r.hostileBanned)        \(cost)"
     }
 }
 
@@ -86,3 +92,4 @@ enum RobustnessAttack: String, CaseIterable, Sendable {
     case innerProduct = "ipm"            // −0.5 μ (Xie et al. 2020)
     case falseLoss = "false_loss"        // g, reporting loss 0
 }
+extension ReplicationMode: @retroactive ExpressibleByArgument {}

@@ -20,6 +20,15 @@ struct RobustnessRun {
         var loss: Double
         var hostileAccepted = 0
         var hostileRefused = 0
+        /// Samples credited to hostile workers at the end (after voids).
+        var hostileCredit = 0
+        var hostileBanned = 0
+        /// Replica samples against counted samples: the whole run, and its second half
+        /// (once workers have a reputation).
+        var replicaSamples = 0
+        var countedSamples = 0
+        var lateReplicaSamples = 0
+        var lateCountedSamples = 0
     }
 
     func run() async throws -> Result {
@@ -39,6 +48,7 @@ struct RobustnessRun {
         c.rounds.unitsPerRound = settings.workers
         c.rounds.maxStaleness = 0
         c.aggregation.rule = rule
+        c.validation.replication = settings.replication
         c.storage.dataDirectory = dir
         c.storage.checkpointEveryRounds = 1_000_000
         c.storage.validationEveryRounds = 1_000_000
@@ -69,8 +79,10 @@ struct RobustnessRun {
         var replayBodies: [String: [UInt8]]?
         var result = Result(loss: .nan)
         var stalled = 0, lastVersion = -1
+        var half: (version: Int, replicaSamples: Int)?
         while await !job.isComplete {
             let v = await job.version
+            if half == nil, v >= settings.rounds / 2 { half = (v, await job.replicationFigures.replicaSamples) }
             stalled = v == lastVersion ? stalled + 1 : 0
             lastVersion = v
             if stalled > 2000 {
@@ -81,7 +93,7 @@ struct RobustnessRun {
             history.append(parameters)
             if history.count > 11 { history.removeFirst() }
             var progressed = false
-            for id in ids {
+            for id in ids where !job.registry.bannedIDs.contains(id) {  // a banned token is refused at the door
                 let grant: LeaseGrant
                 do { grant = try await job.lease(worker: id) } catch { continue }
                 let batchBody = try await job.batch(lease: grant.leaseId, worker: id)
@@ -133,6 +145,17 @@ struct RobustnessRun {
             if !progressed { try await job.tick() }
         }
         result.loss = job.status().validationLoss.last?.value ?? .nan
+        let figures = await job.replicationFigures
+        let samplesPerRound = settings.workers * 8
+        result.replicaSamples = figures.replicaSamples
+        result.countedSamples = settings.rounds * samplesPerRound
+        if let half {
+            result.lateReplicaSamples = figures.replicaSamples - half.replicaSamples
+            result.lateCountedSamples = (settings.rounds - half.version) * samplesPerRound
+        }
+        let credit = try await job.workers().workers
+        result.hostileCredit = credit.filter { hostileIDs.contains($0.id) }.reduce(0) { $0 + $1.samples }
+        result.hostileBanned = hostileIDs.filter { job.registry.bannedIDs.contains($0) }.count
         return result
     }
 

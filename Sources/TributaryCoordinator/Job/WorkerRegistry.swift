@@ -55,7 +55,7 @@ public final class WorkerRegistry: Sendable {
         }
     }
 
-    var bannedIDs: Set<String> { state.withLockedValue { $0.bannedIDs } }
+    public var bannedIDs: Set<String> { state.withLockedValue { $0.bannedIDs } }
 
     /// Registered workers with a working token (a ban removes one): O(1), for per-request checks.
     var registered: Int { state.withLockedValue { $0.idsByTokenHash.count } }
