@@ -92,4 +92,4 @@ enum RobustnessAttack: String, CaseIterable, Sendable {
     case innerProduct = "ipm"            // −0.5 μ (Xie et al. 2020)
     case falseLoss = "false_loss"        // g, reporting loss 0
 }
-extension ReplicationMode: @retroactive ExpressibleByArgument {}
+extension ReplicationMode: ExpressibleByArgument {}

@@ -75,7 +75,7 @@ struct RobustnessRun {
             ids.append(try await job.register(RegisterRequest(joinToken: "bench", name: "w\(i)")).workerId)
         }
         let hostileIDs = Set(ids.suffix(attack == nil ? 0 : settings.hostile))
-        var history: [[String: [Float]]] = []  // parameters by version, for the stale attack
+        var byVersion: [Int: [String: [Float]]] = [:]  // the last 11 versions' parameters (the stale attack)
         var replayBodies: [String: [UInt8]]?
         var result = Result(loss: .nan)
         var stalled = 0, lastVersion = -1
@@ -89,9 +89,6 @@ struct RobustnessRun {
                 let s = job.status()
                 throw CLIError("the run stalled at version \(v) (units leased \(s.units.leased), done \(s.units.done), refused \(s.updatesRejected))")
             }
-            let parameters = await job.parameterValues()
-            history.append(parameters)
-            if history.count > 11 { history.removeFirst() }
             var progressed = false
             for id in ids where !job.registry.bannedIDs.contains(id) {  // a banned token is refused at the door
                 let grant: LeaseGrant
@@ -99,7 +96,14 @@ struct RobustnessRun {
                 let batchBody = try await job.batch(lease: grant.leaseId, worker: id)
                 let batch = try BatchBody.decode(batchBody, maxBatch: grant.sampleCount, width: job.spec.sampleShape.width)
                 let isHostile = hostileIDs.contains(id)
-                let base = isHostile && attack == .stale ? (history.first ?? parameters) : parameters
+                // Every worker computes on the version its lease names (a round may close mid-pass).
+                if byVersion[grant.version] == nil {
+                    byVersion[grant.version] = await job.parameterValues()
+                    byVersion = byVersion.filter { $0.key >= grant.version - 10 }
+                }
+                let parameters = byVersion[grant.version] ?? [:]
+                let oldest = byVersion.keys.min().flatMap { byVersion[$0] } ?? parameters
+                let base = isHostile && attack == .stale ? oldest : parameters
                 var (loss, g) = try gradient(model, parameters: base, batch: batch, layout: job.layout)
                 var bodies: [String: [UInt8]]?
                 if isHostile, let attack {
@@ -142,7 +146,10 @@ struct RobustnessRun {
                     try? await job.release(lease: grant.leaseId, worker: id)
                 }
             }
-            if !progressed { try await job.tick() }
+            if !progressed {
+                try await job.tick()
+                try await Task.sleep(nanoseconds: 5_000_000)  // no unit to do: idle workers poll
+            }
         }
         result.loss = job.status().validationLoss.last?.value ?? .nan
         let figures = await job.replicationFigures

@@ -14,6 +14,7 @@ extension TrainingJob {
             guard try await ledger.worker(id: id) != nil else { throw JobError.unknownWorker(id) }
             try await ledger.setMeta(Self.bannedMetaPrefix + id, ISO8601DateFormatter().string(from: now()))
             registry.ban(id: id)
+            scheduler.forgetAsker(id)
             for lease in scheduler.leases.values where lease.workerID == id {
                 forget(lease.id, requeue: true)
                 try await setLedgerLeaseState(lease, .released, deadline: nil)

@@ -150,6 +150,7 @@ extension TrainingJob {
     /// Bans a worker whose updates disagreed `ban_after` times: as an operator's ban.
     private func banForDisagreement(_ id: String) {
         registry.ban(id: id)
+        scheduler.forgetAsker(id)
         for lease in scheduler.leases.values where lease.workerID == id { forget(lease.id, requeue: true) }
         workerListCache.invalidate()
         replicationFigures.banned += 1

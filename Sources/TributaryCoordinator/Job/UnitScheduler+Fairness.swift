@@ -34,6 +34,11 @@ extension UnitScheduler {
         return .grant(unit: backup)
     }
 
+    /// A banned worker no longer waits for a share: others must not hold back for it.
+    public mutating func forgetAsker(_ worker: String) {
+        recentAskers[worker] = nil
+    }
+
     /// Whether `worker` already has its share of this round while another asker has less.
     func isPastShare(_ worker: String) -> Bool {
         let askers = recentAskers.count
