@@ -273,6 +273,12 @@ struct StatusCommand: AsyncParsableCommand {
             updates += paint("\(rejectedTotal) rejected", yellow, color) + " (\(list))"
         }
         line("updates", updates)
+        if let r = status.replication {
+            var text = "\(r.replicas) replicas (\(r.replicaSamples) samples) · \(r.confirmed) confirmed · \(r.disputes) disputes"
+            if r.replaced + r.unresolved > 0 { text += " · \(r.replaced) replaced, \(r.unresolved) held back" }
+            if r.banned > 0 { text += " · " + paint("\(r.banned) banned", yellow, color) }
+            line("validation", text)
+        }
 
         let eta = status.complete ? "done" : status.etaSeconds.map { ProgressReporter.duration($0) } ?? "unknown"
         let lastRound = status.lastRoundSeconds.map { seconds($0) } ?? "–"

@@ -2,6 +2,7 @@ import Foundation
 import TributaryCoordinator
 import TributaryData
 import TributaryModels
+import TributaryProtocol
 import TributaryTensor
 import TributaryTraining
 import TributaryWorker
@@ -14,6 +15,23 @@ final class EquivalenceTests: XCTestCase {
     override func setUp() { ComputeThreads.set(1) }
 
     func testSynchronousRoundsEqualSingleProcessTraining() async throws {
+        let status = try await trainAndCompare(replication: .off)
+        XCTAssertNil(status.replication)
+    }
+
+    /// Every unit computed twice, by two real workers over HTTP: honest replicas agree
+    /// (no dispute, nothing voided), only one update per unit counts, and the model is still
+    /// the single process's.
+    func testWithEveryUnitReplicatedTheModelIsStillSingleProcessTraining() async throws {
+        let status = try await trainAndCompare(replication: .all)
+        let r = try XCTUnwrap(status.replication)
+        XCTAssertEqual(r.confirmed, 6 * 3, "every unit confirmed by a second worker")
+        XCTAssertEqual(r.replicas, 6 * 3)
+        XCTAssertEqual(r.disputes, 0)
+        XCTAssertEqual(r.replaced + r.unresolved + r.banned, 0)
+    }
+
+    private func trainAndCompare(replication: ReplicationMode) async throws -> StatusReport {
         let rounds = 6
         let dir = try temporaryDirectory("equivalence")
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -26,6 +44,7 @@ final class EquivalenceTests: XCTestCase {
             c.rounds.unitsPerRound = 3
             c.rounds.maxStaleness = 0
             c.aggregation.rule = .mean          // the mean of equal units is the single process's large batch
+            c.validation.replication = replication
         }
         let coordinator = try await RunningCoordinator.start(config)
         try await RunningCoordinator.runWorkers(3, against: coordinator, directory: dir)
@@ -50,7 +69,10 @@ final class EquivalenceTests: XCTestCase {
         options.evalInterval = 0
         let raw = try DatasetSource.load(config.data.source)
         let data = try DatasetSource.prepare(raw, name: "arithmetic", blockSize: 16, validationFraction: 0.1, seed: config.data.seed)
-        guard case let .tokens(_, _, vocab) = raw else { return XCTFail("token data expected") }
+        guard case let .tokens(_, _, vocab) = raw else {
+            XCTFail("token data expected")
+            return status
+        }
         let spec = ModelSpec.gpt(GPTConfig(vocabSize: vocab, blockSize: 16, nLayer: 1, nHead: 2, nEmbd: 16))
         let trainer = try Trainer(spec: spec, data: data, options: options)
         for _ in 0..<rounds { try trainer.trainStep() }
@@ -78,5 +100,6 @@ final class EquivalenceTests: XCTestCase {
         print("equivalence: \(compared) parameters, largest difference \(worst), largest movement from init \(moved)")
         XCTAssertGreaterThan(moved, 1e-3, "training must have moved the parameters for the comparison to mean anything")
         XCTAssertLessThan(worst, 1e-5)
+        return status
     }
 }

@@ -233,7 +233,7 @@ footer { padding: 0 20px 20px; font-size: 12px; color: var(--muted); max-width: 
         <thead>
           <tr>
             <th>name</th><th class="num">samples</th><th class="num wide-only">compute</th>
-            <th class="num wide-only">accepted</th><th class="num wide-only">rejected</th><th>last seen</th>
+            <th class="num wide-only">accepted</th><th class="num wide-only">rejected</th><th>reputation</th><th>last seen</th>
           </tr>
         </thead>
         <tbody data-testid="workers-body" id="workers-body">
@@ -516,7 +516,7 @@ footer { padding: 0 20px 20px; font-size: 12px; color: var(--muted); max-width: 
     if (!workers) {
       var tr = document.createElement("tr");
       var c = td(note || "no worker list", "note");
-      c.colSpan = 6;
+      c.colSpan = 7;
       tr.appendChild(c);
       body.appendChild(tr);
       return;
@@ -543,16 +543,26 @@ footer { padding: 0 20px 20px; font-size: 12px; color: var(--muted); max-width: 
       tr.appendChild(td(fmtFlops(w.flops), "num wide-only"));
       tr.appendChild(td(fmtInt(w.accepted_updates), "num wide-only"));
       tr.appendChild(td(fmtInt(w.rejected_updates), "num wide-only"));
+      tr.appendChild(td(fmtReputation(w)));
       tr.appendChild(td(w.active === true ? "active" : fmtAgo(w.last_seen)));
       body.appendChild(tr);
     });
     if (rows.length > MAX_ROWS) {
       var more = document.createElement("tr");
       var c2 = td("and " + (rows.length - MAX_ROWS) + " more", "note");
-      c2.colSpan = 6;
+      c2.colSpan = 7;
       more.appendChild(c2);
       body.appendChild(more);
     }
+  }
+
+  // Validation by replication: banned, trusted or new, and the agreement record.
+  function fmtReputation(w) {
+    if (w.banned === true) return "banned";
+    var r = w.reputation;
+    if (!r || typeof r !== "object") return "\u2014";
+    var agreed = num(r.agreements) || 0, disagreed = num(r.disagreements) || 0;
+    return (r.trusted === true ? "trusted" : "new") + " \u00b7 " + agreed + " agreed" + (disagreed > 0 ? ", " + disagreed + " refuted" : "");
   }
 
   // ---- connection state ----

@@ -37,6 +37,7 @@ extension TrainingJob {
             version = base.step
             checkpointedVersion = base.step
             let report = try await ledger.recoverAfterRestart(checkpointedRound: .max)
+            try await refillClipWindow(before: base.step)
             let replayed = try await replayRounds(after: base.step, through: lastRound)
             if let saved = try await ledger.meta("epoch").flatMap(Int.init) { epoch = saved }
             logger.info("resumed", metadata: [
@@ -191,6 +192,21 @@ extension TrainingJob {
         countedRound.reset()
         aggregator.reset()
         return lastRound - step
+    }
+
+    /// Async clipping: the reference's window as it was when round `step + 1` opened, from
+    /// the log (rounds the log no longer holds leave it shorter, and replay then differs).
+    private func refillClipWindow(before step: Int) async throws {
+        guard let clip = asyncClip, step > 0 else { return }
+        clip.reset()
+        for r in max(1, step - RunningReferenceClip.capacity + 1)...step {
+            let logged = Dictionary(updateLog.entries(round: r).map { ($0.leaseID, $0) }, uniquingKeysWith: { _, last in last })
+            for record in try await ledger.updates(round: r) {
+                guard let entry = logged[record.leaseId] else { continue }
+                clip.note(RoundUpdate(workerID: record.workerId, weight: record.weight, samples: record.samples,
+                                      bodies: entry.bodies))
+            }
+        }
     }
 
     /// Counts round `r`'s accepted updates in the open round, in the ledger's order, with the

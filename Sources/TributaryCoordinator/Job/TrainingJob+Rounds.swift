@@ -108,17 +108,10 @@ extension TrainingJob {
     func applyRoundGradient() -> StepOutcome? {
         countedRound.feed(aggregator)
         var combined = false
-        // Each shard's gradient passes through the decoding scratch (the largest shard's size).
-        for shard in layout.shards {
-            if scratch.count < shard.elementCount { scratch = [Float](repeating: 0, count: shard.elementCount) }
-            let ok = scratch.withUnsafeMutableBufferPointer { buf -> Bool in
-                guard let base = buf.baseAddress else { return false }
-                let out = UnsafeMutableBufferPointer(start: base, count: shard.elementCount)
-                guard aggregator.gradient(of: shard, into: out) else { return false }
-                layout.scatterGradients(shard, from: base, into: model.parameters)
-                return true
-            }
-            combined = combined || ok
+        if let clip = asyncClip {
+            combined = applyClipped(clip)
+        } else {
+            combined = applyAggregated()
         }
         version += 1
         guard combined else { return nil }
@@ -134,6 +127,42 @@ extension TrainingJob {
             }
         }
         return outcome
+    }
+
+    /// Async under a robust rule: the whole update, clipped against the running reference,
+    /// then scattered; the update (as it arrived) joins the reference's window.
+    private func applyClipped(_ clip: RunningReferenceClip) -> Bool {
+        var gradient: [String: [Float]] = [:]
+        for shard in layout.shards {
+            var g = [Float](repeating: 0, count: shard.elementCount)
+            guard g.withUnsafeMutableBufferPointer({ aggregator.gradient(of: shard, into: $0) }) else { return false }
+            gradient[shard.name] = g
+        }
+        clip.clip(&gradient)
+        for shard in layout.shards {
+            gradient[shard.name]?.withUnsafeBufferPointer { g in
+                if let base = g.baseAddress { layout.scatterGradients(shard, from: base, into: model.parameters) }
+            }
+        }
+        for e in countedRound.entries { clip.note(e.update) }
+        return true
+    }
+
+    private func applyAggregated() -> Bool {
+        var combined = false
+        // Each shard's gradient passes through the decoding scratch (the largest shard's size).
+        for shard in layout.shards {
+            if scratch.count < shard.elementCount { scratch = [Float](repeating: 0, count: shard.elementCount) }
+            let ok = scratch.withUnsafeMutableBufferPointer { buf -> Bool in
+                guard let base = buf.baseAddress else { return false }
+                let out = UnsafeMutableBufferPointer(start: base, count: shard.elementCount)
+                guard aggregator.gradient(of: shard, into: out) else { return false }
+                layout.scatterGradients(shard, from: base, into: model.parameters)
+                return true
+            }
+            combined = combined || ok
+        }
+        return combined
     }
 
     /// Once every unit of the epoch is done, the next epoch starts (status counts whole epochs) and
@@ -190,7 +219,9 @@ extension TrainingJob {
         checkpointedVersion = version
         stats.update { $0.checkpointedVersion = version }
         // The log is needed back to the oldest checkpoint kept (a damaged newer one falls back to it).
-        if let oldest = checkpoints.stepDirectories().first?.step { updateLog.prune(throughRound: oldest) }
+        // Async clipping also replays the reference's window: that many rounds more.
+        let window = asyncClip == nil ? 0 : RunningReferenceClip.capacity
+        if let oldest = checkpoints.stepDirectories().first?.step { updateLog.prune(throughRound: oldest - window) }
         metrics.updateLogBytes.set(to: Double(updateLog.byteCount()))
         logger.info("checkpoint written", metadata: ["version": "\(version)", "path": "\(path)"])
     }

@@ -32,6 +32,10 @@ public actor TrainingJob {
     let data: PreparedDataset
     let model: ModelState
     let aggregator: any RoundAggregator
+    /// Async mode under a robust rule: each update clipped against the recent ones.
+    let asyncClip: RunningReferenceClip?
+    /// Async updates clipped against the reference since this process started (replay included).
+    public var asyncClippedUpdates: Int { asyncClip?.clipped ?? 0 }
     let ledger: any LedgerStore
     let checkpoints: CheckpointStore
     /// Every accepted update's bodies, synced before the worker hears "accepted"; replayed
@@ -148,6 +152,11 @@ public actor TrainingJob {
         layout = ShardLayout(spec: spec)
         aggregator = try config.aggregation.rule.makeAggregator(layout: layout, settings: config.aggregation)
         normGuard = UpdateNormGuard(ratio: config.aggregation.maxNormRatio)
+        // Twice the sync radius: a lone honest update sits about one median distance from
+        // the reference, and clipping it would bias async training toward the past.
+        asyncClip = config.rounds.mode == .async && config.aggregation.rule != .mean
+            ? RunningReferenceClip(layout: layout, iterations: config.aggregation.clipIterations,
+                                   radiusFactor: 2 * config.aggregation.clipRadius) : nil
         let v = config.validation
         replication = ReplicationPolicy(mode: config.rounds.mode == .sync ? v.replication : .off,
                                         trustedAfter: v.trustedAfter, trustedRate: v.trustedRate, banAfter: v.banAfter,
