@@ -44,6 +44,9 @@ extension SQLiteLedger {
                 try db.execute(sql: "UPDATE worker SET rejectedUpdates = rejectedUpdates + 1 WHERE id = ?",
                                arguments: [rejection.workerId])
             }
+            for id in record.revokedCreditWorkerIds {
+                try db.execute(sql: "UPDATE worker SET samples = 0, flops = 0 WHERE id = ?", arguments: [id])
+            }
             for (key, value) in record.meta {
                 try db.execute(sql: """
                     INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value

@@ -24,6 +24,9 @@ public struct VerificationRecord: Sendable {
     public var rejections: [(workerId: String, reason: String)]
     /// Metadata to set (reputations, bans), in order.
     public var meta: [(key: String, value: String)]
+    /// Workers whose whole credit (samples, flops) is revoked, after the rest: banned for
+    /// repeated disagreement, all their work is suspect.
+    public var revokedCreditWorkerIds: [String] = []
     public var at: Date
 
     public init(voidedLeaseIds: [String] = [], credits: [Credit] = [],
@@ -35,7 +38,4 @@ public struct VerificationRecord: Sendable {
         self.meta = meta
         self.at = at
     }
-
-    public var isEmpty: Bool { voidedLeaseIds.isEmpty && credits.isEmpty && rejections.isEmpty && meta.isEmpty }
-
 }

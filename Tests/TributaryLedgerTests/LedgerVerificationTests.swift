@@ -53,6 +53,14 @@ final class LedgerVerificationTests: LedgerStoreTestCase {
                 .unknownWorker(id: "ghost"))
             await expectEqual(try await ledger.updates(round: 1).map(\.leaseId), ["L2", "L3"])
             await expectEqual(try await ledger.worker(id: "honest")?.samples, 64)
+
+            // A banned worker's whole credit is revoked; what it did stays on record.
+            var revoke = VerificationRecord(at: at(13_000))
+            revoke.revokedCreditWorkerIds = ["checker"]
+            try await ledger.recordVerification(revoke)
+            let revoked = try unwrap(await ledger.worker(id: "checker"))
+            XCTAssertEqual([revoked.samples, revoked.acceptedUpdates], [0, 1])
+            XCTAssertEqual(revoked.flops, 0)
         }
     }
 }

@@ -96,6 +96,7 @@ extension TrainingJob {
         entry.voidedLeaseIds = (voided.map { [$0.leaseID] } ?? []) + bannedCounted.map(\.leaseID)
         entry.credits = credited.map { .init(workerId: $0.workerID, samples: $0.samples, flops: flopsPerSample * Double($0.samples)) }
         entry.rejections = refuted.map { ($0.workerID, Self.refutedReason) }
+        entry.revokedCreditWorkerIds = banned.sorted()
         entry.meta = touched.sorted().compactMap { id in updated[id].map { (WorkerReputation.metaPrefix + id, $0.metaValue) } }
             + banned.sorted().map { (Self.bannedMetaPrefix + $0, ISO8601DateFormatter().string(from: now())) }
         try await ledger.recordVerification(entry)

@@ -41,6 +41,9 @@ extension PostgresLedger {
                     """)
                 try await db.execute("UPDATE worker SET rejectedUpdates = rejectedUpdates + 1 WHERE id = \(rejection.workerId)")
             }
+            for id in record.revokedCreditWorkerIds {
+                try await db.execute("UPDATE worker SET samples = 0, flops = 0 WHERE id = \(id)")
+            }
             for (key, value) in record.meta {
                 try await db.execute("""
                     INSERT INTO meta (key, value) VALUES (\(key), \(value))
