@@ -7,11 +7,12 @@ import XCTest
 /// Issue 13, validation by replication at the job's level: synthetic updates that depend on
 /// the unit only (so honest replicas agree exactly), and hostile ones that flip their sign.
 final class ReplicationTests: JobTestCase {
-    func replicatedConfig(units: Int, banAfter: Int = 3) -> JobConfig {
+    func replicatedConfig(units: Int, banAfter: Int = 3, trustedAfter: Int = 5) -> JobConfig {
         var c = config(checkpointEvery: 50)
         c.rounds.unitsPerRound = units
         c.validation.replication = .adaptive
         c.validation.banAfter = banAfter
+        c.validation.trustedAfter = trustedAfter
         return c
     }
 
@@ -63,7 +64,8 @@ final class ReplicationTests: JobTestCase {
     }
 
     func testASignFlipperIsOutvotedItsUpdateReplacedUncreditedAndItIsBanned() async throws {
-        let job = try await open(replicatedConfig(units: 3, banAfter: 1))
+        // One agreement makes a worker trusted here, so the honest pair decides the dispute.
+        let job = try await open(replicatedConfig(units: 3, banAfter: 1, trustedAfter: 1))
         let w = try await register(job, 3)
         let (h1, h2, liar) = (w[0], w[1], w[2])
         let g0 = try await job.lease(worker: h1), g1 = try await job.lease(worker: h2), g2 = try await job.lease(worker: liar)
@@ -112,6 +114,47 @@ final class ReplicationTests: JobTestCase {
         let (mine, theirs) = (await job.parameterValues(), await twin.parameterValues())
         assertSameBits(mine, theirs)
         await twin.close()
+        await job.close()
+    }
+
+    /// Two colluders that send the same wrong update agree with each other; they must not be
+    /// able to outvote an honest worker: only a trusted worker decides a dispute.
+    func testColludersCannotOutvoteAnHonestWorkerBecauseOnlyATrustedWorkerDecides() async throws {
+        var c = replicatedConfig(units: 2, trustedAfter: 1)
+        c.validation.replication = .all  // trusted workers' units too, so the honest unit gets a replica
+        let job = try await open(c)
+        let w = try await register(job, 4)
+        let (h1, h2, c1, c2) = (w[0], w[1], w[2], w[3])
+        // Round 1: the honest pair confirm each other and become trusted.
+        let a = try await job.lease(worker: h1), b = try await job.lease(worker: h2)
+        try await push(job, h1, a)
+        try await push(job, h2, b)
+        try await push(job, h1, try await job.lease(worker: h1))
+        try await push(job, h2, try await job.lease(worker: h2))
+        let afterRound1 = await job.version
+        XCTAssertEqual(afterRound1, 1)
+        // Round 2: an honest unit and a colluder's lie.
+        let honest = try await job.lease(worker: h1), lie = try await job.lease(worker: c1)
+        try await push(job, h1, honest)
+        try await push(job, c1, lie, sign: -1)
+        // The other colluder replicates the honest unit, and lies too: a dispute.
+        let attack = try await job.lease(worker: c2)
+        XCTAssertEqual(attack.unitIndex, honest.unitIndex)
+        try await push(job, c2, attack, sign: -1)
+        // The first colluder may not decide it.
+        do {
+            let grant = try await job.lease(worker: c1)
+            XCTAssertNotEqual(grant.unitIndex, honest.unitIndex, "a colluder was given the deciding replica")
+        } catch let error as JobError {
+            XCTAssertEqual(error, .noWork)
+        }
+        let decider = try await job.lease(worker: h2)
+        XCTAssertEqual(decider.unitIndex, honest.unitIndex)
+        try await push(job, h2, decider)
+        let list = try await job.workers().workers
+        let disagreements = Dictionary(uniqueKeysWithValues: list.map { ($0.id, $0.reputation?.disagreements ?? -1) })
+        XCTAssertEqual(disagreements[h1], 0, "the honest worker was not outvoted")
+        XCTAssertEqual(disagreements[c2], 1, "the lying replica was refuted")
         await job.close()
     }
 

@@ -48,7 +48,11 @@ extension TrainingJob {
         replicationFigures.replicas += 1
         replicationFigures.replicaSamples += request.samples
         if case .disputed = verdict, let v = verifications.verification(unit: lease.unit) {
-            scheduler.wantReplica(unit: lease.unit, excluding: v.involved)
+            // Only a trusted worker decides: two colluders must not outvote an honest one. With
+            // none around, the dispute is held back (`closeRoundIfReady`) and nobody judged.
+            let trusted = Set(reputations.filter { replication.isTrusted($0.value) }.keys)
+                .subtracting(v.involved).subtracting(registry.bannedIDs)
+            scheduler.wantReplica(unit: lease.unit, excluding: v.involved, onlyFrom: trusted)
         } else {
             scheduler.dropReplicaWant(unit: lease.unit)
         }

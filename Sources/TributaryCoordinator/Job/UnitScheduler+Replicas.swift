@@ -3,11 +3,24 @@ import Foundation
 /// Validation replicas (BOINC's adaptive replication): a counted unit of the open sync round
 /// leased once more, to a worker not yet involved in it. The round waits for its replicas
 /// while a worker that could compute them is around; the round deadline bounds the wait.
+/// Who may compute a unit's next replica: none of the workers already involved in it and,
+/// to decide a dispute, only a trusted worker (else colluders could outvote an honest one).
+public struct ReplicaWant: Sendable, Equatable {
+    public var excluded: Set<String>
+    /// nil: anyone not excluded.
+    public var onlyFrom: Set<String>?
+
+    func allows(_ worker: String) -> Bool {
+        !excluded.contains(worker) && (onlyFrom?.contains(worker) ?? true)
+    }
+}
+
 extension UnitScheduler {
-    /// Asks for one more replica of `unit`, from none of `excluded`.
-    public mutating func wantReplica(unit: Int, excluding excluded: Set<String>) {
+    /// Asks for one more replica of `unit`, from none of `excluded` and, when given, only
+    /// from `onlyFrom`.
+    public mutating func wantReplica(unit: Int, excluding excluded: Set<String>, onlyFrom: Set<String>? = nil) {
         guard mode == .sync else { return }
-        replicaWants[unit] = excluded
+        replicaWants[unit] = ReplicaWant(excluded: excluded, onlyFrom: onlyFrom)
     }
 
     /// The unit needs no (further) replica: verified, or given up.
@@ -31,14 +44,14 @@ extension UnitScheduler {
     /// The smallest wanted replica `worker` may compute and nobody is computing.
     func replicaUnit(for worker: String) -> Int? {
         let leased = Set(leases.values.filter(\.isReplica).map(\.unit))
-        return replicaWants.filter { !$0.value.contains(worker) && !leased.contains($0.key) }.keys.min()
+        return replicaWants.filter { $0.value.allows(worker) && !leased.contains($0.key) }.keys.min()
     }
 
     /// Whether a replica is being computed, or is wanted and a recent asker could compute it.
     func replicasOutstanding(now: Date) -> Bool {
         if leases.values.contains(where: \.isReplica) { return true }
         let askers = recentAskers.filter { now.timeIntervalSince($0.value) < Self.fairnessWindow }.keys
-        return replicaWants.values.contains { excluded in askers.contains { !excluded.contains($0) } }
+        return replicaWants.values.contains { want in askers.contains { want.allows($0) } }
     }
 
     /// Sync: every unit counted and no replica outstanding. Async: the unit is counted.

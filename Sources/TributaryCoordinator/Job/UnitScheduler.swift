@@ -45,9 +45,8 @@ public struct UnitScheduler: Sendable {
     private var nextFresh = 0
     /// Sync: the units of the open round (unfinished ones carry over to the next).
     public private(set) var roundUnits: [Int] = []
-    /// Sync: counted units whose update waits for a replica, and the workers that may not
-    /// compute it (those already involved in the unit).
-    var replicaWants: [Int: Set<String>] = [:]
+    /// Sync: counted units whose update waits for a replica, and who may compute it.
+    var replicaWants: [Int: ReplicaWant] = [:]
     /// Async: units whose lease ended without an accepted update, leased again first.
     private var requeued: [Int] = []
     public internal(set) var leases: [String: ScheduledLease] = [:]

@@ -80,8 +80,10 @@ struct ReplicaComparison {
         }
         let nx = xx.squareRoot(), ny = yy.squareRoot()
         let larger = max(nx, ny), smaller = min(nx, ny)
-        let distance = larger > 0 ? dd.squareRoot() / larger : 0
-        let ratio = larger == 0 ? 1 : smaller > 0 ? larger / smaller : .infinity
+        // Two all-zero updates are not two computations that agree: no gradient is zero.
+        guard larger > 0 else { return Figures(distance: .infinity, normRatio: .infinity, lossDifference: .infinity) }
+        let distance = dd.squareRoot() / larger
+        let ratio = smaller > 0 ? larger / smaller : .infinity
         let loss = abs(x.loss - y.loss) / max(abs(x.loss), abs(y.loss), 1e-6)
         return Figures(distance: distance, normRatio: ratio, lossDifference: loss)
     }
