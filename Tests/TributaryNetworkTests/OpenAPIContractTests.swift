@@ -114,6 +114,17 @@ final class OpenAPIContractTests: XCTestCase {
         status.checkpointFailing = true
         status.storageError = "update log: write failed (No space left on device)"
         status.failed = "10 rounds in a row had a non-finite gradient"
+        var replication = ReplicationStatus()
+        replication.replicas = 12
+        replication.replicaSamples = 96
+        replication.confirmed = 9
+        replication.disputes = 3
+        replication.replaced = 2
+        replication.unresolved = 1
+        replication.refutedReplicas = 1
+        replication.banned = 1
+        replication.voidedByBan = 1
+        status.replication = replication
         let values: [(String, any Encodable)] = [
             ("RegisterRequest", RegisterRequest(joinToken: "j", name: "n", threads: 4, memoryBudgetBytes: 1 << 30)),
             ("RegisterResponse", RegisterResponse(workerId: "w-1", token: "trb_x", job: job)),
@@ -131,6 +142,10 @@ final class OpenAPIContractTests: XCTestCase {
             ("ShardDescriptor", descriptor),
             ("TensorSlot", slot),
             ("StatusReport", status),
+            ("WorkerSummary", WorkerSummary(id: "w-1", name: "n", samples: 96, flops: 1e9, acceptedUpdates: 12,
+                                            rejectedUpdates: 1, lastSeen: date, active: true, banned: true,
+                                            reputation: WorkerReputationSummary(agreements: 7, disagreements: 1,
+                                                                                consecutiveAgreements: 5, trusted: true))),
             ("Problem", Problem(.noWork, status: 503, detail: "retry shortly")),
         ]
         for (name, value) in values {
