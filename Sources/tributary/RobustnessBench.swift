@@ -28,6 +28,10 @@ struct RobustnessBench: AsyncParsableCommand {
     @Option(help: "Repeats of every run (different data seeds).") var repeats = 1
     @Option(help: "Validation by replication: adaptive (the default for public jobs), all, off.")
     var replication: ReplicationMode = .adaptive
+    @Option(help: "Rounds: sync (units_per_round = workers) or async (one update per round).")
+    var mode: RoundMode = .sync
+    @Flag(help: "Hostile workers lease again after every unit, as often as they can.")
+    var greedy = false
 
     func run() async throws {
         let ruleList = try rules.split(separator: ",").map { name -> AggregationRule in
@@ -44,7 +48,7 @@ struct RobustnessBench: AsyncParsableCommand {
         }
         let shared = "../shared/data/tinyshakespeare/input.txt"
         let source = data ?? (FileManager.default.fileExists(atPath: shared) ? shared : "builtin:arithmetic")
-        print("# robustness bench: GPT 2×\(nEmbd) on \(source), \(rounds) sync rounds of \(workers) units, \(hostile) of \(workers) workers hostile (\(Int((100 * Double(hostile) / Double(workers)).rounded()))%), replication \(replication.rawValue), \(repeats) repeat(s)")
+        print("# robustness bench: GPT 2×\(nEmbd) on \(source), \(rounds) \(mode.rawValue) rounds\(mode == .sync ? " of \(workers) units" : ""), \(hostile) of \(workers) workers hostile (\(Int((100 * Double(hostile) / Double(workers)).rounded()))%), \(mode.rawValue), replication \(replication.rawValue)\(greedy ? ", greedy hostile leasing" : ""), \(repeats) repeat(s)")
         print("rule           attack            final val loss   vs rule clean   vs mean clean   hostile acc/ref   hostile credit   banned   replication (run / 2nd half)")
         fflush(nil)
         for r in 0..<repeats {
@@ -93,3 +97,4 @@ enum RobustnessAttack: String, CaseIterable, Sendable {
     case falseLoss = "false_loss"        // g, reporting loss 0
 }
 extension ReplicationMode: ExpressibleByArgument {}
+extension RoundMode: ExpressibleByArgument {}

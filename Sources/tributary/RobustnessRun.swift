@@ -46,6 +46,7 @@ struct RobustnessRun {
         c.optimizer.totalRounds = settings.rounds
         c.optimizer.warmupRounds = max(1, settings.rounds / 10)
         c.rounds.unitsPerRound = settings.workers
+        c.rounds.mode = settings.mode
         c.rounds.maxStaleness = 0
         c.aggregation.rule = rule
         c.validation.replication = settings.replication
@@ -75,6 +76,8 @@ struct RobustnessRun {
             ids.append(try await job.register(RegisterRequest(joinToken: "bench", name: "w\(i)")).workerId)
         }
         let hostileIDs = Set(ids.suffix(attack == nil ? 0 : settings.hostile))
+        // Greedy hostile workers ask again after every unit, as often as the pass has workers.
+        let turns = ids.flatMap { id in settings.greedy && hostileIDs.contains(id) ? Array(repeating: id, count: ids.count) : [id] }
         var byVersion: [Int: [String: [Float]]] = [:]  // the last 11 versions' parameters (the stale attack)
         var replayBodies: [String: [UInt8]]?
         var result = Result(loss: .nan)
@@ -90,7 +93,7 @@ struct RobustnessRun {
                 throw CLIError("the run stalled at version \(v) (units leased \(s.units.leased), done \(s.units.done), refused \(s.updatesRejected))")
             }
             var progressed = false
-            for id in ids where !job.registry.bannedIDs.contains(id) {  // a banned token is refused at the door
+            for id in turns where !job.registry.bannedIDs.contains(id) {  // a banned token is refused at the door
                 let grant: LeaseGrant
                 do { grant = try await job.lease(worker: id) } catch { continue }
                 let batchBody = try await job.batch(lease: grant.leaseId, worker: id)
@@ -153,7 +156,7 @@ struct RobustnessRun {
         }
         result.loss = job.status().validationLoss.last?.value ?? .nan
         let figures = await job.replicationFigures
-        let samplesPerRound = settings.workers * 8
+        let samplesPerRound = settings.mode == .sync ? settings.workers * 8 : 8
         result.replicaSamples = figures.replicaSamples
         result.countedSamples = settings.rounds * samplesPerRound
         if let half {

@@ -61,6 +61,11 @@ final class ReplicationTests: JobTestCase {
         XCTAssertEqual(list.map { $0.reputation?.agreements }, [2, 2])
         XCTAssertEqual(list.map { $0.reputation?.trusted }, [false, false])
         await job.close()
+        // Reputations are ledger metadata: a restarted coordinator knows them.
+        let reopened = try await open(job.config)
+        let again = try await reopened.workers().workers
+        XCTAssertEqual(again.map { $0.reputation?.agreements }, [2, 2])
+        await reopened.close()
     }
 
     func testASignFlipperIsOutvotedItsUpdateReplacedUncreditedAndItIsBanned() async throws {

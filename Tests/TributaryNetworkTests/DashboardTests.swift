@@ -211,7 +211,9 @@ final class DashboardTests: XCTestCase {
      "units":{"done":20,"leased":3,"pending":77,"expired":1,"per_epoch":100},
      "samples_per_second":123.4,"tokens_per_second":7897.6,"bytes_in":1258291,"dense_bytes_in":3774873,
      "bytes_out":35651584,"updates_accepted":480,"updates_rejected":{"stale_version":2,"invalid_update":1,"duplicate_update":0},
-     "last_round_seconds":1.25,"uptime_seconds":303,"eta_seconds":760}
+     "last_round_seconds":1.25,"uptime_seconds":303,"eta_seconds":760,
+     "replication":{"replicas":12,"replica_samples":96,"confirmed":9,"disputes":3,"replaced":2,"unresolved":1,
+                    "refuted_replicas":1,"banned":1,"voided_by_ban":1}}
     """
 
     static let fixtureText = """
@@ -225,6 +227,7 @@ final class DashboardTests: XCTestCase {
     speed      123 samples/s · 7898 tokens/s
     traffic    in 1.2 MiB (×3.0 vs dense 3.6 MiB) · out 34.0 MiB
     updates    480 accepted · 3 rejected (stale_version 2, invalid_update 1)
+    validation 12 replicas (96 samples) · 9 confirmed · 3 disputes · 2 replaced, 1 held back · 1 banned
     time       last round 1.2s · up 5m03s · ETA 12m40s
 
     """

@@ -5,7 +5,8 @@ import TributaryProtocol
 /// weigh it against its peers. It is clipped instead against a running reference: the
 /// centered-clipping center of the last `capacity` accepted updates. An update farther from
 /// that center than `radiusFactor` × the window's median distance from it is pulled in to
-/// that distance, so one hostile update moves the model by about as much as an honest one.
+/// that distance, so one hostile update moves the model by about as much as an honest one
+/// (a bound on how far, not on which way: sync rounds with replication reach further).
 ///
 /// The window holds accepted updates as they arrived (encoded), so it is a function of the
 /// ledger's order alone: recovery refills it from the update log and replays bit for bit.

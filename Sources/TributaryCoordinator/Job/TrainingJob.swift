@@ -152,11 +152,11 @@ public actor TrainingJob {
         layout = ShardLayout(spec: spec)
         aggregator = try config.aggregation.rule.makeAggregator(layout: layout, settings: config.aggregation)
         normGuard = UpdateNormGuard(ratio: config.aggregation.maxNormRatio)
-        // Twice the sync radius: a lone honest update sits about one median distance from
-        // the reference, and clipping it would bias async training toward the past.
+        // The sync radius: measured, twice it let a sign flip through almost whole (+5.2%
+        // against the mean's +6.1%), and once it costs a clean run nothing.
         asyncClip = config.rounds.mode == .async && config.aggregation.rule != .mean
             ? RunningReferenceClip(layout: layout, iterations: config.aggregation.clipIterations,
-                                   radiusFactor: 2 * config.aggregation.clipRadius) : nil
+                                   radiusFactor: config.aggregation.clipRadius) : nil
         let v = config.validation
         replication = ReplicationPolicy(mode: config.rounds.mode == .sync ? v.replication : .off,
                                         trustedAfter: v.trustedAfter, trustedRate: v.trustedRate, banAfter: v.banAfter,
