@@ -46,6 +46,9 @@ final class ReplicationTests: JobTestCase {
         XCTAssertEqual(r1.unitIndex, g0.unitIndex)
         let receipt = try await push(job, w[0], r0)
         XCTAssertTrue(receipt.accepted, "a replica's answer looks like any accepted commit")
+        // Its answer lost, the worker commits again: the same receipt, counted once.
+        let repeated = try await job.commit(lease: r0.leaseId, worker: w[0], CommitRequest(samples: 4, loss: 2))
+        XCTAssertEqual(repeated, receipt)
         try await push(job, w[1], r1)
         version = await job.version
         XCTAssertEqual(version, 1)

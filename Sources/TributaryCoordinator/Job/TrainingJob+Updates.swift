@@ -38,6 +38,10 @@ extension TrainingJob {
         try await exclusively {
             // A commit repeated by its worker (its first answer was lost on the way) gets the
             // first one's receipt again: the update counts once, and the worker learns so.
+            if scheduler.leases[id] == nil, let kept = replicaReceipts[id] {
+                guard kept.worker == worker else { throw JobError.leaseOfAnotherWorker(id) }
+                return kept.receipt
+            }
             if scheduler.leases[id] == nil, let record = try await ledger.lease(id: id), record.state == .committed {
                 guard record.workerId == worker else { throw JobError.leaseOfAnotherWorker(id) }
                 if let update = try await ledger.update(epoch: record.epoch, unitIndex: record.unitIndex), update.leaseId == id {

@@ -56,9 +56,16 @@ extension TrainingJob {
         } else {
             scheduler.dropReplicaWant(unit: lease.unit)
         }
+        keepReplicaReceipt(lease, receipt)
         publishValidation()
         await closeRoundIfReady()
         return receipt
+    }
+
+    private func keepReplicaReceipt(_ lease: ScheduledLease, _ receipt: CommitReceipt) {
+        replicaReceipts[lease.id] = (lease.workerID, receipt)
+        replicaReceiptOrder.append(lease.id)
+        if replicaReceiptOrder.count > 1024 { replicaReceipts[replicaReceiptOrder.removeFirst()] = nil }
     }
 
     /// Writes what `verdict` decides (one ledger transaction, then the winner's update if

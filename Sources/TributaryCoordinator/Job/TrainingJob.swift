@@ -76,6 +76,10 @@ public actor TrainingJob {
     var verifications = UnitVerifications()
     var reputations: [String: WorkerReputation] = [:]
     var replicaComparison = ReplicaComparison()
+    /// Receipts of recently committed replica leases (the ledger does not know those leases),
+    /// so a commit repeated after a lost answer gets the same receipt; the oldest go first.
+    var replicaReceipts: [String: (worker: String, receipt: CommitReceipt)] = [:]
+    var replicaReceiptOrder: [String] = []
     /// What replication has done (status, `bench robustness`).
     public internal(set) var replicationFigures = ReplicationStatus()
     /// Decoding space for checking a body (the largest shard).
