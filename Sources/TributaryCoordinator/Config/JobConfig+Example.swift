@@ -61,7 +61,8 @@ extension JobConfig {
     validation:
       replication: adaptive        # adaptive: a new or distrusted worker's units are all computed again by
                                    # another worker, a trusted one's at trusted_rate; all; off (trusted cluster)
-      trusted_after: 5             # agreements in a row before a worker is trusted
+      trusted_after: 5             # agreements in a row before a worker is trusted ...
+      trusted_partners: 2          # ... with at least this many distinct workers (colluders have only each other)
       trusted_rate: 0.05           # share of a trusted worker's units still replicated
       ban_after: 3                 # disagreements before a worker is banned and its open round's updates voided
       tolerance: 0                 # largest relative distance of two honest updates of a unit; 0: by codec

@@ -49,6 +49,9 @@ extension JobConfig {
         guard (1...1000).contains(validation.trustedAfter) else {
             throw bad("validation.trusted_after must lie in 1...1000 (agreements in a row before a worker is trusted)")
         }
+        guard (1...8).contains(validation.trustedPartners) else {
+            throw bad("validation.trusted_partners must lie in 1...8 (distinct workers a trusted worker agreed with)")
+        }
         guard validation.trustedRate >= 0, validation.trustedRate <= 1 else {
             throw bad("validation.trusted_rate must lie in [0, 1] (the share of a trusted worker's units replicated)")
         }

@@ -88,8 +88,10 @@ public struct JobConfig: Codable, Sendable, Equatable {
         /// `adaptive`: every unit of a new or distrusted worker is computed again by another
         /// worker, a trusted worker's at `trusted_rate`; `all`; `off` for a trusted cluster.
         public var replication: ReplicationMode = .adaptive
-        /// Agreements in a row after which a worker is trusted.
+        /// Agreements in a row after which a worker is trusted ...
         public var trustedAfter: Int = 5
+        /// ... with at least this many distinct workers (two colluders agree with each other only).
+        public var trustedPartners: Int = 2
         /// The share of a trusted worker's units that are still replicated.
         public var trustedRate: Double = 0.05
         /// Disagreements after which a worker is banned (its open round's updates voided).

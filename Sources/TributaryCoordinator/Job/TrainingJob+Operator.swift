@@ -15,6 +15,7 @@ extension TrainingJob {
             try await ledger.setMeta(Self.bannedMetaPrefix + id, ISO8601DateFormatter().string(from: now()))
             registry.ban(id: id)
             scheduler.forgetAsker(id)
+            noteTrustedWorkers()
             for lease in scheduler.leases.values where lease.workerID == id {
                 forget(lease.id, requeue: true)
                 try await setLedgerLeaseState(lease, .released, deadline: nil)

@@ -99,6 +99,7 @@ extension TrainingJob {
         for key in meta.keys where key.hasPrefix(Self.bannedMetaPrefix) {
             registry.ban(id: String(key.dropFirst(Self.bannedMetaPrefix.count)))
         }
+        noteTrustedWorkers()
     }
 
     static func epoch(in loaded: LoadedCheckpoint) -> Int? {

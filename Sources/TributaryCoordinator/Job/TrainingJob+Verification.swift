@@ -50,9 +50,7 @@ extension TrainingJob {
         if case .disputed = verdict, let v = verifications.verification(unit: lease.unit) {
             // Only a trusted worker decides: two colluders must not outvote an honest one. With
             // none around, the dispute is held back (`closeRoundIfReady`) and nobody judged.
-            let trusted = Set(reputations.filter { replication.isTrusted($0.value) }.keys)
-                .subtracting(v.involved).subtracting(registry.bannedIDs)
-            scheduler.wantReplica(unit: lease.unit, excluding: v.involved, onlyFrom: trusted)
+            scheduler.wantReplica(unit: lease.unit, excluding: v.involved, decider: true)
         } else {
             scheduler.dropReplicaWant(unit: lease.unit)
         }
@@ -95,9 +93,12 @@ extension TrainingJob {
         }
         replicationFigures.refutedReplicas += refuted.filter { $0.leaseID != voided?.leaseID }.count
         var updated = reputations
-        for r in agreeing { updated[r.workerID, default: WorkerReputation()].noteAgreement() }
+        let agreeingIDs = agreeing.map(\.workerID)
+        for id in agreeingIDs {
+            updated[id, default: WorkerReputation()].noteAgreement(with: agreeingIDs.filter { $0 != id })
+        }
         for r in refuted { updated[r.workerID, default: WorkerReputation()].noteDisagreement() }
-        let touched = Set(agreeing.map(\.workerID) + refuted.map(\.workerID))
+        let touched = Set(agreeingIDs + refuted.map(\.workerID))
         let banned = Set(refuted.map(\.workerID)).filter {
             replication.shouldBan(updated[$0] ?? WorkerReputation()) && !registry.bannedIDs.contains($0)
         }
@@ -113,6 +114,7 @@ extension TrainingJob {
         try await ledger.recordVerification(entry)
         storageRecovered()
         reputations = updated
+        noteTrustedWorkers()
         for _ in refuted { stats.noteRejection(Self.refutedReason) }
         if let voided {
             countedRound.remove(leaseID: voided.leaseID)
@@ -163,6 +165,7 @@ extension TrainingJob {
     private func banForDisagreement(_ id: String) {
         registry.ban(id: id)
         scheduler.forgetAsker(id)
+        noteTrustedWorkers()
         for lease in scheduler.leases.values where lease.workerID == id { forget(lease.id, requeue: true) }
         workerListCache.invalidate()
         replicationFigures.banned += 1
@@ -187,6 +190,12 @@ extension TrainingJob {
             replicationFigures.unresolved += 1
         }
         publishValidation()
+    }
+
+    /// The scheduler lets only these decide disputes.
+    func noteTrustedWorkers() {
+        scheduler.trustedWorkers = Set(reputations.filter { replication.isTrusted($0.value) }.keys)
+            .subtracting(registry.bannedIDs)
     }
 
     func publishValidation() {

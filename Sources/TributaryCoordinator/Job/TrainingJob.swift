@@ -163,7 +163,8 @@ public actor TrainingJob {
                                    radiusFactor: config.aggregation.clipRadius) : nil
         let v = config.validation
         replication = ReplicationPolicy(mode: config.rounds.mode == .sync ? v.replication : .off,
-                                        trustedAfter: v.trustedAfter, trustedRate: v.trustedRate, banAfter: v.banAfter,
+                                        trustedAfter: v.trustedAfter, trustedPartners: v.trustedPartners,
+                                        trustedRate: v.trustedRate, banAfter: v.banAfter,
                                         seed: config.data.seed)
         let byCodec = ReplicaTolerance.forCodec((try? UpdateCodecSpec(parsing: config.compression.codec))?.kind ?? .fp32,
                                                 loss: v.lossTolerance)

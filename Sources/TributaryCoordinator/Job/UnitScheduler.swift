@@ -47,6 +47,10 @@ public struct UnitScheduler: Sendable {
     public private(set) var roundUnits: [Int] = []
     /// Sync: counted units whose update waits for a replica, and who may compute it.
     var replicaWants: [Int: ReplicaWant] = [:]
+    /// Workers trusted now (the job keeps this current): only they decide disputes.
+    public var trustedWorkers: Set<String> = []
+    /// Sync: replica leases each worker was granted in the open round (its share of them).
+    var replicasGrantedThisRound: [String: Int] = [:]
     /// Async: units whose lease ended without an accepted update, leased again first.
     private var requeued: [Int] = []
     public internal(set) var leases: [String: ScheduledLease] = [:]
@@ -138,6 +142,7 @@ public struct UnitScheduler: Sendable {
         roundOpened = now
         grantedThisRound = [:]
         replicaWants = [:]
+        replicasGrantedThisRound = [:]
         for lease in leases.values where lease.isReplica { leases[lease.id] = nil }
         guard mode == .sync else { return }
         roundUnits = roundUnits.filter { !done.contains($0) }
@@ -189,6 +194,7 @@ public struct UnitScheduler: Sendable {
                                    issued: now, deadline: now.addingTimeInterval(leaseDuration), isReplica: replica)
         leases[id] = lease
         grantedThisRound[worker, default: 0] += 1
+        if replica { replicasGrantedThisRound[worker, default: 0] += 1 }
         return lease
     }
 

@@ -10,18 +10,22 @@ public enum ReplicationMode: String, Codable, Sendable, CaseIterable {
 
 /// Which counted units get a validation replica, when a worker is trusted and when it is
 /// banned: BOINC's adaptive replication. A worker is trusted after `trustedAfter` agreements
-/// in a row; until then (and after any disagreement) every unit it computes is replicated,
+/// in a row with at least `trustedPartners` distinct workers; until then (and after any disagreement) every unit it computes is replicated,
 /// so a swarm of new identities is checked, not believed. A trusted worker's units are
 /// replicated at `trustedRate`, chosen by a hash of the job's seed and the unit, which
 /// the worker cannot predict from what it is sent.
 struct ReplicationPolicy: Sendable {
     let mode: ReplicationMode
     let trustedAfter: Int
+    /// Distinct workers a trusted worker must have agreed with (colluders have each other only).
+    let trustedPartners: Int
     let trustedRate: Double
     let banAfter: Int
     let seed: UInt64
 
-    func isTrusted(_ r: WorkerReputation) -> Bool { r.consecutiveAgreements >= trustedAfter }
+    func isTrusted(_ r: WorkerReputation) -> Bool {
+        r.consecutiveAgreements >= trustedAfter && r.partners.count >= trustedPartners
+    }
 
     func shouldReplicate(_ r: WorkerReputation, epoch: Int, unit: Int) -> Bool {
         switch mode {

@@ -5,32 +5,46 @@ public struct WorkerReputation: Sendable, Equatable {
     public var disagreements = 0
     /// Agreements since the last disagreement (BOINC's "consecutive valid results").
     public var consecutiveAgreements = 0
+    /// The distinct workers it agreed with since the last disagreement (at most
+    /// `partnerMemory`): colluders agree with each other only, so trust needs several.
+    public var partners: Set<String> = []
 
-    public init(agreements: Int = 0, disagreements: Int = 0, consecutiveAgreements: Int = 0) {
+    static let partnerMemory = 8
+
+    public init(agreements: Int = 0, disagreements: Int = 0, consecutiveAgreements: Int = 0, partners: Set<String> = []) {
         self.agreements = agreements
         self.disagreements = disagreements
         self.consecutiveAgreements = consecutiveAgreements
+        self.partners = partners
     }
 
-    mutating func noteAgreement() {
+    mutating func noteAgreement(with partners: [String]) {
         agreements += 1
         consecutiveAgreements += 1
+        for p in partners where self.partners.count < Self.partnerMemory { self.partners.insert(p) }
     }
 
     mutating func noteDisagreement() {
         disagreements += 1
         consecutiveAgreements = 0
+        partners = []
     }
 
-    /// Ledger metadata: `reputation:<worker id>` = "agreements,disagreements,consecutive"
-    /// (kept with the bans, which need no schema change either).
+    /// Ledger metadata: `reputation:<worker id>` = "agreements,disagreements,consecutive[,p1|p2…]"
+    /// (kept with the bans, which need no schema change either; worker ids hold no `,` or `|`).
     static let metaPrefix = "reputation:"
 
-    var metaValue: String { "\(agreements),\(disagreements),\(consecutiveAgreements)" }
+    var metaValue: String {
+        let head = "\(agreements),\(disagreements),\(consecutiveAgreements)"
+        return partners.isEmpty ? head : head + "," + partners.sorted().joined(separator: "|")
+    }
 
     init?(metaValue: String) {
-        let parts = metaValue.split(separator: ",").compactMap { Int($0) }
-        guard parts.count == 3, parts.allSatisfy({ $0 >= 0 }) else { return nil }
-        self.init(agreements: parts[0], disagreements: parts[1], consecutiveAgreements: parts[2])
+        let fields = metaValue.split(separator: ",", omittingEmptySubsequences: false)
+        guard fields.count == 3 || fields.count == 4 else { return nil }
+        let counts = fields.prefix(3).compactMap { Int($0) }
+        guard counts.count == 3, counts.allSatisfy({ $0 >= 0 }) else { return nil }
+        let partners = fields.count == 4 ? Set(fields[3].split(separator: "|").map(String.init).prefix(Self.partnerMemory)) : []
+        self.init(agreements: counts[0], disagreements: counts[1], consecutiveAgreements: counts[2], partners: partners)
     }
 }
