@@ -60,15 +60,17 @@ extension TrainingJob {
             let lease = scheduler.grant(id: "l-" + UUID().uuidString.lowercased(), worker: worker, unit: unit,
                                         baseVersion: version, replica: replica, now: now())
             // A replica lease lives in memory only (the ledger knows its unit as done).
-            if !replica { do {
-                try await ledger.insertLease(LeaseRecord(id: lease.id, epoch: lease.epoch, unitIndex: unit, workerId: worker,
-                                                         baseVersion: version, issuedAt: now(), deadline: lease.deadline,
-                                                         state: .active))
-            } catch {
-                scheduler.discard(lease.id)  // the ledger does not know it: neither does the job
-                publishUnitCounts()
-                throw error
-            } }
+            if !replica {
+                do {
+                    try await ledger.insertLease(LeaseRecord(id: lease.id, epoch: lease.epoch, unitIndex: unit,
+                                                             workerId: worker, baseVersion: version, issuedAt: now(),
+                                                             deadline: lease.deadline, state: .active))
+                } catch {
+                    scheduler.discard(lease.id)  // the ledger does not know it: neither does the job
+                    publishUnitCounts()
+                    throw error
+                }
+            }
             storageRecovered()
             metrics.leasesGranted.increment()
             publishUnitCounts()
