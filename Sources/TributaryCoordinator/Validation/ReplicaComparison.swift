@@ -40,7 +40,9 @@ public struct ReplicaTolerance: Sendable, Equatable {
         case .fp16, .bf16: return ReplicaTolerance(update: 0.05, loss: loss)
         case .int8Block: return ReplicaTolerance(update: 0.15, loss: loss)
         case .int4Block: return ReplicaTolerance(update: 0.6, loss: loss)
-        case .topK, .lowRank: return ReplicaTolerance(update: 1.0, loss: loss)
+        // Measured (ReplicaToleranceTests): honest top-k / low-rank replicas lie 0.7–1.15
+        // apart and sign flips 1.48–1.78: a thin margin, so these codecs verify gross attacks only.
+        case .topK, .lowRank: return ReplicaTolerance(update: 1.3, loss: loss)
         }
     }
 }
