@@ -91,6 +91,10 @@ extension TrainingJob {
             voided = counted
             replicationFigures.unresolved += 1
         }
+        var undecided: [String] = []
+        if case .unresolved = verdict, let v = verifications.verification(unit: unit) {
+            undecided = [v.counted.workerID] + v.replicas.map(\.workerID)
+        }
         replicationFigures.refutedReplicas += refuted.filter { $0.leaseID != voided?.leaseID }.count
         var updated = reputations
         let agreeingIDs = agreeing.map(\.workerID)
@@ -98,7 +102,8 @@ extension TrainingJob {
             updated[id, default: WorkerReputation()].noteAgreement(with: agreeingIDs.filter { $0 != id })
         }
         for r in refuted { updated[r.workerID, default: WorkerReputation()].noteDisagreement() }
-        let touched = Set(agreeingIDs + refuted.map(\.workerID))
+        for id in undecided { updated[id, default: WorkerReputation()].noteUndecided() }
+        let touched = Set(agreeingIDs + refuted.map(\.workerID) + undecided)
         let banned = Set(refuted.map(\.workerID)).filter {
             replication.shouldBan(updated[$0] ?? WorkerReputation()) && !registry.bannedIDs.contains($0)
         }
@@ -178,12 +183,18 @@ extension TrainingJob {
     func holdBackDisputedUpdates() async {
         for unit in verifications.disputedUnits {
             guard let v = verifications.verification(unit: unit) else { continue }
+            var updated = reputations
+            let involved = Set([v.counted.workerID] + v.replicas.map(\.workerID)).sorted()
+            for id in involved { updated[id, default: WorkerReputation()].noteUndecided() }
+            let meta = involved.compactMap { id in updated[id].map { (WorkerReputation.metaPrefix + id, $0.metaValue) } }
             do {
-                try await ledger.recordVerification(VerificationRecord(voidedLeaseIds: [v.counted.leaseID], at: now()))
+                try await ledger.recordVerification(VerificationRecord(voidedLeaseIds: [v.counted.leaseID], meta: meta, at: now()))
             } catch {
                 _ = storageFailed("ledger (holding back a disputed update)", error)
                 return
             }
+            reputations = updated
+            noteTrustedWorkers()
             countedRound.remove(leaseID: v.counted.leaseID)
             verifications.remove(unit: unit)
             scheduler.reopen(unit: unit)

@@ -24,6 +24,13 @@ public struct WorkerReputation: Sendable, Equatable {
         for p in partners where self.partners.count < Self.partnerMemory { self.partners.insert(p) }
     }
 
+    /// In a dispute nobody decided: no verdict, but its run of agreements ends (else a worker
+    /// that disputes every honest unit it checks still earns trust from its accomplice).
+    mutating func noteUndecided() {
+        consecutiveAgreements = 0
+        partners = []
+    }
+
     mutating func noteDisagreement() {
         disagreements += 1
         consecutiveAgreements = 0
