@@ -122,6 +122,25 @@ final class ReplicationTests: JobTestCase {
         await job.close()
     }
 
+    /// A restart in the middle of a round: the counted units still get their replicas.
+    func testAfterARestartTheOpenRoundsCountedUnitsAreStillVerified() async throws {
+        let c = replicatedConfig(units: 2)
+        var job = try await open(c)
+        let w = try await register(job, 2)
+        try await push(job, w[0], try await job.lease(worker: w[0]))
+        await job.close()
+        job = try await open(c)
+        try await push(job, w[1], try await job.lease(worker: w[1]))
+        var version = await job.version
+        XCTAssertEqual(version, 0, "both units wait for replicas, the one counted before the restart too")
+        for worker in w { try await push(job, worker, try await job.lease(worker: worker)) }
+        version = await job.version
+        XCTAssertEqual(version, 1)
+        let confirmed = await job.replicationFigures.confirmed
+        XCTAssertEqual(confirmed, 2)
+        await job.close()
+    }
+
     /// Two colluders that send the same wrong update agree with each other; they must not be
     /// able to outvote an honest worker: only a trusted worker decides a dispute.
     func testColludersCannotOutvoteAnHonestWorkerBecauseOnlyATrustedWorkerDecides() async throws {

@@ -75,7 +75,7 @@ extension TrainingJob {
             for r in rounds { s.trainingLoss.append(.init(round: r.version, value: r.meanLoss)) }
         }
         try publish()
-        if openDecision == .close { await closeRoundSafely() }
+        if openDecision == .close { await closeRoundIfReady() }
         // The replayed rounds are now in memory only: make them a checkpoint (and the log short).
         if checkpointedVersion < version { await checkpointSafely() }
     }
@@ -245,6 +245,13 @@ extension TrainingJob {
         guard !accepted.isEmpty else { return .keepOpen }
         let units = accepted.filter { $0.epoch == scheduler.epoch }.map(\.unitIndex)
         let decision = scheduler.restoreOpenRound(accepted: units, now: now())
+        // Their verifications start again (replicas in flight were lost with the process).
+        for record in accepted where record.epoch == scheduler.epoch {
+            guard let entry = countedRound.entry(leaseID: record.leaseId) else { continue }
+            openVerificationIfDue(worker: record.workerId, epoch: record.epoch, unit: record.unitIndex, counted: ReplicaResult(
+                leaseID: record.leaseId, workerID: record.workerId, bodies: entry.update.bodies, loss: record.loss,
+                samples: record.samples, weight: record.weight, baseVersion: record.baseVersion))
+        }
         publishUnitCounts()
         logger.info("open round restored", metadata: ["round": "\(r)", "updates": "\(accepted.count)"])
         return decision

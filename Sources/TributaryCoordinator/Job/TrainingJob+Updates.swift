@@ -135,7 +135,7 @@ extension TrainingJob {
                 forget(twin.id, requeue: false)
                 try? await ledger.setLeaseState(id: twin.id, .released, deadline: nil)
             }
-            openVerificationIfDue(lease, counted: ReplicaResult(
+            openVerificationIfDue(worker: worker, epoch: lease.epoch, unit: lease.unit, counted: ReplicaResult(
                 leaseID: id, workerID: worker, bodies: bodies, loss: request.loss, samples: request.samples,
                 weight: weight, baseVersion: lease.baseVersion))
             let decision = scheduler.accept(lease, now: now())

@@ -6,8 +6,8 @@ import TributaryProtocol
 /// of a worker the policy does not trust goes to a second worker; the round waits for the
 /// replica; a disagreement goes to a third worker. Only the counted update enters the round;
 /// an update found wrong leaves it (voided in the ledger, its credit taken back) before the
-/// round closes. Replica leases live in memory only: after a restart the units they
-/// verified simply stay counted.
+/// round closes. Replica leases live in memory only: after a restart the open round's
+/// verifications start again (`restoreOpenRound`), and replicas in flight are computed again.
 extension TrainingJob {
     static let refutedReason = "refuted_by_replication"
 
@@ -21,10 +21,10 @@ extension TrainingJob {
     }
 
     /// After `counted` was counted for `lease`'s unit: a replica is asked for when the policy says so.
-    func openVerificationIfDue(_ lease: ScheduledLease, counted: ReplicaResult) {
-        guard replication.shouldReplicate(reputation(of: lease.workerID), epoch: lease.epoch, unit: lease.unit) else { return }
-        verifications.open(epoch: lease.epoch, unit: lease.unit, counted: counted)
-        scheduler.wantReplica(unit: lease.unit, excluding: [lease.workerID])
+    func openVerificationIfDue(worker: String, epoch: Int, unit: Int, counted: ReplicaResult) {
+        guard replication.shouldReplicate(reputation(of: worker), epoch: epoch, unit: unit) else { return }
+        verifications.open(epoch: epoch, unit: unit, counted: counted)
+        scheduler.wantReplica(unit: unit, excluding: [worker])
     }
 
     /// A replica lease's commit: compared, never counted itself unless it wins a dispute.
