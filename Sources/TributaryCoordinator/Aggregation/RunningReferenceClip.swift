@@ -1,5 +1,6 @@
 import TributaryCompression
 import TributaryProtocol
+import TributaryTensor
 
 /// Async mode's robustness: each accepted update is a round of its own, so no rule can
 /// weigh it against its peers. It is clipped instead against a running reference: the
@@ -53,9 +54,11 @@ final class RunningReferenceClip {
             guard let g = gradient[shard.name], g.count == shard.elementCount else { return 1 }
             var r = [Float](repeating: 0, count: shard.elementCount)
             guard r.withUnsafeMutableBufferPointer({ center.gradient(of: shard, into: $0) }) else { return 1 }
-            for j in 0..<g.count {
-                let d = Double(g[j] - r[j])
-                squares += d * d
+            squares += g.withUnsafeBufferPointer { gp in
+                r.withUnsafeBufferPointer { rp in
+                    guard let a = gp.baseAddress, let b = rp.baseAddress else { return 0 }
+                    return ElementwiseKernels.squaredDistance(a, b, count: g.count)
+                }
             }
             reference[shard.name] = r
         }

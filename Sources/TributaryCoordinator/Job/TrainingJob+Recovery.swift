@@ -201,7 +201,7 @@ extension TrainingJob {
         guard let clip = asyncClip, step > 0 else { return }
         clip.reset()
         for r in max(1, step - RunningReferenceClip.capacity + 1)...step {
-            let logged = Dictionary(updateLog.entries(round: r).map { ($0.leaseID, $0) }, uniquingKeysWith: { _, last in last })
+            let logged = loggedEntriesByLease(round: r)
             for record in try await ledger.updates(round: r) {
                 guard let entry = logged[record.leaseId] else { continue }
                 clip.note(RoundUpdate(workerID: record.workerId, weight: record.weight, samples: record.samples,
@@ -210,14 +210,18 @@ extension TrainingJob {
         }
     }
 
+    /// Round `r`'s log entries by lease. A lease logged twice (its first commit met a ledger
+    /// that could not write, and was repeated): the last entry is the one the ledger's row followed.
+    private func loggedEntriesByLease(round r: Int) -> [String: LoggedUpdate] {
+        Dictionary(updateLog.entries(round: r).map { ($0.leaseID, $0) }, uniquingKeysWith: { _, last in last })
+    }
+
     /// Counts round `r`'s accepted updates in the open round, in the ledger's order, with the
     /// weights it recorded; returns them.
     @discardableResult
     func addLoggedUpdates(of r: Int) async throws -> [UpdateRecord] {
         let accepted = try await ledger.updates(round: r)
-        // A lease logged twice (its first commit met a ledger that could not write, and was
-        // repeated): the last entry is the one the ledger's row followed.
-        let logged = Dictionary(updateLog.entries(round: r).map { ($0.leaseID, $0) }, uniquingKeysWith: { _, last in last })
+        let logged = loggedEntriesByLease(round: r)
         for record in accepted {
             guard let entry = logged[record.leaseId] else {
                 throw RecoveryError(description: "the update log lost the update of lease \(record.leaseId) (round \(r))")

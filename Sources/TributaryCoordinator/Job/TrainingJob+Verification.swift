@@ -157,12 +157,8 @@ extension TrainingJob {
 
     private func voidBannedUpdate(_ e: CountedRound.Entry) {
         countedRound.remove(leaseID: e.leaseID)
-        if let unit = verifications.byUnit.values.first(where: { $0.counted.leaseID == e.leaseID })?.unit {
-            verifications.remove(unit: unit)
-            scheduler.reopen(unit: unit)
-        } else {
-            scheduler.reopen(unit: e.unit)
-        }
+        if verifications.verification(unit: e.unit)?.counted.leaseID == e.leaseID { verifications.remove(unit: e.unit) }
+        scheduler.reopen(unit: e.unit)
         replicationFigures.voidedByBan += 1
     }
 
@@ -181,23 +177,26 @@ extension TrainingJob {
     /// Disputes nobody is left to decide (no third worker, or the round's deadline) hold
     /// their counted update back: voided without a verdict on anyone, the unit pending again.
     func holdBackDisputedUpdates() async {
-        for unit in verifications.disputedUnits {
-            guard let v = verifications.verification(unit: unit) else { continue }
-            var updated = reputations
-            let involved = Set([v.counted.workerID] + v.replicas.map(\.workerID)).sorted()
-            for id in involved { updated[id, default: WorkerReputation()].noteUndecided() }
-            let meta = involved.compactMap { id in updated[id].map { (WorkerReputation.metaPrefix + id, $0.metaValue) } }
-            do {
-                try await ledger.recordVerification(VerificationRecord(voidedLeaseIds: [v.counted.leaseID], meta: meta, at: now()))
-            } catch {
-                _ = storageFailed("ledger (holding back a disputed update)", error)
-                return
-            }
-            reputations = updated
-            noteTrustedWorkers()
+        let disputed = verifications.disputedUnits.compactMap { verifications.verification(unit: $0) }
+        guard !disputed.isEmpty else { return }
+        var updated = reputations
+        let involved = Set(disputed.flatMap { [$0.counted.workerID] + $0.replicas.map(\.workerID) }).sorted()
+        for id in involved { updated[id, default: WorkerReputation()].noteUndecided() }
+        let meta = involved.compactMap { id in updated[id].map { (WorkerReputation.metaPrefix + id, $0.metaValue) } }
+        // One transaction for all of them: they are held back together or not at all.
+        do {
+            try await ledger.recordVerification(VerificationRecord(voidedLeaseIds: disputed.map(\.counted.leaseID),
+                                                                   meta: meta, at: now()))
+        } catch {
+            _ = storageFailed("ledger (holding back disputed updates)", error)
+            return
+        }
+        reputations = updated
+        noteTrustedWorkers()
+        for v in disputed {
             countedRound.remove(leaseID: v.counted.leaseID)
-            verifications.remove(unit: unit)
-            scheduler.reopen(unit: unit)
+            verifications.remove(unit: v.unit)
+            scheduler.reopen(unit: v.unit)
             replicationFigures.unresolved += 1
         }
         publishValidation()

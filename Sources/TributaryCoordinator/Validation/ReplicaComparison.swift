@@ -100,10 +100,8 @@ struct ReplicaComparison {
                     try x.withUnsafeBytes { try TensorFrame.decode($0, expectedCount: n, into: UnsafeMutableBufferPointer(start: ba, count: n)) }
                     try y.withUnsafeBytes { try TensorFrame.decode($0, expectedCount: n, into: UnsafeMutableBufferPointer(start: bb, count: n)) }
                 } catch { return nil }
-                let xx = ElementwiseKernels.sumOfSquares(ba, count: n)
-                let yy = ElementwiseKernels.sumOfSquares(bb, count: n)
-                for i in 0..<n { ba[i] -= bb[i] }
-                return (xx, yy, ElementwiseKernels.sumOfSquares(ba, count: n))
+                return (ElementwiseKernels.sumOfSquares(ba, count: n), ElementwiseKernels.sumOfSquares(bb, count: n),
+                        ElementwiseKernels.squaredDistance(ba, bb, count: n))
             }
         }
     }

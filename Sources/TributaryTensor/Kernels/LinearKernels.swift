@@ -93,6 +93,23 @@ public enum ElementwiseKernels {
         return total
     }
 
+    /// Σ (x − y)² in double precision, blocked as `sumOfSquares`.
+    public static func squaredDistance(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, count: Int) -> Double {
+        var total = 0.0
+        var i = 0
+        while i < count {
+            let end = min(count, i + 4096)
+            var block: Float = 0
+            for j in i..<end {
+                let d = x[j] - y[j]
+                block += d * d
+            }
+            total += Double(block)
+            i = end
+        }
+        return total
+    }
+
     /// True when every value is finite.
     public static func allFinite(_ x: UnsafePointer<Float>, count: Int) -> Bool {
         // x − x is 0 for finite values and NaN for ±Inf and NaN.
