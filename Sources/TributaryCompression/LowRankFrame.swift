@@ -220,9 +220,10 @@ struct LowRankPayload {
         return first
     }
 
-    /// target = M̂, segment by segment: dense runs copied, factor pairs by one sgemm each. The
+    /// target = M̂, segment by segment: dense runs copied, factor pairs by one sgemm each, or
+    /// with `reproducible` by `reproducibleProduct` (the same bits on every machine). The
     /// payload must have passed `validate`.
-    func decode(_ raw: UnsafeRawBufferPointer, into target: UnsafeMutablePointer<Float>) {
+    func decode(_ raw: UnsafeRawBufferPointer, into target: UnsafeMutablePointer<Float>, reproducible: Bool = false) {
         guard let base = raw.baseAddress else { return }
         let buffer = UnsafeMutablePointer<Float>.allocate(capacity: max(1, largestSegmentValues))
         defer { buffer.deallocate() }
@@ -234,6 +235,11 @@ struct LowRankPayload {
                 _ = decodeSegment(segment, base, &offset, into: out)
             } else {
                 _ = decodeSegment(segment, base, &offset, into: buffer)
+                if reproducible {
+                    Self.reproducibleProduct(segment, factors: buffer, into: out)
+                    element &+= segment.elementCount
+                    continue
+                }
                 // M̂ = Pᵀ·Q with P the rank × rows factors and Q the rank × cols ones, as stored.
                 BLAS.sgemmSerial(transA: true, m: segment.rows, n: segment.cols, k: segment.rank,
                                  a: buffer, lda: segment.rows, b: buffer + segment.rank &* segment.rows, ldb: segment.cols,
@@ -244,9 +250,31 @@ struct LowRankPayload {
     }
 }
 
+extension LowRankPayload {
+    /// M[i][j] = ((p₁[i]·q₁[j] + p₂[i]·q₂[j]) + …) + p_r[i]·q_r[j]: k in order, every product
+    /// and every sum rounded to fp32 on its own (no fused multiply-add, which Swift never
+    /// emits unasked). A BLAS kernel's order and fusing differ between CPUs; parameters a
+    /// worker rebuilds from deltas must be bit for bit the coordinator's (Protocol/frames.md).
+    static func reproducibleProduct(_ segment: LowRankSegment, factors: UnsafePointer<Float>,
+                                    into out: UnsafeMutablePointer<Float>) {
+        let rows = segment.rows, cols = segment.cols
+        let q = factors + segment.rank &* rows
+        for i in 0..<rows {
+            let row = out + i &* cols
+            let p0 = factors[i]
+            for j in 0..<cols { row[j] = p0 * q[j] }
+            for k in 1..<max(1, segment.rank) {
+                let pk = factors[k &* rows &+ i]
+                let qk = q + k &* cols
+                for j in 0..<cols { row[j] = row[j] + pk * qk[j] }
+            }
+        }
+    }
+}
+
 extension TensorFrame {
     static func decodeLowRank(_ payload: UnsafeRawBufferPointer, header: TensorFrameHeader,
-                              into out: UnsafeMutableBufferPointer<Float>) throws(FrameError) {
+                              into out: UnsafeMutableBufferPointer<Float>, reproducible: Bool = false) throws(FrameError) {
         guard let codec = FactorValueCodec(parameter: header.codecParameter) else {
             throw .badCodecParameter(header.codecParameter)  // already refused by the header parse
         }
@@ -254,7 +282,7 @@ extension TensorFrame {
                              work: nil) { (raw) throws(FrameError) in
             let layout = try LowRankPayload.validate(raw, header: header, count: out.count, codec: codec)
             guard let target = out.baseAddress else { return }
-            layout.decode(raw, into: target)
+            layout.decode(raw, into: target, reproducible: reproducible)
         }
     }
 

@@ -122,8 +122,11 @@ public enum TensorFrame {
     /// body and against the codec's limit. Then the payload is decompressed within its limit, its
     /// CRC verified, and its structure and values checked (Protocol/frames.md, "Decoding").
     /// On error `out` may be partially written; use `accumulate` where that matters.
+    /// `reproducible` multiplies low-rank factors out by `LowRankPayload.reproducibleProduct`
+    /// (slower, the same bits on every machine) instead of BLAS; the other codecs decode
+    /// identically everywhere either way.
     public static func decode(_ body: UnsafeRawBufferPointer, expectedCount: Int,
-                              into out: UnsafeMutableBufferPointer<Float>) throws(FrameError) {
+                              into out: UnsafeMutableBufferPointer<Float>, reproducible: Bool = false) throws(FrameError) {
         precondition(expectedCount >= 0 && expectedCount <= maximumElementCount, "expectedCount out of range")
         precondition(out.count == expectedCount, "output buffer must hold exactly expectedCount floats")
         let header = try validatedHeader(body, expectedCount: expectedCount)
@@ -134,7 +137,7 @@ public enum TensorFrame {
         case .topK:
             try decodeSparse(payload, header: header, into: out)
         case .lowRank:
-            try decodeLowRank(payload, header: header, into: out)
+            try decodeLowRank(payload, header: header, into: out, reproducible: reproducible)
         case .fp16, .bf16, .int8Block, .int4Block:
             // The header parse has checked the parameter, so the layout exists.
             guard let layout = DenseLayout(codec: header.codec, parameter: header.codecParameter) else {

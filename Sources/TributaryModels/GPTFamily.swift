@@ -120,6 +120,17 @@ extension GPTConfig: ModelFamily {
         }
     }
 
+    /// The whole GPT held (local steps): parameters and gradients, every block's activations
+    /// and the logits for a micro-batch (`activationElementsPerSample`), one shard passing.
+    public func residentExecutionCandidates(_ inputs: ExecutionPlanningInputs) -> [ExecutionCandidate] {
+        guard let perSample = try? activationElementsPerSample(), CheckedSize.fits(inputs.unitSamples, of: perSample) else {
+            return []
+        }
+        return ModelExecution.residentCandidates(parameterCount: parameterCount, shardGroups: shardGroups, inputs: inputs) {
+            TensorShapes.byteCount(elements: $0 * perSample)
+        }
+    }
+
     /// At most this many resident-block counts besides zero are planned, whatever n_layer.
     public static let residentBlockChoiceLimit = 64
 

@@ -32,6 +32,9 @@ public protocol ModelFamily: Codable, Sendable, Equatable {
     /// peak (the worker's codec and upload bytes come in through `inputs`; the planner adds
     /// its upload queue). Empty when the unit cannot be planned at all.
     func executionCandidates(_ inputs: ExecutionPlanningInputs) -> [ExecutionCandidate]
+    /// The candidates that hold the whole model (`.residentModel`), largest micro-batch first:
+    /// what local steps need, as the parameters change between a unit's inner steps.
+    func residentExecutionCandidates(_ inputs: ExecutionPlanningInputs) -> [ExecutionCandidate]
     /// A candidate's cost in FLOP-equivalents, to rank them (`.infinity`: not this family's).
     func estimatedCost(of execution: ModelExecution, _ inputs: ExecutionPlanningInputs) -> Double
     /// The step that runs a streamed execution (nil for a model held whole).
@@ -42,6 +45,11 @@ extension ModelFamily {
     public var tiedAliases: [(alias: String, of: String)] { [] }
 
     public func makeStreamedStep(_ execution: ModelExecution, device: any ComputeDevice) throws -> (any StreamedTrainingStep)? { nil }
+
+    /// A family that only holds models whole lists them among its execution candidates.
+    public func residentExecutionCandidates(_ inputs: ExecutionPlanningInputs) -> [ExecutionCandidate] {
+        executionCandidates(inputs).filter { if case .residentModel = $0.execution { return true } else { return false } }
+    }
 
     /// Equality across families (different families are never equal).
     public func isEqual(to other: any ModelFamily) -> Bool { (other as? Self) == self }

@@ -46,18 +46,64 @@ public struct JobDescription: Codable, Sendable, Equatable {
     /// The codec workers must use for updates, and the zstd level.
     public var updateCodec: String
     public var zstdLevel: Int
+    /// Present in local rounds (DiLoCo): each unit is that many inner optimizer steps, and the
+    /// update is the pseudo-gradient (parameters at the lease's version minus after the steps).
+    public var localSteps: LocalSteps?
 
     public init(name: String, model: ModelSpec, samplesPerUnit: Int, microBatchSize: Int,
-                updateCodec: String, zstdLevel: Int) {
+                updateCodec: String, zstdLevel: Int, localSteps: LocalSteps? = nil) {
         self.name = name
         self.model = model
         self.samplesPerUnit = samplesPerUnit
         self.microBatchSize = microBatchSize
         self.updateCodec = updateCodec
         self.zstdLevel = zstdLevel
+        self.localSteps = localSteps
     }
 
-    enum CodingKeys: String, CodingKey { case name, model, samplesPerUnit = "samples_per_unit", microBatchSize = "micro_batch_size", updateCodec = "update_codec", zstdLevel = "zstd_level" }
+    enum CodingKeys: String, CodingKey { case name, model, samplesPerUnit = "samples_per_unit", microBatchSize = "micro_batch_size", updateCodec = "update_codec", zstdLevel = "zstd_level", localSteps = "local_steps" }
+}
+
+/// The inner optimization of a local-rounds job: `steps` optimizer steps per unit, each over
+/// samples_per_unit / steps samples in the unit's order, by the inner optimizer below. Its
+/// state stays on the worker between units. Inner step i of a unit leased at version v is
+/// step v·steps + i of the schedule (linear warm-up to `lr`, cosine decay to `min_lr`).
+public struct LocalSteps: Codable, Sendable, Equatable {
+    public var steps: Int
+    /// `adamw` or `sgd`.
+    public var optimizer: String
+    public var lr: Float
+    public var minLr: Float
+    public var warmupSteps: Int
+    public var decaySteps: Int
+    public var beta1: Float
+    public var beta2: Float
+    public var weightDecay: Float
+    public var momentum: Float
+    public var nesterov: Bool
+    /// Global gradient-norm clipping of each inner step (0: off).
+    public var gradClip: Float
+
+    public init(steps: Int, optimizer: String, lr: Float, minLr: Float, warmupSteps: Int, decaySteps: Int, beta1: Float,
+                beta2: Float, weightDecay: Float, momentum: Float, nesterov: Bool, gradClip: Float) {
+        self.steps = steps
+        self.optimizer = optimizer
+        self.lr = lr
+        self.minLr = minLr
+        self.warmupSteps = warmupSteps
+        self.decaySteps = decaySteps
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.weightDecay = weightDecay
+        self.momentum = momentum
+        self.nesterov = nesterov
+        self.gradClip = gradClip
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case steps, optimizer, lr, minLr = "min_lr", warmupSteps = "warmup_steps", decaySteps = "decay_steps", beta1, beta2,
+             weightDecay = "weight_decay", momentum, nesterov, gradClip = "grad_clip"
+    }
 }
 
 /// A leased work unit: which samples, computed on which parameter version, until when.

@@ -31,31 +31,40 @@ public struct ShardDescriptor: Codable, Sendable, Equatable {
     public var byteSize: Int
     /// SHA-256 of the body, hex; also its ETag. Workers cache shards by it.
     public var contentHash: String
+    /// With compressed downloads: the size of this version's delta from the version before
+    /// (absent when it has none: the first version, or one published exactly).
+    public var deltaByteSize: Int?
 
-    public init(name: String, tensors: [TensorSlot], elementCount: Int, byteSize: Int, contentHash: String) {
+    public init(name: String, tensors: [TensorSlot], elementCount: Int, byteSize: Int, contentHash: String,
+                deltaByteSize: Int? = nil) {
         self.name = name
         self.tensors = tensors
         self.elementCount = elementCount
         self.byteSize = byteSize
         self.contentHash = contentHash
+        self.deltaByteSize = deltaByteSize
     }
 
-    enum CodingKeys: String, CodingKey { case name, tensors, elementCount = "element_count", byteSize = "byte_size", contentHash = "content_hash" }
+    enum CodingKeys: String, CodingKey { case name, tensors, elementCount = "element_count", byteSize = "byte_size", contentHash = "content_hash", deltaByteSize = "delta_byte_size" }
 }
 
 /// Every shard of one parameter version.
 public struct Manifest: Codable, Sendable, Equatable {
     public var version: Int
     public var shards: [ShardDescriptor]
+    /// The download codec of the deltas (`int8:256`, `lowrank:8:int8`, …); absent when the
+    /// job publishes full shards only.
+    public var deltaCodec: String?
 
-    public init(version: Int, shards: [ShardDescriptor]) {
+    public init(version: Int, shards: [ShardDescriptor], deltaCodec: String? = nil) {
         self.version = version
         self.shards = shards
+        self.deltaCodec = deltaCodec
     }
 
     public func shard(named name: String) -> ShardDescriptor? { shards.first { $0.name == name } }
 
-    enum CodingKeys: String, CodingKey { case version, shards }
+    enum CodingKeys: String, CodingKey { case version, shards, deltaCodec = "delta_codec" }
 }
 
 /// How a model's parameters are cut into shards (the same on coordinator and worker).

@@ -57,6 +57,7 @@ public enum ProblemCode: String, Codable, Sendable, CaseIterable {
     case replayedUpdate = "replayed_update"        // 422: the same update body was already accepted for another unit
     case storageUnavailable = "storage_unavailable"  // 503: the coordinator cannot write its ledger or update log (disk full?); retry after Retry-After
     case jobFailed = "job_failed"                 // 503: the job stopped on an error its operator must fix; retry much later
+    case deltaUnavailable = "delta_unavailable"   // 409: no delta chain between those versions is served (or it is not smaller); fetch the full shard
 
     /// The HTTP status each refusal is sent with: the one table from reasons to statuses.
     public var status: Int {
@@ -67,7 +68,7 @@ public enum ProblemCode: String, Codable, Sendable, CaseIterable {
         case .malformedRequest: return 400
         case .leaseExpired, .versionGone, .jobComplete: return 410
         case .leaseNotActive, .staleVersion, .incompleteUpdate, .duplicateUpdate, .tooManyLeases,
-             .leaseLifetimeExceeded, .roundDeadlineReached: return 409
+             .leaseLifetimeExceeded, .roundDeadlineReached, .deltaUnavailable: return 409
         case .invalidUpdate, .updateNormOutOfRange, .replayedUpdate: return 422
         case .rateLimited: return 429
         case .requestTimeout: return 408
@@ -106,6 +107,7 @@ public enum ProblemCode: String, Codable, Sendable, CaseIterable {
         case .storageUnavailable: return "Storage unavailable"
         case .replayedUpdate: return "Update replayed"
         case .jobFailed: return "Job failed"
+        case .deltaUnavailable: return "Delta chain unavailable"
         }
     }
 }

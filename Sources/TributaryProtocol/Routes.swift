@@ -14,6 +14,8 @@ public enum Routes {
     public static func commit(_ id: String) -> String { "/v1/leases/\(id)/commit" }
     public static func manifest(_ version: some CustomStringConvertible) -> String { "/v1/versions/\(version)/manifest" }
     public static func shard(_ version: some CustomStringConvertible, _ name: String) -> String { "/v1/versions/\(version)/shards/\(name)" }
+    /// The deltas that take a shard from an older version (query `from`) to this one.
+    public static func delta(_ version: some CustomStringConvertible, _ name: String) -> String { "/v1/versions/\(version)/shards/\(name)/delta" }
     /// The operator's route (needs the operator token).
     public static func ban(_ worker: String) -> String { "/v1/admin/workers/\(worker)/ban" }
 
@@ -24,4 +26,5 @@ public enum Routes {
     /// Content types of the binary bodies.
     public static let tensorFrameType = "application/vnd.tributary.tensor-frame"
     public static let batchType = "application/vnd.tributary.batch"
+    public static let deltaChainType = "application/vnd.tributary.delta-chain"
 }

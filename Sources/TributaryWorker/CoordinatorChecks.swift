@@ -27,6 +27,25 @@ extension JobDescription {
         guard Zstd.levels.contains(zstdLevel) else {
             throw refuse("zstd_level is \(zstdLevel), outside \(Zstd.levels.lowerBound)...\(Zstd.levels.upperBound)")
         }
+        if let local = localSteps { try local.check(samplesPerUnit: samplesPerUnit, refuse: refuse) }
+    }
+}
+
+extension LocalSteps {
+    /// The inner optimization a local-rounds job asks for: sizes and hyper-parameters an honest
+    /// coordinator sends (its own job file validation allows no others).
+    func check(samplesPerUnit: Int, refuse: (String) -> WorkerError) throws(WorkerError) {
+        guard (1...10_000).contains(steps), samplesPerUnit % steps == 0 else {
+            throw refuse("local_steps.steps is \(steps); it must lie in 1...10000 and divide samples_per_unit (\(samplesPerUnit))")
+        }
+        guard optimizer == "adamw" || optimizer == "sgd" else {
+            throw refuse("local_steps.optimizer is \(optimizer.prefix(32).debugDescription), not adamw or sgd")
+        }
+        let rates = [lr, minLr, weightDecay, gradClip]
+        guard lr > 0, rates.allSatisfy({ $0.isFinite && $0 >= 0 }), warmupSteps >= 0, decaySteps >= 0,
+              (0..<1).contains(beta1), (0..<1).contains(beta2), (0..<1).contains(momentum), !nesterov || momentum > 0 else {
+            throw refuse("local_steps has an invalid inner optimizer setting (rates, betas or momentum out of range)")
+        }
     }
 }
 

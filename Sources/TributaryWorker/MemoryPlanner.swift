@@ -168,6 +168,27 @@ public struct MemoryPlanner: Sendable {
         return out.indices.sorted { costs[$0] != costs[$1] ? costs[$0] < costs[$1] : $0 < $1 }.map { out[$0] }
     }
 
+    /// Local steps (DiLoCo; the planner made with one inner step's samples as its unit): the
+    /// whole model held, the inner optimizer's state (`stateFloatsPerParameter` floats per
+    /// parameter: 2 for AdamW, 1 for SGD with momentum) and, while a shard's pseudo-gradient
+    /// is taken, its start values read back from the cache. The largest micro-batch that fits.
+    public func planLocal(budgetBytes: Int?, stateFloatsPerParameter: Int) throws(MemoryPlanError) -> MemoryPlan {
+        let state = TensorShapes.byteCount(elements: stateFloatsPerParameter * model.parameterCount)
+        let start = loadTransient(largestShard) + TensorShapes.byteCount(elements: largestShard)
+        let body = codec.maximumBodySize(elementCount: largestShard)
+        let all = model.family.residentExecutionCandidates(planningInputs).flatMap { c in
+            [2 * body, body].map { q in
+                MemoryPlan(execution: c.execution, uploadQueueBytes: q, predictedPeakBytes: c.peakBytes + state + start + q)
+            }
+        }
+        guard let first = all.first else { throw .unitTooLarge(samples: unitSamples) }
+        guard let budget = budgetBytes else { return first }
+        if let fit = all.first(where: { $0.predictedPeakBytes <= budget }) { return fit }
+        let smallest = all.min { $0.predictedPeakBytes < $1.predictedPeakBytes }
+        throw .doesNotFit(neededBytes: smallest?.predictedPeakBytes ?? 0, budgetBytes: budget,
+                          smallestPlan: "local steps: " + (smallest?.description ?? "none"))
+    }
+
     /// The first candidate that fits (any, fastest first, without a budget).
     public func plan(budgetBytes: Int?) throws(MemoryPlanError) -> MemoryPlan {
         let all = candidates()

@@ -24,7 +24,7 @@ public final class OfflineUnitRunner: @unchecked Sendable {
     public init(job: JobDescription, directory: String, budgetBytes: Int?) throws {
         self.job = job
         device = CPUDevice(memoryBudgetBytes: budgetBytes)
-        compute = try UnitCompute(job: job, device: device, budgetBytes: budgetBytes)
+        compute = try UnitCompute(job: job, device: device, budgetBytes: budgetBytes, stateDirectory: directory)
         plan = compute.plan
         cache = ShardCache(directory: "\(directory)/shards")
         residuals = ResidualStore(directory: "\(directory)/residual")
@@ -46,11 +46,13 @@ public final class OfflineUnitRunner: @unchecked Sendable {
 
     /// One unit: the mean loss and each shard's encoded update (residuals committed, as
     /// after an accepted commit).
-    public func run(_ batch: ModelBatch) async throws -> (loss: Double, updates: [String: [UInt8]]) {
+    /// `version` places a local-rounds unit's inner steps on the learning-rate schedule.
+    public func run(_ batch: ModelBatch, version: Int = 0) async throws -> (loss: Double, updates: [String: [UInt8]]) {
         let received = UpdateSink()
-        let (loss, _) = try await compute.runUnit(batch, shards: refs, cache: cache, residuals: residuals,
+        let (loss, _) = try await compute.runUnit(batch, version: version, shards: refs, cache: cache, residuals: residuals,
                                                   zstdLevel: job.zstdLevel) { shard, body in received.put(shard, body) }
         try residuals.commitStaged()
+        try compute.commitStaged()
         return (loss, received.all)
     }
 

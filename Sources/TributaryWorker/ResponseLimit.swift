@@ -17,10 +17,10 @@ public enum ResponseLimit {
     /// one shape value per line) under the whole. A 10,000-block GPT's is about 30 MiB.
     public static func manifest(_ layout: ShardLayout) -> Int {
         let number = 20
-        var bytes = 64 + number                                   // {"shards":[…],"version":N}
+        var bytes = 64 + number + 128                             // {"shards":[…],"version":N,"delta_codec":"…"}
         for shard in layout.shards {
-            // {"byte_size":N,"content_hash":"…","element_count":N,"name":"…","tensors":[…]},
-            bytes += 96 + 2 * number + 64 + shard.name.utf8.count
+            // {"byte_size":N,"content_hash":"…","element_count":N,"name":"…","tensors":[…],"delta_byte_size":N},
+            bytes += 96 + 3 * number + 64 + 20 + shard.name.utf8.count
             for slot in shard.tensors {
                 // {"name":"…","offset":N,"shape":[N,…]},
                 bytes += 40 + slot.name.utf8.count + number + (number + 1) * slot.shape.count

@@ -1,3 +1,4 @@
+import Logging
 import TributaryCompression
 import TributaryModels
 import TributaryProtocol
@@ -12,6 +13,8 @@ final class UnitCompute: @unchecked Sendable {
     let layout: ShardLayout
     let device: any ComputeDevice
     private var engine: Engine
+    /// Local rounds (DiLoCo): the inner optimizer and its saved state; nil otherwise.
+    let local: LocalStepRunner?
 
     private enum Engine {
         case streamed(any StreamedTrainingStep)
@@ -21,7 +24,9 @@ final class UnitCompute: @unchecked Sendable {
 
     /// Plans against `budgetBytes`; throws `WorkerError.fatal` with the one-line reason
     /// when even the smallest plan does not fit, or the codec is unknown.
-    init(job: JobDescription, device: any ComputeDevice, budgetBytes: Int?) throws {
+    /// `stateDirectory` keeps a local-rounds job's inner optimizer state.
+    init(job: JobDescription, device: any ComputeDevice, budgetBytes: Int?, stateDirectory: String,
+         logger: Logger = Logger(label: "tributary.worker")) throws {
         // The coordinator's sizes are refused here, before anything is planned or allocated from them.
         do { try job.model.validate() } catch {
             throw WorkerError.fatal("the coordinator's model is invalid: \(error)")
@@ -31,6 +36,26 @@ final class UnitCompute: @unchecked Sendable {
         do { codec = try UpdateCodecSpec(parsing: job.updateCodec) } catch {
             throw WorkerError.fatal("the coordinator asks for update codec '\(job.updateCodec)', which this worker does not know: \(error)")
         }
+        layout = ShardLayout(spec: job.model)
+        self.device = device
+        if let steps = job.localSteps {
+            // One inner step's samples are what the model holds activations for.
+            let perStep = job.samplesPerUnit / steps.steps
+            planner = MemoryPlanner(model: job.model, unitSamples: perStep,
+                                    suggestedMicroBatch: min(job.microBatchSize, perStep), codec: codec)
+            do {
+                plan = try planner.planLocal(budgetBytes: budgetBytes,
+                                             stateFloatsPerParameter: LocalStepRunner.stateFloatsPerParameter(steps))
+            } catch {
+                throw WorkerError.fatal(error.description)
+            }
+            let model = try job.model.build(seed: 0, device: device)
+            engine = .resident(model, loaded: [:])
+            local = try LocalStepRunner(settings: steps, parameters: model.parameters, allocator: device.allocator,
+                                        directory: stateDirectory, fingerprint: Self.fingerprint(job), logger: logger)
+            return
+        }
+        local = nil
         planner = MemoryPlanner(model: job.model, unitSamples: job.samplesPerUnit,
                                 suggestedMicroBatch: job.microBatchSize, codec: codec)
         do { plan = try planner.plan(budgetBytes: budgetBytes) } catch {
@@ -41,8 +66,12 @@ final class UnitCompute: @unchecked Sendable {
         } else {
             engine = .resident(try job.model.build(seed: 0, device: device), loaded: [:])
         }
-        layout = ShardLayout(spec: job.model)
-        self.device = device
+    }
+
+    /// What the inner optimizer state belongs to: the job's name, model and inner optimizer.
+    static func fingerprint(_ job: JobDescription) -> String {
+        let steps = job.localSteps.map { "\($0.optimizer) \($0.beta1) \($0.beta2) \($0.momentum) \($0.nesterov)" } ?? ""
+        return "\(job.name) | \(job.model.summary) | \(steps)"
     }
 
     /// One unit: computes it with shards from `cache` and hands each shard's update —
@@ -50,7 +79,7 @@ final class UnitCompute: @unchecked Sendable {
     /// `send` through an upload queue that overlaps the compute. Returns once every update
     /// is sent; on any failure the queue is abandoned and the staged residuals dropped.
     /// Committing the staged residuals is the caller's, once the unit is accepted.
-    func runUnit(_ batch: ModelBatch, shards: [String: UnitShardStream.ShardDescriptorRef], cache: ShardCache,
+    func runUnit(_ batch: ModelBatch, version: Int, shards: [String: UnitShardStream.ShardDescriptorRef], cache: ShardCache,
                  residuals: ResidualStore, zstdLevel: Int,
                  send: @escaping @Sendable (String, [UInt8]) async throws -> Void) async throws -> (loss: Double, bytesSent: Int) {
         let queue = UploadQueue(capacity: plan.uploadQueueBytes, allocator: device.allocator, send: send)
@@ -58,30 +87,44 @@ final class UnitCompute: @unchecked Sendable {
         let stream = UnitShardStream(descriptors: shards, cache: cache, allocator: device.allocator, planner: planner,
                                      zstdLevel: zstdLevel, residuals: lossy ? residuals : nil, queue: queue)
         do {
-            let loss = try await run(batch, stream: stream)
+            let loss = try await run(batch, version: version, stream: stream)
             try await queue.finish()
             return (loss, await queue.bytesSent)
         } catch {
             await queue.cancelAll()
             residuals.discardStaged()
+            try? local?.rollBack()
             throw error
         }
     }
 
+    /// The unit's work was accepted: what it staged besides the residuals (the inner
+    /// optimizer state of local rounds) is kept.
+    func commitStaged() throws {
+        try local?.commit()
+    }
+
+    /// The unit's work was not accepted: the inner optimizer state goes back to the last kept.
+    func discardStaged() {
+        try? local?.rollBack()
+    }
+
     /// The unit's mean loss; every shard's update handed to `stream` (encoded and queued).
-    private func run(_ batch: ModelBatch, stream: UnitShardStream) async throws -> Double {
+    private func run(_ batch: ModelBatch, version: Int, stream: UnitShardStream) async throws -> Double {
         switch engine {
         case let .streamed(step):
             return try await step.step(batch, delegate: stream)
         case let .resident(model, loaded):
+            if let local {
+                return try await localSteps(model, loaded: loaded, batch: batch, version: version, local: local, stream: stream)
+            }
             return try await residentStep(model, loaded: loaded, batch: batch, stream: stream)
         }
     }
 
-    /// A whole-model unit: changed shards decoded into the model, micro-batches
-    /// accumulated, then each shard's gradient taken from last to first.
-    private func residentStep(_ model: any TrainableModel, loaded: [String: String], batch: ModelBatch,
-                              stream: UnitShardStream) async throws -> Double {
+    /// Changed shards decoded into a model held whole; the shards' hashes now in it.
+    private func loadChangedShards(_ model: any TrainableModel, loaded: [String: String],
+                                   stream: UnitShardStream) throws -> [String: String] {
         var nowLoaded = loaded
         for shard in layout.shards {
             let hash = stream.contentKey(ofShard: shard.name)
@@ -94,7 +137,41 @@ final class UnitCompute: @unchecked Sendable {
             }
             nowLoaded[shard.name] = hash
         }
-        engine = .resident(model, loaded: nowLoaded)
+        return nowLoaded
+    }
+
+    /// A local-rounds unit: the lease's parameters, the inner steps, then each shard's
+    /// pseudo-gradient (its values at the lease's version, read back from the cache, minus
+    /// the values after the steps) encoded and queued, from last to first.
+    private func localSteps(_ model: any TrainableModel, loaded: [String: String], batch: ModelBatch, version: Int,
+                            local: LocalStepRunner, stream: UnitShardStream) async throws -> Double {
+        _ = try loadChangedShards(model, loaded: loaded, stream: stream)
+        // The steps change every value: whatever happens next, no shard is as loaded any more.
+        engine = .resident(model, loaded: [:])
+        guard case let .residentModel(micro) = plan.execution else { return .nan }
+        let loss = try local.run(model, batch: batch, version: version, microBatch: micro)
+        for shard in layout.shards.reversed() {
+            try Task.checkCancellation()
+            let n = shard.elementCount
+            let start = UnsafeMutableBufferPointer<Float>.allocate(capacity: n)
+            defer { start.deallocate() }
+            let pseudo = UnsafeMutableBufferPointer<Float>.allocate(capacity: n)
+            defer { pseudo.deallocate() }
+            try device.allocator.withReservedBytes(4 * n) { try stream.loadShard(shard.name, into: start) }
+            guard let s = start.baseAddress, let p = pseudo.baseAddress else { continue }
+            layout.gather(shard, from: model.parameters, gradients: false, into: p)
+            for i in 0..<n { p[i] = s[i] - p[i] }
+            let body = try stream.encode(shard.name, UnsafeBufferPointer(pseudo), gathers: true)
+            try await stream.queue.submit(shard.name, body)
+        }
+        return loss
+    }
+
+    /// A whole-model unit: changed shards decoded into the model, micro-batches
+    /// accumulated, then each shard's gradient taken from last to first.
+    private func residentStep(_ model: any TrainableModel, loaded: [String: String], batch: ModelBatch,
+                              stream: UnitShardStream) async throws -> Double {
+        engine = .resident(model, loaded: try loadChangedShards(model, loaded: loaded, stream: stream))
         guard case let .residentModel(micro) = plan.execution else { return .nan }
         let loss = try Self.computeGradient(model: model, batch: batch, microBatch: micro)
         for shard in layout.shards.reversed() {

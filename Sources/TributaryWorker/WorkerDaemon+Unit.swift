@@ -1,7 +1,9 @@
 import Foundation
 import Logging
 import TributaryModels
+import TributaryCompression
 import TributaryProtocol
+import TributaryTensor
 
 /// One unit's life on the worker, from lease to commit, under the lease's heartbeat.
 extension WorkerDaemon {
@@ -26,6 +28,7 @@ extension WorkerDaemon {
             try await self.runLeased(grant, lease: lease, compute: compute, job: job, token: token)
         }
         try residualStore.commitStaged()
+        try compute.commitStaged()
         currentLease = nil
         return UnitReport(unit: grant.unitIndex, epoch: grant.epoch, version: grant.version, loss: done.loss,
                           samples: done.samples, computeSeconds: done.computeSeconds,
@@ -67,13 +70,10 @@ extension WorkerDaemon {
             }
             refs[d.name] = .init(hash: d.contentHash, elements: d.elementCount)
             if !cache.contains(d.contentHash) {
-                let reply = try await client.send(.GET, Routes.shard(grant.version, d.name), token: token,
-                                                  limit: ResponseLimit.shard(elements: shard.elementCount,
-                                                                             budget: options.memoryBudgetBytes))
-                try device.allocator.withReservedBytes(reply.body.count) { try cache.store(reply.body, hash: d.contentHash) }
-                down += reply.body.count
+                down += try await acquireShard(d, manifest: manifest, token: token)
             }
         }
+        noteHeld(manifest)
         cache.prune(keeping: Set(refs.values.map(\.hash)), limit: 2 * compute.layout.shards.count)
 
         // The unit's samples.
@@ -93,7 +93,8 @@ extension WorkerDaemon {
         // uploaded as soon as it is final, while the rest of the backward goes on.
         let client = self.client, leaseId = grant.leaseId
         let computeStart = DispatchTime.now().uptimeNanoseconds
-        let (loss, up) = try await compute.runUnit(batch, shards: refs, cache: cache, residuals: residualStore,
+        let (loss, up) = try await compute.runUnit(batch, version: grant.version, shards: refs, cache: cache,
+                                                   residuals: residualStore,
                                                    zstdLevel: job.zstdLevel) { shard, body in
             _ = try await client.send(.PUT, Routes.update(leaseId, shard: shard), token: token, body: body,
                                       contentType: Routes.tensorFrameType, limit: ResponseLimit.json)
@@ -108,10 +109,53 @@ extension WorkerDaemon {
         } catch {
             // The update was not applied: what it carried from the residual must not be lost.
             residualStore.discardStaged()
+            compute.discardStaged()
             throw error
         }
         return CommittedUnit(loss: loss, samples: batch.sampleCount, computeSeconds: computeSeconds,
                              bytesUp: up, bytesDown: down, receipt: receipt)
+    }
+
+    /// Puts the manifest's version of shard `d` into the cache and returns the bytes that
+    /// took: as a chain of deltas from the version held (Protocol/frames.md) when the
+    /// coordinator publishes deltas and the chain is smaller, else the whole shard. A chain
+    /// refused, malformed or not rebuilding the published hash falls back to the whole shard.
+    private func acquireShard(_ d: ShardDescriptor, manifest: Manifest, token: String) async throws -> Int {
+        var down = 0
+        let v = manifest.version
+        let limit = ResponseLimit.shard(elements: d.elementCount, budget: options.memoryBudgetBytes)
+        if manifest.deltaCodec != nil, let deltaSize = d.deltaByteSize, let held = heldShards.shards[d.name],
+           held.version < v, v - held.version <= DeltaChain.maximumDeltas,
+           (v - held.version).multipliedReportingOverflow(by: deltaSize).partialValue < d.byteSize, cache.contains(held.hash) {
+            do {
+                let reply = try await client.send(.GET, Routes.delta(v, d.name) + "?from=\(held.version)", token: token,
+                                                  limit: limit)
+                down += reply.body.count
+                let body = try device.allocator.withReservedBytes(reply.body.count) {
+                    try DeltaReconstruction.rebuild(cache: cache, baseHash: held.hash, chain: reply.body, from: held.version,
+                                                    to: v, elements: d.elementCount, expectedHash: d.contentHash,
+                                                    allocator: device.allocator)
+                }
+                try cache.store(body, hash: d.contentHash)
+                return down
+            } catch ClientError.refused(let problem) where problem.code == .deltaUnavailable {
+                logger.debug("no delta chain; fetching the whole shard", metadata: ["shard": "\(d.name)", "from": "\(held.version)"])
+            } catch ClientError.protocolViolation(let why) {
+                logger.warning("delta chain refused; fetching the whole shard", metadata: [
+                    "shard": "\(d.name)", "from": "\(held.version)", "to": "\(v)", "reason": "\(LogSafe.escape(why))"])
+            } catch let error as TensorAllocationError {
+                logger.debug("no memory to rebuild from deltas; fetching the whole shard", metadata: ["error": "\(error)"])
+            }
+        }
+        let reply = try await client.send(.GET, Routes.shard(v, d.name), token: token, limit: limit)
+        try device.allocator.withReservedBytes(reply.body.count) { try cache.store(reply.body, hash: d.contentHash) }
+        return down + reply.body.count
+    }
+
+    /// Records the manifest's versions of its shards as the ones held (all are in the cache now).
+    private func noteHeld(_ manifest: Manifest) {
+        for d in manifest.shards { heldShards.shards[d.name] = .init(version: manifest.version, hash: d.contentHash) }
+        heldShards.save(directory: cache.directory)
     }
 
     /// Commits, and on a network failure commits again (up to 3 times, while the lease

@@ -29,6 +29,8 @@ public actor WorkerDaemon {
     let device: any ComputeDevice
     let cache: ShardCache
     let residualStore: ResidualStore
+    /// The version of each shard in the cache, for delta downloads.
+    var heldShards: HeldShards
     private var stopRequested = false
     /// The lease in hand (the one a stop or a failed unit gives back).
     /// The lease in hand, also written to the data directory: a worker killed while holding
@@ -55,6 +57,7 @@ public actor WorkerDaemon {
         device = CPUDevice(memoryBudgetBytes: options.memoryBudgetBytes)
         cache = ShardCache(directory: "\(options.dataDirectory)/shards")
         residualStore = ResidualStore(directory: "\(options.dataDirectory)/residual")
+        heldShards = HeldShards.load(directory: "\(options.dataDirectory)/shards")
     }
 
     var identityPath: String { "\(options.dataDirectory)/identity.json" }
@@ -212,7 +215,8 @@ public actor WorkerDaemon {
         if let compute, let job { return (compute, job) }
         let description: JobDescription
         if let job { description = job } else { description = try await client.json(.GET, Routes.job, token: token) }
-        let fresh = try UnitCompute(job: description, device: device, budgetBytes: options.memoryBudgetBytes)
+        let fresh = try UnitCompute(job: description, device: device, budgetBytes: options.memoryBudgetBytes,
+                                    stateDirectory: options.dataDirectory, logger: logger)
         manifestLimit = ResponseLimit.manifest(fresh.layout)
         logger.info("memory plan", metadata: [
             "device": "\(device.name)",

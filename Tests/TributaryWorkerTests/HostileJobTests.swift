@@ -47,7 +47,7 @@ final class HostileJobTests: XCTestCase {
         for (job, expected) in cases {
             let start = ContinuousClock.now
             XCTAssertThrowsError(try UnitCompute(job: job, device: CPUDevice(memoryBudgetBytes: 256 << 20),
-                                                 budgetBytes: 256 << 20)) { error in
+                                                 budgetBytes: 256 << 20, stateDirectory: NSTemporaryDirectory())) { error in
                 guard case let WorkerError.fatal(why) = error else { return XCTFail("\(error)") }
                 XCTAssertTrue(why.contains(expected), "\(why) should name \(expected)")
             }
@@ -78,7 +78,7 @@ final class HostileJobTests: XCTestCase {
             let start = ContinuousClock.now
             let job = Self.job(Self.gpt(vocab: 2, block: 1, layers: 10_000, embd: 1),
                                samples: WorkerLimits.maximumUnitSamples, micro: WorkerLimits.maximumUnitSamples, codec: codecName)
-            let compute = try UnitCompute(job: job, device: CPUDevice(memoryBudgetBytes: 256 << 20), budgetBytes: 256 << 20)
+            let compute = try UnitCompute(job: job, device: CPUDevice(memoryBudgetBytes: 256 << 20), budgetBytes: 256 << 20, stateDirectory: NSTemporaryDirectory())
             let elapsed = ContinuousClock.now - start
             print("planned a 10,000-block GPT, 65,536-sample unit, \(codecName), in \(elapsed): \(compute.plan)")
             XCTAssertLessThan(elapsed, .seconds(20), codecName)

@@ -2,6 +2,7 @@ import Foundation
 import TributaryCompression
 import TributaryModels
 import TributaryOptim
+import TributaryProtocol
 import TributaryTraining
 
 /// What a job file may say, and the values derived from it.
@@ -69,7 +70,9 @@ extension JobConfig {
         do { _ = try UpdateCodecSpec(parsing: compression.codec) } catch {
             throw bad("compression.codec: \(error)")
         }
+        _ = try downloadCodec()
         guard (1...19).contains(compression.zstdLevel) else { throw bad("compression.zstd_level must lie in 1...19") }
+        try validateLocal()
         guard (server.tlsCertificate == nil) == (server.tlsKey == nil) else {
             throw bad("server.tls_certificate and server.tls_key go together")
         }
@@ -145,9 +148,65 @@ extension JobConfig {
         return inline
     }
 
-    /// The coordinator's optimizer: the job's rule and schedule, with AdamW's β₁ and step
-    /// bound chosen for the codec (`adamBeta1`, `adamUpdateBound`).
+    /// The download codec, nil for `none` (full shards).
+    public func downloadCodec() throws -> UpdateCodecSpec? {
+        let text = compression.downloadCodec.trimmingCharacters(in: .whitespaces).lowercased()
+        if text == "none" { return nil }
+        let spec: UpdateCodecSpec
+        do { spec = try UpdateCodecSpec(parsing: text) } catch {
+            throw JobConfigError.invalid("compression.download_codec: \(error); or none for full shards")
+        }
+        guard spec.codec != .fp32 else {
+            throw JobConfigError.invalid("compression.download_codec: fp32 deltas are no smaller than full shards; use none")
+        }
+        return spec
+    }
+
+    private func validateLocal() throws {
+        guard rounds.mode == .local else { return }
+        guard (1...10_000).contains(local.steps) else { throw JobConfigError.invalid("local.steps must lie in 1...10000 (inner steps per unit)") }
+        guard units.samplesPerUnit % local.steps == 0 else {
+            throw JobConfigError.invalid("units.samples_per_unit (\(units.samplesPerUnit)) must be a multiple of local.steps (\(local.steps)): each inner step takes an equal share of the unit")
+        }
+        if let mb = units.microBatch, (units.samplesPerUnit / local.steps) % mb != 0 {
+            throw JobConfigError.invalid("units.micro_batch (\(mb)) must divide the samples of one inner step (\(units.samplesPerUnit / local.steps))")
+        }
+        guard local.outerLr > 0, local.outerLr.isFinite, local.outerMomentum >= 0, local.outerMomentum < 1 else {
+            throw JobConfigError.invalid("local.outer_lr must be positive and local.outer_momentum lie in [0, 1)")
+        }
+        guard !local.outerNesterov || local.outerMomentum > 0 else {
+            throw JobConfigError.invalid("local.outer_nesterov needs local.outer_momentum above 0")
+        }
+        guard validation.replication != .all else {
+            throw JobConfigError.invalid("validation.replication: all cannot check local steps: two workers' pseudo-gradients for one unit differ by their own inner optimizer state; use off (the aggregation rule and the norm guard still apply)")
+        }
+    }
+
+    /// The coordinator's optimizer. Sync and async: the job's rule and schedule, with AdamW's
+    /// β₁ and step bound chosen for the codec (`adamBeta1`, `adamUpdateBound`). Local: the
+    /// outer Nesterov SGD at a constant rate, unclipped, as DiLoCo.
     public var optimizerSettings: OptimizerSettings {
+        if rounds.mode == .local {
+            return OptimizerSettings(kind: .sgd, schedule: .constant(local.outerLr), weightDecay: 0,
+                                     momentum: local.outerMomentum, nesterov: local.outerNesterov, gradClip: 0)
+        }
+        return innerOptimizerSettings
+    }
+
+    /// What workers run in local rounds: the `optimizer` section with its schedule counted in
+    /// inner steps (warm-up and decay stretched by `local.steps`); nil in other modes.
+    public var localStepsDescription: LocalSteps? {
+        guard rounds.mode == .local else { return nil }
+        let o = innerOptimizerSettings, h = local.steps
+        return LocalSteps(steps: h, optimizer: o.kind.rawValue, lr: o.schedule.peak, minLr: o.schedule.minimum,
+                          warmupSteps: o.schedule.warmupSteps * h, decaySteps: o.schedule.decaySteps * h,
+                          beta1: o.beta1, beta2: o.beta2, weightDecay: o.weightDecay, momentum: o.momentum,
+                          nesterov: o.nesterov, gradClip: o.gradClip)
+    }
+
+    /// The optimizer the `optimizer` section describes: the coordinator's in sync and async
+    /// rounds, the workers' inner one in local rounds (its schedule then counted in inner steps).
+    public var innerOptimizerSettings: OptimizerSettings {
         let o = optimizer
         return OptimizerSettings(
             kind: o.type,

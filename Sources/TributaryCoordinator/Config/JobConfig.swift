@@ -124,8 +124,23 @@ public struct JobConfig: Codable, Sendable, Equatable {
         public var handshakeTimeoutSeconds: Double = 10
     }
     public struct Compression: Codable, Sendable, Equatable {
+        /// Uploads: the codec of every worker's update (with error feedback when lossy).
         public var codec: String = "fp32"
+        /// Downloads: `none` (every changed shard in full, fp32), or the codec of each
+        /// version's delta from the one before (`int8`, `int4`, `topk:F`, `lowrank:R`, …),
+        /// with error feedback on the coordinator (`ParameterDeltaEncoder`).
+        public var downloadCodec: String = "none"
         public var zstdLevel: Int = 1
+    }
+    /// `rounds.mode: local` (DiLoCo): each unit is `steps` inner optimizer steps on the worker
+    /// (the `optimizer` section, its schedule stretched over rounds × steps inner steps); the
+    /// coordinator's outer optimizer is Nesterov SGD over the round's pseudo-gradients.
+    public struct Local: Codable, Sendable, Equatable {
+        /// Inner steps per unit (DiLoCo's H); `units.samples_per_unit` must be a multiple.
+        public var steps: Int = 10
+        public var outerLr: Float = 0.7
+        public var outerMomentum: Float = 0.9
+        public var outerNesterov: Bool = true
     }
     public struct Server: Codable, Sendable, Equatable {
         public var listen: String = "127.0.0.1:8470"
@@ -166,6 +181,7 @@ public struct JobConfig: Codable, Sendable, Equatable {
     public var validation = Validation()
     public var limits = Limits()
     public var compression = Compression()
+    public var local = Local()
     public var server = Server()
     public var storage = Storage()
     public var auth = Auth()
@@ -186,13 +202,14 @@ public struct JobConfig: Codable, Sendable, Equatable {
         validation = try c.decodeIfPresent(Validation.self, forKey: .validation) ?? validation
         limits = try c.decodeIfPresent(Limits.self, forKey: .limits) ?? limits
         compression = try c.decodeIfPresent(Compression.self, forKey: .compression) ?? compression
+        local = try c.decodeIfPresent(Local.self, forKey: .local) ?? local
         server = try c.decodeIfPresent(Server.self, forKey: .server) ?? server
         storage = try c.decodeIfPresent(Storage.self, forKey: .storage) ?? storage
         auth = try c.decodeIfPresent(Auth.self, forKey: .auth) ?? auth
     }
 
     enum CodingKeys: String, CodingKey {
-        case name, model, data, units, optimizer, rounds, leases, aggregation, validation, limits, compression, server, storage, auth
+        case name, model, data, units, optimizer, rounds, leases, aggregation, validation, limits, compression, local, server, storage, auth
     }
 }
 

@@ -87,6 +87,17 @@ public struct CoordinatorServer: Sendable {
             response.headers[.cacheControl] = "no-cache"
             return response
         }
+        open.get(RouterPath(Routes.delta(version, shard))) { request, context -> Response in
+            guard let text = request.uri.queryParameters.get("from"), let from = Int(text), from >= 0 else {
+                throw Problem(.malformedRequest, detail: "from must be the non-negative version whose shard you hold")
+            }
+            let body = try job.publisher.deltaChain(version: versionParameter(context), name: context.parameters.require("shard"),
+                                                    from: from)
+            job.stats.noteBytesOut(body.count)
+            var response = binary(body, type: Routes.deltaChainType)
+            response.headers[.cacheControl] = "no-cache"
+            return response
+        }
         let monitoring = router.group().add(middleware: PublicAccessMiddleware(
             job: job, limits: limits, publicRead: job.config.auth.publicRead, viewerTokenHash: job.viewerTokenHash,
             limitTokens: true))

@@ -35,6 +35,8 @@ public enum JobError: Error, Equatable, CustomStringConvertible {
     case storageUnavailable(String)
     /// The job stopped on an error only its operator can fix (every step non-finite).
     case jobFailed(String)
+    /// No chain of deltas for this shard between the versions is served (or it would not be smaller).
+    case deltaUnavailable(String, from: Int, to: Int, reason: String)
 
     public var problemCode: ProblemCode {
         switch self {
@@ -61,6 +63,7 @@ public enum JobError: Error, Equatable, CustomStringConvertible {
         case .storageUnavailable: return .storageUnavailable
         case .replayedUpdate: return .replayedUpdate
         case .jobFailed: return .jobFailed
+        case .deltaUnavailable: return .deltaUnavailable
         }
     }
 
@@ -104,6 +107,8 @@ public enum JobError: Error, Equatable, CustomStringConvertible {
         case let .storageUnavailable(why):
             return "the coordinator cannot store work now (\(why)); nothing was changed, retry later"
         case let .jobFailed(why): return "the job stopped: \(why)"
+        case let .deltaUnavailable(name, from, to, reason):
+            return "no delta chain for shard '\(name)' from version \(from) to \(to): \(reason); fetch the full shard"
         }
     }
 

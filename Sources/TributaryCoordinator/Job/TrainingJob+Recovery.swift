@@ -37,6 +37,7 @@ extension TrainingJob {
             version = base.step
             checkpointedVersion = base.step
             let report = try await ledger.recoverAfterRestart(checkpointedRound: .max)
+            try restoreDownloads(at: base.step)
             try await refillClipWindow(before: base.step)
             let replayed = try await replayRounds(after: base.step, through: lastRound)
             if let saved = try await ledger.meta("epoch").flatMap(Int.init) { epoch = saved }
@@ -189,6 +190,9 @@ extension TrainingJob {
             countedRound.reset()
             try await addLoggedUpdates(of: r)
             applyRoundGradient()
+            // Compressed downloads: each replayed version's delta again, so the values
+            // published after the restart are the ones workers already hold.
+            if publisher.downloads != nil { try publish() }
         }
         countedRound.reset()
         aggregator.reset()
@@ -299,6 +303,21 @@ extension TrainingJob {
         guard n > 0 else { return }
         stats.noteValidation(version: version, loss: sum / Double(n))
         logger.info("validation", metadata: ["version": "\(version)", "loss": "\(String(format: "%.4f", sum / Double(n)))"])
+    }
+
+    /// Compressed downloads: what workers held at checkpoint `step` (saved beside it), then
+    /// that version published again, so that the deltas after it continue the chain. Without
+    /// the file (or with a damaged one) the version is published exactly: workers fetch full
+    /// shards once.
+    private func restoreDownloads(at step: Int) throws {
+        guard let codec = publisher.downloads?.withLockedValue({ $0.codec }) else { return }
+        if let saved = DownloadStateFile.read(step: step, codec: codec, dataDirectory: config.storage.dataDirectory) {
+            publisher.restoreDownloads(saved)
+        } else if step > 0 {
+            logger.warning("no intact download state beside checkpoint \(step); workers download whole shards once",
+                           metadata: ["step": "\(step)"])
+        }
+        try publish()
     }
 
     /// Encodes the current parameters as the current version's shards.

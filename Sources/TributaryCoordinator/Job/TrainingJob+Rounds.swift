@@ -213,6 +213,7 @@ extension TrainingJob {
         } else {
             let state = try JSONEncoder().encode(CoordinatorState(version: version, epoch: scheduler.epoch,
                                                                   seed: config.data.seed))
+            try saveDownloadState()
             path = try model.save(to: checkpoints, step: version, vocabulary: data.vocabulary, position: Array(state))
         }
         try await ledger.recordCheckpoint(CheckpointRecord(version: version, round: version, path: path, createdAt: now()))
@@ -222,8 +223,19 @@ extension TrainingJob {
         // Async clipping also replays the reference's window: that many rounds more.
         let window = asyncClip == nil ? 0 : RunningReferenceClip.capacity
         if let oldest = checkpoints.stepDirectories().first?.step { updateLog.prune(throughRound: oldest - window) }
+        if publisher.downloads != nil {
+            DownloadStateFile.prune(keeping: Set(checkpoints.stepDirectories().map(\.step)), dataDirectory: config.storage.dataDirectory)
+        }
         metrics.updateLogBytes.set(to: Double(updateLog.byteCount()))
         logger.info("checkpoint written", metadata: ["version": "\(version)", "path": "\(path)"])
+    }
+
+    /// Compressed downloads: what workers hold at this version, written before the checkpoint
+    /// it belongs to (a checkpoint without it restarts the chain with full shards).
+    func saveDownloadState() throws {
+        guard let saved = publisher.downloadState(), saved.version == version,
+              let codec = publisher.downloads?.withLockedValue({ $0.codec }) else { return }
+        try DownloadStateFile.write(saved, codec: codec, dataDirectory: config.storage.dataDirectory)
     }
 
     // MARK: Storage health

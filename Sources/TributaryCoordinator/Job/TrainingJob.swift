@@ -169,7 +169,10 @@ public actor TrainingJob {
         let byCodec = ReplicaTolerance.forCodec((try? UpdateCodecSpec(parsing: config.compression.codec))?.kind ?? .fp32,
                                                 loss: v.lossTolerance)
         replicaTolerance = v.tolerance > 0 ? ReplicaTolerance(update: v.tolerance, loss: v.lossTolerance) : byCodec
-        publisher = ParameterPublisher(layout: layout, zstdLevel: config.compression.zstdLevel)
+        publisher = ParameterPublisher(layout: layout, zstdLevel: config.compression.zstdLevel,
+                                       downloadCodec: try config.downloadCodec(),
+                                       shapes: Dictionary(spec.shardGroups.map { ($0.name, $0.parameters.map { MatrixShape(shape: $0.shape) }) },
+                                                          uniquingKeysWith: { a, _ in a }))
         registry = WorkerRegistry()
         flopsPerSample = data.train.sampleCount > 0 ? model.model.trainingFLOPs(data.train.batch([0])) : 0
         let perUnit = config.units.samplesPerUnit
@@ -180,7 +183,7 @@ public actor TrainingJob {
         unitOrder = try EpochSchedule(sampleCount: data.train.sampleCount, batchSize: perUnit, seed: config.data.seed)
         // Sync rounds take whole groups of units, like a single process drops the last
         // incomplete batch, so that a round is exactly one large-batch step.
-        let perRound = config.rounds.mode == .sync ? config.rounds.unitsPerRound : 1
+        let perRound = config.rounds.mode.hasRoundBarrier ? config.rounds.unitsPerRound : 1
         let unitsPerEpoch = unitOrder.batchesPerEpoch / perRound * perRound
         guard unitsPerEpoch > 0 else {
             throw JobConfigError.invalid("an epoch holds \(unitOrder.batchesPerEpoch) units, fewer than units_per_round (\(perRound))")
@@ -233,7 +236,8 @@ public actor TrainingJob {
     public nonisolated var jobDescription: JobDescription {
         JobDescription(name: config.name, model: spec, samplesPerUnit: config.units.samplesPerUnit,
                        microBatchSize: config.units.microBatch ?? config.units.samplesPerUnit,
-                       updateCodec: config.compression.codec, zstdLevel: config.compression.zstdLevel)
+                       updateCodec: config.compression.codec, zstdLevel: config.compression.zstdLevel,
+                       localSteps: config.localStepsDescription)
     }
 
     /// Volunteers and their contribution; tokens never leave the ledger (only hashes are there).

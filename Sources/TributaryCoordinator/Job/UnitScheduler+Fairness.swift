@@ -24,7 +24,7 @@ extension UnitScheduler {
         guard held < maxLeasesPerWorker else { return .workerAtLimit(held: held) }
         recentAskers = recentAskers.filter { now.timeIntervalSince($0.value) < Self.fairnessWindow }
         recentAskers[worker] = now
-        guard mode == .sync else { return nextUnit() }
+        guard mode.hasRoundBarrier else { return nextUnit() }
         let pastShare = isPastShare(worker)
         if !pastShare, case let .grant(unit) = nextUnit() { return .grant(unit: unit) }
         // Replicas come after the round's own units (which they cannot hold up) and before backups.

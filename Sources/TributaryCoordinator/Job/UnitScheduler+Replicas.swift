@@ -19,7 +19,7 @@ extension UnitScheduler {
     /// Asks for one more replica of `unit`, from none of `excluded`; a `decider` only from a
     /// worker in `trustedWorkers`.
     public mutating func wantReplica(unit: Int, excluding excluded: Set<String>, decider: Bool = false) {
-        guard mode == .sync else { return }
+        guard mode.hasRoundBarrier else { return }
         replicaWants[unit] = ReplicaWant(excluded: excluded, decider: decider)
     }
 
@@ -80,7 +80,7 @@ extension UnitScheduler {
 
     /// Sync: every unit counted and no replica outstanding. Async: the unit is counted.
     public func roundIsReadyToClose(now: Date) -> Bool {
-        roundAccepted >= unitsPerRound && !(mode == .sync && replicasOutstanding(now: now))
+        roundAccepted >= unitsPerRound && !(mode.hasRoundBarrier && replicasOutstanding(now: now))
     }
 
     /// Workers holding a replica lease of `unit`, and the lease ids.

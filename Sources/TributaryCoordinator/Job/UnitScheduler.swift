@@ -7,6 +7,12 @@ public enum RoundMode: String, Codable, Sendable, CaseIterable {
     case sync
     /// Every accepted update is a round of its own, applied on arrival.
     case async
+    /// Sync rounds whose units are `local.steps` inner optimizer steps each on the worker
+    /// (DiLoCo): workers send pseudo-gradients, the coordinator takes an outer step.
+    case local
+
+    /// Whether a round owns a fixed group of units and closes as one step (sync and local).
+    public var hasRoundBarrier: Bool { self != .async }
 }
 
 /// A unit handed to a worker, as the scheduler tracks it.
@@ -69,7 +75,7 @@ public struct UnitScheduler: Sendable {
                 maxLeasesPerWorker: Int = .max, maxLeaseLifetime: TimeInterval = .infinity, now: Date) {
         self.mode = mode
         self.unitsPerEpoch = unitsPerEpoch
-        self.unitsPerRound = mode == .sync ? unitsPerRound : 1
+        self.unitsPerRound = mode.hasRoundBarrier ? unitsPerRound : 1
         self.minUnits = minUnits
         self.roundDeadline = roundDeadline
         self.leaseDuration = leaseDuration
@@ -144,7 +150,7 @@ public struct UnitScheduler: Sendable {
         replicaWants = [:]
         replicasGrantedThisRound = [:]
         for lease in leases.values where lease.isReplica { leases[lease.id] = nil }
-        guard mode == .sync else { return }
+        guard mode.hasRoundBarrier else { return }
         roundUnits = roundUnits.filter { !done.contains($0) }
         while roundUnits.count < unitsPerRound, let u = takeFreshUnit() { roundUnits.append(u) }
     }
@@ -156,7 +162,7 @@ public struct UnitScheduler: Sendable {
         openRound(now: now)
         for u in accepted { done.insert(u) }
         roundAccepted = accepted.count
-        guard mode == .sync else { return roundAccepted >= unitsPerRound ? .close : .keepOpen }
+        guard mode.hasRoundBarrier else { return roundAccepted >= unitsPerRound ? .close : .keepOpen }
         roundUnits = accepted + roundUnits.filter { !accepted.contains($0) }
         while roundUnits.count > unitsPerRound, let last = roundUnits.last, !accepted.contains(last) {
             roundUnits.removeLast()
@@ -167,7 +173,7 @@ public struct UnitScheduler: Sendable {
 
     /// Sync: the round's deadline passed and it holds enough units to close.
     public func roundDeadlinePassed(now: Date) -> Bool {
-        mode == .sync && roundAccepted >= minUnits && now.timeIntervalSince(roundOpened) >= roundDeadline
+        mode.hasRoundBarrier && roundAccepted >= minUnits && now.timeIntervalSince(roundOpened) >= roundDeadline
     }
 
     // MARK: Leases
@@ -175,7 +181,7 @@ public struct UnitScheduler: Sendable {
     /// The unit the next lease should get.
     public mutating func nextUnit() -> LeaseDecision {
         let busy = Set(leases.values.filter { $0.epoch == epoch && !$0.isReplica }.map(\.unit))
-        if mode == .sync {
+        if mode.hasRoundBarrier {
             guard let u = roundUnits.first(where: { !done.contains($0) && !busy.contains($0) }) else { return .noWork }
             return .grant(unit: u)
         }
@@ -210,7 +216,7 @@ public struct UnitScheduler: Sendable {
         guard let lease = leases[id] else { return .unknown }
         let lifetimeEnd = lease.issued.addingTimeInterval(maxLeaseLifetime)
         // A lease granted in an earlier round (its unit carried over) is past that round's deadline.
-        let roundEnd = mode != .sync ? Date.distantFuture
+        let roundEnd = !mode.hasRoundBarrier ? Date.distantFuture
             : lease.issued < roundOpened ? lease.deadline : roundOpened.addingTimeInterval(roundDeadline)
         let wanted = now.addingTimeInterval(leaseDuration)
         let deadline = min(wanted, lifetimeEnd, roundEnd)
@@ -224,7 +230,7 @@ public struct UnitScheduler: Sendable {
     @discardableResult
     public mutating func release(_ id: String) -> ScheduledLease? {
         guard let lease = leases.removeValue(forKey: id) else { return nil }
-        if mode == .async && lease.epoch == epoch && !lease.isReplica { requeued.append(lease.unit) }
+        if !mode.hasRoundBarrier && lease.epoch == epoch && !lease.isReplica { requeued.append(lease.unit) }
         return lease
     }
 
