@@ -54,20 +54,29 @@ struct DownloadDeltas: Sendable {
         var version: Int
         var published: [String: [Float]]
         var warmStarts: [String: [Float]]
+        /// The latest versions' delta frames by version and shard, so that workers a version
+        /// or two behind still get chains after a restart.
+        var deltas: [Int: [String: [UInt8]]] = [:]
     }
+
+    /// Delta versions a saved state keeps.
+    static let savedDeltaVersions = 4
 
     var saved: Saved? {
         version.map { Saved(version: $0, published: encoders.mapValues(\.published), warmStarts: encoders.mapValues(\.warmStart)) }
     }
 
-    mutating func restore(_ saved: Saved, layout: ShardLayout) {
-        guard layout.shards.allSatisfy({ saved.published[$0.name]?.count == $0.elementCount }) else { return }
+    /// Whether the saved state fit the layout and was taken.
+    @discardableResult
+    mutating func restore(_ saved: Saved, layout: ShardLayout) -> Bool {
+        guard layout.shards.allSatisfy({ saved.published[$0.name]?.count == $0.elementCount }) else { return false }
         encoders = [:]
         for (name, values) in saved.published {
             encoders[name] = ParameterDeltaEncoder(codec: codec, shapes: shapes[name], published: values,
                                                    warmStart: saved.warmStarts[name])
         }
         version = saved.version
+        return true
     }
 }
 
@@ -86,6 +95,11 @@ enum DownloadStateFile {
         for (name, values) in saved.warmStarts where !values.isEmpty {
             entries.append(SafeTensorsEntry(name: "warm.\(name)", shape: [values.count], floats: values))
         }
+        for (version, bodies) in saved.deltas {
+            for (name, body) in bodies {
+                entries.append(SafeTensorsEntry(name: "delta.\(version).\(name)", dtype: .U8, shape: [body.count], bytes: body))
+            }
+        }
         let file = SafeTensorsFile(entries: entries, metadata: [
             "version": String(saved.version), "codec": codec.description, "sha256": digest(entries)])
         try FileManager.default.createDirectory(atPath: directory(dataDirectory: dataDirectory), withIntermediateDirectories: true)
@@ -99,6 +113,12 @@ enum DownloadStateFile {
               file.metadata["sha256"] == digest(file.entries) else { return nil }
         var saved = DownloadDeltas.Saved(version: step, published: [:], warmStarts: [:])
         for entry in file.entries {
+            if entry.name.hasPrefix("delta."), entry.dtype == .U8 {
+                let rest = entry.name.dropFirst("delta.".count)
+                guard let dot = rest.firstIndex(of: "."), let version = Int(rest[..<dot]) else { return nil }
+                saved.deltas[version, default: [:]][String(rest[rest.index(after: dot)...])] = entry.bytes
+                continue
+            }
             guard let values = try? entry.floats() else { return nil }
             if entry.name.hasPrefix("published.") {
                 saved.published[String(entry.name.dropFirst("published.".count))] = values

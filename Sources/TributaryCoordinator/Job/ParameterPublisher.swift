@@ -59,6 +59,8 @@ public final class ParameterPublisher: Sendable {
                 return
             }
             (values, deltaBodies) = try downloads.withLockedValue { try $0.advance(to: version, target: values, zstdLevel: zstdLevel) }
+            // A version restored from a checkpoint keeps the delta it had.
+            if deltaBodies.isEmpty, let restored = state.withLockedValue({ $0.deltas[version] }) { deltaBodies = restored }
         }
         var bodies: [String: [UInt8]] = [:]
         var descriptors: [ShardDescriptor] = []
@@ -139,12 +141,19 @@ public final class ParameterPublisher: Sendable {
 
     /// What workers hold (for a checkpoint); nil without compressed downloads.
     func downloadState() -> DownloadDeltas.Saved? {
-        downloads?.withLockedValue { $0.saved }
+        guard var saved = downloads?.withLockedValue({ $0.saved }) else { return nil }
+        saved.deltas = state.withLockedValue { s in
+            s.deltas.filter { $0.key <= saved.version && $0.key > saved.version - DownloadDeltas.savedDeltaVersions }
+        }
+        return saved
     }
 
     /// Restores what workers held at `saved.version` (from a checkpoint), before that version is
     /// published again; a state that does not fit the layout is ignored (the next version is exact).
     func restoreDownloads(_ saved: DownloadDeltas.Saved) {
-        downloads?.withLockedValue { $0.restore(saved, layout: layout) }
+        guard let downloads, downloads.withLockedValue({ $0.restore(saved, layout: layout) }) else { return }
+        state.withLockedValue { s in
+            for (version, bodies) in saved.deltas where version <= saved.version { s.deltas[version] = bodies }
+        }
     }
 }

@@ -120,9 +120,12 @@ extension TrainingJob {
         try await exclusively {
             let lease = try await activeLease(id, worker: worker)
             let indices = unitOrder.batch(epoch: lease.epoch, index: lease.unit)
-            let body = BatchBody.encode(data.train.batch(indices))
-            stats.noteBytesOut(body.count)
-            return body
+            let batch = data.train.batch(indices)
+            var body: [UInt8]?
+            if case let .tokens(_, vocabulary) = spec.sampleShape { body = BatchBody.encodeWindows(batch, vocabularySize: vocabulary) }
+            let bytes = body ?? BatchBody.encode(batch)
+            stats.noteBytesOut(bytes.count)
+            return bytes
         }
     }
 
