@@ -7,7 +7,8 @@ import TributaryTraining
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Benchmarks (build with -c release).",
-        subcommands: [ComputeBench.self, CoordinatorBench.self, CompressionBench.self, MemoryBench.self, AttackBench.self, RobustnessBench.self])
+        subcommands: [ComputeBench.self, CoordinatorBench.self, CompressionBench.self, MemoryBench.self, AttackBench.self, RobustnessBench.self,
+                      TrafficBench.self])
 }
 
 struct ComputeBench: ParsableCommand {
