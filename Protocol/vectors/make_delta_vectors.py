@@ -4,10 +4,12 @@
 Independent of the Swift code and of any library: Python's struct and zlib.crc32 build the
 frames and the delta-chain container, the factor runs follow the low-rank codec's rules
 (fp16 through struct's 'e' format, int8 blocks of 64 written out below), and every arithmetic
-step of the reproducible decode and of the reconstruction is one binary32 operation: computed in
-double and rounded to binary32 (exact for a single +, - or x of binary32 values). The values come
-from an integer generator (SplitMix64), so no libm result is involved. Frames are uncompressed,
-so no zstd is needed. Run from anywhere; writes next to this file and prints the README table.
+step of the reproducible decode and of the reconstruction is one binary32 operation, computed
+in double and rounded to binary32 (which rounds a single +, - or x of binary32 values
+correctly). The values come from an integer generator (SplitMix64), so no libm result is
+involved. Frames are uncompressed, so no zstd is needed. Exact rationals (fractions) serve only
+to count how many values two other decoding orders would change, for the README. Run from
+anywhere; writes next to this file and prints the README table.
 """
 import hashlib
 import os

@@ -80,6 +80,7 @@ final class OpenAPIContractTests: XCTestCase {
             ("PUT", Routes.update("{lease}", shard: "{shard}")), ("POST", Routes.commit("{lease}")),
             ("GET", Routes.manifest(0).replacingOccurrences(of: "/0/", with: "/{version}/")),
             ("GET", Routes.shard(0, "{shard}").replacingOccurrences(of: "/0/", with: "/{version}/")),
+            ("GET", Routes.delta(0, "{shard}").replacingOccurrences(of: "/0/", with: "/{version}/")),
         ]
         for (method, path) in built {
             XCTAssertTrue(documented.contains("\(method) \(path)"), "Routes builds \(method) \(path), which the spec does not document")
@@ -88,6 +89,7 @@ final class OpenAPIContractTests: XCTestCase {
         let text = try String(contentsOf: Self.packageRoot.appendingPathComponent("Protocol/openapi.yaml"), encoding: .utf8)
         XCTAssertTrue(text.contains("\(Routes.tensorFrameType):"))
         XCTAssertTrue(text.contains("\(Routes.batchType):"))
+        XCTAssertTrue(text.contains("\(Routes.deltaChainType):"))
     }
 
     // MARK: Schemas of constructed values
@@ -97,11 +99,14 @@ final class OpenAPIContractTests: XCTestCase {
         let checker = ContractSchemaChecker(root: try Self.loadSpec())
         let gpt = ModelSpec.gpt(GPTConfig(vocabSize: 65, blockSize: 16, nLayer: 2, nHead: 2, nEmbd: 32, bias: false))
         let mlp = ModelSpec.mlp(MLPConfig(inputFeatures: 784, hidden: [128, 64], classes: 10))
-        let job = JobDescription(name: "demo", model: gpt, samplesPerUnit: 8, microBatchSize: 4, updateCodec: "fp32", zstdLevel: 3)
+        let local = LocalSteps(steps: 4, optimizer: "adamw", lr: 3e-4, minLr: 3e-5, warmupSteps: 40, decaySteps: 4000,
+                               beta1: 0.9, beta2: 0.95, weightDecay: 0.1, momentum: 0.9, nesterov: false, gradClip: 1)
+        let job = JobDescription(name: "demo", model: gpt, samplesPerUnit: 8, microBatchSize: 4, updateCodec: "fp32", zstdLevel: 3,
+                                 localSteps: local)
         let date = Date(timeIntervalSince1970: 1_750_000_000.25)
         let slot = TensorSlot(name: "transformer.wte.weight", shape: [65, 32], offset: 0)
         let descriptor = ShardDescriptor(name: "embeddings", tensors: [slot], elementCount: 2080, byteSize: 8352,
-                                         contentHash: String(repeating: "ab", count: 32))
+                                         contentHash: String(repeating: "ab", count: 32), deltaByteSize: 2200)
         var status = StatusReport(
             job: "demo", model: "GPT", parameters: 1000, shards: 3, mode: "sync", version: 4, round: 5, epoch: 0,
             totalRounds: 100, complete: false, checkpointedVersion: 0,
@@ -129,7 +134,11 @@ final class OpenAPIContractTests: XCTestCase {
             ("RegisterRequest", RegisterRequest(joinToken: "j", name: "n", threads: 4, memoryBudgetBytes: 1 << 30)),
             ("RegisterResponse", RegisterResponse(workerId: "w-1", token: "trb_x", job: job)),
             ("JobDescription", JobDescription(name: "mnist", model: mlp, samplesPerUnit: 64, microBatchSize: 64,
-                                              updateCodec: "fp32", zstdLevel: 3)),
+                                              updateCodec: "fp32", zstdLevel: 3,
+                                              localSteps: LocalSteps(steps: 8, optimizer: "sgd", lr: 0.1, minLr: 0,
+                                                                     warmupSteps: 0, decaySteps: 0, beta1: 0.9, beta2: 0.999,
+                                                                     weightDecay: 0, momentum: 0.9, nesterov: true, gradClip: 0))),
+            ("LocalSteps", local),
             ("ModelSpec", gpt), ("ModelSpec", mlp),
             ("GPTModelSpec", gpt), ("MLPModelSpec", mlp),
             ("LeaseGrant", LeaseGrant(leaseId: "l-1", epoch: 0, unitIndex: 3, sampleStart: 24, sampleCount: 8,
@@ -138,7 +147,7 @@ final class OpenAPIContractTests: XCTestCase {
             ("CommitRequest", CommitRequest(samples: 8, loss: 2.75)),
             ("CommitReceipt", CommitReceipt(accepted: true, round: 3, weight: 4.5, baseVersion: 1, currentVersion: 2)),
             ("ShardReceipt", ShardReceipt(shard: "head", bytes: 180)),
-            ("Manifest", Manifest(version: 2, shards: [descriptor])),
+            ("Manifest", Manifest(version: 2, shards: [descriptor], deltaCodec: "int8:256")),
             ("ShardDescriptor", descriptor),
             ("TensorSlot", slot),
             ("StatusReport", status),
@@ -160,6 +169,17 @@ final class OpenAPIContractTests: XCTestCase {
         // The optional fields may be left out, and the checker does catch mistakes.
         let sparse = try ContractJSON.encode(RegisterRequest(joinToken: "j"))
         XCTAssertEqual(checker.check(sparse, schemaNamed: "RegisterRequest"), [])
+        let plainJob = JobDescription(name: "demo", model: gpt, samplesPerUnit: 8, microBatchSize: 4, updateCodec: "fp32", zstdLevel: 3)
+        XCTAssertEqual(checker.check(try ContractJSON.encode(plainJob), schemaNamed: "JobDescription"), [])
+        let fullShards = Manifest(version: 0, shards: [ShardDescriptor(name: "head", tensors: [slot], elementCount: 2080, byteSize: 8352,
+                                                                       contentHash: String(repeating: "cd", count: 32))])
+        XCTAssertEqual(checker.check(try ContractJSON.encode(fullShards), schemaNamed: "Manifest"), [])
+        var localStatus = status
+        localStatus.mode = "local"
+        XCTAssertEqual(checker.check(try ContractJSON.encode(localStatus), schemaNamed: "StatusReport"), [])
+        var wrongOptimizer = local
+        wrongOptimizer.optimizer = "lion"
+        XCTAssertFalse(checker.check(try ContractJSON.encode(wrongOptimizer), schemaNamed: "LocalSteps").isEmpty)
         XCTAssertFalse(checker.check(.object(["join_token": .integer(3)]), schemaNamed: "RegisterRequest").isEmpty)
         XCTAssertFalse(checker.check(.object(["samples": .integer(3)]), schemaNamed: "CommitRequest").isEmpty)
         XCTAssertFalse(checker.check(.object(["lease_id": .string("l"), "deadline": .string("soon")]), schemaNamed: "LeaseRenewal").isEmpty)
@@ -183,6 +203,8 @@ final class OpenAPIContractTests: XCTestCase {
         let c = try await RunningCoordinator.start(RunningCoordinator.config(directory: "\(dir)/c") { c in
             c.rounds.unitsPerRound = 2
             c.rounds.maxStaleness = 0
+            // Compressed downloads: manifests carry delta fields and the delta route serves chains.
+            c.compression.downloadCodec = "int8"
         }, now: { clock.now() })
         let contract = ContractLiveClient(spec: try Self.loadSpec(), raw: RawClient(base: c.url))
         do {
@@ -229,13 +251,23 @@ final class OpenAPIContractTests: XCTestCase {
         try await api.call(.GET, Routes.shard(l1.version, first.name), headers: [("If-None-Match", "\"\(first.contentHash)\"")],
                            expect: 304)
         try await api.call(.GET, Routes.shard(l1.version, "block.99"), expect: 404, code: .unknownShard)
+        XCTAssertNotNil(manifest.deltaCodec, "the harness job publishes deltas")
 
-        // The batch body: the layout Protocol/api.md describes.
+        // Delta chains: refused before the first delta exists; `from` is required.
+        let deltaPath = Routes.delta(l1.version, first.name)
+        try await api.call(.GET, deltaPath + "?from=0", expect: 409, code: .deltaUnavailable)
+        try await api.call(.GET, deltaPath, token: t, expect: 400, code: .malformedRequest)
+        try await api.call(.GET, deltaPath + "?from=-1", token: t, expect: 400, code: .malformedRequest)
+        try await api.call(.GET, Routes.delta(99, first.name) + "?from=0", token: t, expect: 404, code: .notFound)
+        try await api.call(.GET, Routes.delta(l1.version, "block.99") + "?from=0", token: t, expect: 404, code: .unknownShard)
+
+        // The batch body: the layout Protocol/api.md describes (token windows for a GPT).
         let batch = try await api.call(.GET, Routes.batch(l1.leaseId), token: t, expect: 200)
         let job = me.job
         guard case let .gpt(g) = job.model else { return XCTFail("the harness job is a GPT") }
-        XCTAssertEqual(Array(batch.body.prefix(8)), Array("TRBB".utf8) + [1, 0, 0, 0])
-        XCTAssertEqual(batch.body.count, 16 + 8 * l1.sampleCount * g.blockSize)
+        let tokenBytes = g.vocabSize <= 256 ? 1 : g.vocabSize <= 65_536 ? 2 : 4
+        XCTAssertEqual(Array(batch.body.prefix(8)), Array("TRBB".utf8) + [1, 2, UInt8(tokenBytes), 0])
+        XCTAssertEqual(batch.body.count, 16 + tokenBytes * l1.sampleCount * (g.blockSize + 1))
         XCTAssertNoThrow(try BatchBody.decode(batch.body, maxBatch: l1.sampleCount, width: g.blockSize))
 
         // Updates: refusals, then every shard.
@@ -289,6 +321,34 @@ final class OpenAPIContractTests: XCTestCase {
         XCTAssertEqual(closing.currentVersion, 1)
         try await api.call(.GET, Routes.manifest(0), expect: 410, code: .versionGone)
         try await api.call(.GET, Routes.shard(0, first.name), expect: 410, code: .versionGone)
+        try await api.call(.GET, Routes.delta(0, first.name) + "?from=0", token: t, expect: 410, code: .versionGone)
+
+        // Version 1 as a chain of one delta from version 0: applied to version 0's body it
+        // rebuilds version 1's body byte for byte (Protocol/frames.md, "Parameter deltas").
+        let manifest1 = try await api.call(.GET, Routes.manifest(1), token: t, expect: 200).json(Manifest.self)
+        let first1 = try XCTUnwrap(manifest1.shard(named: first.name))
+        let deltaSize = try XCTUnwrap(first1.deltaByteSize, "version 1 has a delta")
+        let chain = try await api.call(.GET, Routes.delta(1, first.name) + "?from=0", expect: 200)
+        XCTAssertEqual(chain.headers["Content-Type"].first, Routes.deltaChainType)
+        XCTAssertEqual(chain.body.count, DeltaChain.headerSize + 8 + deltaSize)
+        var values = [Float](repeating: 0, count: first.elementCount)
+        try shard.body.withUnsafeBytes { raw in
+            try values.withUnsafeMutableBufferPointer { try TensorFrame.decode(raw, expectedCount: first.elementCount, into: $0) }
+        }
+        var scratch = [Float](repeating: 0, count: first.elementCount)
+        let ranges = try chain.body.withUnsafeBytes { try DeltaChain.deltas(in: $0, from: 0, to: 1) }
+        for range in ranges {
+            let frame = Array(chain.body[range])
+            try frame.withUnsafeBytes { raw in
+                try values.withUnsafeMutableBufferPointer { v in
+                    try scratch.withUnsafeMutableBufferPointer { try ParameterDelta.apply(raw, to: v, scratch: $0) }
+                }
+            }
+        }
+        let rebuilt = try values.withUnsafeBufferPointer { try TensorFrame.encode($0, codec: .fp32, zstdLevel: nil) }
+        let full1 = try await api.call(.GET, Routes.shard(1, first.name), token: t, expect: 200)
+        XCTAssertEqual(rebuilt, full1.body, "a rebuilt shard is the full body")
+        XCTAssertEqual(full1.headers["ETag"].first, "\"\(first1.contentHash)\"")
         let status1 = try await api.call(.GET, Routes.status, expect: 200).json(StatusReport.self)
         XCTAssertEqual(status1.version, 1)
         XCTAssertFalse(status1.updatesRejected.isEmpty)
@@ -339,14 +399,22 @@ final class OpenAPIContractTests: XCTestCase {
     func testBatchBodyExamplesInTheGuide() throws {
         let text = try String(contentsOf: Self.packageRoot.appendingPathComponent("Protocol/api.md"), encoding: .utf8)
         let blocks = Self.hexBlocks(text)
-        XCTAssertEqual(blocks.count, 2, "expected two ```hex blocks (tokens, features) in Protocol/api.md")
-        guard blocks.count == 2 else { return }
+        XCTAssertEqual(blocks.count, 3, "expected three ```hex blocks (tokens, features, token windows) in Protocol/api.md")
+        guard blocks.count == 3 else { return }
         let tokens = ModelBatch.tokens(inputs: [5, 7, 1, 3, 4, 6], targets: [7, 1, 2, 4, 6, 8], batch: 2, sequence: 3)
         XCTAssertEqual(blocks[0], BatchBody.encode(tokens))
         let features = ModelBatch.features(inputs: [1, -2, 0.5, 0], targets: [3, 0], batch: 2)
         XCTAssertEqual(blocks[1], BatchBody.encode(features))
+        XCTAssertEqual(blocks[2], BatchBody.encodeWindows(tokens, vocabularySize: 65))
         XCTAssertNoThrow(try BatchBody.decode(blocks[0], maxBatch: 2, width: 3))
         XCTAssertNoThrow(try BatchBody.decode(blocks[1], maxBatch: 2, width: 2))
+        // The windows decode to the kind 0 example's tokens.
+        guard case let .tokens(inputs, targets, batch, sequence) = try BatchBody.decode(blocks[2], maxBatch: 2, width: 3) else {
+            return XCTFail("kind 2 decodes to tokens")
+        }
+        XCTAssertEqual(inputs, [5, 7, 1, 3, 4, 6])
+        XCTAssertEqual(targets, [7, 1, 2, 4, 6, 8])
+        XCTAssertEqual([batch, sequence], [2, 3])
     }
 
     static func hexBlocks(_ markdown: String) -> [[UInt8]] {
@@ -388,9 +456,10 @@ final class ContractLiveClient {
         templates = ContractSpec.paths(spec).map(\.0)
     }
 
-    /// The spec's template for a concrete path (`/v1/leases/l-1/renew` → `/v1/leases/{lease}/renew`).
+    /// The spec's template for a concrete path (`/v1/leases/l-1/renew` → `/v1/leases/{lease}/renew`;
+    /// a query is not part of it).
     func template(for path: String) -> String? {
-        let parts = path.split(separator: "/")
+        let parts = (path.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? "").split(separator: "/")
         return templates.first { t in
             let tp = t.split(separator: "/")
             return tp.count == parts.count && zip(tp, parts).allSatisfy { $0.hasPrefix("{") || $0 == $1 }
