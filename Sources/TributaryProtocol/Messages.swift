@@ -49,9 +49,12 @@ public struct JobDescription: Codable, Sendable, Equatable {
     /// Present in local rounds (DiLoCo): each unit is that many inner optimizer steps, and the
     /// update is the pseudo-gradient (parameters at the lease's version minus after the steps).
     public var localSteps: LocalSteps?
+    /// The seed version 0's parameters were initialised from (`ModelSpec.build(seed:)`): with
+    /// compressed downloads a new worker builds version 0 itself and fetches only deltas.
+    public var initSeed: UInt64?
 
     public init(name: String, model: ModelSpec, samplesPerUnit: Int, microBatchSize: Int,
-                updateCodec: String, zstdLevel: Int, localSteps: LocalSteps? = nil) {
+                updateCodec: String, zstdLevel: Int, localSteps: LocalSteps? = nil, initSeed: UInt64? = nil) {
         self.name = name
         self.model = model
         self.samplesPerUnit = samplesPerUnit
@@ -59,9 +62,10 @@ public struct JobDescription: Codable, Sendable, Equatable {
         self.updateCodec = updateCodec
         self.zstdLevel = zstdLevel
         self.localSteps = localSteps
+        self.initSeed = initSeed
     }
 
-    enum CodingKeys: String, CodingKey { case name, model, samplesPerUnit = "samples_per_unit", microBatchSize = "micro_batch_size", updateCodec = "update_codec", zstdLevel = "zstd_level", localSteps = "local_steps" }
+    enum CodingKeys: String, CodingKey { case name, model, samplesPerUnit = "samples_per_unit", microBatchSize = "micro_batch_size", updateCodec = "update_codec", zstdLevel = "zstd_level", localSteps = "local_steps", initSeed = "init_seed" }
 }
 
 /// The inner optimization of a local-rounds job: `steps` optimizer steps per unit, each over

@@ -1,5 +1,7 @@
 import Foundation
+import Logging
 import TributaryCompression
+import TributaryModels
 import TributaryProtocol
 import TributaryTensor
 
@@ -67,6 +69,38 @@ enum DeltaReconstruction {
                 throw ClientError.protocolViolation("the delta chain \(from)→\(to) does not rebuild the published shard (content hash differs)")
             }
             return body
+        }
+    }
+}
+
+extension WorkerDaemon {
+    /// A worker that holds no shard yet builds version 0 from the job's seed, as the
+    /// coordinator did, instead of downloading it: with compressed downloads the shard
+    /// bodies are reproducible, so version 0's are in the cache by their hashes and later
+    /// versions come as delta chains from it (a chain that does not rebuild the published
+    /// hash, if this machine's initialisation differed, falls back to whole shards).
+    func seedInitialShards(_ job: JobDescription, layout: ShardLayout) {
+        guard heldShards.shards.isEmpty, let seed = job.initSeed else { return }
+        do {
+            // The model is built outside the budget's allocator, but its bytes are reserved there.
+            try device.allocator.withReservedBytes(2 * TensorShapes.byteCount(elements: job.model.parameterCount)) {
+                let model = try job.model.build(seed: seed, device: CPUDevice(memoryBudgetBytes: nil))
+                for shard in layout.shards {
+                    var flat = [Float](repeating: 0, count: shard.elementCount)
+                    flat.withUnsafeMutableBufferPointer { p in
+                        if let base = p.baseAddress { layout.gather(shard, from: model.parameters, gradients: false, into: base) }
+                    }
+                    let body = try flat.withUnsafeBufferPointer { try TensorFrame.encode($0, codec: .fp32, zstdLevel: nil) }
+                    let hash = ShardCache.contentHash(of: body)
+                    try cache.store(body, hash: hash)
+                    heldShards.shards[shard.name] = .init(version: 0, hash: hash)
+                }
+            }
+            heldShards.save(directory: cache.directory)
+            logger.debug("version 0 built from the job's seed", metadata: ["seed": "\(seed)"])
+        } catch {
+            heldShards = HeldShards()
+            logger.debug("version 0 not built from the seed; downloading", metadata: ["error": "\(error)"])
         }
     }
 }

@@ -58,6 +58,7 @@ extension WorkerDaemon {
         guard manifest.version == grant.version else {
             throw ClientError.protocolViolation("the manifest is of version \(manifest.version), the lease's is \(grant.version)")
         }
+        if manifest.deltaCodec != nil { seedInitialShards(job, layout: compute.layout) }
         // Looked up by name once: a listing per shard would be quadratic in the shard count.
         let described = Dictionary(manifest.shards.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         var refs: [String: UnitShardStream.ShardDescriptorRef] = [:]

@@ -95,9 +95,10 @@ final class CompressedTrainingTests: XCTestCase {
         XCTAssertLessThan(abs(a - b) / a, 0.03, "compressed downloads train like full ones (\(a) vs \(b))")
     }
 
-    /// A coordinator restarted from a checkpoint (and the log after it) publishes the same
-    /// values it had published (the download state is saved beside the checkpoint, the
-    /// deltas replayed), so workers go on with short delta chains instead of whole shards.
+    /// A new worker builds version 0 from the job's seed and fetches deltas from there on; a
+    /// coordinator restarted from its checkpoint publishes the same values it had published
+    /// (the download state and the latest deltas are saved beside the checkpoint), so the
+    /// worker goes on with short delta chains instead of whole shards.
     func testAfterARestartWorkersKeepDownloadingDeltas() async throws {
         let dir = try temporaryDirectory("downloads-restart")
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -129,7 +130,9 @@ final class CompressedTrainingTests: XCTestCase {
         let whole = published.shards.reduce(0) { $0 + $1.byteSize }
         let firstDown = try XCTUnwrap(before.first?.bytesDown), resumedDown = try XCTUnwrap(after.first?.bytesDown)
         print("downloads across a restart: first unit \(firstDown) bytes, first unit after the restart \(resumedDown) (shards \(whole))")
-        XCTAssertGreaterThan(firstDown, whole / 2, "the first unit fetches whole shards")
+        XCTAssertLessThan(firstDown, 200, "the first unit's version 0 was built from the job's seed: only its batch was fetched")
+        let deltas = before.dropFirst().map(\.bytesDown)
+        XCTAssertLessThan(deltas.max() ?? .max, whole / 3, "every later unit fetched deltas, never whole shards")
         XCTAssertLessThan(resumedDown, whole / 3, "after the restart the worker fetched deltas, not shards")
     }
 }

@@ -102,7 +102,7 @@ final class OpenAPIContractTests: XCTestCase {
         let local = LocalSteps(steps: 4, optimizer: "adamw", lr: 3e-4, minLr: 3e-5, warmupSteps: 40, decaySteps: 4000,
                                beta1: 0.9, beta2: 0.95, weightDecay: 0.1, momentum: 0.9, nesterov: false, gradClip: 1)
         let job = JobDescription(name: "demo", model: gpt, samplesPerUnit: 8, microBatchSize: 4, updateCodec: "fp32", zstdLevel: 3,
-                                 localSteps: local)
+                                 localSteps: local, initSeed: 1337)
         let date = Date(timeIntervalSince1970: 1_750_000_000.25)
         let slot = TensorSlot(name: "transformer.wte.weight", shape: [65, 32], offset: 0)
         let descriptor = ShardDescriptor(name: "embeddings", tensors: [slot], elementCount: 2080, byteSize: 8352,
@@ -137,7 +137,8 @@ final class OpenAPIContractTests: XCTestCase {
                                               updateCodec: "fp32", zstdLevel: 3,
                                               localSteps: LocalSteps(steps: 8, optimizer: "sgd", lr: 0.1, minLr: 0,
                                                                      warmupSteps: 0, decaySteps: 0, beta1: 0.9, beta2: 0.999,
-                                                                     weightDecay: 0, momentum: 0.9, nesterov: true, gradClip: 0))),
+                                                                     weightDecay: 0, momentum: 0.9, nesterov: true, gradClip: 0),
+                                              initSeed: 7)),
             ("LocalSteps", local),
             ("ModelSpec", gpt), ("ModelSpec", mlp),
             ("GPTModelSpec", gpt), ("MLPModelSpec", mlp),

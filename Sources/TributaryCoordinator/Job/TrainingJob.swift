@@ -237,7 +237,7 @@ public actor TrainingJob {
         JobDescription(name: config.name, model: spec, samplesPerUnit: config.units.samplesPerUnit,
                        microBatchSize: config.units.microBatch ?? config.units.samplesPerUnit,
                        updateCodec: config.compression.codec, zstdLevel: config.compression.zstdLevel,
-                       localSteps: config.localStepsDescription)
+                       localSteps: config.localStepsDescription, initSeed: config.data.seed)
     }
 
     /// Volunteers and their contribution; tokens never leave the ledger (only hashes are there).
