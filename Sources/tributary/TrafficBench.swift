@@ -22,12 +22,17 @@ struct TrafficBench: AsyncParsableCommand {
     @Option(help: "Workers (in this process), one unit each per round.") var workers = 4
     @Option(name: .customLong("samples-per-step"), help: "Samples per unit in sync rounds, and per inner step in local rounds.")
     var samplesPerStep = 8
-    @Option(name: .customLong("upload-codec"), help: "The upload codec of the compressed runs.") var uploadCodec = "lowrank:6:int4"
-    @Option(name: .customLong("download-codec"), help: "The download codec of the compressed runs.") var downloadCodec = "lowrank:8:int4"
+    @Option(name: .customLong("upload-codec"), help: "The upload codec of the compressed sync runs.") var uploadCodec = "lowrank:6:int4"
+    @Option(name: .customLong("download-codec"), help: "The download codec of the sync-both run.") var downloadCodec = "int8"
+    @Option(name: .customLong("local-upload-codec"), help: "The upload codec of the local runs (pseudo-gradients of H AdamW steps are far from low rank).")
+    var localUploadCodec = "int4"
+    @Option(name: .customLong("local-download-codec"), help: "The download codec of the local runs.") var localDownloadCodec = "int4"
     @Option(name: .customLong("local-steps"), help: "Inner steps H of the local runs (comma-separated).") var localSteps = "10,50"
     @Option(help: "AdamW learning rate (sync; inner in local rounds).") var lr: Float = 3e-3
+    @Option(name: .customLong("outer-lr"), help: "Local rounds: the outer Nesterov SGD's learning rate.") var outerLr: Float = 0.7
+    @Option(name: .customLong("outer-momentum"), help: "Local rounds: the outer momentum.") var outerMomentum: Float = 0.9
     @Option(help: "Repeats of the whole table.") var repeats = 1
-    @Option(help: "Only these runs (comma-separated: sync-fp32, sync-up, sync-both, local-H).") var only: String?
+    @Option(help: "Only these runs (comma-separated: sync-fp32, sync-up, sync-both, local-H); the ratios need sync-fp32 among them.") var only: String?
 
     struct Run {
         let name: String
@@ -39,8 +44,7 @@ struct TrafficBench: AsyncParsableCommand {
     func run() async throws {
         guard ["gpt-tiny", "gpt-2x64"].contains(modelName) else { throw ValidationError("--model: expected gpt-tiny or gpt-2x64") }
         do {
-            _ = try UpdateCodecSpec(parsing: uploadCodec)
-            _ = try UpdateCodecSpec(parsing: downloadCodec)
+            for codec in [uploadCodec, downloadCodec, localUploadCodec, localDownloadCodec] { _ = try UpdateCodecSpec(parsing: codec) }
         } catch { throw ValidationError("codec: \(error)") }
         let hs = try localSteps.split(separator: ",").map { text -> Int in
             guard let h = Int(text), h >= 1, rounds % h == 0 else {
@@ -57,15 +61,15 @@ struct TrafficBench: AsyncParsableCommand {
         var runs = [Run(name: "sync-fp32", upload: "fp32", download: "none", steps: nil),
                     Run(name: "sync-up", upload: uploadCodec, download: "none", steps: nil),
                     Run(name: "sync-both", upload: uploadCodec, download: downloadCodec, steps: nil)]
-        runs += hs.map { Run(name: "local-\($0)", upload: uploadCodec, download: downloadCodec, steps: $0) }
+        runs += hs.map { Run(name: "local-\($0)", upload: localUploadCodec, download: localDownloadCodec, steps: $0) }
         if let only {
             let wanted = Set(only.split(separator: ",").map(String.init))
-            runs = runs.filter { wanted.contains($0.name) || $0.name == "sync-fp32" }
+            runs = runs.filter { wanted.contains($0.name) }
         }
         let source = data ?? (FileManager.default.fileExists(atPath: "../shared/data/tinyshakespeare/input.txt")
             ? "../shared/data/tinyshakespeare/input.txt" : "builtin:arithmetic")
         let samples = rounds * workers * samplesPerStep
-        print("# traffic bench: \(modelName) on \(source), \(samples.formatted()) training samples per run (\(workers) workers in this process, \(samplesPerStep) samples per sync unit or inner step), AdamW lr \(lr) (inner in local rounds; outer Nesterov SGD lr 0.7, momentum 0.9), \(repeats) repeat(s)")
+        print("# traffic bench: \(modelName) on \(source), \(samples.formatted()) training samples per run (\(workers) workers in this process, \(samplesPerStep) samples per sync unit or inner step), AdamW lr \(lr) (inner in local rounds; outer Nesterov SGD lr \(outerLr), momentum \(outerMomentum)), \(repeats) repeat(s)")
         print("| repeat | run | uploads | downloads | rounds | up B/sample | down B/sample (batches) | total B/sample | vs sync fp32 | final validation loss | vs sync fp32 |")
         print("|---|---|---|---|---|---|---|---|---|---|---|")
         ComputeThreads.set(ProcessInfo.processInfo.activeProcessorCount)
@@ -118,6 +122,8 @@ struct TrafficBench: AsyncParsableCommand {
         if let steps = run.steps {
             c.rounds.mode = .local
             c.local.steps = steps
+            c.local.outerLr = outerLr
+            c.local.outerMomentum = outerMomentum
         }
         c.rounds.unitsPerRound = workers
         c.rounds.maxStaleness = 0

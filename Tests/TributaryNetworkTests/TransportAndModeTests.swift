@@ -6,6 +6,7 @@ import TributaryCompression
 import TributaryCoordinator
 import TributaryProtocol
 import TributaryTensor
+import TributaryTraining
 import XCTest
 
 final class TransportAndModeTests: XCTestCase {
@@ -185,10 +186,24 @@ final class JobConfigTests: XCTestCase {
         XCTAssertEqual(ok.model.nLayer, 2)
         XCTAssertEqual(ok.model.nHead, 4, "defaults fill what the file leaves out")
         XCTAssertEqual(try JobConfig.parse(JobConfig.example).rounds.unitsPerRound, 4, "the example written by `coordinator init` is valid")
+        let local = try JobConfig.parse("rounds: {mode: local}\nlocal: {steps: 4}\noptimizer: {lr: 0.002, warmup_rounds: 3, total_rounds: 50}\n")
+        XCTAssertEqual(local.optimizerSettings, OptimizerSettings(kind: .sgd, schedule: .constant(0.7), weightDecay: 0, momentum: 0.9,
+                                                                  nesterov: true, gradClip: 0), "DiLoCo's outer optimizer")
+        let inner = try XCTUnwrap(local.localStepsDescription)
+        XCTAssertEqual([inner.steps, inner.warmupSteps, inner.decaySteps], [4, 12, 200], "the inner schedule in inner steps")
+        XCTAssertEqual(inner.optimizer, "adamw")
+        XCTAssertEqual(inner.lr, 0.002)
+        XCTAssertNil(try JobConfig.parse("name: x").localStepsDescription)
         let cases: [(String, String)] = [
             ("model: {n_layers: 2}", "unknown key 'model.n_layers'"),
             ("storage: {validation_every_rounds: 0}", "validation_every_rounds must be positive"),
-            ("rounds: {mode: eventually}", "rounds.mode must be sync or async"),
+            ("rounds: {mode: eventually}", "rounds.mode must be sync, async, local"),
+            ("compression: {download_codec: fp32}", "fp32 deltas are no smaller than full shards; use none"),
+            ("compression: {download_codec: zip}", "compression.download_codec"),
+            ("rounds: {mode: local}\nlocal: {steps: 3}", "must be a multiple of local.steps (3)"),
+            ("rounds: {mode: local}\nlocal: {steps: 4}\nvalidation: {replication: all}", "replication: all cannot check local steps"),
+            ("rounds: {mode: local}\nlocal: {steps: 4, outer_momentum: 1}", "local.outer_momentum lie in [0, 1)"),
+            ("rounds: {mode: local}\nlocal: {steps: 4}\nunits: {samples_per_unit: 8, micro_batch: 4}", "divide the samples of one inner step (2)"),
             ("compression: {codec: gzip}", "compression.codec"),
             ("server: {listen: nowhere}", "server.listen must be HOST:PORT"),
             ("rounds: {min_units: 9, units_per_round: 4}", "min_units"),
