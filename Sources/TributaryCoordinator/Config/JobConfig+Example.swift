@@ -38,7 +38,8 @@ extension JobConfig {
       grad_clip: 1.0
 
     rounds:
-      mode: sync                   # sync: average a round of units; async: apply each update on arrival
+      mode: sync                   # sync: average a round of units; async: apply each update on arrival;
+                                   # local: each unit is local.steps optimizer steps on the worker (DiLoCo)
       units_per_round: 4           # the round's batch is units_per_round × samples_per_unit
       min_units: 1                 # a round whose deadline passed closes with at least this many
       deadline_seconds: 120
@@ -84,8 +85,15 @@ extension JobConfig {
       handshake_timeout_seconds: 10
 
     compression:
-      codec: fp32                  # fp32, fp16, bf16, int8:256 (block), int4:64, topk:0.01 (fraction kept), topk:0.01:int8
+      codec: fp32                  # uploads: fp32, fp16, bf16, int8:256 (block), int4:64, topk:0.01 (fraction kept), topk:0.01:int8,
+                                   # lowrank:6:int4 (PowerSGD factors: 100x fewer bytes, for slow uplinks)
+      download_codec: none         # none: changed shards in full; or deltas between versions: int8, int4, lowrank:8:int4, …
       zstd_level: 1                # every update body is zstd-compressed at this level (1: fastest; quantized gradients gain little from more)
+
+    local:                         # rounds.mode: local only
+      steps: 10                    # inner steps per unit (samples_per_unit must be a multiple)
+      outer_lr: 0.7                # the outer Nesterov SGD over the round's pseudo-gradients
+      outer_momentum: 0.9
 
     server:
       listen: 127.0.0.1:8470       # 0.0.0.0:8470 to accept volunteers from other machines
