@@ -80,7 +80,8 @@ extension WorkerDaemon {
     /// versions come as delta chains from it (a chain that does not rebuild the published
     /// hash, if this machine's initialisation differed, falls back to whole shards).
     func seedInitialShards(_ job: JobDescription, layout: ShardLayout) {
-        guard heldShards.shards.isEmpty, let seed = job.initSeed else { return }
+        guard heldShards.shards.isEmpty, !triedSeedInitialisation, let seed = job.initSeed else { return }
+        triedSeedInitialisation = true
         do {
             // The model is built outside the budget's allocator, but its bytes are reserved there.
             try device.allocator.withReservedBytes(2 * TensorShapes.byteCount(elements: job.model.parameterCount)) {

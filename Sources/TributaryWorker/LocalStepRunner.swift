@@ -68,8 +68,10 @@ final class LocalStepRunner: @unchecked Sendable {
                 // Parameters (or a learning rate) the inner optimizer cannot train from: give the unit back.
                 throw ClientError.protocolViolation("inner step \(i + 1) of \(h) on version \(version) had a non-finite loss or gradient")
             }
-            let (step, overflow) = version.multipliedReportingOverflow(by: h)
-            optimizer.step(model.parameters, learningRate: schedule.rate(at: overflow ? .max : step + i))
+            // A coordinator's version is any Int: saturate instead of trapping.
+            let (base, o1) = version.multipliedReportingOverflow(by: h)
+            let (step, o2) = base.addingReportingOverflow(i)
+            optimizer.step(model.parameters, learningRate: schedule.rate(at: o1 || o2 ? .max : step))
             lossSum += loss
         }
         return lossSum / Double(h)

@@ -31,6 +31,8 @@ public actor WorkerDaemon {
     let residualStore: ResidualStore
     /// The version of each shard in the cache, for delta downloads.
     var heldShards: HeldShards
+    /// Version 0 is built from the seed at most once per run (it fails the same way again).
+    var triedSeedInitialisation = false
     private var stopRequested = false
     /// The lease in hand (the one a stop or a failed unit gives back).
     /// The lease in hand, also written to the data directory: a worker killed while holding

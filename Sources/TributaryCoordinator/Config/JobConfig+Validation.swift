@@ -177,6 +177,10 @@ extension JobConfig {
         guard !local.outerNesterov || local.outerMomentum > 0 else {
             throw JobConfigError.invalid("local.outer_nesterov needs local.outer_momentum above 0")
         }
+        guard !optimizer.totalRounds.multipliedReportingOverflow(by: local.steps).overflow,
+              !optimizer.warmupRounds.multipliedReportingOverflow(by: local.steps).overflow else {
+            throw JobConfigError.invalid("optimizer.total_rounds × local.steps is too large to count inner steps")
+        }
         guard validation.replication != .all else {
             throw JobConfigError.invalid("validation.replication: all cannot check local steps: two workers' pseudo-gradients for one unit differ by their own inner optimizer state; use off (the aggregation rule and the norm guard still apply)")
         }
