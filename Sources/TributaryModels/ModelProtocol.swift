@@ -22,6 +22,18 @@ public enum ModelBatch: Sendable {
         case let .features(_, _, b): return b
         }
     }
+
+    /// Samples `lo ..< hi` (within `0...sampleCount`) as a batch of their own: a micro-batch,
+    /// or one inner step's share of a unit.
+    public func samples(_ lo: Int, _ hi: Int) -> ModelBatch {
+        switch self {
+        case let .tokens(x, y, _, t):
+            return .tokens(inputs: Array(x[(lo * t)..<(hi * t)]), targets: Array(y[(lo * t)..<(hi * t)]), batch: hi - lo, sequence: t)
+        case let .features(x, y, b):
+            let f = x.count / max(1, b)
+            return .features(inputs: Array(x[(lo * f)..<(hi * f)]), targets: Array(y[lo..<hi]), batch: hi - lo)
+        }
+    }
 }
 
 /// What an evaluation pass reports.

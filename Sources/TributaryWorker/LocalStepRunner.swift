@@ -61,7 +61,7 @@ final class LocalStepRunner: @unchecked Sendable {
         var lossSum = 0.0
         for i in 0..<h {
             try Task.checkCancellation()  // the lease was lost: stop between inner steps
-            let slice = UnitCompute.slice(batch, i * per, (i + 1) * per)
+            let slice = batch.samples(i * per, (i + 1) * per)
             let loss = try UnitCompute.computeGradient(model: model, batch: slice, microBatch: microBatch)
             let norm = GradientClipping.clipGlobalNorm(model.parameters, maxNorm: settings.gradClip)
             guard loss.isFinite, norm.isFinite else {

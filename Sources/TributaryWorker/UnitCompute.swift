@@ -195,19 +195,10 @@ final class UnitCompute: @unchecked Sendable {
         while start < n {
             let end = min(n, start + m)
             let share = Float(end - start) / Float(n)
-            lossSum += Double(try model.forwardBackward(slice(batch, start, end), lossScale: share)) * Double(share)
+            lossSum += Double(try model.forwardBackward(batch.samples(start, end), lossScale: share)) * Double(share)
             start = end
         }
         return lossSum
     }
 
-    static func slice(_ batch: ModelBatch, _ lo: Int, _ hi: Int) -> ModelBatch {
-        switch batch {
-        case let .tokens(x, y, _, t):
-            return .tokens(inputs: Array(x[(lo * t)..<(hi * t)]), targets: Array(y[(lo * t)..<(hi * t)]), batch: hi - lo, sequence: t)
-        case let .features(x, y, b):
-            let f = x.count / max(1, b)
-            return .features(inputs: Array(x[(lo * f)..<(hi * f)]), targets: Array(y[lo..<hi]), batch: hi - lo)
-        }
-    }
 }

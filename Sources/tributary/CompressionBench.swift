@@ -1,6 +1,5 @@
 import ArgumentParser
 import Foundation
-import Logging
 import TributaryCompression
 import TributaryCoordinator
 import TributaryModels
@@ -141,20 +140,7 @@ struct CompressionBench: AsyncParsableCommand {
         c.storage.validationEveryRounds = rounds
         c.storage.validationBatches = 40
         c.auth.joinToken = "bench"
-        var logger = Logger(label: "bench.codec")
-        logger.logLevel = .warning
-        let coordinator = try await EmbeddedCoordinator.start(c, logger: logger)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for i in 0..<4 {
-                let options = WorkerOptions(coordinator: coordinator.url, joinToken: "bench", name: "w\(i)",
-                                            dataDirectory: "\(dir)/w\(i)")
-                let daemon = WorkerDaemon(options: options, logger: logger)
-                group.addTask { try await daemon.run() }
-            }
-            try await group.waitForAll()
-        }
-        let status = coordinator.job.status()
-        await coordinator.stop()
+        let status = try await InProcessJob.run(c, workers: 4, directory: dir, label: "bench.codec")
         return (status.validationLoss.last?.value ?? .nan, status.bytesIn, status.denseBytesIn)
     }
 }

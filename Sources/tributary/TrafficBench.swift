@@ -1,10 +1,8 @@
 import ArgumentParser
 import Foundation
-import Logging
 import TributaryCompression
 import TributaryCoordinator
 import TributaryTensor
-import TributaryWorker
 
 /// `tributary bench traffic`: the same training (same samples, same data order per unit)
 /// in sync fp32, with the upload codec, with compressed downloads too, and in local rounds;
@@ -134,20 +132,7 @@ struct TrafficBench: AsyncParsableCommand {
         c.storage.validationEveryRounds = jobRounds
         c.storage.validationBatches = 40
         c.auth.joinToken = "bench-traffic-join"
-        var logger = Logger(label: "bench.traffic")
-        logger.logLevel = .warning
-        let coordinator = try await EmbeddedCoordinator.start(c, logger: logger)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for i in 0..<workers {
-                let options = WorkerOptions(coordinator: coordinator.url, joinToken: c.auth.joinToken ?? "", name: "w\(i)",
-                                            dataDirectory: "\(dir)/w\(i)")
-                let daemon = WorkerDaemon(options: options, logger: logger)
-                group.addTask { try await daemon.run() }
-            }
-            try await group.waitForAll()
-        }
-        let status = coordinator.job.status()
-        await coordinator.stop()
+        let status = try await InProcessJob.run(c, workers: workers, directory: dir, label: "bench.traffic")
         // Batches are kind-2 token windows: a 16-byte header and context + 1 one-byte tokens per sample.
         let units = status.updatesAccepted
         let batchBytes = units * (16 + c.units.samplesPerUnit * ((c.model.blockSize ?? 0) + 1))

@@ -87,7 +87,7 @@ final class ModelFamilyTests: XCTestCase {
                     var start = 0
                     while start < samples {
                         let end = min(samples, start + m)
-                        _ = try model.forwardBackward(Self.slice(batch, start, end), lossScale: 1)
+                        _ = try model.forwardBackward(batch.samples(start, end), lossScale: 1)
                         start = end
                     }
                     XCTAssertEqual(device.allocator.peakBytes, candidate.peakBytes, what)
@@ -96,15 +96,6 @@ final class ModelFamilyTests: XCTestCase {
         }
     }
 
-    static func slice(_ batch: ModelBatch, _ lo: Int, _ hi: Int) -> ModelBatch {
-        switch batch {
-        case let .tokens(x, y, _, t):
-            return .tokens(inputs: Array(x[(lo * t)..<(hi * t)]), targets: Array(y[(lo * t)..<(hi * t)]), batch: hi - lo, sequence: t)
-        case let .features(x, y, b):
-            let f = x.count / max(1, b)
-            return .features(inputs: Array(x[(lo * f)..<(hi * f)]), targets: Array(y[lo..<hi]), batch: hi - lo)
-        }
-    }
 
     /// The job JSON is what it was before families: the same keys, and specs round-trip.
     func testJobJSONIsUnchanged() throws {
@@ -181,7 +172,7 @@ final class ModelFamilyTests: XCTestCase {
             guard case let .residentModel(m) = candidate.execution else { return XCTFail("\(candidate)") }
             let device = CPUDevice(memoryBudgetBytes: candidate.peakBytes)
             let held = try spec.build(seed: 1, allocator: device.allocator)
-            _ = try held.forwardBackward(Self.slice(batch, 0, m), lossScale: 1)
+            _ = try held.forwardBackward(batch.samples(0, m), lossScale: 1)
             XCTAssertEqual(device.allocator.peakBytes, candidate.peakBytes, "\(candidate)")
         }
     }

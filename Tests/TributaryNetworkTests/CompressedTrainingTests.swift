@@ -10,11 +10,12 @@ final class CompressedTrainingTests: XCTestCase {
 
     /// Two workers train 30 rounds of 2 units through the real coordinator with `codec`; the
     /// finished job's status, and each worker's residual directory listing.
-    func trainThroughCoordinator(codec: String) async throws -> (status: StatusReport, residualFiles: [[String]]) {
-        let dir = try temporaryDirectory(codec.replacingOccurrences(of: ":", with: "-"))
+    func trainThroughCoordinator(codec: String, downloads: String = "none") async throws -> (status: StatusReport, residualFiles: [[String]]) {
+        let dir = try temporaryDirectory("\(codec)-\(downloads)".replacingOccurrences(of: ":", with: "-"))
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let coordinator = try await RunningCoordinator.start(RunningCoordinator.config(directory: "\(dir)/c") { c in
             c.compression.codec = codec
+            c.compression.downloadCodec = downloads
             c.optimizer.totalRounds = 30
             c.optimizer.lr = 1e-2
             c.rounds.unitsPerRound = 2
@@ -69,19 +70,7 @@ final class CompressedTrainingTests: XCTestCase {
     /// the run with full downloads.
     func testCompressedDownloadsTrainThroughTheCoordinator() async throws {
         func run(_ downloads: String) async throws -> StatusReport {
-            let dir = try temporaryDirectory("downloads-\(downloads.replacingOccurrences(of: ":", with: "-"))")
-            defer { try? FileManager.default.removeItem(atPath: dir) }
-            let coordinator = try await RunningCoordinator.start(RunningCoordinator.config(directory: "\(dir)/c") { c in
-                c.compression.downloadCodec = downloads
-                c.optimizer.totalRounds = 30
-                c.optimizer.lr = 1e-2
-                c.rounds.unitsPerRound = 2
-                c.storage.validationEveryRounds = 30
-            })
-            try await RunningCoordinator.runWorkers(2, against: coordinator, directory: dir)
-            let status = coordinator.job.status()
-            await coordinator.stop()
-            return status
+            try await trainThroughCoordinator(codec: "fp32", downloads: downloads).status
         }
         let full = try await run("none")
         let int8 = try await run("int8")

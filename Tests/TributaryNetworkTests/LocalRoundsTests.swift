@@ -78,7 +78,7 @@ final class LocalRoundsTests: XCTestCase {
                 for i in 0..<steps {
                     model.parameters.zeroGradients()
                     for start in stride(from: 4 * i, to: 4 * i + 4, by: 2) {
-                        _ = try model.forwardBackward(Self.slice(batch, start, start + 2), lossScale: 0.5)
+                        _ = try model.forwardBackward(batch.samples(start, start + 2), lossScale: 0.5)
                     }
                     _ = GradientClipping.clipGlobalNorm(model.parameters, maxNorm: inner.gradClip)
                     optimizer.step(model.parameters, learningRate: schedule.rate(at: round * steps + i))
@@ -116,15 +116,5 @@ final class LocalRoundsTests: XCTestCase {
         print("local rounds: largest difference from the DiLoCo simulation \(worst), largest movement \(moved)")
         XCTAssertGreaterThan(moved, 1e-2, "H inner steps × outer lr 0.7 must move the parameters")
         XCTAssertLessThan(worst, 2e-5)
-    }
-
-    static func slice(_ batch: ModelBatch, _ lo: Int, _ hi: Int) -> ModelBatch {
-        switch batch {
-        case let .tokens(x, y, _, t):
-            return .tokens(inputs: Array(x[(lo * t)..<(hi * t)]), targets: Array(y[(lo * t)..<(hi * t)]), batch: hi - lo, sequence: t)
-        case let .features(x, y, b):
-            let f = x.count / max(1, b)
-            return .features(inputs: Array(x[(lo * f)..<(hi * f)]), targets: Array(y[lo..<hi]), batch: hi - lo)
-        }
     }
 }
