@@ -210,3 +210,17 @@ enum PeakMemory {
         return kilobytes * 1024
     }
 }
+
+/// A low-rank payload's segment table (u32 S, then rows, cols, rank per segment) equals `segments`.
+func assertLowRankSegmentTable(_ payload: [UInt8], _ segments: [[Int]], _ name: String,
+                               file: StaticString = #filePath, line: UInt = #line) {
+    func u32(_ at: Int) -> Int {
+        Int(payload[at]) | Int(payload[at + 1]) << 8 | Int(payload[at + 2]) << 16 | Int(payload[at + 3]) << 24
+    }
+    guard payload.count >= 4 + 12 * segments.count else { return XCTFail("\(name): payload too short", file: file, line: line) }
+    XCTAssertEqual(u32(0), segments.count, name, file: file, line: line)
+    for (index, segment) in segments.enumerated() {
+        XCTAssertEqual([u32(4 + 12 * index), u32(8 + 12 * index), u32(12 + 12 * index)], segment,
+                       "\(name) segment \(index)", file: file, line: line)
+    }
+}

@@ -178,14 +178,7 @@ final class FrameVectorTests: XCTestCase {
                 // The segment table, as the vector's README describes it.
                 let payload = Array(frame[TensorFrameHeader.size...])
                 XCTAssertEqual(header.checksum, crc32(payload), vector.name)
-                func u32(_ at: Int) -> Int {
-                    Int(payload[at]) | Int(payload[at + 1]) << 8 | Int(payload[at + 2]) << 16 | Int(payload[at + 3]) << 24
-                }
-                XCTAssertEqual(u32(0), vector.segments.count, vector.name)
-                for (index, segment) in vector.segments.enumerated() {
-                    XCTAssertEqual([u32(4 + 12 * index), u32(8 + 12 * index), u32(12 + 12 * index)],
-                                   [segment.rows, segment.cols, segment.rank], "\(vector.name) segment \(index)")
-                }
+                assertLowRankSegmentTable(payload, vector.segments.map { [$0.rows, $0.cols, $0.rank] }, vector.name)
             }
         }
         // The int8 vector's 70×3 segment: its 70-value p run spans two blocks (64 + 6), both scale 1,

@@ -96,14 +96,7 @@ final class ParameterDeltaVectorTests: XCTestCase {
             XCTAssertEqual(header.elementCount, UInt64(vector.count), vector.name)
             let payload = Array(frame[TensorFrameHeader.size...])
             XCTAssertEqual(header.checksum, crc32(payload), vector.name)
-            func u32(_ at: Int) -> Int {
-                Int(payload[at]) | Int(payload[at + 1]) << 8 | Int(payload[at + 2]) << 16 | Int(payload[at + 3]) << 24
-            }
-            XCTAssertEqual(u32(0), vector.segments.count, vector.name)
-            for (index, segment) in vector.segments.enumerated() {
-                XCTAssertEqual([u32(4 + 12 * index), u32(8 + 12 * index), u32(12 + 12 * index)], segment,
-                               "\(vector.name) segment \(index)")
-            }
+            assertLowRankSegmentTable(payload, vector.segments, vector.name)
 
             assertBitwiseEqual(try decodeReproducibly(frame, count: vector.count), delta, "\(vector.name): reproducible decode")
             assertBitwiseEqual(zip(base, delta).map { $0 + $1 }, expected, "\(vector.name): the files obey the rule")
