@@ -28,7 +28,7 @@ struct TrafficBench: AsyncParsableCommand {
     @Option(name: .customLong("local-steps"), help: "Inner steps H of the local runs (comma-separated).") var localSteps = "10,50"
     @Option(help: "AdamW learning rate (sync; inner in local rounds).") var lr: Float = 3e-3
     @Option(name: .customLong("outer-lr"), help: "Local rounds: the outer Nesterov SGD's learning rate.") var outerLr: Float = 0.7
-    @Option(name: .customLong("outer-momentum"), help: "Local rounds: the outer momentum.") var outerMomentum: Float = 0.9
+    @Option(name: .customLong("outer-momentum"), help: "Local rounds: the outer (Nesterov) momentum; 0: plain SGD.") var outerMomentum: Float = 0.9
     @Option(help: "Repeats of the whole table.") var repeats = 1
     @Option(help: "Only these runs (comma-separated: sync-fp32, sync-up, sync-both, local-H); the ratios need sync-fp32 among them.") var only: String?
 
@@ -122,6 +122,7 @@ struct TrafficBench: AsyncParsableCommand {
             c.local.steps = steps
             c.local.outerLr = outerLr
             c.local.outerMomentum = outerMomentum
+            c.local.outerNesterov = outerMomentum > 0
         }
         c.rounds.unitsPerRound = workers
         c.rounds.maxStaleness = 0
