@@ -13,7 +13,7 @@ struct WANBench: AsyncParsableCommand {
 
     @Option(help: "Runs (comma-separated): sync-fp32, sync-both, local-H (H inner steps, with both codecs).")
     var runs = "sync-fp32,sync-both,local-10,local-50"
-    @Option(name: .customLong("target-loss"), help: "The validation loss to reach.") var targetLoss = 2.3
+    @Option(name: .customLong("target-loss"), help: "The validation loss to reach.") var targetLoss = 2.5
     @Option(help: "Workers, each in its own namespace.") var workers = 4
     @Option(name: .customLong("up-mbit"), help: "Upload rate of each worker.") var upMbit = 20.0
     @Option(name: .customLong("slow-up-mbit"), help: "Upload rate of worker 0.") var slowUpMbit = 5.0
@@ -21,8 +21,10 @@ struct WANBench: AsyncParsableCommand {
     @Option(name: .customLong("delay-ms"), help: "One-way delay of every link.") var delayMs = 40
     @Option(name: .customLong("max-minutes"), help: "Give a run up to this long.") var maxMinutes = 20.0
     @Option(help: "Dataset (default: ../shared tinyshakespeare if present, else builtin:arithmetic).") var data: String?
-    @Option(name: .customLong("upload-codec")) var uploadCodec = "lowrank:6:int4"
-    @Option(name: .customLong("download-codec")) var downloadCodec = "lowrank:8:int4"
+    @Option(name: .customLong("upload-codec"), help: "Uploads of sync-both (64 wide: rank 3 is ~10x).") var uploadCodec = "lowrank:3:int4"
+    @Option(name: .customLong("download-codec"), help: "Downloads of sync-both.") var downloadCodec = "int8"
+    @Option(name: .customLong("local-upload-codec")) var localUploadCodec = "int4"
+    @Option(name: .customLong("local-download-codec")) var localDownloadCodec = "int4"
     @Option(name: .customLong("samples-per-step")) var samplesPerStep = 8
     @Option(help: "AdamW learning rate (inner in local rounds).") var lr: Float = 3e-3
 
@@ -70,7 +72,8 @@ struct WANBench: AsyncParsableCommand {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let h = steps ?? 1
-        let compressed = name != "sync-fp32"
+        let codecs = name == "sync-fp32" ? (upload: "fp32", download: "none")
+            : steps == nil ? (upload: uploadCodec, download: downloadCodec) : (upload: localUploadCodec, download: localDownloadCodec)
         let job = """
             name: wan-\(name)
             model: {type: gpt, n_layer: 2, n_head: 4, n_embd: 64, block_size: 64}
@@ -82,7 +85,7 @@ struct WANBench: AsyncParsableCommand {
             aggregation: {rule: mean}
             validation: {replication: "off"}
             leases: {duration_seconds: 60}
-            compression: {codec: "\(compressed ? uploadCodec : "fp32")", download_codec: "\(compressed ? downloadCodec : "none")"}
+            compression: {codec: "\(codecs.upload)", download_codec: "\(codecs.download)"}
             server: {listen: "0.0.0.0:8470"}
             storage: {data_directory: "\(dir)/coordinator", checkpoint_every_rounds: 100000, validation_every_rounds: 1, validation_batches: 16}
             auth: {join_token: "wan-bench-join-token"}
