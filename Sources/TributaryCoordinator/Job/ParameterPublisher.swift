@@ -58,9 +58,10 @@ public final class ParameterPublisher: Sendable {
                 trim(oldestServed: oldestServed)
                 return
             }
+            let restoredHere = downloads.withLockedValue { $0.version == version }
             (values, deltaBodies) = try downloads.withLockedValue { try $0.advance(to: version, target: values, zstdLevel: zstdLevel) }
-            // A version restored from a checkpoint keeps the delta it had.
-            if deltaBodies.isEmpty, let restored = state.withLockedValue({ $0.deltas[version] }) { deltaBodies = restored }
+            // A version restored from a checkpoint (its values as saved) keeps the delta it had.
+            if restoredHere, let restored = state.withLockedValue({ $0.deltas[version] }) { deltaBodies = restored }
         }
         var bodies: [String: [UInt8]] = [:]
         var descriptors: [ShardDescriptor] = []
