@@ -101,14 +101,17 @@ struct WorkerCommand: AsyncParsableCommand {
             guard let b = ByteCount.parse(memoryBudget), b > 0 else { throw ValidationError("--memory-budget takes a size such as 512MiB") }
             budget = b
         }
-        guard coordinator.hasPrefix("http://") || coordinator.hasPrefix("https://") else {
-            throw ValidationError("--coordinator must be an http:// or https:// URL")
-        }
+        let address: CoordinatorAddress
+        do { address = try CoordinatorAddress(coordinator) } catch { throw CLIError(error.description) }
         try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
-        var options = WorkerOptions(coordinator: coordinator, joinToken: token, name: name, dataDirectory: dataDir,
+        var options = WorkerOptions(coordinator: address.origin, joinToken: token, name: name, dataDirectory: dataDir,
                                     memoryBudgetBytes: budget, maxUnits: maxUnits)
         options.gracePeriod = .milliseconds(Int(graceSeconds * 1000))
         let logger = Logger(label: "tributary.worker")
+        if let ignored = address.ignored {
+            logger.notice("using the coordinator's origin; the rest of the URL is ignored",
+                          metadata: ["coordinator": "\(address.origin)", "ignored": "\(LogSafe.escape(ignored))"])
+        }
         // The worker's clients follow no redirects (WorkerHTTPClient): one could carry the join token elsewhere.
         var http = WorkerHTTPClient.shared
         if let caFile {
