@@ -1,4 +1,5 @@
 import ArgumentParser
+import TributaryProtocol
 import Foundation
 import Logging
 import TributaryTensor
@@ -8,6 +9,7 @@ struct TributaryCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tributary",
         abstract: "Volunteer deep-learning training: train models, run and watch training jobs.",
+        version: TributaryRelease.version,
         subcommands: [DemoCommand.self, CoordinatorCommand.self, WorkerCommand.self, StatusCommand.self,
                       TrainCommand.self, SampleCommand.self, BenchCommand.self])
 

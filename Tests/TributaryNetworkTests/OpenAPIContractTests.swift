@@ -369,6 +369,12 @@ final class OpenAPIContractTests: XCTestCase {
         XCTAssertTrue(metrics.contains("tributary_parameter_version 1"), metrics)
         XCTAssertTrue(metrics.contains("tributary_round_duration_seconds_bucket"), metrics)
         XCTAssertTrue(metrics.contains("tributary_updates_rejected_total{reason="), metrics)
+        // Prometheus' conventions (what `promtool check metrics` checks): counters end in _total.
+        let counters = metrics.split(separator: "\n").filter { $0.hasPrefix("# TYPE ") && $0.hasSuffix(" counter") }
+        XCTAssertGreaterThan(counters.count, 8)
+        for line in counters { XCTAssertTrue(line.split(separator: " ")[2].hasSuffix("_total"), String(line)) }
+        XCTAssertTrue(metrics.contains("tributary_build_info{version=\"\(TributaryRelease.version)\"} 1"), metrics)
+        try await api.call(.HEAD, "/metrics", expect: 200)
 
         // A lease that ran out.
         let l4 = try await api.call(.POST, Routes.leases, token: t, expect: 201).json(LeaseGrant.self)

@@ -112,6 +112,10 @@ public struct CoordinatorServer: Sendable {
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                      body: .init(byteBuffer: ByteBuffer(bytes: job.metrics.exposition())))
         }
+        // Scrapers and load balancers probe with HEAD.
+        monitoring.head("/metrics") { _, _ -> Response in
+            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"])
+        }
         // The dashboard page itself holds no data (it asks for a viewer token when the
         // job is private), so only the rate limit applies.
         router.group().add(middleware: PublicAccessMiddleware(job: job, limits: limits, publicRead: true,

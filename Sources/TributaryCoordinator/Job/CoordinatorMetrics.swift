@@ -1,5 +1,6 @@
 import Foundation
 import Prometheus
+import TributaryProtocol
 
 /// The job's figures as Prometheus metrics (GET /metrics), with conventional names and
 /// units. Each job has its own registry, so several coordinators can live in one process
@@ -36,9 +37,9 @@ public struct CoordinatorMetrics: Sendable {
         leasesExpired = registry.makeCounter(name: "tributary_leases_expired_total", help: "Leases that ran out; their units were queued again.")
         updatesAccepted = registry.makeCounter(name: "tributary_updates_accepted_total", help: "Committed updates accepted into a round.")
         samplesAccepted = registry.makeCounter(name: "tributary_samples_total", help: "Training samples in accepted updates.")
-        updateBytes = registry.makeCounter(name: "tributary_update_received_bytes", help: "Update bytes received on the wire.")
-        updateDenseBytes = registry.makeCounter(name: "tributary_update_dense_bytes", help: "The same updates' size as dense fp32 (for the compression ratio).")
-        bytesSent = registry.makeCounter(name: "tributary_sent_bytes", help: "Parameter shard and batch bytes sent to workers.")
+        updateBytes = registry.makeCounter(name: "tributary_update_received_bytes_total", help: "Update bytes received on the wire.")
+        updateDenseBytes = registry.makeCounter(name: "tributary_update_dense_bytes_total", help: "The same updates' size as dense fp32 (for the compression ratio).")
+        bytesSent = registry.makeCounter(name: "tributary_sent_bytes_total", help: "Parameter shard and batch bytes sent to workers.")
         rounds = registry.makeCounter(name: "tributary_rounds_total", help: "Rounds closed (optimizer steps).")
         roundDuration = registry.makeDurationHistogram(
             name: "tributary_round_duration_seconds",
@@ -60,6 +61,8 @@ public struct CoordinatorMetrics: Sendable {
             buckets: [.microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2),
                       .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100)],
             help: "Time to append and sync one accepted update to the update log.")
+        registry.makeGauge(name: "tributary_build_info", labels: [("version", TributaryRelease.version)],
+                           help: "This coordinator's release (always 1).").set(to: 1)
     }
 
     func rejected(_ reason: String) {
