@@ -222,8 +222,10 @@ struct StatusCommand: AsyncParsableCommand {
 
         let state = status.complete ? paint("complete", green, color) : "running"
         line("job", paint(clip(clean(status.job), valueWidth - 12), bold, color) + "  " + state)
-        line("model", clip("\(clean(status.model)) · \(grouped(status.parameters)) parameters · \(status.shards) shards · \(clean(status.mode))",
-                           valueWidth))
+        // A model family's summary already ends with its parameter count ("…, 809,856 parameters").
+        let model = clean(status.model)
+        let parameters = model.hasSuffix(" parameters") ? "" : " · \(grouped(status.parameters)) parameters"
+        line("model", clip("\(model)\(parameters) · \(status.shards) shards · \(clean(status.mode))", valueWidth))
 
         let total = max(0, status.totalRounds)
         let fraction = total > 0 ? min(1, max(0, Double(status.version) / Double(total))) : 0

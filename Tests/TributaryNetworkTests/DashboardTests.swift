@@ -4,6 +4,7 @@ import Hummingbird
 import NIOCore
 import ServiceLifecycle
 import TributaryCoordinator
+import TributaryModels
 import TributaryProtocol
 import TributaryTensor
 import TributaryWorker
@@ -278,6 +279,16 @@ final class DashboardTests: XCTestCase {
     func testRenderFixedReport() throws {
         XCTAssertEqual(StatusCommand.render(try Self.report(Self.fixtureJSON), width: 80, color: false), Self.fixtureText)
         XCTAssertEqual(StatusCommand.render(try Self.report(Self.completeJSON), width: 60, color: false), Self.completeText)
+    }
+
+    /// A real model summary ends with its parameter count: the line says it once.
+    func testRenderNamesTheParameterCountOnce() throws {
+        var status = try Self.report(Self.fixtureJSON)
+        status.model = GPTConfig(vocabSize: 65, blockSize: 64, nLayer: 4, nHead: 4, nEmbd: 128).summary
+        let text = StatusCommand.render(status, width: 200, color: false)
+        let model = try XCTUnwrap(text.split(separator: "\n").first { $0.hasPrefix("model") })
+        XCTAssertEqual(model.components(separatedBy: "parameters").count, 2, String(model))
+        XCTAssertTrue(model.hasSuffix("parameters · 6 shards · sync"), String(model))
     }
 
     func testRenderWithColorIsThePlainTextPlusEscapes() throws {
