@@ -6,6 +6,9 @@ struct ProgressReporter {
     let isTerminal = isatty(STDOUT_FILENO) == 1
     let total: Int
 
+    /// "1 worker", "2 workers", "0 workers".
+    static func count(_ n: Int, _ noun: String) -> String { "\(n.formatted()) \(noun)\(n == 1 ? "" : "s")" }
+
     func update(done: Int, rate: String, eta: Double, detail: String) {
         if isTerminal {
             let width = 24

@@ -281,6 +281,12 @@ final class DashboardTests: XCTestCase {
         XCTAssertEqual(StatusCommand.render(try Self.report(Self.completeJSON), width: 60, color: false), Self.completeText)
     }
 
+    func testCountsAgreeWithTheirNumber() {
+        XCTAssertEqual(ProgressReporter.count(1, "worker"), "1 worker")
+        XCTAssertEqual(ProgressReporter.count(0, "worker"), "0 workers")
+        XCTAssertEqual(ProgressReporter.count(1200, "worker"), "1,200 workers")
+    }
+
     /// A real model summary ends with its parameter count: the line says it once.
     func testRenderNamesTheParameterCountOnce() throws {
         var status = try Self.report(Self.fixtureJSON)
