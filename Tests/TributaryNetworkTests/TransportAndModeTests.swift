@@ -195,7 +195,11 @@ final class JobConfigTests: XCTestCase {
         XCTAssertEqual(inner.lr, 0.002)
         XCTAssertNil(try JobConfig.parse("name: x").localStepsDescription)
         let cases: [(String, String)] = [
-            ("model: {n_layers: 2}", "unknown key 'model.n_layers'"),
+            ("model: {n_layers: 2}", "unknown key 'model.n_layers'; did you mean 'model.n_layer'?"),
+            ("rounds: {unit_per_round: 2}", "unknown key 'rounds.unit_per_round'; did you mean 'rounds.units_per_round'?"),
+            ("rounds: {units_per_round: 2.5}", "job file: rounds.units_per_round must be a whole number (got 2.5)"),
+            ("rounds: {deadline_seconds: soon}", "job file: rounds.deadline_seconds must be a number (got soon)"),
+            ("nonsense_section: {a: 1}", "unknown key 'nonsense_section'"),
             ("storage: {validation_every_rounds: 0}", "validation_every_rounds must be positive"),
             ("rounds: {mode: eventually}", "rounds.mode must be sync, async, local"),
             ("compression: {download_codec: fp32}", "fp32 deltas are no smaller than full shards; use none"),

@@ -27,7 +27,8 @@ extension JobConfig {
         // Every key is optional: the file is laid over the defaults. A key the job does
         // not know is an error (a typo would otherwise be silently ignored).
         if let unknown = unknownKeys(given, allowed: allowedKeys(), prefix: "").first {
-            throw JobConfigError.invalid("\(source): unknown key '\(unknown)'")
+            let hint = suggestion(for: unknown, allowed: allowedKeys()).map { "; did you mean '\($0)'?" } ?? ""
+            throw JobConfigError.invalid("\(source): unknown key '\(unknown)'\(hint)")
         }
         try checkChoices(given, source: source)
         let merged = merge(defaultsObject(JobConfig()), given)
@@ -40,6 +41,8 @@ extension JobConfig {
         do {
             config = try decoder.decode(JobConfig.self, from: json)
         } catch let error as DecodingError {
+            // Foundation's decoder names no key for a number of the wrong kind: find it.
+            if let bad = badValue(given, decoder: decoder) { throw JobConfigError.invalid("\(source): \(bad)") }
             throw JobConfigError.invalid("\(source): \(Self.describe(error))")
         } catch {
             throw JobConfigError.invalid("\(source): not valid YAML (\(error))")
@@ -75,6 +78,68 @@ extension JobConfig {
         full.auth.operatorToken = ""
         full.auth.operatorTokenFile = ""
         return defaultsObject(full)
+    }
+
+    /// The first key whose value alone fails to decode, said with what it should be.
+    static func badValue(_ given: [String: Any], decoder: JSONDecoder) -> String? {
+        let defaults = defaultsObject(JobConfig())
+        func decodes(_ overlay: [String: Any]) -> Bool {
+            guard let json = try? JSONSerialization.data(withJSONObject: merge(defaults, overlay)) else { return false }
+            return (try? decoder.decode(JobConfig.self, from: json)) != nil
+        }
+        for section in given.keys.sorted() {
+            guard let sub = given[section] as? [String: Any] else {
+                if !decodes([section: given[section] ?? ""]) { return "\(section) must be a mapping of keys" }
+                continue
+            }
+            for key in sub.keys.sorted() {
+                guard let value = sub[key], !decodes([section: [key: value]]) else { continue }
+                let expected = (defaults[section] as? [String: Any])?[key]
+                let kind: String
+                let fractional = (value as? Double).map { $0 != $0.rounded() } ?? false
+                switch expected {
+                case is NSNumber where fractional: kind = "a whole number"
+                case is NSNumber: kind = "a number"
+                case is String: kind = "text"
+                case is [Any]: kind = "a list"
+                case is [String: Any]: kind = "a mapping of keys"
+                default: kind = "a value of another kind"
+                }
+                return "\(section).\(key) must be \(kind) (got \(value))"
+            }
+        }
+        return nil
+    }
+
+    /// The allowed key closest to a misspelt one (at most two edits, same section), if any.
+    static func suggestion(for path: String, allowed: [String: Any]) -> String? {
+        let parts = path.split(separator: ".").map(String.init)
+        guard let last = parts.last else { return nil }
+        var level: [String: Any] = allowed
+        for part in parts.dropLast() {
+            guard let next = level[part] as? [String: Any] else { return nil }
+            level = next
+        }
+        let prefix = parts.dropLast().map { $0 + "." }.joined()
+        let scored = level.keys.map { ($0, editDistance($0, last)) }.filter { $0.1 <= 2 }.sorted { ($0.1, $0.0) < ($1.1, $1.0) }
+        return scored.first.map { prefix + $0.0 }
+    }
+
+    /// Levenshtein distance between two short keys.
+    static func editDistance(_ a: String, _ b: String) -> Int {
+        let x = Array(a.utf8), y = Array(b.utf8)
+        guard x.count < 64, y.count < 64 else { return Int.max }
+        var row = Array(0...y.count)
+        for i in 1...max(1, x.count) where !x.isEmpty {
+            var previous = row[0]
+            row[0] = i
+            for j in 1...max(1, y.count) where !y.isEmpty {
+                let old = row[j]
+                row[j] = min(row[j] + 1, row[j - 1] + 1, previous + (x[i - 1] == y[j - 1] ? 0 : 1))
+                previous = old
+            }
+        }
+        return row[y.count]
     }
 
     static func unknownKeys(_ given: [String: Any], allowed: [String: Any], prefix: String) -> [String] {
