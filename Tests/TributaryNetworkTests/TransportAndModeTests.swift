@@ -181,6 +181,30 @@ final class JobConfigTests: XCTestCase {
         XCTAssertNil(try bound("compression: {codec: int8:256}\noptimizer: {sparse_update_bound: 3}"), "dense codecs: no bound")
     }
 
+    /// Relative paths in a job file are the file's: the coordinator finds its data and
+    /// state beside it from any current directory, and says where it looked when it cannot.
+    func testRelativePathsAreTakenFromTheJobFilesDirectory() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tributary-jobdir-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: "\(dir)/jobs", withIntermediateDirectories: true)
+        try """
+            data: {source: ../corpus.txt}
+            storage: {data_directory: state, ledger: "sqlite:ledgers/job.sqlite"}
+            auth: {join_token_file: secrets/join, viewer_token_file: /etc/absolute-stays}
+            """.write(toFile: "\(dir)/jobs/job.yaml", atomically: true, encoding: .utf8)
+        try FileManager.default.createDirectory(atPath: "\(dir)/jobs/secrets", withIntermediateDirectories: true)
+        let c = try JobConfig.load(path: "\(dir)/jobs/job.yaml")
+        XCTAssertEqual(c.data.source, "\(dir)/corpus.txt")
+        XCTAssertEqual(c.storage.dataDirectory, "\(dir)/jobs/state")
+        XCTAssertEqual(c.storage.ledger, "sqlite:\(dir)/jobs/ledgers/job.sqlite")
+        XCTAssertEqual(c.auth.joinTokenFile, "\(dir)/jobs/secrets/join")
+        XCTAssertEqual(c.auth.viewerTokenFile, "/etc/absolute-stays")
+        XCTAssertEqual(try JobConfig.parse("data: {source: builtin:arithmetic}", baseDirectory: dir).data.source, "builtin:arithmetic")
+        XCTAssertThrowsError(try JobConfig.load(path: "\(dir)/jobs/missing.yaml")) { error in
+            XCTAssertTrue("\(error)".contains("looked at \(dir)/jobs/missing.yaml"), "\(error)")
+        }
+    }
+
     func testJobFilesAreValidatedWithClearErrors() throws {
         let ok = try JobConfig.parse("name: x\nmodel: {n_layer: 2}\nauth: {join_token: t}\n")
         XCTAssertEqual(ok.model.nLayer, 2)

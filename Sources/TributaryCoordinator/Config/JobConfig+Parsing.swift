@@ -5,14 +5,19 @@ import Yams
 /// Reading job files: YAML laid over the defaults, unknown keys refused.
 extension JobConfig {
     /// Reads and validates a job file.
+    /// Relative paths in the file (data, data directory, ledger, TLS files, token files) are
+    /// taken relative to the file's own directory, wherever the coordinator is started from.
     public static func load(path: String) throws -> JobConfig {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw JobConfigError.invalid("cannot read job file \(path)")
+            let absolute = URL(fileURLWithPath: path).standardizedFileURL.path
+            throw JobConfigError.invalid("cannot read job file \(path) (looked at \(absolute))")
         }
-        return try parse(text, source: path)
+        let directory = URL(fileURLWithPath: path).standardizedFileURL.deletingLastPathComponent().path
+        return try parse(text, source: path, baseDirectory: directory)
     }
 
-    public static func parse(_ yaml: String, source: String = "job file") throws -> JobConfig {
+    /// `baseDirectory`: what relative paths are relative to (nil: the current directory).
+    public static func parse(_ yaml: String, source: String = "job file", baseDirectory: String? = nil) throws -> JobConfig {
         // YAML → plain values → JSON, so the snake_case keys map onto the Swift names
         // through JSONDecoder's key strategy.
         let object: Any
@@ -47,8 +52,27 @@ extension JobConfig {
         } catch {
             throw JobConfigError.invalid("\(source): not valid YAML (\(error))")
         }
+        if let baseDirectory { config.resolveRelativePaths(against: baseDirectory) }
         try config.validate()
         return config
+    }
+
+    /// Makes every relative path in the job absolute, under `directory`.
+    mutating func resolveRelativePaths(against directory: String) {
+        func resolve(_ path: String) -> String {
+            guard !path.isEmpty, !path.hasPrefix("/"), !path.hasPrefix("~") else { return path }
+            return URL(fileURLWithPath: directory).appendingPathComponent(path).standardizedFileURL.path
+        }
+        if !data.source.hasPrefix("builtin:") { data.source = resolve(data.source) }
+        storage.dataDirectory = resolve(storage.dataDirectory)
+        if storage.ledger.hasPrefix("sqlite:") {
+            storage.ledger = "sqlite:" + resolve(String(storage.ledger.dropFirst("sqlite:".count)))
+        }
+        server.tlsCertificate = server.tlsCertificate.map(resolve)
+        server.tlsKey = server.tlsKey.map(resolve)
+        auth.joinTokenFile = auth.joinTokenFile.map(resolve)
+        auth.viewerTokenFile = auth.viewerTokenFile.map(resolve)
+        auth.operatorTokenFile = auth.operatorTokenFile.map(resolve)
     }
 
     /// A config as a JSON-like dictionary with snake_case keys.
