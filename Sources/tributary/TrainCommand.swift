@@ -124,7 +124,7 @@ struct SampleCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sample", abstract: "Generate text from a GPT checkpoint.")
 
-    @Option(help: "A checkpoint directory (or a directory whose 'latest' names one).") var checkpoint: String
+    @Option(help: "A checkpoint directory, a directory whose 'latest' names one, or a coordinator's data directory.") var checkpoint: String
     @Option(help: "Text to continue.") var prompt = "\n"
     @Option(help: "Characters to generate.") var tokens = 300
     @Option(help: "Softmax temperature (0 = greedy).") var temperature: Float = 0.8
@@ -135,7 +135,12 @@ struct SampleCommand: ParsableCommand {
     func run() throws {
         try compute.apply()
         guard temperature >= 0, tokens >= 0, topK >= 0 else { throw ValidationError("temperature, tokens and top-k must not be negative") }
-        let loaded = try LoadedCheckpoint.read(checkpoint)
+        // A coordinator's data directory holds its checkpoints one level down.
+        var isDirectory: ObjCBool = false
+        let nested = "\(checkpoint)/checkpoints"
+        let path = FileManager.default.fileExists(atPath: nested, isDirectory: &isDirectory) && isDirectory.boolValue
+            && !FileManager.default.fileExists(atPath: "\(checkpoint)/config.json") ? nested : checkpoint
+        let loaded = try LoadedCheckpoint.read(path)
         guard let cfg = loaded.config.model.family as? GPTConfig else { throw CLIError("\(loaded.path) holds an MLP; only GPT checkpoints generate text") }
         guard let vocabulary = loaded.config.vocabulary else {
             throw CLIError("\(loaded.path) has no character vocabulary (trained on token ids), so its output cannot be decoded to text")

@@ -79,6 +79,7 @@ extension TrainingJob {
         if openDecision == .close { await closeRoundIfReady() }
         // The replayed rounds are now in memory only: make them a checkpoint (and the log short).
         if checkpointedVersion < version { await checkpointSafely() }
+        if isComplete { announceCompletion() }
     }
 
     private func startFresh() async throws {

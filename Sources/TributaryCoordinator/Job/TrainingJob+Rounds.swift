@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import TributaryCheckpoint
 import TributaryLedger
 import TributaryProtocol
@@ -86,6 +87,7 @@ extension TrainingJob {
             "grad_norm": "\(outcome.map { String(format: "%.3f", $0.gradientNorm) } ?? "none")"])
         if version % config.storage.validationEveryRounds == 0 || isComplete { validate() }
         if version % config.storage.checkpointEveryRounds == 0 || isComplete { await checkpointSafely() }
+        if isComplete { announceCompletion() }
         openRound()
         await advanceEpochIfDone()
         // Published last: status readers (who never wait for the job) must not see the new
@@ -238,6 +240,16 @@ extension TrainingJob {
         guard let saved = publisher.downloadState(), saved.version == version,
               let codec = publisher.downloads?.withLockedValue({ $0.codec }) else { return }
         try DownloadStateFile.write(saved, codec: codec, dataDirectory: config.storage.dataDirectory)
+    }
+
+    /// One line an operator can act on: the job is done, where its model is, how to try it.
+    func announceCompletion() {
+        let checkpoints = URL(fileURLWithPath: self.checkpoints.directory).standardizedFileURL.path
+        var metadata: Logger.Metadata = ["rounds": "\(version)", "checkpoint": "\(checkpoints)"]
+        if case .tokens = spec.sampleShape, data.vocabulary != nil {
+            metadata["try"] = "tributary sample --checkpoint \(checkpoints)"
+        }
+        logger.notice("job complete; workers are told to stop", metadata: metadata)
     }
 
     // MARK: Storage health
