@@ -32,8 +32,9 @@ struct CoordinatorRun: AsyncParsableCommand {
         if let dataDir { config.storage.dataDirectory = dataDir }
         try config.validate()
         let logger = Logger(label: "tributary.coordinator")
-        let trainingJob = try await TrainingJob.open(config: config, logger: logger)
         let (host, port) = try config.listenAddress()
+        try await ListenCheck.ensureAvailable(host: host, port: port)
+        let trainingJob = try await TrainingJob.open(config: config, logger: logger)
         let tls = config.server.tlsCertificate.flatMap { cert in config.server.tlsKey.map { (certificate: cert, key: $0) } }
         let server = CoordinatorServer(job: trainingJob, logger: logger)
         let portFile = self.portFile
@@ -45,6 +46,7 @@ struct CoordinatorRun: AsyncParsableCommand {
             }
         } catch {
             await trainingJob.close()
+            if let explained = ListenCheck.explain(error, host: host, port: port) { throw CLIError(explained) }
             throw error
         }
         await trainingJob.close()

@@ -85,6 +85,21 @@ final class ProcessTests: ProcessTestCase {
         XCTAssertEqual(s?.units.expired, 0)
     }
 
+    /// A second coordinator on a port in use says so in one line and exits non-zero before
+    /// it creates its data directory (no ledger, no step-0 checkpoint).
+    func testAPortInUseIsOneLineBeforeAnythingIsWritten() async throws {
+        let job = try writeJob(rounds: 10, checkpointEvery: 5)
+        let (_, port) = try await startCoordinator(job)
+        let second = try launch(["coordinator", "--job", job, "--listen", "127.0.0.1:\(port)", "--data-dir", "\(dir)/second"],
+                                log: "\(dir)/second.log")
+        second.waitUntilExit()
+        XCTAssertEqual(second.terminationStatus, 1)
+        let log = (try? String(contentsOfFile: "\(dir)/second.log", encoding: .utf8)) ?? ""
+        XCTAssertEqual(log.split(separator: "\n").map(String.init),
+                       ["Error: port \(port) on 127.0.0.1 is already in use (another coordinator?); stop it, or choose another port with --listen HOST:PORT"])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(dir)/second"), "nothing was written")
+    }
+
     func testSIGTERMWritesACheckpointOfTheCurrentVersion() async throws {
         let job = try writeJob(rounds: 1000, checkpointEvery: 1000)
         let (coordinator, port) = try await startCoordinator(job)
