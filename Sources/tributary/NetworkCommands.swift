@@ -3,6 +3,7 @@ import AsyncHTTPClient
 import NIOSSL
 import Foundation
 import Logging
+import TributaryCheckpoint
 import TributaryCoordinator
 import TributaryProtocol
 import TributaryTensor
@@ -105,7 +106,7 @@ struct WorkerCommand: AsyncParsableCommand {
         }
         let address: CoordinatorAddress
         do { address = try CoordinatorAddress(coordinator) } catch { throw CLIError(error.description) }
-        try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
+        do { try DataDirectory.create(dataDir) } catch { throw CLIError(error.description) }
         var options = WorkerOptions(coordinator: address.origin, joinToken: token, name: name, dataDirectory: dataDir,
                                     memoryBudgetBytes: budget, maxUnits: maxUnits)
         options.gracePeriod = .milliseconds(Int(graceSeconds * 1000))

@@ -111,7 +111,7 @@ public actor TrainingJob {
         let data = try DatasetSource.prepare(raw, name: config.data.source, blockSize: blockSize,
                                              validationFraction: config.data.validationFraction, seed: config.data.seed)
         let dir = config.storage.dataDirectory
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        do { try DataDirectory.create(dir) } catch { throw JobConfigError.invalid(error.description) }
         // One coordinator per data directory: two would write one ledger and one checkpoint folder.
         let lock = try DirectoryLock.acquire(dir, name: "coordinator.lock")
         let joinToken = try config.joinToken()
