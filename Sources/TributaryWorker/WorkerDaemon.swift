@@ -91,6 +91,9 @@ public actor WorkerDaemon {
     /// The device allocator's peak so far: what the budget was measured against.
     public var peakTensorBytes: Int { device.allocator.peakBytes }
 
+    /// Whether a unit is in hand (its lease granted and not yet committed or released).
+    public var holdsLease: Bool { currentLease != nil }
+
     /// Asks the loop to stop after the current unit.
     public func requestStop() { stopRequested = true }
 

@@ -127,27 +127,61 @@ struct WorkerCommand: AsyncParsableCommand {
         }
         let daemon = WorkerDaemon(options: options, logger: logger, http: http)
         let grace = options.gracePeriod
+        let totals = WorkerSessionTotals()
         let signals = StopSignals { stopCount in
             Task {
                 await daemon.requestStop()
                 if stopCount > 1 {
                     await daemon.releaseCurrentLease()
+                    print(totals.summary)
                     Foundation.exit(130)
+                }
+                // With no unit in hand there is nothing to finish: stop at once.
+                if await !daemon.holdsLease {
+                    print(totals.summary)
+                    Foundation.exit(0)
                 }
                 logger.info("stopping after the current unit", metadata: ["grace_seconds": "\(graceSeconds)"])
                 try? await Task.sleep(for: grace)
                 await daemon.releaseCurrentLease()
+                print(totals.summary)
                 Foundation.exit(0)
             }
         }
         defer { signals.cancel() }
         try await daemon.run { r in
+            totals.add(r)
             print(String(format: "unit %d (epoch %d, v%d): loss %.4f, %d samples in %.2fs (%.0f samples/s), up %@, down %@",
                          r.unit, r.epoch, r.version, r.loss, r.samples, r.totalSeconds, Double(r.samples) / max(1e-9, r.computeSeconds),
                          ByteCount.format(r.bytesUp), ByteCount.format(r.bytesDown)))
             fflush(nil)
         }
+        print(totals.summary)
         try? await http.shutdown()
+    }
+}
+
+/// What this worker run did, for the line it prints when it stops.
+final class WorkerSessionTotals: @unchecked Sendable {
+    // Unchecked: every field is behind `lock`.
+    private let lock = NSLock()
+    private var units = 0, samples = 0, up = 0, down = 0
+    private let started = Date()
+
+    func add(_ r: UnitReport) {
+        lock.withLock {
+            units += 1
+            samples += r.samples
+            up += r.bytesUp
+            down += r.bytesDown
+        }
+    }
+
+    var summary: String {
+        lock.withLock {
+            "stopped after \(ProgressReporter.duration(Date().timeIntervalSince(started))): \(ProgressReporter.count(units, "unit")), "
+                + "\(ProgressReporter.count(samples, "sample")), up \(ByteCount.format(up)), down \(ByteCount.format(down))"
+        }
     }
 }
 

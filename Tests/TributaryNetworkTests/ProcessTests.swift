@@ -100,6 +100,23 @@ final class ProcessTests: ProcessTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: "\(dir)/second"), "nothing was written")
     }
 
+    /// Ctrl-C on a worker with no unit in hand stops it at once (not after the grace
+    /// period), with one line saying what this run did.
+    func testAnIdleWorkerStopsAtOnceOnCtrlCWithASummary() async throws {
+        let worker = try launch(["worker", "--coordinator", "http://127.0.0.1:9", "--join-token", "process-token",
+                                 "--data-dir", "\(dir)/idle"], log: "\(dir)/idle.log")
+        try await Task.sleep(for: .milliseconds(1500))
+        let sent = Date()
+        kill(worker.processIdentifier, SIGINT)
+        while worker.isRunning, Date().timeIntervalSince(sent) < 10 { try await Task.sleep(for: .milliseconds(20)) }
+        XCTAssertFalse(worker.isRunning)
+        XCTAssertLessThan(Date().timeIntervalSince(sent), 3, "the 30 s grace period is for a unit in hand")
+        XCTAssertEqual(worker.terminationStatus, 0)
+        let log = (try? String(contentsOfFile: "\(dir)/idle.log", encoding: .utf8)) ?? ""
+        let last = log.split(separator: "\n").last.map(String.init) ?? ""
+        XCTAssertTrue(last.hasPrefix("stopped after ") && last.hasSuffix(": 0 units, 0 samples, up 0 B, down 0 B"), log)
+    }
+
     func testSIGTERMWritesACheckpointOfTheCurrentVersion() async throws {
         let job = try writeJob(rounds: 1000, checkpointEvery: 1000)
         let (coordinator, port) = try await startCoordinator(job)
