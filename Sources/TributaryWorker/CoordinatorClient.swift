@@ -92,7 +92,7 @@ public struct CoordinatorClient: Sendable {
         do {
             response = try await http.client.execute(request, timeout: timeout)
         } catch {
-            throw ClientError.transient("\(method) \(path): \(error)")
+            throw ClientError.transient("\(method) \(path): \(ConnectionTrouble.describe(error))")
         }
         let status = Int(response.status.code)
         if (300..<400).contains(status) {

@@ -33,6 +33,8 @@ public actor WorkerDaemon {
     var heldShards: HeldShards
     /// Version 0 is built from the seed at most once per run (it fails the same way again).
     var triedSeedInitialisation = false
+    /// When the coordinator stopped answering (nil while it answers).
+    private var unreachableSince: Date?
     private var stopRequested = false
     /// The lease in hand (the one a stop or a failed unit gives back).
     /// The lease in hand, also written to the data directory: a worker killed while holding
@@ -126,12 +128,14 @@ public actor WorkerDaemon {
             if let max = options.maxUnits, unitsDone >= max { return }
             do {
                 if let r = try await workOneUnit() {
+                    noteReachable()
                     unitsDone += 1
                     failures.reset()
                     idle.reset()
                     report(r)
                 }
             } catch let ClientError.refused(problem) {
+                noteReachable()
                 switch problem.code {
                 case .jobComplete:
                     logger.info("the job is complete")
@@ -156,10 +160,15 @@ public actor WorkerDaemon {
                 currentLease = nil
                 try await pause(&failures, after: "refused: \(problem)")
             } catch let error as ClientError {
+                if case let .transient(why) = error {
+                    noteUnreachable(why)
+                } else {
+                    noteReachable()
+                }
                 // The unit cannot go on: give its lease back, so nobody waits for it to expire.
                 await releaseCurrentLease()
                 currentLease = nil
-                try await pause(&failures, after: "\(error)")
+                try await pause(&failures, after: "\(error)", quietly: unreachableSince != nil)
             } catch {
                 await releaseCurrentLease()
                 throw error
@@ -169,10 +178,28 @@ public actor WorkerDaemon {
 
     /// Waits the next back-off after a failure: every failed or refused request, whatever
     /// its status, so a coordinator that refuses everything is asked less and less often.
-    private func pause(_ backoff: inout Backoff, after error: String) async throws {
+    /// `quietly`: the coordinator is already known to be unreachable (said once, at warning).
+    private func pause(_ backoff: inout Backoff, after error: String, quietly: Bool = false) async throws {
         let delay = backoff.next()
-        logger.warning("retrying", metadata: ["error": "\(LogSafe.escape(error))", "in_ms": "\(Int(Backoff.seconds(delay) * 1000))"])
+        logger.log(level: quietly ? .debug : .warning, "retrying",
+                   metadata: ["error": "\(LogSafe.escape(error))", "in_ms": "\(Int(Backoff.seconds(delay) * 1000))"])
         try await sleep(delay)
+    }
+
+    /// The first failure to reach the coordinator is said once, with its reason in words.
+    private func noteUnreachable(_ why: String) {
+        guard unreachableSince == nil else { return }
+        unreachableSince = Date()
+        logger.warning("cannot reach the coordinator; trying again with back-off",
+                       metadata: ["coordinator": "\(options.coordinator)", "reason": "\(LogSafe.escape(why))"])
+    }
+
+    /// The coordinator answered: after an outage, say so once.
+    private func noteReachable() {
+        guard let since = unreachableSince else { return }
+        unreachableSince = nil
+        logger.notice("connected to the coordinator again",
+                      metadata: ["coordinator": "\(options.coordinator)", "after_s": "\(Int(Date().timeIntervalSince(since)))"])
     }
 
     /// Writes the identity file; the token is a secret: readable by this user only.

@@ -18,6 +18,11 @@ public struct WorkerHTTPClient: Sendable {
         var c = HTTPClient.Configuration.singletonConfiguration
         c.decompression = .disabled
         c.redirectConfiguration = .disallow
+        // A connection that cannot be made fails its request at once (and within 10 s): the
+        // daemon retries with its own back-off and says once that the coordinator is away,
+        // instead of each request waiting out the client's silent reconnection attempts.
+        c.connectionPool.retryConnectionEstablishment = false
+        c.timeout.connect = .seconds(10)
         return c
     }
 
