@@ -121,9 +121,12 @@ let package = Package(
         // Hummingbird: a hostile coordinator on loopback for the attack tests (issue 12).
         .testTarget(name: "TributaryWorkerTests",
                     dependencies: ["TributaryWorker", .product(name: "Hummingbird", package: "hummingbird")]),
-        .testTarget(name: "TributaryCoordinatorTests", dependencies: ["TributaryCoordinator"]),
+        // Helpers more than one test target uses (a log a test can read).
+        .target(name: "TributaryTestSupport", dependencies: [.product(name: "Logging", package: "swift-log")],
+                path: "Tests/TributaryTestSupport"),
+        .testTarget(name: "TributaryCoordinatorTests", dependencies: ["TributaryCoordinator", "TributaryTestSupport"]),
         .testTarget(name: "TributaryNetworkTests",
-                    dependencies: ["TributaryCoordinator", "TributaryWorker", "TributaryProtocol", "tributary",
+                    dependencies: ["TributaryCoordinator", "TributaryWorker", "TributaryProtocol", "tributary", "TributaryTestSupport",
                                    .product(name: "HummingbirdTesting", package: "hummingbird"),
                                    .product(name: "AsyncHTTPClient", package: "async-http-client")],
                     swiftSettings: [.define("TRIBUTARY_CLI_TESTS")]),

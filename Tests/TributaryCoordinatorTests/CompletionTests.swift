@@ -1,34 +1,8 @@
 import Foundation
 import Logging
-import NIOConcurrencyHelpers
+import TributaryTestSupport
 import XCTest
 @testable import TributaryCoordinator
-
-/// Log records kept for a test to read.
-final class CapturedLog: @unchecked Sendable {
-    struct Record { let level: Logger.Level; let message: String; let metadata: Logger.Metadata }
-    private let records = NIOLockedValueBox<[Record]>([])
-    var all: [Record] { records.withLockedValue { $0 } }
-
-    func logger(_ label: String) -> Logger {
-        Logger(label: label) { _ in Handler(log: self) }
-    }
-
-    struct Handler: LogHandler {
-        let log: CapturedLog
-        var metadata: Logger.Metadata = [:]
-        var logLevel: Logger.Level = .info
-        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-            get { metadata[key] }
-            set { metadata[key] = newValue }
-        }
-        func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String,
-                 function: String, line: UInt) {
-            let record = Record(level: level, message: message.description, metadata: self.metadata.merging(metadata ?? [:]) { $1 })
-            log.records.withLockedValue { $0.append(record) }
-        }
-    }
-}
 
 /// A finished job says so once, with where its model is and how to try it — when its last
 /// round closes, and again when a coordinator is started on it.

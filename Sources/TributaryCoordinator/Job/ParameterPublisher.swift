@@ -43,6 +43,10 @@ public final class ParameterPublisher: Sendable {
     /// follow the last, is published exactly and has no delta). Publishing the latest version
     /// again changes nothing.
     func publish(version: Int, parameters: ParameterSet, oldestServed: Int) throws {
+        if downloads != nil, state.withLockedValue({ $0.versions[version] != nil && $0.current == version }) {
+            trim(oldestServed: oldestServed)
+            return
+        }
         var deltaBodies: [String: [UInt8]] = [:]
         var values: [String: [Float]] = [:]
         for shard in layout.shards {
@@ -54,10 +58,6 @@ public final class ParameterPublisher: Sendable {
             values[shard.name] = flat
         }
         if let downloads {
-            if state.withLockedValue({ $0.versions[version] != nil && $0.current == version }) {
-                trim(oldestServed: oldestServed)
-                return
-            }
             let restoredHere = downloads.withLockedValue { $0.version == version }
             (values, deltaBodies) = try downloads.withLockedValue { try $0.advance(to: version, target: values, zstdLevel: zstdLevel) }
             // A version restored from a checkpoint (its values as saved) keeps the delta it had.
@@ -139,6 +139,9 @@ public final class ParameterPublisher: Sendable {
         }
         return found
     }
+
+    /// The version whose values workers hold (nil without compressed downloads or before the first).
+    var downloadVersion: Int? { downloads?.withLockedValue { $0.version } }
 
     /// What workers hold (for a checkpoint); nil without compressed downloads.
     func downloadState() -> DownloadDeltas.Saved? {

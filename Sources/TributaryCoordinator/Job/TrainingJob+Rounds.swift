@@ -236,7 +236,7 @@ extension TrainingJob {
     /// it belongs to (a checkpoint without it restarts the chain with full shards).
     func saveDownloadState() throws {
         // The round's version is published after its checkpoint; its delta is needed now.
-        if publisher.downloads != nil, publisher.downloadState()?.version != version { try publish() }
+        if publisher.downloads != nil, publisher.downloadVersion != version { try publish() }
         guard let saved = publisher.downloadState(), saved.version == version,
               let codec = publisher.downloads?.withLockedValue({ $0.codec }) else { return }
         try DownloadStateFile.write(saved, codec: codec, dataDirectory: config.storage.dataDirectory)
