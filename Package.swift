@@ -102,6 +102,7 @@ let package = Package(
         .executableTarget(name: "tributary",
                           dependencies: ["TributaryTraining", "TributaryCoordinator", "TributaryWorker",
                                          .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                                         .product(name: "Hummingbird", package: "hummingbird"),
                                          .product(name: "NIOCore", package: "swift-nio"),
                                          .product(name: "NIOHTTP1", package: "swift-nio"),
                                          .product(name: "NIOSSL", package: "swift-nio-ssl"),

@@ -17,6 +17,14 @@ public protocol ShardStreamingDelegate: AnyObject, Sendable {
     /// `elements` values, and while taking its gradient; the planner counts them.
     func transientBytes(loading elements: Int) -> Int
     func transientBytes(takingGradientOf elements: Int) -> Int
+    /// `done` of the step's `total` passes are finished (a pass is named by `step`: a
+    /// block's forward or backward over the unit, or a micro-batch). For progress, and a
+    /// place to stop: a delegate whose unit was cancelled throws here.
+    func stepProgress(_ done: Int, of total: Int, step: String) throws
+}
+
+extension ShardStreamingDelegate {
+    public func stepProgress(_ done: Int, of total: Int, step: String) throws {}
 }
 
 /// FSDP-style execution of a GPT training step under a memory budget: parameter shards are
@@ -107,6 +115,8 @@ public final class StreamedGPT: @unchecked Sendable {
         let firstResident = layers - plan.residentBlocks
         let a = allocator
         let emb = GPT.embeddingsShardName, headName = GPT.headShardName
+        // Each block forward, the head, each block backward.
+        let passes = 2 * layers + 1
 
         // Embeddings (wte is also the tied output head) and ln_f stay resident all step.
         let ends = try residentEnds(delegate: delegate, keep: keepBetween)
@@ -133,6 +143,7 @@ public final class StreamedGPT: @unchecked Sendable {
             guard let x = checkpoints[l], let y = checkpoints[l + 1] else { continue }
             var saved: [TransformerBlock.Activations] = []
             for (lo, hi) in micro {
+                try Task.checkCancellation()  // the unit was given up: stop between micro-batches
                 let acts: TransformerBlock.Activations
                 if let work, recompute { acts = work } else {
                     acts = try TransformerBlock.Activations(batch: hi - lo, sequence: t, channels: c, heads: h, allocator: a)
@@ -143,6 +154,7 @@ public final class StreamedGPT: @unchecked Sendable {
             }
             if !recompute { keptActivations.append(saved) }
             if keep { residentBlockValues[l] = bv }
+            try delegate.stepProgress(l + 1, of: passes, step: "block pass")
         }
 
         // Head, loss and the head's backward, one micro-batch at a time.
@@ -153,12 +165,14 @@ public final class StreamedGPT: @unchecked Sendable {
             let head = try HeadPass(rows: m * t, channels: c, vocabulary: v, device: device)
             guard let xL = checkpoints[layers] else { throw ModelError.batchShape("internal: missing final residual") }
             for (lo, hi) in micro {
+                try Task.checkCancellation()
                 let base = lo * t
                 loss += head.run(xL.rows(base, (hi - lo) * t), targets: targets, from: base, rows: (hi - lo) * t, of: b * t,
                                  ends: ends, scratch: scratch, dInput: dX.rows(base, (hi - lo) * t))
             }
         }
         checkpoints[layers] = nil
+        try delegate.stepProgress(layers + 1, of: passes, step: "block pass")
         try await delegate.shardGradientReady(headName, gradient: ends.headGradients)
 
         // Backward, block by block from the last; each block's gradient is final once
@@ -171,6 +185,7 @@ public final class StreamedGPT: @unchecked Sendable {
             let blk = try block(l, values: bv, gradients: grads)
             guard let x = checkpoints[l] else { continue }
             for (i, (lo, hi)) in micro.enumerated() {
+                try Task.checkCancellation()
                 let acts: TransformerBlock.Activations
                 if let work, let y = recomputed {
                     blk.forward(x.rows(lo * t, (hi - lo) * t), into: y, saving: work, batch: hi - lo, sequence: t)
@@ -183,6 +198,7 @@ public final class StreamedGPT: @unchecked Sendable {
             }
             if !recompute { keptActivations[l] = [] }
             checkpoints[l + 1] = nil
+            try delegate.stepProgress(2 * layers + 1 - l, of: passes, step: "block pass")
             try await delegate.shardGradientReady(GPT.blockShardName(l), gradient: UnsafeBufferPointer(start: grads.base, count: grads.count))
         }
 
@@ -302,6 +318,7 @@ public final class StreamedGPT: @unchecked Sendable {
         var gradients: [Int: TensorStorage] = [:]
         var loss = 0.0
         for (i, (lo, hi)) in micro.enumerated() {
+            try delegate.stepProgress(i, of: micro.count, step: "micro-batch")
             let last = i == micro.count - 1
             let seqs = hi - lo, rows = seqs * t, base = lo * t
             device.kernels.embeddingForward(out: checkpoints[0], tokens: inputs[base..<base + rows], wte: wte, wpe: wpe,

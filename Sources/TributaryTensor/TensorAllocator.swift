@@ -233,15 +233,16 @@ public enum ByteCount {
         return "\(bytes) B"
     }
 
-    /// Parses "4096", "64KiB", "512MiB", "2GiB" (also KB/MB/GB as decimal units).
+    /// Parses "4096", "64KiB", "512MiB", "2GiB", "2 GiB", "512mib" (also KB/MB/GB as decimal
+    /// units; K/M/G alone are binary).
     public static func parse(_ text: String) -> Int? {
-        let t = text.trimmingCharacters(in: .whitespaces)
+        let t = text.trimmingCharacters(in: .whitespaces).lowercased()
         let kib = 1024.0, mib = kib * 1024, gib = mib * 1024, tib = gib * 1024
-        let units: [(String, Double)] = [("KiB", kib), ("MiB", mib), ("GiB", gib), ("TiB", tib),
-                                         ("KB", 1e3), ("MB", 1e6), ("GB", 1e9), ("TB", 1e12),
-                                         ("K", kib), ("M", mib), ("G", gib), ("B", 1)]
+        let units: [(String, Double)] = [("kib", kib), ("mib", mib), ("gib", gib), ("tib", tib),
+                                         ("kb", 1e3), ("mb", 1e6), ("gb", 1e9), ("tb", 1e12),
+                                         ("k", kib), ("m", mib), ("g", gib), ("t", tib), ("b", 1)]
         for (suffix, scale) in units where t.hasSuffix(suffix) {
-            guard let v = Double(t.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)), v >= 0,
+            guard let v = Double(t.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)), v.isFinite, v >= 0,
                   v * scale < 9e18 else { return nil }
             return Int(v * scale)
         }

@@ -25,6 +25,8 @@ final class HeldLease: Sendable {
         case committing
         /// The lease is lost (a renewal was refused, or its deadline passed unrenewed).
         case abandoned
+        /// The worker gives the unit back: the volunteer paused it, or the machine is in use.
+        case interrupted
     }
 
     /// How far past the deadline as estimated here the lease may still be alive: the
@@ -113,6 +115,15 @@ final class HeldLease: Sendable {
         state.withLock {
             guard $0.phase != .committing else { return false }
             $0.phase = .abandoned
+            return true
+        }
+    }
+
+    /// The worker gives the unit back; false if it is already committing or lost.
+    func interrupt() -> Bool {
+        state.withLock {
+            guard $0.phase == .working else { return false }
+            $0.phase = .interrupted
             return true
         }
     }

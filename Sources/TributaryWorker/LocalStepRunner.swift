@@ -51,7 +51,8 @@ final class LocalStepRunner: @unchecked Sendable {
     /// The unit's `steps` inner steps from the parameters now in `parameters` (the lease's
     /// version); the mean of the inner losses. Version v's unit takes schedule steps
     /// v·steps ..< (v + 1)·steps.
-    func run(_ model: any TrainableModel, batch: ModelBatch, version: Int, microBatch: Int) throws -> Double {
+    func run(_ model: any TrainableModel, batch: ModelBatch, version: Int, microBatch: Int,
+             afterStep: () -> Void = {}) throws -> Double {
         let h = settings.steps
         let n = batch.sampleCount
         guard h >= 1, n % h == 0 else {
@@ -73,6 +74,7 @@ final class LocalStepRunner: @unchecked Sendable {
             let (step, o2) = base.addingReportingOverflow(i)
             optimizer.step(model.parameters, learningRate: schedule.rate(at: o1 || o2 ? .max : step))
             lossSum += loss
+            afterStep()
         }
         return lossSum / Double(h)
     }

@@ -125,11 +125,13 @@ final class UnitShardStream: ShardStreamingDelegate, @unchecked Sendable {
     let zstdLevel: Int
     let residuals: ResidualStore?
     let queue: UploadQueue
+    let progress: UnitProgress?
 
     struct ShardDescriptorRef: Sendable { let hash: String; let elements: Int }
 
     init(descriptors: [String: ShardDescriptorRef], cache: ShardCache, allocator: TensorAllocator, planner: MemoryPlanner,
-         zstdLevel: Int, residuals: ResidualStore?, queue: UploadQueue) {
+         zstdLevel: Int, residuals: ResidualStore?, queue: UploadQueue, progress: UnitProgress? = nil) {
+        self.progress = progress
         self.descriptors = descriptors
         self.cache = cache
         self.allocator = allocator
@@ -137,6 +139,11 @@ final class UnitShardStream: ShardStreamingDelegate, @unchecked Sendable {
         self.zstdLevel = zstdLevel
         self.residuals = residuals
         self.queue = queue
+    }
+
+    func stepProgress(_ done: Int, of total: Int, step: String) throws {
+        try Task.checkCancellation()  // the unit was given up: stop between passes
+        progress?.computing(done, of: total, named: step)
     }
 
     func loadShard(_ name: String, into values: UnsafeMutableBufferPointer<Float>) throws {

@@ -80,14 +80,15 @@ final class UnitCompute: @unchecked Sendable {
     /// is sent; on any failure the queue is abandoned and the staged residuals dropped.
     /// Committing the staged residuals is the caller's, once the unit is accepted.
     func runUnit(_ batch: ModelBatch, version: Int, shards: [String: UnitShardStream.ShardDescriptorRef], cache: ShardCache,
-                 residuals: ResidualStore, zstdLevel: Int,
+                 residuals: ResidualStore, zstdLevel: Int, progress: UnitProgress? = nil,
                  send: @escaping @Sendable (String, [UInt8]) async throws -> Void) async throws -> (loss: Double, bytesSent: Int) {
         let queue = UploadQueue(capacity: plan.uploadQueueBytes, allocator: device.allocator, send: send)
         let lossy = planner.codec.codec != .fp32
         let stream = UnitShardStream(descriptors: shards, cache: cache, allocator: device.allocator, planner: planner,
-                                     zstdLevel: zstdLevel, residuals: lossy ? residuals : nil, queue: queue)
+                                     zstdLevel: zstdLevel, residuals: lossy ? residuals : nil, queue: queue, progress: progress)
         do {
-            let loss = try await run(batch, version: version, stream: stream)
+            let loss = try await run(batch, version: version, stream: stream, progress: progress)
+            progress?.enter(.uploading)
             try await queue.finish()
             return (loss, await queue.bytesSent)
         } catch {
@@ -110,15 +111,18 @@ final class UnitCompute: @unchecked Sendable {
     }
 
     /// The unit's mean loss; every shard's update handed to `stream` (encoded and queued).
-    private func run(_ batch: ModelBatch, version: Int, stream: UnitShardStream) async throws -> Double {
+    private func run(_ batch: ModelBatch, version: Int, stream: UnitShardStream, progress: UnitProgress?) async throws -> Double {
         switch engine {
         case let .streamed(step):
+            progress?.enter(.computing)
             return try await step.step(batch, delegate: stream)
         case let .resident(model, loaded):
             if let local {
-                return try await localSteps(model, loaded: loaded, batch: batch, version: version, local: local, stream: stream)
+                progress?.enter(.computing, steps: local.settings.steps, named: "inner step")
+                return try await localSteps(model, loaded: loaded, batch: batch, version: version, local: local,
+                                            stream: stream, progress: progress)
             }
-            return try await residentStep(model, loaded: loaded, batch: batch, stream: stream)
+            return try await residentStep(model, loaded: loaded, batch: batch, stream: stream, progress: progress)
         }
     }
 
@@ -144,12 +148,12 @@ final class UnitCompute: @unchecked Sendable {
     /// pseudo-gradient (its values at the lease's version, read back from the cache, minus
     /// the values after the steps) encoded and queued, from last to first.
     private func localSteps(_ model: any TrainableModel, loaded: [String: String], batch: ModelBatch, version: Int,
-                            local: LocalStepRunner, stream: UnitShardStream) async throws -> Double {
+                            local: LocalStepRunner, stream: UnitShardStream, progress: UnitProgress?) async throws -> Double {
         _ = try loadChangedShards(model, loaded: loaded, stream: stream)
         // The steps change every value: whatever happens next, no shard is as loaded any more.
         engine = .resident(model, loaded: [:])
         guard case let .residentModel(micro) = plan.execution else { return .nan }
-        let loss = try local.run(model, batch: batch, version: version, microBatch: micro)
+        let loss = try local.run(model, batch: batch, version: version, microBatch: micro) { progress?.step() }
         for shard in layout.shards.reversed() {
             try Task.checkCancellation()
             let n = shard.elementCount
@@ -170,10 +174,12 @@ final class UnitCompute: @unchecked Sendable {
     /// A whole-model unit: changed shards decoded into the model, micro-batches
     /// accumulated, then each shard's gradient taken from last to first.
     private func residentStep(_ model: any TrainableModel, loaded: [String: String], batch: ModelBatch,
-                              stream: UnitShardStream) async throws -> Double {
+                              stream: UnitShardStream, progress: UnitProgress?) async throws -> Double {
         engine = .resident(model, loaded: try loadChangedShards(model, loaded: loaded, stream: stream))
         guard case let .residentModel(micro) = plan.execution else { return .nan }
-        let loss = try Self.computeGradient(model: model, batch: batch, microBatch: micro)
+        let m = max(1, min(micro, batch.sampleCount))
+        progress?.enter(.computing, steps: (batch.sampleCount + m - 1) / m, named: "micro-batch")
+        let loss = try Self.computeGradient(model: model, batch: batch, microBatch: micro) { progress?.step() }
         for shard in layout.shards.reversed() {
             try Task.checkCancellation()  // the unit's lease was lost: no more encoding
             let flat = UnsafeMutableBufferPointer<Float>.allocate(capacity: shard.elementCount)
@@ -186,13 +192,20 @@ final class UnitCompute: @unchecked Sendable {
     }
 
     /// Mean loss of the batch; gradients (of the mean) left in the model's parameters.
-    static func computeGradient(model: any TrainableModel, batch: ModelBatch, microBatch: Int) throws -> Double {
+    /// `afterMicroBatch` is told of each micro-batch done; a cancelled task stops between them
+    /// (its lease was lost, or the volunteer wants the machine back).
+    static func computeGradient(model: any TrainableModel, batch: ModelBatch, microBatch: Int,
+                                afterMicroBatch: () -> Void = {}) throws -> Double {
         model.parameters.zeroGradients()
         let n = batch.sampleCount
         let m = max(1, min(microBatch, n))
         var lossSum = 0.0
         var start = 0
         while start < n {
+            if start > 0 {
+                try Task.checkCancellation()
+                afterMicroBatch()
+            }
             let end = min(n, start + m)
             let share = Float(end - start) / Float(n)
             lossSum += Double(try model.forwardBackward(batch.samples(start, end), lossScale: share)) * Double(share)

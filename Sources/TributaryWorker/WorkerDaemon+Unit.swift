@@ -23,9 +23,13 @@ extension WorkerDaemon {
                                                  "version": "\(grant.version)",
                                                  "left_ms": "\(Int(Backoff.seconds(lease.timeLeft()) * 1000))"])
         let heartbeat = LeaseHeartbeat(lease: lease, client: releaseClient, token: me.token, logger: logger)
-        let token = me.token
+        let token = me.token, gate = self.gate
+        progress.begin(unit: grant.unitIndex, samples: grant.sampleCount)
+        defer { progress.end() }
         let done = try await heartbeat.keepingAlive {
-            try await self.runLeased(grant, lease: lease, compute: compute, job: job, token: token)
+            try await gate.interruptingWhenClosed(lease) {
+                try await self.runLeased(grant, lease: lease, compute: compute, job: job, token: token)
+            }
         }
         try residualStore.commitStaged()
         try compute.commitStaged()
@@ -95,8 +99,8 @@ extension WorkerDaemon {
         let client = self.client, leaseId = grant.leaseId
         let computeStart = DispatchTime.now().uptimeNanoseconds
         let (loss, up) = try await compute.runUnit(batch, version: grant.version, shards: refs, cache: cache,
-                                                   residuals: residualStore,
-                                                   zstdLevel: job.zstdLevel) { shard, body in
+                                                   residuals: residualStore, zstdLevel: job.zstdLevel,
+                                                   progress: progress) { shard, body in
             _ = try await client.send(.PUT, Routes.update(leaseId, shard: shard), token: token, body: body,
                                       contentType: Routes.tensorFrameType, limit: ResponseLimit.json)
         }
@@ -106,6 +110,7 @@ extension WorkerDaemon {
         do {
             // From here the commit's answer decides: a renewal refused meanwhile no longer cancels the unit.
             guard lease.beginCommit() else { throw CancellationError() }
+            progress.enter(.committing)
             receipt = try await commit(lease, token: token, CommitRequest(samples: batch.sampleCount, loss: loss))
         } catch {
             // The update was not applied: what it carried from the residual must not be lost.

@@ -46,6 +46,10 @@ public actor WorkerDaemon {
     /// The manifest's byte limit for the job's shard layout (`ResponseLimit.manifest`).
     private(set) var manifestLimit = ResponseLimit.json
     public private(set) var unitsDone = 0
+    /// Closed while the volunteer paused the worker or the machine is in use: nothing is leased.
+    public nonisolated let gate: ComputeGate
+    /// Where the unit in hand is (nil between units).
+    public nonisolated let progress = UnitProgress()
 
     struct Identity: Codable {
         var coordinator: String
@@ -53,9 +57,10 @@ public actor WorkerDaemon {
         var token: String
     }
 
-    public init(options: WorkerOptions, logger: Logger, http: WorkerHTTPClient = .shared) {
+    public init(options: WorkerOptions, logger: Logger, http: WorkerHTTPClient = .shared, gate: ComputeGate = ComputeGate()) {
         self.options = options
         self.logger = logger
+        self.gate = gate
         client = CoordinatorClient(base: options.coordinator, http: http)
         releaseClient = CoordinatorClient(base: options.coordinator, http: http, timeout: .seconds(5))
         device = CPUDevice(memoryBudgetBytes: options.memoryBudgetBytes)
@@ -115,17 +120,22 @@ public actor WorkerDaemon {
         }
     }
 
-    /// Runs until stopped or `maxUnits` units are committed.
-    public func run(report: @Sendable (UnitReport) -> Void = { _ in }) async throws {
+    /// Runs until stopped or `maxUnits` units are committed. `started` is called once the
+    /// data directory is this worker's (its lock taken), before anything is leased.
+    public func run(report: @Sendable (UnitReport) -> Void = { _ in },
+                    started: @Sendable () async -> Void = {}) async throws {
         try FileManager.default.createDirectory(atPath: cacheDirectory, withIntermediateDirectories: true)
         // One worker per data directory: two would share an identity, a cache and residuals.
         let dataLock = try DirectoryLock.acquire(options.dataDirectory, name: "worker.lock")
         defer { dataLock.release() }
+        await started()
         await releaseLeftoverLease()
         var failures = Backoff(base: options.retry.base, cap: options.retry.cap)
         var idle = Backoff(base: options.retry.idleBase, cap: options.retry.idleCap)
         while !stopRequested && !Task.isCancelled {
             if let max = options.maxUnits, unitsDone >= max { return }
+            try await waitWhileGateClosed()
+            if stopRequested { return }
             do {
                 if let r = try await workOneUnit() {
                     noteReachable()
@@ -159,6 +169,11 @@ public actor WorkerDaemon {
                 }
                 currentLease = nil
                 try await pause(&failures, after: "refused: \(problem)")
+            } catch let interrupted as UnitInterrupted {
+                // The volunteer wants the machine back: the unit goes to another worker now.
+                logger.notice("unit given back", metadata: ["reason": "\(interrupted.reason)"])
+                await releaseCurrentLease()
+                currentLease = nil
             } catch let error as ClientError {
                 if case let .transient(why) = error {
                     noteUnreachable(why)
@@ -174,6 +189,16 @@ public actor WorkerDaemon {
                 throw error
             }
         }
+    }
+
+    /// While the gate is closed, waits (saying why once, and when work resumes).
+    private func waitWhileGateClosed() async throws {
+        guard let why = gate.closedBecause else { return }
+        logger.notice("not computing", metadata: ["reason": "\(why)"])
+        while !gate.isOpen && !stopRequested {
+            try await sleep(ComputeGate.poll)
+        }
+        if !stopRequested { logger.notice("computing again") }
     }
 
     /// Waits the next back-off after a failure: every failed or refused request, whatever

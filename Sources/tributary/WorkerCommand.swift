@@ -1,0 +1,222 @@
+import ArgumentParser
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOSSL
+import TributaryCheckpoint
+import TributaryProtocol
+import TributaryTensor
+import TributaryWorker
+
+struct WorkerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "worker", abstract: "Donate this machine's compute to a coordinator's job.",
+        subcommands: [WorkerRun.self, WorkerPause.self, WorkerResume.self, WorkerStatus.self],
+        defaultSubcommand: WorkerRun.self)
+}
+
+struct WorkerRun: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run", abstract: "Lease units from a coordinator and compute them until stopped (the default).")
+
+    @Option(help: "The coordinator's URL, e.g. http://host:8470.") var coordinator: String
+    @Option(name: .customLong("join-token"), help: "The job's join token (or TRIBUTARY_JOIN_TOKEN, or --join-token-file).") var joinToken: String?
+    @Option(name: .customLong("join-token-file"), help: "A file holding the join token.") var joinTokenFile: String?
+    @Option(help: "A name shown on the coordinator's worker list.") var name: String?
+    @Option(name: .customLong("memory-budget"), parsing: .upToNextOption,
+            help: "Tensor memory this worker may use, e.g. 512MiB or 2 GiB.") var memoryBudget: [String] = []
+    @Option(name: .customLong("data-dir"), help: "Identity, shard cache and control socket.") var dataDir = "\(NSHomeDirectory())/.tributary-worker"
+    @Option(name: .customLong("max-units"), help: "Stop after this many units.") var maxUnits: Int?
+    @Option(name: .customLong("grace-seconds"), help: "On SIGINT/SIGTERM, time to finish the current unit before releasing its lease.") var graceSeconds = 30.0
+    @Option(name: .customLong("ca-file"), help: "PEM certificate(s) to trust for an https:// coordinator (e.g. a self-signed one).") var caFile: String?
+    @Option(help: "CPU priority, 0 (normal) to 19 (only what nothing else wants).") var nice: Int32 = 19
+    @OptionGroup var idle: IdleOptions
+    @OptionGroup var compute: ComputeOptions
+
+    func run() async throws {
+        try compute.apply()
+        let token = try joinTokenGiven()
+        var budget: Int?
+        if !memoryBudget.isEmpty {
+            guard let b = ByteCount.parse(memoryBudget.joined(separator: " ")), b > 0 else {
+                throw CLIError("--memory-budget takes a size such as 512MiB or 2 GiB, not '\(memoryBudget.joined(separator: " "))'")
+            }
+            budget = b
+        }
+        let policy = try idle.policy()
+        guard (0...19).contains(nice) else { throw CLIError("--nice must be 0 to 19") }
+        let address: CoordinatorAddress
+        do { address = try CoordinatorAddress(coordinator) } catch { throw CLIError(error.description) }
+        do { try DataDirectory.create(dataDir) } catch { throw CLIError(error.description) }
+        var options = WorkerOptions(coordinator: address.origin, joinToken: token, name: name, dataDirectory: dataDir,
+                                    memoryBudgetBytes: budget, maxUnits: maxUnits)
+        options.gracePeriod = .milliseconds(Int(graceSeconds * 1000))
+        let logger = Logger(label: "tributary.worker")
+        ProcessPriority.lower(to: nice, logger: logger)
+        if let ignored = address.ignored {
+            logger.notice("using the coordinator's origin; the rest of the URL is ignored",
+                          metadata: ["coordinator": "\(address.origin)", "ignored": "\(LogSafe.escape(ignored))"])
+        }
+        let http = try httpClient()
+        let daemon = WorkerDaemon(options: options, logger: logger, http: http)
+        let gate = daemon.gate
+        if WorkerPauseFile.isPaused(dataDirectory: dataDir) { gate.set(.paused, reason: ComputeGate.pausedReason) }
+        // Held before the first lease: the watcher opens it once a look says the machine is idle.
+        if policy != nil { gate.set(.machineInUse, reason: IdleWatcher.firstLook) }
+        let totals = WorkerSessionTotals()
+        let signals = stopOnSignals(daemon, totals: totals, logger: logger)
+        defer { signals.cancel() }
+        let background = Task {
+            await withTaskGroup(of: Void.self) { group in
+                if let policy { group.addTask { await IdleWatcher(policy: policy, signals: idle.signals()).run(gate: gate, logger: logger) } }
+                group.addTask { await UnitProgressLine(progress: daemon.progress).run() }
+                await group.waitForAll()
+            }
+        }
+        let control = ControlSocketTask()
+        defer {
+            background.cancel()
+            control.cancel()
+        }
+        let dataDir = self.dataDir, coordinatorURL = address.origin
+        try await daemon.run(report: { r in
+            totals.add(r)
+            print(String(format: "unit %d (epoch %d, v%d): loss %.4f, %d samples in %.2fs (%.0f samples/s), up %@, down %@",
+                         r.unit, r.epoch, r.version, r.loss, r.samples, r.totalSeconds, Double(r.samples) / max(1e-9, r.computeSeconds),
+                         ByteCount.format(r.bytesUp), ByteCount.format(r.bytesDown)))
+            fflush(nil)
+        }, started: {
+            // The data directory is this worker's now: a socket file there is a dead run's.
+            control.start {
+                try await WorkerControlSocket.serve(
+                    dataDirectory: dataDir, logger: logger,
+                    status: { WorkerControlStatus(gate: gate, unit: daemon.progress.snapshot, coordinator: coordinatorURL,
+                                                  session: totals.session) },
+                    setPaused: { paused in
+                        try gate.setPaused(paused, dataDirectory: dataDir)
+                        logger.notice(paused ? "paused by the volunteer" : "resumed by the volunteer")
+                    })
+            }
+        })
+        print(totals.summary)
+        try? await http.shutdown()
+    }
+
+    private func joinTokenGiven() throws -> String {
+        if let joinToken { return joinToken }
+        if let joinTokenFile {
+            guard let text = try? String(contentsOfFile: joinTokenFile, encoding: .utf8) else {
+                throw CLIError("cannot read --join-token-file \(joinTokenFile)")
+            }
+            return text.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        if let env = ProcessInfo.processInfo.environment["TRIBUTARY_JOIN_TOKEN"] { return env }
+        throw ValidationError("give the join token: --join-token, --join-token-file or TRIBUTARY_JOIN_TOKEN")
+    }
+
+    /// The worker's clients follow no redirects (WorkerHTTPClient): one could carry the join token elsewhere.
+    private func httpClient() throws -> WorkerHTTPClient {
+        guard let caFile else { return .shared }
+        guard FileManager.default.isReadableFile(atPath: caFile) else { throw CLIError("cannot read --ca-file \(caFile)") }
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.trustRoots = .file(caFile)
+        var configuration = WorkerHTTPClient.defaultConfiguration
+        configuration.tlsConfiguration = tls
+        return WorkerHTTPClient(configuration)
+    }
+
+    /// Ctrl-C or SIGTERM: with no unit in hand, stop at once; else finish it within the grace
+    /// period, then give it back. A second signal gives it back at once.
+    private func stopOnSignals(_ daemon: WorkerDaemon, totals: WorkerSessionTotals, logger: Logger) -> StopSignals {
+        let grace = Duration.milliseconds(Int(graceSeconds * 1000)), graceSeconds = self.graceSeconds
+        return StopSignals { stopCount in
+            Task {
+                await daemon.requestStop()
+                if stopCount > 1 {
+                    await daemon.releaseCurrentLease()
+                    print(totals.summary)
+                    Foundation.exit(130)
+                }
+                if await !daemon.holdsLease {
+                    print(totals.summary)
+                    Foundation.exit(0)
+                }
+                logger.info("stopping after the current unit", metadata: ["grace_seconds": "\(graceSeconds)"])
+                try? await Task.sleep(for: grace)
+                await daemon.releaseCurrentLease()
+                print(totals.summary)
+                Foundation.exit(0)
+            }
+        }
+    }
+}
+
+/// The control socket's server task, started once the worker holds its data directory.
+final class ControlSocketTask: @unchecked Sendable {
+    // Unchecked: `task` is behind `lock`.
+    private let lock = NSLock()
+    private var task: Task<Void, Never>?
+
+    func start(_ serve: @escaping @Sendable () async throws -> Void) {
+        lock.withLock {
+            task = Task {
+                do { try await serve() } catch {
+                    Logger(label: "tributary.worker").warning("the control socket failed; pause and resume are unavailable",
+                                                              metadata: ["error": "\(error)"])
+                }
+            }
+        }
+    }
+
+    func cancel() { lock.withLock { task?.cancel() } }
+}
+
+/// What this worker run did, for the line it prints when it stops and for `worker status`.
+final class WorkerSessionTotals: @unchecked Sendable {
+    // Unchecked: every field is behind `lock`.
+    private let lock = NSLock()
+    private var totals = WorkerControlStatus.Session()
+    private let started = Date()
+
+    func add(_ r: UnitReport) {
+        lock.withLock {
+            totals.units += 1
+            totals.samples += r.samples
+            totals.bytesUp += r.bytesUp
+            totals.bytesDown += r.bytesDown
+        }
+    }
+
+    var session: WorkerControlStatus.Session {
+        lock.withLock {
+            var s = totals
+            s.seconds = Date().timeIntervalSince(started)
+            return s
+        }
+    }
+
+    var summary: String {
+        let s = session
+        return "stopped after \(ProgressReporter.duration(s.seconds)): \(ProgressReporter.count(s.units, "unit")), "
+            + "\(ProgressReporter.count(s.samples, "sample")), up \(ByteCount.format(s.bytesUp)), down \(ByteCount.format(s.bytesDown))"
+    }
+}
+
+/// A unit that runs long says where it is every 30 s: "unit 12: computing, micro-batch 3 of 8 (1m30s so far)".
+struct UnitProgressLine: Sendable {
+    let progress: UnitProgress
+    var every: Duration = .seconds(30)
+
+    func run() async {
+        var lastUnit: Int?
+        while !Task.isCancelled {
+            do { try await Task.sleep(for: every) } catch { return }
+            guard let u = progress.snapshot else { continue }
+            let age = Date().timeIntervalSince(u.startedAt)
+            guard age >= Double(every.components.seconds) || lastUnit == u.unit else { continue }
+            lastUnit = u.unit
+            print("unit \(u.unit): \(u.phrase) (\(ProgressReporter.duration(age)) so far)")
+            fflush(nil)
+        }
+    }
+}
