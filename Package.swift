@@ -75,6 +75,7 @@ let package = Package(
         // The coordinator daemon: owns a job, serves the HTTP API.
         .target(name: "TributaryCoordinator",
                 dependencies: ["TributaryTraining", "TributaryTensor", "TributaryProtocol", "TributaryCompression", "TributaryLedger",
+                               "TributaryPlanning",
                                .product(name: "Hummingbird", package: "hummingbird"),
                                .product(name: "HummingbirdCore", package: "hummingbird"),
                                .product(name: "HummingbirdHTTP2", package: "hummingbird"),
@@ -90,8 +91,12 @@ let package = Package(
                                .product(name: "Logging", package: "swift-log")]),
 
         // The worker daemon: leases units, computes gradients, pushes updates.
+        // How a unit of a job fits a worker's memory: the worker plans with it, the
+        // coordinator estimates the smallest worker a job needs.
+        .target(name: "TributaryPlanning", dependencies: ["TributaryModels", "TributaryCompression", "TributaryTensor"]),
+
         .target(name: "TributaryWorker",
-                dependencies: ["TributaryCheckpoint", "TributaryCompression", "TributaryProtocol",
+                dependencies: ["TributaryCheckpoint", "TributaryCompression", "TributaryProtocol", "TributaryPlanning",
                                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                                .product(name: "NIOCore", package: "swift-nio"),
                                .product(name: "NIOHTTP1", package: "swift-nio"),

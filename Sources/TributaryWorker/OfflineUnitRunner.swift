@@ -1,3 +1,4 @@
+import TributaryPlanning
 import Crypto
 import Foundation
 import TributaryCompression

@@ -1,3 +1,4 @@
+import TributaryPlanning
 import Logging
 import TributaryCompression
 import TributaryModels

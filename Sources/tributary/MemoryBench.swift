@@ -1,3 +1,4 @@
+import TributaryPlanning
 import ArgumentParser
 import Foundation
 import TributaryModels

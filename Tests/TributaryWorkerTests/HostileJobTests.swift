@@ -1,3 +1,4 @@
+import TributaryPlanning
 import Foundation
 import TributaryCompression
 import TributaryModels

@@ -101,12 +101,20 @@ public actor TrainingJob {
         try config.validate()
         let raw = try DatasetSource.load(config.data.source)
         let spec: ModelSpec
+        let datasetBytes: Int
         switch raw {
-        case let .tokens(_, _, vocabularySize):
+        case let .tokens(tokens, _, vocabularySize):
             spec = try config.modelSpec(vocabularySize: vocabularySize, features: nil, classes: nil)
+            datasetBytes = 4 * tokens.count  // the stream, and its training and validation windows
         case let .images(set):
             spec = try config.modelSpec(vocabularySize: nil, features: set.featureCount, classes: set.classCount)
+            datasetBytes = 2 * 4 * set.pixels.count
         }
+        // Before anything is allocated or written: a job this machine cannot hold is refused with its numbers.
+        let memory = JobMemoryEstimate.estimate(config: config, spec: spec, datasetBytes: datasetBytes)
+        let machine = JobMemoryEstimate.machineBytes()
+        if let refusal = memory.refusal(machineBytes: machine) { throw JobConfigError.invalid(refusal) }
+        logger.info("memory estimate", metadata: memory.metadata(machineBytes: machine))
         let blockSize = spec.sampleShape.sequenceLength
         let data = try DatasetSource.prepare(raw, name: config.data.source, blockSize: blockSize,
                                              validationFraction: config.data.validationFraction, seed: config.data.seed)
