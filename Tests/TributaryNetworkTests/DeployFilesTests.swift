@@ -41,7 +41,7 @@ final class DeployFilesTests: XCTestCase {
     /// The worker's --grace-seconds default, which every stop timeout must exceed.
     static var workerGraceSeconds: Double {
         #if TRIBUTARY_CLI_TESTS
-        return (try? WorkerCommand.parse(["--coordinator", "http://x"]).graceSeconds) ?? 30
+        return (try? WorkerRun.parse(["--coordinator", "http://x"]).graceSeconds) ?? 30
         #else
         return 30
         #endif
