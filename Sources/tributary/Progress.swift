@@ -30,7 +30,8 @@ struct ProgressReporter {
     }
 
     static func duration(_ seconds: Double) -> String {
-        guard seconds.isFinite, seconds >= 0 else { return "--" }
+        // A coordinator's figure may be anything: beyond 30,000 years it is not a duration.
+        guard seconds.isFinite, seconds >= 0, seconds < 1e12 else { return "--" }
         let s = Int(seconds.rounded())
         if s >= 3600 { return "\(s / 3600)h\(String(format: "%02d", (s % 3600) / 60))m" }
         if s >= 60 { return "\(s / 60)m\(String(format: "%02d", s % 60))s" }
