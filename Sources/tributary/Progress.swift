@@ -38,6 +38,20 @@ struct ProgressReporter {
         return "\(s)s"
     }
 
+    /// "812 FLOP", "4.1 TFLOP", "250 PFLOP": steps of 1,000, one decimal below 100.
+    static func flops(_ count: Double) -> String {
+        guard count.isFinite, count >= 0 else { return "? FLOP" }
+        let units = ["FLOP", "kFLOP", "MFLOP", "GFLOP", "TFLOP", "PFLOP", "EFLOP", "ZFLOP", "YFLOP"]
+        var value = count, step = 0
+        // 999.7 kFLOP reads 1.0 MFLOP, not 1000 kFLOP.
+        while value >= 999.5, step < units.count - 1 {
+            value /= 1000
+            step += 1
+        }
+        let whole = step == 0 || (value * 10).rounded() >= 1000
+        return String(format: whole ? "%.0f %@" : "%.1f %@", value, units[step])
+    }
+
     static func rate(_ perSecond: Double, _ unit: String) -> String {
         if perSecond >= 1e6 { return String(format: "%.2fM %@", perSecond / 1e6, unit) }
         if perSecond >= 1e4 { return String(format: "%.1fk %@", perSecond / 1e3, unit) }
