@@ -5,6 +5,8 @@ public enum Routes {
     public static let leases = "/v1/leases"
     public static let status = "/v1/status"
     public static let workers = "/v1/workers"
+    /// The asking worker's own credit and rank (needs its bearer token).
+    public static let myCredit = "/v1/workers/me"
     public static let job = "/v1/job"
 
     public static func lease(_ id: String) -> String { "/v1/leases/\(id)" }

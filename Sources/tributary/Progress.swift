@@ -30,11 +30,26 @@ struct ProgressReporter {
     }
 
     static func duration(_ seconds: Double) -> String {
-        guard seconds.isFinite, seconds >= 0 else { return "--" }
+        // A coordinator's figure may be anything: beyond 30,000 years it is not a duration.
+        guard seconds.isFinite, seconds >= 0, seconds < 1e12 else { return "--" }
         let s = Int(seconds.rounded())
         if s >= 3600 { return "\(s / 3600)h\(String(format: "%02d", (s % 3600) / 60))m" }
         if s >= 60 { return "\(s / 60)m\(String(format: "%02d", s % 60))s" }
         return "\(s)s"
+    }
+
+    /// "812 FLOP", "4.1 TFLOP", "250 PFLOP": steps of 1,000, one decimal below 100.
+    static func flops(_ count: Double) -> String {
+        guard count.isFinite, count >= 0 else { return "? FLOP" }
+        let units = ["FLOP", "kFLOP", "MFLOP", "GFLOP", "TFLOP", "PFLOP", "EFLOP", "ZFLOP", "YFLOP"]
+        var value = count, step = 0
+        // 999.7 kFLOP reads 1.0 MFLOP, not 1000 kFLOP.
+        while value >= 999.5, step < units.count - 1 {
+            value /= 1000
+            step += 1
+        }
+        let whole = step == 0 || (value * 10).rounded() >= 1000
+        return String(format: whole ? "%.0f %@" : "%.1f %@", value, units[step])
     }
 
     static func rate(_ perSecond: Double, _ unit: String) -> String {

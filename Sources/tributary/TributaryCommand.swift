@@ -10,7 +10,7 @@ struct TributaryCommand: AsyncParsableCommand {
         commandName: "tributary",
         abstract: "Volunteer deep-learning training: train models, run and watch training jobs.",
         version: TributaryRelease.version,
-        subcommands: [DemoCommand.self, CoordinatorCommand.self, WorkerCommand.self, StatusCommand.self,
+        subcommands: [DemoCommand.self, CoordinatorCommand.self, WorkerCommand.self, CreditCommand.self, StatusCommand.self,
                       TrainCommand.self, SampleCommand.self, BenchCommand.self])
 
     static func main() async {

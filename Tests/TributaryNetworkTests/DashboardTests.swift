@@ -217,19 +217,32 @@ final class DashboardTests: XCTestCase {
                     "refuted_replicas":1,"banned":1,"voided_by_ban":1}}
     """
 
+    /// The fixture at 80 columns: every line fits; what the coordinator counts in memory
+    /// stands under its heading; the volunteers most samples first (bob and carol tie,
+    /// registration order decides), bob's name cut to the width left, evil's escape
+    /// neutralised.
     static let fixtureText = """
     job        demo  running
     model      gpt 4×128 · 812,160 parameters · 6 shards · sync
     version    █████████████····················· 120/300 40% · round 121 · epoch 2
     loss       1.5000  █▆▄▃▃▂▁▁
     val loss   2.2500 at round 100
-    workers    3 active · 4 recent · 5 total
-    units      20 done · 3 leased · 77 pending · 1 expired (100/epoch)
-    speed      123 samples/s · 7898 tokens/s
+    units      20 done · 3 leased · 77 pending (100/epoch)
+    time       last round 1.2s · ETA 12m40s
+    since coordinator start 5m03s (a restart resets these)
+    speed      123 samples/s · 7898 tokens/s (last minute)
     traffic    in 1.2 MiB (×3.0 vs dense 3.6 MiB) · out 34.0 MiB
     updates    480 accepted · 3 rejected (stale_version 2, invalid_update 1)
-    validation 12 replicas (96 samples) · 9 confirmed · 3 disputes · 2 replaced, 1 held back · 1 banned
-    time       last round 1.2s · up 5m03s · ETA 12m40s
+    leases     1 expired
+    validation 12 replicas (96 samples) · 9 confirmed · 3 disputes
+               2 replaced · 1 held back · 1 banned
+    workers    3 active · 4 recent · 5 total
+      worker                    samples  share  accepted  refused  last seen  state
+      alice                      12,800  31.2%        50        0  1m ago     active
+      bob-the-very-long-named…    9,600  23.4%        38        1  1m ago     active
+      carol                       9,600  23.4%        37        2  1m ago     active
+      dave                        7,400  18.0%        29        0  2h ago     idle
+      evil?[31m                   1,600   3.9%         6        4  3d ago     banned
 
     """
 
@@ -248,12 +261,15 @@ final class DashboardTests: XCTestCase {
     version    ██████████████ 10/10 100% · done · epoch 0
     loss       –
     val loss   –
-    workers    0 active · 1 recent · 1 total
-    units      10 done · 0 leased · 0 pending · 0 expired (10/epoch)
-    speed      0 samples/s
+    units      10 done · 0 leased · 0 pending (10/epoch)
+    time       last round – · ETA done
+    since coordinator start 1h06m (a restart resets these)
+    speed      0 samples/s (last minute)
     traffic    in 0 B · out 512 B
     updates    10 accepted · none rejected
-    time       last round – · up 1h06m · ETA done
+    leases     0 expired
+    workers    0 active · 1 recent · 1 total
+      no worker list: this coordinator serves none
 
     """
 
@@ -261,24 +277,52 @@ final class DashboardTests: XCTestCase {
         try WireJSON.decoder().decode(StatusReport.self, from: Data(json.utf8))
     }
 
+    /// The fixture's five volunteers (41,000 samples), last seen minutes, hours and days
+    /// before `now`: far enough from a unit's boundary that a test's delays do not change
+    /// how their ages read. One name is long, one carries an escape sequence.
+    static func fixtureWorkers(now: Date) -> [WorkerSummary] {
+        [WorkerSummary(id: "w-1", name: "alice", samples: 12_800, flops: 4.1e12, acceptedUpdates: 50, rejectedUpdates: 0,
+                       lastSeen: now.addingTimeInterval(-70), active: true),
+         WorkerSummary(id: "w-2", name: "bob-the-very-long-named-volunteer-machine", samples: 9_600, flops: 3.1e12,
+                       acceptedUpdates: 38, rejectedUpdates: 1, lastSeen: now.addingTimeInterval(-75), active: true),
+         WorkerSummary(id: "w-3", name: "carol", samples: 9_600, flops: 3.1e12, acceptedUpdates: 37, rejectedUpdates: 2,
+                       lastSeen: now.addingTimeInterval(-80), active: true),
+         WorkerSummary(id: "w-4", name: "dave", samples: 7_400, flops: 2.4e12, acceptedUpdates: 29, rejectedUpdates: 0,
+                       lastSeen: now.addingTimeInterval(-7_800), active: false),
+         WorkerSummary(id: "w-5", name: "evil\u{1B}[31m", samples: 1_600, flops: 5e11, acceptedUpdates: 6, rejectedUpdates: 4,
+                       lastSeen: now.addingTimeInterval(-263_000), active: false, banned: true)]
+    }
+
+    static let fixtureNow = Date(timeIntervalSince1970: 1_750_000_000)
+
     // MARK: - `tributary status`: unit tests (need the test target to depend on `tributary`)
 
     #if TRIBUTARY_CLI_TESTS
+    /// The screen for `status` with the fixture's workers (or `workers`), no height limit.
+    /// What the executable reads from a coordinator without `GET /v1/workers`.
+    static let olderCoordinator = WorkerListing.unavailable("this coordinator serves none")
+
+    static func render(_ status: StatusReport, workers: WorkerListing? = nil, width: Int, color: Bool) -> String {
+        StatusScreen.block(status, workers: workers ?? .workers(fixtureWorkers(now: fixtureNow)), width: width, height: nil,
+                           now: fixtureNow, color: color)
+    }
+
     func testSparkline() {
-        XCTAssertEqual(StatusCommand.sparkline([1, 2, 3, 4, 5, 6, 7, 8], width: 8), "▁▂▃▄▅▆▇█")
-        XCTAssertEqual(StatusCommand.sparkline([8, 7, 6, 5, 4, 3, 2, 1], width: 8), "█▇▆▅▄▃▂▁")
-        XCTAssertEqual(StatusCommand.sparkline([1, 2, 3, 4, 5, 6, 7, 8], width: 4), "▁▃▆█")   // the last 4, renormalised
-        XCTAssertEqual(StatusCommand.sparkline([3.0, 2.5, 2.2, 2.0, 1.9, 1.7, 1.6, 1.5], width: 40), "█▆▄▃▃▂▁▁")
-        XCTAssertEqual(StatusCommand.sparkline([2, 2, 2], width: 8), "▄▄▄")
-        XCTAssertEqual(StatusCommand.sparkline([1, .nan, 3, .infinity], width: 8), "▁ █ ")
-        XCTAssertEqual(StatusCommand.sparkline([], width: 8), "")
-        XCTAssertEqual(StatusCommand.sparkline([1, 2], width: 0), "")
-        XCTAssertEqual(StatusCommand.sparkline(Array(repeating: 1.0, count: 100) + [2], width: 40).count, 40)
+        XCTAssertEqual(StatusScreen.sparkline([1, 2, 3, 4, 5, 6, 7, 8], width: 8), "▁▂▃▄▅▆▇█")
+        XCTAssertEqual(StatusScreen.sparkline([8, 7, 6, 5, 4, 3, 2, 1], width: 8), "█▇▆▅▄▃▂▁")
+        XCTAssertEqual(StatusScreen.sparkline([1, 2, 3, 4, 5, 6, 7, 8], width: 4), "▁▃▆█")   // the last 4, renormalised
+        XCTAssertEqual(StatusScreen.sparkline([3.0, 2.5, 2.2, 2.0, 1.9, 1.7, 1.6, 1.5], width: 40), "█▆▄▃▃▂▁▁")
+        XCTAssertEqual(StatusScreen.sparkline([2, 2, 2], width: 8), "▄▄▄")
+        XCTAssertEqual(StatusScreen.sparkline([1, .nan, 3, .infinity], width: 8), "▁ █ ")
+        XCTAssertEqual(StatusScreen.sparkline([], width: 8), "")
+        XCTAssertEqual(StatusScreen.sparkline([1, 2], width: 0), "")
+        XCTAssertEqual(StatusScreen.sparkline(Array(repeating: 1.0, count: 100) + [2], width: 40).count, 40)
     }
 
     func testRenderFixedReport() throws {
-        XCTAssertEqual(StatusCommand.render(try Self.report(Self.fixtureJSON), width: 80, color: false), Self.fixtureText)
-        XCTAssertEqual(StatusCommand.render(try Self.report(Self.completeJSON), width: 60, color: false), Self.completeText)
+        XCTAssertEqual(Self.render(try Self.report(Self.fixtureJSON), width: 80, color: false), Self.fixtureText)
+        XCTAssertEqual(Self.render(try Self.report(Self.completeJSON), workers: Self.olderCoordinator, width: 60, color: false),
+                       Self.completeText)
     }
 
     func testCountsAgreeWithTheirNumber() {
@@ -291,7 +335,7 @@ final class DashboardTests: XCTestCase {
     func testRenderNamesTheParameterCountOnce() throws {
         var status = try Self.report(Self.fixtureJSON)
         status.model = GPTConfig(vocabSize: 65, blockSize: 64, nLayer: 4, nHead: 4, nEmbd: 128).summary
-        let text = StatusCommand.render(status, width: 200, color: false)
+        let text = Self.render(status, width: 200, color: false)
         let model = try XCTUnwrap(text.split(separator: "\n").first { $0.hasPrefix("model") })
         XCTAssertEqual(model.components(separatedBy: "parameters").count, 2, String(model))
         XCTAssertTrue(model.hasSuffix("parameters · 6 shards · sync"), String(model))
@@ -299,19 +343,19 @@ final class DashboardTests: XCTestCase {
 
     func testRenderWithColorIsThePlainTextPlusEscapes() throws {
         let status = try Self.report(Self.fixtureJSON)
-        let colored = StatusCommand.render(status, width: 80, color: true)
+        let colored = Self.render(status, width: 80, color: true)
         XCTAssertTrue(colored.contains("\u{1B}[36m█▆▄▃▃▂▁▁\u{1B}[0m"), colored)
         XCTAssertTrue(colored.contains("\u{1B}[33m3 rejected\u{1B}[0m"), colored)
         let stripped = colored.replacingOccurrences(of: "\u{1B}\\[[0-9;]*m", with: "", options: .regularExpression)
         XCTAssertEqual(stripped, Self.fixtureText)
-        let done = StatusCommand.render(try Self.report(Self.completeJSON), width: 60, color: true)
+        let done = Self.render(try Self.report(Self.completeJSON), workers: Self.olderCoordinator, width: 60, color: true)
         XCTAssertTrue(done.contains("\u{1B}[32mcomplete\u{1B}[0m"), done)
     }
 
     func testRenderNeutralisesControlCharacters() throws {
         var status = try Self.report(Self.fixtureJSON)
         status.job = "evil\u{1B}[2Jjob"
-        let text = StatusCommand.render(status, width: 80, color: false)
+        let text = Self.render(status, width: 80, color: false)
         XCTAssertFalse(text.contains("\u{1B}"))
         XCTAssertTrue(text.hasPrefix("job        evil?[2Jjob  running\n"), text)
     }
@@ -319,8 +363,8 @@ final class DashboardTests: XCTestCase {
     func testRenderWidthSizesBarAndSparkline() throws {
         var status = try Self.report(Self.fixtureJSON)
         status.trainingLoss = (0..<100).map { .init(round: $0, value: Double(100 - $0)) }
-        let wide = StatusCommand.render(status, width: 200, color: false)
-        let narrow = StatusCommand.render(status, width: 40, color: false)
+        let wide = Self.render(status, width: 200, color: false)
+        let narrow = Self.render(status, width: 40, color: false)
         let lossLine = { (text: String) in text.split(separator: "\n").first { $0.hasPrefix("loss") }! }
         XCTAssertEqual(lossLine(wide).filter { "▁▂▃▄▅▆▇█".contains($0) }.count, 40)
         XCTAssertEqual(lossLine(narrow).filter { "▁▂▃▄▅▆▇█".contains($0) }.count, 19)
@@ -408,6 +452,20 @@ final class DashboardTests: XCTestCase {
         static func start() async throws -> FixtureServer {
             let router = Router()
             router.get("/v1/status") { _, _ in Self.reply(.ok, "application/json", DashboardTests.fixtureJSON) }
+            // The fixture's workers, last seen relative to now; the /complete coordinator
+            // predates the worker list (404).
+            router.get("/v1/workers") { _, _ in
+                let list = WorkerList(workers: DashboardTests.fixtureWorkers(now: Date()), total: 5)
+                return Self.reply(.ok, "application/json", String(decoding: try WireJSON.encoder().encode(list), as: UTF8.self))
+            }
+            // The same workers two to a page, whatever limit is asked for.
+            router.get("/paged/v1/workers") { request, _ in
+                let all = DashboardTests.fixtureWorkers(now: Date())
+                let start = min(all.count, max(0, request.uri.queryParameters.get("offset").flatMap { Int($0) } ?? 0))
+                let end = min(all.count, start + 2)
+                let list = WorkerList(workers: Array(all[start..<end]), total: all.count, nextOffset: end < all.count ? end : nil)
+                return Self.reply(.ok, "application/json", String(decoding: try WireJSON.encoder().encode(list), as: UTF8.self))
+            }
             router.get("/complete/v1/status") { _, _ in Self.reply(.ok, "application/json", DashboardTests.completeJSON) }
             router.get("/broken/v1/status") { _, _ in
                 Self.reply(.serviceUnavailable, Problem.contentType,

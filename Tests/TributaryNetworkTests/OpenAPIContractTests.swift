@@ -76,6 +76,7 @@ final class OpenAPIContractTests: XCTestCase {
         // The paths the worker builds with Routes are the documented templates.
         let built: [(String, String)] = [
             ("POST", Routes.register), ("GET", Routes.job), ("POST", Routes.leases), ("GET", Routes.status),
+            ("GET", Routes.workers), ("GET", Routes.myCredit),
             ("DELETE", Routes.lease("{lease}")), ("POST", Routes.renew("{lease}")), ("GET", Routes.batch("{lease}")),
             ("PUT", Routes.update("{lease}", shard: "{shard}")), ("POST", Routes.commit("{lease}")),
             ("GET", Routes.manifest(0).replacingOccurrences(of: "/0/", with: "/{version}/")),
@@ -157,6 +158,13 @@ final class OpenAPIContractTests: XCTestCase {
                                             reputation: WorkerReputationSummary(agreements: 7, disagreements: 1,
                                                                                 consecutiveAgreements: 5, trusted: true))),
             ("Problem", Problem(.noWork, status: 503, detail: "retry shortly")),
+            ("WorkerCredit", WorkerCredit(worker: WorkerSummary(id: "w-1", name: "n", samples: 12_800, flops: 4.1e12,
+                                                                acceptedUpdates: 50, rejectedUpdates: 0, lastSeen: date,
+                                                                active: true, banned: true,
+                                                                reputation: WorkerReputationSummary(agreements: 7, disagreements: 1,
+                                                                                                    consecutiveAgreements: 5,
+                                                                                                    trusted: true)),
+                                          rank: 2, volunteers: 5, jobSamples: 41_000, share: 12_800.0 / 41_000)),
         ]
         for (name, value) in values {
             let json = try ContractJSON.encode(value)
@@ -362,6 +370,15 @@ final class OpenAPIContractTests: XCTestCase {
         let list = try workers.json(WorkerList.self)
         XCTAssertEqual(list.workers.reduce(0) { $0 + $1.acceptedUpdates }, status1.updatesAccepted)
         XCTAssertFalse(String(decoding: workers.body, as: UTF8.self).contains(t), "a bearer token never appears")
+        // A worker's own credit: its line of the list and its rank among the two registered.
+        try await api.call(.GET, Routes.myCredit, expect: 401, code: .unauthorized)
+        try await api.call(.GET, Routes.myCredit, token: "trb_forged", expect: 403, code: .forbidden)
+        let credit = try await api.call(.GET, Routes.myCredit, token: t, expect: 200).json(WorkerCredit.self)
+        let mine = try XCTUnwrap(list.workers.first { $0.id == me.workerId })
+        XCTAssertEqual([credit.worker.id, credit.worker.name], [me.workerId, "contract"])
+        XCTAssertEqual([credit.worker.samples, credit.worker.acceptedUpdates], [mine.samples, 2])
+        XCTAssertEqual([credit.rank, credit.volunteers, credit.jobSamples], [1, 2, mine.samples])
+        XCTAssertEqual(credit.share, 1)
         let page = String(decoding: try await api.call(.GET, "/", expect: 200).body, as: UTF8.self)
         XCTAssertTrue(page.contains("<html"), "the dashboard page")
         let metrics = String(decoding: try await api.call(.GET, "/metrics", expect: 200).body, as: UTF8.self)

@@ -127,7 +127,7 @@ public struct CoordinatorServer: Sendable {
                          body: .init(byteBuffer: ByteBuffer(string: DashboardPage.html)))
             }
 
-        // Everything under a lease needs a registered worker's bearer token.
+        // Everything under a lease, and a worker's own credit, needs a registered worker's bearer token.
         let leases = router.group().add(middleware: WorkerAuthMiddleware(job: job))
         leases.post(RouterPath(Routes.leases)) { _, context -> Response in
             do {
@@ -137,6 +137,10 @@ public struct CoordinatorServer: Sendable {
                 response.headers[.retryAfter] = "1"
                 return response
             }
+        }
+        // A volunteer's own credit and rank (`tributary credit`).
+        leases.get(RouterPath(Routes.myCredit)) { _, context -> Response in
+            try json(await job.credit(of: context.requireWorker()))
         }
         leases.post(RouterPath(Routes.renew(lease))) { _, context -> Response in
             try json(await job.renew(lease: context.parameters.require("lease"), worker: context.requireWorker()))

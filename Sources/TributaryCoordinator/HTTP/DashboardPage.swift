@@ -96,6 +96,7 @@ dl.stats { display: grid; grid-template-columns: auto 1fr; gap: 6px 14px; margin
 dl.stats dt { color: var(--muted); }
 dl.stats dd { margin: 0; text-align: right; font-variant-numeric: tabular-nums; overflow-wrap: anywhere; }
 dl.stats .hidden { display: none; }
+p.since { margin: -6px 0 10px; font-size: 12px; }
 ul.plain { list-style: none; margin: 4px 0 0; padding: 0 0 0 12px; font-size: 13px; border-left: 2px solid var(--line); }
 ul.plain:empty { display: none; }
 ul.plain li { display: flex; justify-content: space-between; gap: 10px; font-variant-numeric: tabular-nums; }
@@ -184,8 +185,8 @@ footer { padding: 0 20px 20px; font-size: 12px; color: var(--muted); max-width: 
   <section class="card" aria-labelledby="h-speed">
     <h2 id="h-speed">Throughput &amp; time</h2>
     <dl class="stats">
-      <dt>samples/s</dt><dd id="sps">–</dd>
-      <dt>tokens/s</dt><dd id="tps">–</dd>
+      <dt>samples/s (last minute)</dt><dd id="sps">–</dd>
+      <dt>tokens/s (last minute)</dt><dd id="tps">–</dd>
       <dt>last round</dt><dd id="last-round">–</dd>
       <dt>uptime</dt><dd id="uptime">–</dd>
       <dt>ETA</dt><dd id="eta">–</dd>
@@ -208,13 +209,14 @@ footer { padding: 0 20px 20px; font-size: 12px; color: var(--muted); max-width: 
       <dt>done</dt><dd id="u-done">–</dd>
       <dt>leased</dt><dd id="u-leased">–</dd>
       <dt>pending</dt><dd id="u-pending">–</dd>
-      <dt>expired leases</dt><dd id="u-expired">–</dd>
+      <dt>expired leases since start</dt><dd id="u-expired">–</dd>
       <dt>per epoch</dt><dd id="u-epoch">–</dd>
     </dl>
   </section>
 
   <section class="card" aria-labelledby="h-traffic">
     <h2 id="h-traffic">Traffic &amp; updates</h2>
+    <p class="muted since" id="since-start">since coordinator start</p>
     <dl class="stats">
       <dt>received</dt><dd id="bytes-in">–</dd>
       <dt class="ratio-row hidden">as dense fp32</dt><dd class="ratio-row hidden" id="dense-in">–</dd>
@@ -465,6 +467,8 @@ footer { padding: 0 20px 20px; font-size: 12px; color: var(--muted); max-width: 
     setText("tps", fmtRate(s.tokens_per_second));
     setText("last-round", fmtDuration(s.last_round_seconds));
     setText("uptime", fmtDuration(s.uptime_seconds));
+    // These counters live in the coordinator's memory: a restart sets them back to zero.
+    setText("since-start", "since coordinator start, " + fmtDuration(s.uptime_seconds) + " ago (a restart resets these)");
     setText("eta", complete ? "done" : (num(s.eta_seconds) === null ? "unknown (no throughput yet)" : fmtDuration(s.eta_seconds)));
 
     var w = s.workers || {};

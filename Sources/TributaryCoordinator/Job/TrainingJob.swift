@@ -266,18 +266,20 @@ public actor TrainingJob {
     /// One page of the worker list, from a copy at most `WorkerListCache.maxAge` old (or
     /// older than the last registration): polling it never reaches the ledger more often.
     public nonisolated func workerPage(offset: Int, limit: Int) async throws -> WorkerList {
-        let registered = registry.registered
-        let all: [WorkerSummary]
-        if let fresh = workerListCache.fresh(at: now(), registered: registered) {
-            all = fresh
-        } else {
-            all = try await workers().workers
-            workerListCache.store(all, at: now(), registered: registered)
-        }
+        let all = try await cachedWorkers()
         let start = min(max(0, offset), all.count)
         let end = min(all.count, start + max(0, limit))
         return WorkerList(workers: Array(all[start..<end]), total: all.count,
                           nextOffset: end < all.count ? end : nil)
+    }
+
+    /// The whole worker list, from the copy `workerPage` serves.
+    nonisolated func cachedWorkers() async throws -> [WorkerSummary] {
+        let registered = registry.registered
+        if let fresh = workerListCache.fresh(at: now(), registered: registered) { return fresh }
+        let all = try await workers().workers
+        workerListCache.store(all, at: now(), registered: registered)
+        return all
     }
 
     /// The parameters, for tests comparing with single-process training.
