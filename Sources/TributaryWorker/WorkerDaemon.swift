@@ -52,11 +52,7 @@ public actor WorkerDaemon {
     /// Where the unit in hand is (nil between units).
     public nonisolated let progress = UnitProgress()
 
-    struct Identity: Codable {
-        var coordinator: String
-        var workerId: String
-        var token: String
-    }
+    typealias Identity = WorkerIdentity
 
     public init(options: WorkerOptions, logger: Logger, http: WorkerHTTPClient = .shared, gate: ComputeGate = ComputeGate()) {
         self.options = options
@@ -70,7 +66,7 @@ public actor WorkerDaemon {
         heldShards = HeldShards.load(directory: "\(options.dataDirectory)/shards")
     }
 
-    var identityPath: String { "\(options.dataDirectory)/identity.json" }
+    var identityPath: String { WorkerIdentity.path(dataDirectory: options.dataDirectory) }
     nonisolated var leaseInHandPath: String { "\(options.dataDirectory)/lease-in-hand" }
 
     nonisolated static func persistLease(_ id: String?, at path: String) {
@@ -250,8 +246,7 @@ public actor WorkerDaemon {
             }
             return identity
         }
-        if let data = FileManager.default.contents(atPath: identityPath),
-           let saved = try? JSONDecoder().decode(Identity.self, from: data), saved.coordinator == options.coordinator {
+        if let saved = try? WorkerIdentity.load(dataDirectory: options.dataDirectory), saved.coordinator == options.coordinator {
             identity = saved
             return saved
         }

@@ -29,7 +29,7 @@ struct CreditCommand: AsyncParsableCommand {
     func run() async throws {
         let identity: WorkerIdentity
         do { identity = try WorkerIdentity.load(dataDirectory: dataDir) } catch { throw CLIError(error.description) }
-        let http = try Self.httpClient(caFile: caFile)
+        let http = try WorkerHTTPClient.trusting(caFile: caFile)
         let credit: WorkerCredit
         do {
             credit = try await CoordinatorClient(base: identity.coordinator, http: http, timeout: .seconds(15))
@@ -66,14 +66,4 @@ struct CreditCommand: AsyncParsableCommand {
         return "cannot get this worker's credit from \(coordinator): \(why)"
     }
 
-    /// The worker's HTTP client (no redirects), trusting `caFile` when given.
-    static func httpClient(caFile: String?) throws -> WorkerHTTPClient {
-        guard let caFile else { return .shared }
-        guard FileManager.default.isReadableFile(atPath: caFile) else { throw CLIError("cannot read --ca-file \(caFile)") }
-        var tls = TLSConfiguration.makeClientConfiguration()
-        tls.trustRoots = .file(caFile)
-        var configuration = WorkerHTTPClient.defaultConfiguration
-        configuration.tlsConfiguration = tls
-        return WorkerHTTPClient(configuration)
-    }
 }

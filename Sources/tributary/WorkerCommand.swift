@@ -2,7 +2,6 @@ import ArgumentParser
 import AsyncHTTPClient
 import Foundation
 import Logging
-import NIOSSL
 import TributaryCheckpoint
 import TributaryProtocol
 import TributaryTensor
@@ -57,7 +56,8 @@ struct WorkerRun: AsyncParsableCommand {
             logger.notice("using the coordinator's origin; the rest of the URL is ignored",
                           metadata: ["coordinator": "\(address.origin)", "ignored": "\(LogSafe.escape(ignored))"])
         }
-        let http = try httpClient()
+        // No redirects (WorkerHTTPClient): one could carry the join token elsewhere.
+        let http = try WorkerHTTPClient.trusting(caFile: caFile)
         let daemon = WorkerDaemon(options: options, logger: logger, http: http)
         let gate = daemon.gate
         if WorkerPauseFile.isPaused(dataDirectory: dataDir) { gate.set(.paused, reason: ComputeGate.pausedReason) }
@@ -112,17 +112,6 @@ struct WorkerRun: AsyncParsableCommand {
         }
         if let env = ProcessInfo.processInfo.environment["TRIBUTARY_JOIN_TOKEN"] { return env }
         throw ValidationError("give the join token: --join-token, --join-token-file or TRIBUTARY_JOIN_TOKEN")
-    }
-
-    /// The worker's clients follow no redirects (WorkerHTTPClient): one could carry the join token elsewhere.
-    private func httpClient() throws -> WorkerHTTPClient {
-        guard let caFile else { return .shared }
-        guard FileManager.default.isReadableFile(atPath: caFile) else { throw CLIError("cannot read --ca-file \(caFile)") }
-        var tls = TLSConfiguration.makeClientConfiguration()
-        tls.trustRoots = .file(caFile)
-        var configuration = WorkerHTTPClient.defaultConfiguration
-        configuration.tlsConfiguration = tls
-        return WorkerHTTPClient(configuration)
     }
 
     /// Ctrl-C or SIGTERM: with no unit in hand, stop at once; else finish it within the grace
