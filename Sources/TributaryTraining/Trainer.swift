@@ -202,8 +202,9 @@ public final class Trainer {
 
     /// Trains until `options.steps`, reporting progress; validates every `evalInterval`
     /// steps (0: never in between) and at the end, checkpoints every `checkpointInterval`
-    /// steps and at the end.
-    public func run(store: CheckpointStore?, report: (TrainingEvent) -> Void) throws {
+    /// steps and at the end. `shouldStop` is asked after each step: when it says yes (Ctrl-C),
+    /// the run checkpoints where it is and returns, so an interrupted run loses nothing.
+    public func run(store: CheckpointStore?, shouldStop: () -> Bool = { false }, report: (TrainingEvent) -> Void) throws {
         let begin = DispatchTime.now().uptimeNanoseconds
         let firstStep = step
         while step < options.steps {
@@ -213,6 +214,10 @@ public final class Trainer {
             let perStep = elapsed / Double(step - firstStep)
             report(.step(r, elapsed: elapsed, remaining: perStep * Double(options.steps - step)))
             let last = step == options.steps
+            if !last && shouldStop() {
+                if let store { report(.checkpoint(step: step, path: try saveCheckpoint(to: store))) }
+                return
+            }
             if (options.evalInterval > 0 && step % options.evalInterval == 0) || last, let e = try validate() {
                 report(.validation(step: step, e))
             }

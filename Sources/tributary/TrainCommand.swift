@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Synchronization
 import TributaryCheckpoint
 import TributaryData
 import TributaryModels
@@ -89,7 +90,15 @@ struct TrainCommand: ParsableCommand {
         print("optimizer: \(optimizer) lr \(lr), \(steps) steps of \(batchSize), \(ComputeThreads.count) threads, BLAS kernels \(ComputeThreads.blasCoreName)")
         let progress = ProgressReporter(total: steps)
         let isGPT = spec.sampleShape.sequenceLength != nil
-        try trainer.run(store: store) { event in
+        // Ctrl-C ends the step in progress and checkpoints there; a second Ctrl-C stops at once.
+        let interrupted = Mutex(false)
+        let signals = StopSignals { count in
+            if count > 1 { Foundation.exit(130) }
+            interrupted.withLock { $0 = true }
+        }
+        defer { signals.cancel() }
+        var saved: String?
+        try trainer.run(store: store, shouldStop: { interrupted.withLock { $0 } }) { event in
             switch event {
             case let .step(r, _, remaining):
                 guard progress.isTerminal || r.step % max(1, logInterval) == 0 || r.step == steps else { return }
@@ -101,8 +110,17 @@ struct TrainCommand: ParsableCommand {
                 let acc = isGPT ? "" : String(format: " accuracy %.2f%%", e.accuracy * 100)
                 progress.line(String(format: "step %d validation loss %.4f%@", step, e.loss, acc))
             case let .checkpoint(step, path):
+                saved = path
                 progress.line("step \(step) checkpoint \(path)")
             }
+        }
+        if interrupted.withLock({ $0 }) && trainer.step < steps {
+            if let out, saved != nil {
+                progress.line("interrupted at step \(trainer.step) of \(steps); continue with the same command and --resume (--out \(out))")
+            } else {
+                progress.line("interrupted at step \(trainer.step) of \(steps); nothing was saved: give --out DIR to keep a run")
+            }
+            throw ExitCode(130)
         }
     }
 

@@ -117,6 +117,30 @@ final class ProcessTests: ProcessTestCase {
         XCTAssertTrue(last.hasPrefix("stopped after ") && last.hasSuffix(": 0 units, 0 samples, up 0 B, down 0 B"), log)
     }
 
+    /// Ctrl-C on `tributary train --out DIR` checkpoints the step it was at and says how to
+    /// go on; `--resume` continues from exactly there.
+    func testCtrlCOnTrainCheckpointsWhereItIsAndResumeContinuesThere() async throws {
+        let args = ["train", "--data", "builtin:arithmetic", "--steps", "1000000", "--batch-size", "4", "--block-size", "16",
+                    "--n-layer", "1", "--n-embd", "16", "--n-head", "2", "--threads", "1", "--out", "\(dir)/run"]
+        let train = try launch(args, log: "\(dir)/train.log")
+        let log = { (try? String(contentsOfFile: "\(self.dir)/train.log", encoding: .utf8)) ?? "" }
+        while !log().contains("step 200 "), train.isRunning { try await Task.sleep(for: .milliseconds(50)) }
+        kill(train.processIdentifier, SIGINT)
+        train.waitUntilExit()
+        XCTAssertEqual(train.terminationStatus, 130)
+        let lines = log().split(separator: "\n").map(String.init)
+        let last = try XCTUnwrap(lines.last)
+        let step = try XCTUnwrap(Int(last.split(separator: " ")[3]), last)
+        XCTAssertEqual(last, "interrupted at step \(step) of 1000000; continue with the same command and --resume (--out \(dir)/run)")
+        XCTAssertGreaterThanOrEqual(step, 200)
+        XCTAssertEqual(lines.dropLast().last, "step \(step) checkpoint \(dir)/run/step-\(String(format: "%08d", step))")
+        let resumed = try launch(args.map { $0 == "1000000" ? "\(step + 5)" : $0 } + ["--resume"], log: "\(dir)/resume.log")
+        resumed.waitUntilExit()
+        XCTAssertEqual(resumed.terminationStatus, 0)
+        let again = (try? String(contentsOfFile: "\(dir)/resume.log", encoding: .utf8)) ?? ""
+        XCTAssertTrue(again.hasPrefix("resumed from \(dir)/run/step-\(String(format: "%08d", step)) at step \(step)\n"), again)
+    }
+
     func testSIGTERMWritesACheckpointOfTheCurrentVersion() async throws {
         let job = try writeJob(rounds: 1000, checkpointEvery: 1000)
         let (coordinator, port) = try await startCoordinator(job)
