@@ -141,6 +141,29 @@ final class ProcessTests: ProcessTestCase {
         XCTAssertTrue(again.hasPrefix("resumed from \(dir)/run/step-\(String(format: "%08d", step)) at step \(step)\n"), again)
     }
 
+    /// A job file whose model changed, started on the old data directory: refused in one line
+    /// that says what to do, and the old job's checkpoints are left as they were (they used
+    /// to be moved aside as damaged, and the job started over).
+    func testAChangedModelOnAnOldDataDirectoryIsRefusedWithAHint() async throws {
+        let job = try writeJob(rounds: 10, checkpointEvery: 5)
+        let (coordinator, _) = try await startCoordinator(job)
+        kill(coordinator.processIdentifier, SIGTERM)
+        coordinator.waitUntilExit()
+        let before = try FileManager.default.contentsOfDirectory(atPath: "\(dir)/coordinator/checkpoints").sorted()
+        let text = try String(contentsOfFile: job, encoding: .utf8).replacingOccurrences(of: "n_embd: 16", with: "n_embd: 32")
+        try text.write(toFile: job, atomically: true, encoding: .utf8)
+        let again = try launch(["coordinator", "--job", job], log: "\(dir)/changed.log")
+        again.waitUntilExit()
+        XCTAssertEqual(again.terminationStatus, 1)
+        let log = (try? String(contentsOfFile: "\(dir)/changed.log", encoding: .utf8)) ?? ""
+        XCTAssertEqual(log.split(separator: "\n").last.map(String.init),
+                       "Error: the data directory \(dir)/coordinator holds a job of another model (checkpoint 0: GPT 1 layers × 2 heads × 16 wide, "
+                       + "context 16, vocabulary 13, 3,776 parameters; the job file: GPT 1 layers × 2 heads × 32 wide, context 16, vocabulary 13, "
+                       + "13,696 parameters); give the changed job a new storage.data_directory (or --data-dir), or put the job file's model "
+                       + "and data back to continue the old job")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: "\(dir)/coordinator/checkpoints").sorted(), before)
+    }
+
     func testSIGTERMWritesACheckpointOfTheCurrentVersion() async throws {
         let job = try writeJob(rounds: 1000, checkpointEvery: 1000)
         let (coordinator, port) = try await startCoordinator(job)

@@ -31,6 +31,7 @@ extension TrainingJob {
             try await startFresh()
             return
         }
+        try checkSameModel()
         var epoch = 0
         if let base = try await replayBase(lastRound: lastRound) {
             epoch = base.loaded.flatMap(Self.epoch(in:)) ?? 0
@@ -102,6 +103,19 @@ extension TrainingJob {
             registry.ban(id: String(key.dropFirst(Self.bannedMetaPrefix.count)))
         }
         noteTrustedWorkers()
+    }
+
+    /// A data directory whose checkpoints hold another model (the job file's model or data
+    /// changed): refused with what to do, before any checkpoint is judged unusable and moved
+    /// aside: they are not damaged, they are another job's.
+    private func checkSameModel() throws {
+        for (step, path) in checkpoints.stepDirectories().reversed() {
+            guard let saved = try? LoadedCheckpoint.read(path).config.model else { continue }
+            guard saved != spec else { return }
+            throw RecoveryError(description: "the data directory \(config.storage.dataDirectory) holds a job of another model "
+                + "(checkpoint \(step): \(saved.summary); the job file: \(spec.summary)); give the changed job a new "
+                + "storage.data_directory (or --data-dir), or put the job file's model and data back to continue the old job")
+        }
     }
 
     static func epoch(in loaded: LoadedCheckpoint) -> Int? {
