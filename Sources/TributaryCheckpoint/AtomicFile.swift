@@ -14,8 +14,19 @@ public struct AtomicFileError: Error, CustomStringConvertible, Sendable, Equatab
     public let code: Int32
 
     public var description: String {
+        if code == ENOSPC || code == EDQUOT {
+            // The case people meet most: said in words, with what is left, not as a system error.
+            let directory = (path as NSString).deletingLastPathComponent
+            var fs = statvfs()
+            let free = statvfs(directory, &fs) == 0 ? Int(fs.f_bavail) &* Int(fs.f_frsize) : 0
+            return "cannot write \(path): the disk is full (\(Self.bytes(free)) free there); free some space or choose another directory — the previous file, if any, is unchanged"
+        }
         let reason = code == 0 ? "failed" : String(cString: strerror(code))
         return "\(path): cannot write file (\(operation): \(reason)); check that the directory exists, is writable and has space — the previous file, if any, is unchanged"
+    }
+
+    static func bytes(_ n: Int) -> String {
+        n >= 1 << 20 ? String(format: "%.1f MiB", Double(n) / 1048576) : "\(n / 1024) KiB"
     }
 }
 

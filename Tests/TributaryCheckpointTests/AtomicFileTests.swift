@@ -98,4 +98,31 @@ final class AtomicFileTests: XCTestCase {
         }
         XCTAssertEqual(try contents(path), [1])
     }
+
+    /// A full disk (a real 64 KiB tmpfs; root only) is said in words with what is left, and
+    /// the file it was to replace is unchanged (it was `NSCocoaErrorDomain 640` elsewhere).
+    func testAFullDiskIsSaidInWords() throws {
+        let mount = "\(dir)/small"
+        try FileManager.default.createDirectory(atPath: mount, withIntermediateDirectories: true)
+        func run(_ tool: String, _ args: [String]) -> Int32 {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: tool)
+            p.arguments = args
+            do { try p.run() } catch { return -1 }
+            p.waitUntilExit()
+            return p.terminationStatus
+        }
+        guard getuid() == 0, run("/bin/mount", ["-t", "tmpfs", "-o", "size=64k", "tmpfs", mount]) == 0 else {
+            throw XCTSkip("mounting a small file system needs root")
+        }
+        defer { _ = run("/bin/umount", [mount]) }
+        let path = "\(mount)/model.safetensors"
+        try AtomicFile.write([7, 7, 7], to: path)
+        XCTAssertThrowsError(try AtomicFile.write([UInt8](repeating: 1, count: 256 << 10), to: path)) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.hasPrefix("cannot write \(path): the disk is full ("), text)
+            XCTAssertTrue(text.hasSuffix(" free there); free some space or choose another directory — the previous file, if any, is unchanged"), text)
+        }
+        XCTAssertEqual(try contents(path), [7, 7, 7])
+    }
 }
