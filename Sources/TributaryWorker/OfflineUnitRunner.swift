@@ -1,8 +1,8 @@
-import TributaryPlanning
 import Crypto
 import Foundation
 import TributaryCompression
 import TributaryModels
+import TributaryPlanning
 import TributaryProtocol
 import TributaryTensor
 

@@ -1,8 +1,8 @@
-import TributaryPlanning
 import Crypto
 import Foundation
 import TributaryCompression
 import TributaryModels
+import TributaryPlanning
 import TributaryTensor
 
 /// Parameter shard bodies (fp32 tensor frames) on the worker's disk, named by their

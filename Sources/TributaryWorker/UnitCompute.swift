@@ -1,7 +1,7 @@
-import TributaryPlanning
 import Logging
 import TributaryCompression
 import TributaryModels
+import TributaryPlanning
 import TributaryProtocol
 import TributaryTensor
 

@@ -1,7 +1,7 @@
 import Foundation
 import Logging
-import TributaryModels
 import TributaryCompression
+import TributaryModels
 import TributaryProtocol
 import TributaryTensor
 

@@ -1,4 +1,3 @@
-import TributaryPlanning
 import Crypto
 import Foundation
 import Logging
@@ -7,6 +6,7 @@ import NIOHTTP1
 import TributaryCheckpoint
 import TributaryCompression
 import TributaryModels
+import TributaryPlanning
 import TributaryProtocol
 import TributaryTensor
 

@@ -1,7 +1,7 @@
-import TributaryPlanning
 import ArgumentParser
 import Foundation
 import TributaryModels
+import TributaryPlanning
 import TributaryProtocol
 import TributaryTensor
 import TributaryTraining

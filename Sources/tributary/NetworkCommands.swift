@@ -1,8 +1,8 @@
 import ArgumentParser
 import AsyncHTTPClient
-import NIOSSL
 import Foundation
 import Logging
+import NIOSSL
 import TributaryCheckpoint
 import TributaryCoordinator
 import TributaryProtocol

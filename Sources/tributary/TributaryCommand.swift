@@ -1,7 +1,7 @@
 import ArgumentParser
-import TributaryProtocol
 import Foundation
 import Logging
+import TributaryProtocol
 import TributaryTensor
 
 @main

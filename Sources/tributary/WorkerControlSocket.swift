@@ -4,8 +4,8 @@ import Hummingbird
 import Logging
 import NIOCore
 import NIOHTTP1
-import TributaryTensor
 import TributaryProtocol
+import TributaryTensor
 import TributaryWorker
 
 /// The worker's control socket, `<data-dir>/control.sock`: a Unix socket (only this user

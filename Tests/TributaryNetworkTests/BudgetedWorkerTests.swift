@@ -1,7 +1,7 @@
-import TributaryPlanning
 import Foundation
 import TributaryCoordinator
 import TributaryModels
+import TributaryPlanning
 import TributaryProtocol
 import TributaryTensor
 import TributaryWorker

@@ -7,13 +7,7 @@ import XCTest
 /// refused in one line before anything is allocated or written.
 final class CoordinatorMemoryEstimateTests: ProcessTestCase {
     func job(model: String, extra: String = "", rounds: Int = 3) throws -> String {
-        var text = ""
-        var i = 0
-        while text.count < 200_000 {
-            text += "\(i % 97)+\((i * 7) % 89)=\(i % 97 + (i * 7) % 89)\n"
-            i += 1
-        }
-        try text.write(toFile: "\(dir)/corpus.txt", atomically: true, encoding: .utf8)
+        try writeCorpus(characters: 200_000)
         let job = """
         name: memory-test
         model: \(model)

@@ -32,16 +32,21 @@ class ProcessTestCase: XCTestCase {
         throw XCTSkip("the tributary executable was not found beside the test bundle")
     }
 
-    /// A small corpus: one epoch is 14 rounds of 3 units × 4 sequences of 16 characters.
-    func writeJob(rounds: Int, checkpointEvery: Int, leaseSeconds: Double = 3, port: Int = 0,
-                  unitsPerRound: Int = 3, deadlineSeconds: Double = 60, maxLifetimeSeconds: Double = 600) throws -> String {
+    /// `dir`/corpus.txt: lines of sums, at least `characters` long.
+    func writeCorpus(characters: Int) throws {
         var text = ""
         var i = 0
-        while text.count < 3000 {
+        while text.count < characters {
             text += "\(i % 97)+\((i * 7) % 89)=\(i % 97 + (i * 7) % 89)\n"
             i += 1
         }
         try text.write(toFile: "\(dir)/corpus.txt", atomically: true, encoding: .utf8)
+    }
+
+    /// A small corpus: one epoch is 14 rounds of 3 units × 4 sequences of 16 characters.
+    func writeJob(rounds: Int, checkpointEvery: Int, leaseSeconds: Double = 3, port: Int = 0,
+                  unitsPerRound: Int = 3, deadlineSeconds: Double = 60, maxLifetimeSeconds: Double = 600) throws -> String {
+        try writeCorpus(characters: 3000)
         let job = """
         name: process-test
         model: {type: gpt, n_layer: 1, n_head: 2, n_embd: 16, block_size: 16}

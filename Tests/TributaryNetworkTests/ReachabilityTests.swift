@@ -1,8 +1,8 @@
 import Foundation
 import Logging
 import TributaryCoordinator
-import TributaryWorker
 import TributaryTestSupport
+import TributaryWorker
 import XCTest
 
 /// A worker whose coordinator is away says so once, in words, and backs off quietly.

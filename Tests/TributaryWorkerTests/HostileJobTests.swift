@@ -1,11 +1,11 @@
-import TributaryPlanning
 import Foundation
 import TributaryCompression
 import TributaryModels
+import TributaryPlanning
 import TributaryProtocol
 import TributaryTensor
-@testable import TributaryWorker
 import XCTest
+@testable import TributaryWorker
 
 /// Issue 12, finding 5: a job description's numbers come from the coordinator. Absurd ones
 /// are refused before planning, quickly and without trapping, and the planner's work does

@@ -1,11 +1,11 @@
-import TributaryPlanning
 import Foundation
 import TributaryCompression
 import TributaryModels
+import TributaryPlanning
 import TributaryProtocol
 import TributaryTensor
-@testable import TributaryWorker
 import XCTest
+@testable import TributaryWorker
 
 /// The worker's side of local rounds (DiLoCo) and of compressed downloads.
 final class LocalStepsWorkerTests: XCTestCase {

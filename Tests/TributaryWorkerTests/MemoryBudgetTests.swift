@@ -1,11 +1,11 @@
-import TributaryPlanning
 import Foundation
 import TributaryCompression
 import TributaryModels
+import TributaryPlanning
 import TributaryProtocol
 import TributaryTensor
-@testable import TributaryWorker
 import XCTest
+@testable import TributaryWorker
 
 final class MemoryBudgetTests: XCTestCase {
     override func setUp() { ComputeThreads.set(2) }
