@@ -44,6 +44,9 @@ struct WorkerRun: AsyncParsableCommand {
         }
         let policy = try idle.policy()
         guard (0...19).contains(nice) else { throw CLIError("--nice must be 0 to 19") }
+        guard graceSeconds.isFinite, (0...86_400).contains(graceSeconds) else {
+            throw CLIError("--grace-seconds must be 0 to 86400")
+        }
         let address: CoordinatorAddress
         do { address = try CoordinatorAddress(coordinator) } catch { throw CLIError(error.description) }
         do { try DataDirectory.create(dataDir) } catch { throw CLIError(error.description) }

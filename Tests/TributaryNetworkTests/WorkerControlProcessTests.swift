@@ -109,6 +109,10 @@ final class WorkerControlProcessTests: ProcessTestCase {
                                         "--data-dir", "\(dir)/idle", "--only-when-idle", "--idle-after", "soon"])
         XCTAssertEqual(idle.status, 1)
         XCTAssertEqual(idle.lines.first, "Error: --idle-after takes a time such as 90s, 5m or 1h, not 'soon'")
+        let grace = try await tributary(["worker", "--coordinator", "http://127.0.0.1:\(port)", "--join-token", "process-token",
+                                         "--data-dir", "\(dir)/grace", "--grace-seconds", "nan"])
+        XCTAssertEqual(grace.status, 1)
+        XCTAssertEqual(grace.lines, ["Error: --grace-seconds must be 0 to 86400"], "not a crash")
     }
 
     /// `--only-when-idle`: input on the machine (here a file the test touches, as a terminal's
