@@ -64,6 +64,55 @@ final class ImageLayerGradientTests: XCTestCase {
         for i in 0..<x.count { XCTAssertEqual(added.data[i], fresh.data[i] + 1, accuracy: 1e-5) }
     }
 
+    func testConv2dGivesTheSameResultsOnOneThreadAndOnMany() throws {
+        // One thread runs each image's products split across the pool; several run images
+        // side by side with per-thread weight-gradient partials. Batch 3 splits unevenly.
+        let conv = try makeConv(kernel: 3, stride: 2, padding: 1, bias: true, seed: 115)
+        let x = try randomTensor([3, 3, 7, 9], seed: 116), dy = try randomTensor([3, 5, 4, 5], seed: 117)
+        var results: [[Float]] = []
+        for threads in [1, 2] {
+            ComputeThreads.set(threads)
+            let scratch = try Conv2d.Scratch(for: conv, batch: 3, height: 7, width: 9)
+            XCTAssertEqual(scratch.slots, threads)
+            let y = try Tensor(shape: [3, 5, 4, 5]), dx = try Tensor(shape: x.shape)
+            for p in conv.parameters { p.gradient.zero() }
+            try conv.forward(x, into: y, scratch: scratch)
+            try conv.backward(dOut: dy, input: x, dInput: dx, scratch: scratch)
+            results.append(y.toArray() + dx.toArray() + conv.parameters.flatMap { $0.gradient.toArray() })
+        }
+        for (one, many) in zip(results[0], results[1]) { XCTAssertEqual(one, many, accuracy: 1e-4 * max(1, abs(one))) }
+    }
+
+    func testImageLayersLiveInAShardsStorage() throws {
+        // Built over views of one storage block, in `parameterSpecs` order, as a shard is decoded.
+        let convSpecs = Conv2d.parameterSpecs(name: "down.conv", inChannels: 3, outChannels: 5, kernelSize: 3, bias: true).all
+        let normSpecs = GroupNorm.parameterSpecs(name: "down.norm", channels: 6).all
+        let total = (convSpecs + normSpecs).reduce(0) { $0 + $1.shape.reduce(1, *) }
+        XCTAssertEqual(total, 5 * 3 * 9 + 5 + 6 + 6)
+        let values = try TensorStorage(count: total, allocator: .shared), gradients = try TensorStorage(count: total, allocator: .shared)
+        for i in 0..<total { values.base[i] = Float(i) }
+        let factory = ParameterFactory.views(values: values, gradients: gradients)
+        let conv = try Conv2d(name: "down.conv", inChannels: 3, outChannels: 5, kernelSize: 3, padding: 1, bias: true,
+                              parameters: factory, device: device)
+        let norm = try GroupNorm(name: "down.norm", channels: 6, groups: 3, parameters: factory, device: device)
+        XCTAssertEqual(factory.consumed, total)
+        XCTAssertEqual((conv.parameters + norm.parameters).map(\.name), (convSpecs + normSpecs).map(\.name))
+        XCTAssertEqual(conv.weight.shape, [5, 3, 3, 3])
+        XCTAssertEqual(norm.weight.value.data[0], Float(5 * 3 * 9 + 5), "a shard's gain is kept, not reset to 1")
+    }
+
+    func testGroupNormAccumulatesTheInputGradientWhenAsked() throws {
+        let gn = try GroupNorm(name: "gn", channels: 6, groups: 3, device: device)
+        let x = try randomTensor([2, 6, 7, 9], seed: 118), dy = try randomTensor([2, 6, 7, 9], seed: 119)
+        let y = try Tensor(shape: x.shape), saved = try GroupNorm.Activations(batch: 2, groups: 3, allocator: .shared)
+        try gn.forward(x, into: y, saving: saved)
+        let fresh = try Tensor(shape: x.shape), added = try Tensor(shape: x.shape)
+        try gn.backward(dOut: dy, input: x, saved: saved, dInput: fresh)
+        added.fill(1)
+        try gn.backward(dOut: dy, input: x, saved: saved, dInput: added, accumulateInput: true)
+        for i in 0..<x.count { XCTAssertEqual(added.data[i], fresh.data[i] + 1, accuracy: 1e-5) }
+    }
+
     func testConv2dForwardMatchesADirectSum() throws {
         var worst = 0.0
         for (k, s, p, bias) in convCases {
@@ -275,6 +324,7 @@ final class ImageLayerGradientTests: XCTestCase {
         try conv.forward(x, into: y, scratch: scratch) // warm-up
         let forward = try best(3) { try conv.forward(x, into: y, scratch: scratch) }
         let backward = try best(3) { try conv.backward(dOut: dy, input: x, dInput: dx, scratch: scratch) }
+        let weightsOnly = try best(3) { try conv.backward(dOut: dy, input: x, dInput: nil, scratch: scratch) }
         // The same three products as one sgemm each over the whole batch's columns.
         let a = try randomTensor([g.outChannels, g.patchSize], seed: 183)
         let b = try randomTensor([g.patchSize, batch * g.outPixels], seed: 184)
@@ -283,7 +333,17 @@ final class ImageLayerGradientTests: XCTestCase {
             BLAS.sgemm(m: g.outChannels, n: batch * g.outPixels, k: g.patchSize, a: a.data, lda: g.patchSize,
                        b: b.data, ldb: batch * g.outPixels, c: c.data, ldc: batch * g.outPixels)
         }
+        // And the machine's square-product rate, the ceiling for any of them.
+        let side1024 = 1024
+        let sa = try randomTensor([side1024, side1024], seed: 185), sb = try randomTensor([side1024, side1024], seed: 186)
+        let sc = try Tensor(shape: [side1024, side1024])
+        let square = best(3) {
+            BLAS.sgemm(m: side1024, n: side1024, k: side1024, a: sa.data, lda: side1024, b: sb.data, ldb: side1024,
+                       c: sc.data, ldc: side1024)
+        }
         let gflops = { (flops: Double, seconds: Double) in flops / seconds / 1e9 }
+        print(String(format: "conv backward without dInput (dWeight, dBias) %.1f ms %.1f GFLOP/s; sgemm 1024³ %.1f GFLOP/s",
+                     weightsOnly * 1e3, gflops(productFlops, weightsOnly), gflops(2 * pow(1024, 3), square)))
         print("BLAS core \(ComputeThreads.blasCoreName): " + String(format: "Conv2d 8×64→64×32×32 k3 s1 p1 (%d threads): forward %.1f ms %.1f GFLOP/s, backward %.1f ms %.1f GFLOP/s, forward+backward %.1f GFLOP/s; sgemm 64×8192×576 %.1f GFLOP/s",
                      ComputeThreads.count, forward * 1e3, gflops(productFlops, forward),
                      backward * 1e3, gflops(2 * productFlops, backward), gflops(3 * productFlops, forward + backward),

@@ -98,7 +98,14 @@ public enum ConvolutionKernels {
                     for oy in rows {
                         let from = row + oy * ow
                         let target = plane + (oy * s - p + ki) * g.width - p + kj
-                        for ox in cols { target[ox * s] += from[ox] }
+                        if s == 1 {
+                            // Contiguous: the compiler vectorises this form.
+                            let lo = cols.lowerBound
+                            let n = cols.count, source = from + lo, destination = target + lo
+                            for i in 0..<n { destination[i] += source[i] }
+                        } else {
+                            for ox in cols { target[ox * s] += from[ox] }
+                        }
                     }
                 }
             }
