@@ -322,22 +322,34 @@ final class ImageLayerGradientTests: XCTestCase {
             return fastest
         }
         try conv.forward(x, into: y, scratch: scratch) // warm-up
-        let forward = try best(3) { try conv.forward(x, into: y, scratch: scratch) }
-        let backward = try best(3) { try conv.backward(dOut: dy, input: x, dInput: dx, scratch: scratch) }
-        let weightsOnly = try best(3) { try conv.backward(dOut: dy, input: x, dInput: nil, scratch: scratch) }
+        let forward = try best(10) { try conv.forward(x, into: y, scratch: scratch) }
+        let backward = try best(10) { try conv.backward(dOut: dy, input: x, dInput: dx, scratch: scratch) }
+        let weightsOnly = try best(10) { try conv.backward(dOut: dy, input: x, dInput: nil, scratch: scratch) }
         // The same three products as one sgemm each over the whole batch's columns.
         let a = try randomTensor([g.outChannels, g.patchSize], seed: 183)
         let b = try randomTensor([g.patchSize, batch * g.outPixels], seed: 184)
         let c = try Tensor(shape: [g.outChannels, batch * g.outPixels])
-        let gemm = best(3) {
+        let gemm = best(10) {
             BLAS.sgemm(m: g.outChannels, n: batch * g.outPixels, k: g.patchSize, a: a.data, lda: g.patchSize,
                        b: b.data, ldb: batch * g.outPixels, c: c.data, ldc: batch * g.outPixels)
         }
+        // The data movement around the products: im2col and col2im over the batch, one thread.
+        let reshuffle = best(10) {
+            for b in 0..<batch {
+                ConvolutionKernels.im2col(image: x.data + b * g.inputImageCount, columns: scratch.columns.data, geometry: g)
+            }
+        }
+        let scatter = best(10) {
+            for b in 0..<batch {
+                ConvolutionKernels.col2imAdding(columns: scratch.columns.data, image: dx.data + b * g.inputImageCount, geometry: g)
+            }
+        }
+        print(String(format: "im2col over the batch %.2f ms, col2im %.2f ms (one thread each)", reshuffle * 1e3, scatter * 1e3))
         // And the machine's square-product rate, the ceiling for any of them.
         let side1024 = 1024
         let sa = try randomTensor([side1024, side1024], seed: 185), sb = try randomTensor([side1024, side1024], seed: 186)
         let sc = try Tensor(shape: [side1024, side1024])
-        let square = best(3) {
+        let square = best(10) {
             BLAS.sgemm(m: side1024, n: side1024, k: side1024, a: sa.data, lda: side1024, b: sb.data, ldb: side1024,
                        c: sc.data, ldc: side1024)
         }
