@@ -36,6 +36,11 @@ let package = Package(
         .systemLibrary(name: "CZlib", pkgConfig: "zlib",
                        providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CMalloc"),
+        // OpenCL (the ICD loader, which finds the installed drivers) and CLBlast's SGEMM.
+        .systemLibrary(name: "COpenCL", pkgConfig: "OpenCL",
+                       providers: [.apt(["ocl-icd-opencl-dev"])]),
+        .systemLibrary(name: "CCLBlast", pkgConfig: "clblast",
+                       providers: [.apt(["libclblast-dev"])]),
 
         // Tensors and kernels.
         .target(name: "TributaryTensor", dependencies: ["COpenBLAS", "CMalloc"],
