@@ -46,6 +46,12 @@ let package = Package(
         .target(name: "TributaryTensor", dependencies: ["COpenBLAS", "CMalloc"],
                 swiftSettings: optimizedInDebug),
 
+        // GPU workers through OpenCL (issue 15): devices, buffers under a VRAM budget, the
+        // kernels of ComputeKernels over device buffers. Not yet wired into the models.
+        .target(name: "TributaryOpenCL",
+                dependencies: ["COpenCL", "CCLBlast", "TributaryTensor",
+                               .product(name: "Crypto", package: "swift-crypto")]),
+
         // Models, data and optimizers.
         .target(name: "TributaryModels", dependencies: ["TributaryTensor"],
                 swiftSettings: optimizedInDebug),
