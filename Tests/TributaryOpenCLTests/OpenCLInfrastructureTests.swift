@@ -116,6 +116,42 @@ final class OpenCLInfrastructureTests: XCTestCase {
         XCTAssertFalse(options.loadedFromDisk)
     }
 
+    func testADamagedCachedBinaryIsRebuiltFromSourceAndReplaced() throws {
+        let device = try OpenCLTestDevice.device()
+        let context = try OpenCLContext(device: device, memoryBudgetBytes: nil)
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tributary-cl-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let cache = OpenCLProgramCache(directory: directory)
+        let file = try XCTUnwrap(cache.fileURL(source: ElementwiseSource.text, options: "", device: device))
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try Data("not a program binary".utf8).write(to: file)
+
+        let rebuilt = try cache.build(name: "elementwise", source: ElementwiseSource.text, context: context)
+        XCTAssertFalse(rebuilt.loadedFromDisk, "a binary the driver refuses is compiled afresh")
+        XCTAssertNotEqual(try Data(contentsOf: file), Data("not a program binary".utf8), "and replaced")
+        XCTAssertTrue(try cache.build(name: "elementwise", source: ElementwiseSource.text, context: context).loadedFromDisk)
+    }
+
+    func testKernelsMayBeCalledFromSeveralThreadsAtOnce() async throws {
+        let kernels = try OpenCLTestDevice.kernels()
+        // clSetKernelArg on a shared kernel is not thread-safe; OpenCLKernels serialises it.
+        let results = try await withThrowingTaskGroup(of: [Float].self) { group in
+            for task in 0..<8 {
+                group.addTask {
+                    let a = try kernels.context.upload([Float](repeating: Float(task), count: 1000), shape: [1000])
+                    let b = try kernels.context.upload([Float](repeating: 1, count: 1000), shape: [1000])
+                    for _ in 0..<50 { try kernels.accumulate(a, b, count: 1000) }
+                    return try kernels.context.download(a)
+                }
+            }
+            var all: [[Float]] = []
+            for try await result in group { all.append(result) }
+            return all
+        }
+        XCTAssertEqual(Set(results.map { $0[0] }), Set((0..<8).map { Float($0 + 50) }))
+        XCTAssertTrue(results.allSatisfy { Set($0).count == 1 }, "every element of a tensor got all 50 additions")
+    }
+
     func testASyntaxErrorReportsTheBuildLog() throws {
         let device = try OpenCLTestDevice.device()
         let context = try OpenCLContext(device: device, memoryBudgetBytes: nil)
