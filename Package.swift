@@ -36,10 +36,21 @@ let package = Package(
         .systemLibrary(name: "CZlib", pkgConfig: "zlib",
                        providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CMalloc"),
+        // OpenCL (the ICD loader, which finds the installed drivers) and CLBlast's SGEMM.
+        .systemLibrary(name: "COpenCL", pkgConfig: "OpenCL",
+                       providers: [.apt(["ocl-icd-opencl-dev"])]),
+        .systemLibrary(name: "CCLBlast", pkgConfig: "clblast",
+                       providers: [.apt(["libclblast-dev"])]),
 
         // Tensors and kernels.
         .target(name: "TributaryTensor", dependencies: ["COpenBLAS", "CMalloc"],
                 swiftSettings: optimizedInDebug),
+
+        // GPU workers through OpenCL (issue 15): devices, buffers under a VRAM budget, the
+        // kernels of ComputeKernels over device buffers. Not yet wired into the models.
+        .target(name: "TributaryOpenCL",
+                dependencies: ["COpenCL", "CCLBlast", "TributaryTensor",
+                               .product(name: "Crypto", package: "swift-crypto")]),
 
         // Models, data and optimizers.
         .target(name: "TributaryModels", dependencies: ["TributaryTensor"],
@@ -115,6 +126,7 @@ let package = Package(
                                          .product(name: "Logging", package: "swift-log")]),
 
         .testTarget(name: "TributaryTensorTests", dependencies: ["TributaryTensor"]),
+        .testTarget(name: "TributaryOpenCLTests", dependencies: ["TributaryOpenCL", "TributaryTensor"]),
         .testTarget(name: "TributaryModelsTests", dependencies: ["TributaryModels", "TributaryOptim"]),
         .testTarget(name: "TributaryDataTests", dependencies: ["TributaryData"]),
         .testTarget(name: "TributaryCheckpointTests", dependencies: ["TributaryCheckpoint"]),

@@ -4,13 +4,18 @@
 #   libzstd-dev      update compression
 #   zlib1g-dev       gzip-compressed datasets (MNIST IDX), frame checksums
 #   libsqlite3-dev   the coordinator's ledger (GRDB)
-#   pkg-config       lets SwiftPM find the three above
+#   ocl-icd-opencl-dev  OpenCL headers and the ICD loader (GPU workers, TributaryOpenCL)
+#   libclblast-dev   CLBlast, matrix products on OpenCL devices
+#   pkg-config       lets SwiftPM find the libraries above
 # With --tests (Deploy/test.sh), also what the tests need:
 #   postgresql       a throw-away server for the PostgreSQL ledger tests (Deploy/test-postgres.sh
 #                    starts its own socket-only cluster; Debian's default cluster is left alone)
 #   systemd          systemd-analyze, which checks the units in Deploy/systemd (DeployFilesTests)
 #   strace           the system calls the units' sandbox must allow, seen on a live run
 #   python3-venv     a private Python for the validators below
+#   pocl-opencl-icd  OpenCL on the CPU, so that the OpenCL kernel tests run for real without
+#                    a GPU (they fail, not skip, when no OpenCL platform is found). Not a
+#                    build dependency: it brings its own LLVM, which the build image need not carry
 # and, without touching the system, in ${XDG_CACHE_HOME:-~/.cache}/tributary-test-tools:
 #   venv/            kubernetes-validate (Deploy/kubernetes against the Kubernetes schema) and
 #                    check-jsonschema (Deploy/compose against the Compose specification), from PyPI
@@ -18,11 +23,11 @@
 #                    prometheus package: installing that package would also start a Prometheus server
 set -euo pipefail
 
-packages=(libopenblas-dev libzstd-dev zlib1g-dev libsqlite3-dev pkg-config)
+packages=(libopenblas-dev libzstd-dev zlib1g-dev libsqlite3-dev ocl-icd-opencl-dev libclblast-dev pkg-config)
 tests=0
 for arg in "$@"; do
     case "$arg" in
-        --tests) tests=1; packages+=(postgresql systemd strace python3-venv) ;;
+        --tests) tests=1; packages+=(postgresql systemd strace python3-venv pocl-opencl-icd) ;;
         *) echo "usage: $0 [--tests]" >&2; exit 2 ;;
     esac
 done
