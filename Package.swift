@@ -116,7 +116,7 @@ let package = Package(
 
         // The command-line program.
         .executableTarget(name: "tributary",
-                          dependencies: ["TributaryTraining", "TributaryCoordinator", "TributaryWorker",
+                          dependencies: ["TributaryTraining", "TributaryCoordinator", "TributaryWorker", "TributaryOpenCL",
                                          .product(name: "AsyncHTTPClient", package: "async-http-client"),
                                          .product(name: "Hummingbird", package: "hummingbird"),
                                          .product(name: "NIOCore", package: "swift-nio"),

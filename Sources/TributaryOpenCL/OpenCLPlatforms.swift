@@ -1,3 +1,4 @@
+import Foundation
 import COpenCL
 
 /// One OpenCL device as its driver describes it.
@@ -58,9 +59,9 @@ public enum OpenCLPlatforms {
         }
     }
 
+    /// In doubles: a driver's figure is not trusted to leave room for integer arithmetic.
     static func gibibytes(_ bytes: Int) -> String {
-        let tenths = (bytes * 10 + (1 << 29)) >> 30
-        return "\(tenths / 10).\(tenths % 10) GiB"
+        String(format: "%.1f GiB", Double(bytes) / 1_073_741_824)
     }
 
     static func info(_ id: cl_device_id, platformName: String) throws(OpenCLError) -> OpenCLDeviceInfo {

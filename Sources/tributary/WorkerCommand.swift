@@ -18,7 +18,9 @@ struct WorkerRun: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run", abstract: "Lease units from a coordinator and compute them until stopped (the default).")
 
-    @Option(help: "The coordinator's URL, e.g. http://host:8470.") var coordinator: String
+    @Option(help: "The coordinator's URL, e.g. http://host:8470.") var coordinator: String?
+    @Flag(name: .customLong("list-devices"), help: "List the OpenCL platforms and devices this machine has, with their memory, and exit.")
+    var listDevices = false
     @Option(name: .customLong("join-token"), help: "The job's join token (or TRIBUTARY_JOIN_TOKEN, or --join-token-file).") var joinToken: String?
     @Option(name: .customLong("join-token-file"), help: "A file holding the join token.") var joinTokenFile: String?
     @Option(help: "A name shown on the coordinator's worker list.") var name: String?
@@ -33,6 +35,8 @@ struct WorkerRun: AsyncParsableCommand {
     @OptionGroup var compute: ComputeOptions
 
     func run() async throws {
+        if listDevices { return try DeviceList.print() }
+        guard let coordinator else { throw CLIError("give the coordinator's URL: --coordinator http://HOST:8470") }
         try compute.apply()
         let token = try joinTokenGiven()
         var budget: Int?

@@ -144,4 +144,18 @@ final class WorkerControlProcessTests: ProcessTestCase {
         _ = try await waitFor(port, timeout: 40) { $0.version > later.version }
         XCTAssertTrue(workerLog(0).contains("the machine is idle"), workerLog(0))
     }
+
+    /// `worker --list-devices` names the CPU and every OpenCL device with its memory (POCL,
+    /// OpenCL on the CPU, is installed for the tests by `Deploy/install-deps.sh --tests`).
+    func testListDevicesShowsTheCPUAndTheOpenCLDevices() async throws {
+        let listed = try await tributary(["worker", "--list-devices"])
+        XCTAssertEqual(listed.status, 0)
+        XCTAssertTrue(listed.lines.first?.hasPrefix("cpu: this machine's processor (") == true, "\(listed.lines)")
+        let pocl = listed.lines.first { $0.hasPrefix("opencl:0: ") && $0.hasSuffix("platform Portable Computing Language)") }
+        XCTAssertNotNil(pocl, "\(listed.lines)")
+        XCTAssertTrue(pocl?.contains(" GiB, max buffer ") == true, "\(listed.lines)")
+        let none = try await tributary(["worker", "--join-token", "x"])
+        XCTAssertEqual(none.status, 1)
+        XCTAssertEqual(none.lines, ["Error: give the coordinator's URL: --coordinator http://HOST:8470"])
+    }
 }
