@@ -167,6 +167,14 @@ public struct LoadedCheckpoint: Sendable {
     public let optimizerState: SafeTensorsFile?
     public let trainerState: [UInt8]?
 
+    /// Only a step directory's `config.json` (which model, which step), unverified and without
+    /// the tensors: for a quick look, such as whether a data directory holds another model.
+    public static func readConfig(_ dir: String) -> CheckpointConfig? {
+        guard let bytes = FileManager.default.contents(atPath: "\(dir)/\(CheckpointStore.configFile)"),
+              bytes.count <= 1 << 20 else { return nil }
+        return try? JSONDecoder().decode(CheckpointConfig.self, from: bytes)
+    }
+
     /// Reads a checkpoint directory (or a store whose `latest` names one). Its files are
     /// checked against its `SHA256SUMS` first (a checkpoint written before those existed
     /// has none and is read unchecked).

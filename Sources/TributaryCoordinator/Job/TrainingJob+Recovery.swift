@@ -110,7 +110,7 @@ extension TrainingJob {
     /// aside: they are not damaged, they are another job's.
     private func checkSameModel() throws {
         for (step, path) in checkpoints.stepDirectories().reversed() {
-            guard let saved = try? LoadedCheckpoint.read(path).config.model else { continue }
+            guard let saved = LoadedCheckpoint.readConfig(path)?.model else { continue }
             guard saved != spec else { return }
             throw RecoveryError(description: "the data directory \(config.storage.dataDirectory) holds a job of another model "
                 + "(checkpoint \(step): \(saved.summary); the job file: \(spec.summary)); give the changed job a new "
