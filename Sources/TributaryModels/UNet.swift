@@ -1,0 +1,234 @@
+import Foundation
+import TributaryTensor
+
+/// A small DDPM U-Net (Ho et al. 2020) predicting the noise ε in x_t = √ᾱ_t·x₀ + √(1−ᾱ_t)·ε,
+/// trained on the mean squared error between predicted and true noise.
+///
+/// Layout (`UNetConfig.layout`): timestep sinusoid → `time_embedding.linear_1` → SiLU →
+/// `time_embedding.linear_2` → SiLU (shared by every block); `conv_in` (3×3); per level
+/// `down_blocks.i.resnets.j` then a 2×2 average pool (no pool after the last level);
+/// `mid_block.resnets.{0,1}`; per level from the bottom `up_blocks.k.resnets.j`, each
+/// taking the previous output concatenated with a skip, then 2× nearest upsampling (none
+/// after the top level); `conv_norm_out` → SiLU → `conv_out` (3×3). The resampling carries
+/// no convolution, and this slice has no attention. Names follow diffusers' UNet2DModel.
+///
+/// Batches are `.features` rows of pixels in [0, 1] (how image datasets reach the MLP),
+/// channel-major per image; the model maps them to [−1, 1]. Targets are ignored.
+///
+/// Noise and timesteps: each image draws t and ε from `SeededRandom(seed: noiseSeed,
+/// stream: hash of its pixels)`, so a sample gets the same noise whichever process,
+/// micro-batch or position in a batch it lands in (distributed and single-process runs
+/// agree). The same image with the same `noiseSeed` always gets the same t and ε; a
+/// training loop that wants fresh noise each step or epoch sets `noiseSeed` to it.
+public final class UNet: TrainableModel, @unchecked Sendable {
+    // Unchecked: the activation cache is mutated by forward/backward; driven by one task at a time.
+    public let config: UNetConfig
+    public let schedule: DDPMSchedule
+    public let parameters: ParameterSet
+    public let device: any ComputeDevice
+    public var noiseSeed: UInt64 = 0
+
+    let timeLinear1: Linear, timeLinear2: Linear
+    let sinusoid: TimestepEmbedding
+    let convIn: Conv2d
+    let downBlocks: [[ResidualBlock]], midBlocks: [ResidualBlock], upBlocks: [[ResidualBlock]]
+    let normOut: GroupNorm
+    let convOut: Conv2d
+    var cache: Cache?
+
+    public init(config: UNetConfig, seed: UInt64 = 1337, device: any ComputeDevice) throws {
+        try config.validate()
+        self.config = config
+        self.device = device
+        schedule = try DDPMSchedule(kind: config.schedule, timesteps: config.timesteps)
+        let f = ParameterFactory.allocating(device.allocator), c0 = config.sinusoidFeatures, t = config.timeFeatures
+        sinusoid = try TimestepEmbedding(dimension: c0, frequencyShift: 0, flipSinToCos: true)
+        timeLinear1 = try Linear(name: "time_embedding.linear_1", inFeatures: c0, outFeatures: t, bias: true, parameters: f, device: device)
+        timeLinear2 = try Linear(name: "time_embedding.linear_2", inFeatures: t, outFeatures: t, bias: true, parameters: f, device: device)
+        convIn = try Conv2d(name: "conv_in", inChannels: config.inChannels, outChannels: c0, kernelSize: 3, padding: 1,
+                            bias: true, parameters: f, device: device)
+        let layout = config.layout
+        func build(_ b: UNetConfig.Block) throws -> ResidualBlock {
+            try ResidualBlock(name: b.name, inChannels: b.inChannels, outChannels: b.outChannels, timeFeatures: t,
+                              groups: config.normGroups, parameters: f, device: device)
+        }
+        downBlocks = try layout.down.map { try $0.map(build) }
+        midBlocks = try layout.mid.map(build)
+        upBlocks = try layout.up.map { try $0.map(build) }
+        normOut = try GroupNorm(name: "conv_norm_out", channels: c0, groups: config.normGroups, parameters: f, device: device)
+        convOut = try Conv2d(name: "conv_out", inChannels: c0, outChannels: config.inChannels, kernelSize: 3, padding: 1,
+                             bias: true, parameters: f, device: device)
+        let blocks = downBlocks.flatMap { $0 } + midBlocks + upBlocks.flatMap { $0 }
+        parameters = ParameterSet(timeLinear1.parameters + timeLinear2.parameters + convIn.parameters
+                                  + blocks.flatMap(\.parameters) + normOut.parameters + convOut.parameters)
+        initialize(seed: seed)
+    }
+
+    /// PyTorch's defaults: U(±1/√fan_in) for linear and convolution weights and biases,
+    /// GroupNorm gain 1 and bias 0.
+    public func initialize(seed: UInt64) {
+        var rng = SeededRandom(seed: seed)
+        for layer in [timeLinear1, timeLinear2] {
+            let bound = 1 / Float(layer.inFeatures).squareRoot()
+            for p in layer.parameters {
+                for i in 0..<p.count { p.value.data[i] = (rng.nextUnitFloat() * 2 - 1) * bound }
+            }
+        }
+        convIn.initialize(&rng)
+        for block in downBlocks.flatMap({ $0 }) + midBlocks + upBlocks.flatMap({ $0 }) { block.initialize(&rng) }
+        normOut.weight.value.fill(1)
+        normOut.bias.value.zero()
+        convOut.initialize(&rng)
+        for p in parameters.parameters { p.gradient.zero() }
+    }
+
+    // MARK: Noise
+
+    /// Timestep and noise for each image of `pixels` (values in [0, 1], as the batch holds
+    /// them), from `noiseSeed` and the image's own pixels (see the type's comment).
+    public func sampleNoise(pixels: [Float], batch b: Int) -> (timesteps: [Int], noise: [Float]) {
+        let n = config.pixelsPerSample
+        var timesteps: [Int] = [], noise = [Float](repeating: 0, count: b * n)
+        for image in 0..<b {
+            var hash: UInt64 = 0xCBF2_9CE4_8422_2325 // FNV-1a over the pixels' bit patterns
+            for i in (image * n)..<((image + 1) * n) {
+                hash = (hash ^ UInt64(pixels[i].bitPattern)) &* 0x0000_0100_0000_01B3
+            }
+            var rng = SeededRandom(seed: noiseSeed, stream: hash)
+            timesteps.append(rng.nextIndex(below: schedule.timesteps))
+            for i in (image * n)..<((image + 1) * n) { noise[i] = rng.nextGaussian() }
+        }
+        return (timesteps, noise)
+    }
+
+    private func images(_ batch: ModelBatch) throws -> (pixels: [Float], batch: Int) {
+        guard case let .features(inputs, _, b) = batch else {
+            throw ModelError.batchShape("a U-Net takes image rows (features), not token batches")
+        }
+        guard b > 0, inputs.count == b * config.pixelsPerSample else {
+            throw ModelError.batchShape("expected \(b) images of \(config.inChannels)×\(config.imageSize)×\(config.imageSize) pixels, got \(inputs.count) values")
+        }
+        return (inputs, b)
+    }
+
+    // MARK: TrainableModel
+
+    public func forwardBackward(_ batch: ModelBatch, lossScale: Float = 1) throws -> Float {
+        let (pixels, b) = try images(batch)
+        let (t, eps) = sampleNoise(pixels: pixels, batch: b)
+        return try denoisingForwardBackward(cleanImages: pixels.map { 2 * $0 - 1 }, timesteps: t, noise: eps, batch: b,
+                                            lossScale: lossScale)
+    }
+
+    /// Loss only. Accuracy has no meaning here: `correct` is 0, `predictions` the images.
+    public func evaluate(_ batch: ModelBatch) throws -> Evaluation {
+        let (pixels, b) = try images(batch)
+        let (t, eps) = sampleNoise(pixels: pixels, batch: b)
+        let loss = try denoisingLoss(cleanImages: pixels.map { 2 * $0 - 1 }, timesteps: t, noise: eps, batch: b)
+        return Evaluation(loss: loss, correct: 0, predictions: b)
+    }
+
+    /// 2 FLOPs per multiply-add forward, twice that backward.
+    public func trainingFLOPs(_ batch: ModelBatch) -> Double {
+        6 * config.multiplyAddsPerSample * Double(batch.sampleCount)
+    }
+
+    // MARK: Denoising loss with given timesteps and noise
+
+    /// Mean over every pixel of (ε̂ − ε)², for clean images x₀ in [−1, 1] [b, C, S, S],
+    /// one timestep per image and noise ε of the images' shape.
+    public func denoisingLoss(cleanImages: [Float], timesteps: [Int], noise: [Float], batch b: Int) throws -> Double {
+        let c = try forward(cleanImages: cleanImages, timesteps: timesteps, noise: noise, batch: b)
+        return meanSquaredError(c)
+    }
+
+    /// `denoisingLoss`, then its gradient (× lossScale) accumulated into the parameters.
+    public func denoisingForwardBackward(cleanImages: [Float], timesteps: [Int], noise: [Float], batch b: Int,
+                                         lossScale: Float = 1) throws -> Float {
+        let c = try forward(cleanImages: cleanImages, timesteps: timesteps, noise: noise, batch: b)
+        let loss = meanSquaredError(c)
+        try backward(c, lossScale: lossScale)
+        return Float(loss)
+    }
+
+    private func meanSquaredError(_ c: Cache) -> Double {
+        let p = c.prediction.data, e = c.noise.data
+        var s = 0.0
+        for i in 0..<c.noise.count {
+            let d = Double(p[i] - e[i])
+            s += d * d
+        }
+        return s / Double(c.noise.count)
+    }
+
+    private func forward(cleanImages: [Float], timesteps: [Int], noise: [Float], batch b: Int) throws -> Cache {
+        let n = config.pixelsPerSample
+        guard b > 0, cleanImages.count == b * n, noise.count == b * n, timesteps.count == b else {
+            throw ModelError.batchShape("\(b) images need \(b * n) pixels, as many noise values and \(b) timesteps; got \(cleanImages.count), \(noise.count), \(timesteps.count)")
+        }
+        if let bad = timesteps.first(where: { $0 < 0 || $0 >= schedule.timesteps }) {
+            throw ModelError.batchShape("timestep \(bad) is outside 0..<\(schedule.timesteps)")
+        }
+        if let cache, cache.batch != b { self.cache = nil }
+        let c = try cache ?? Cache(model: self, batch: b)
+        cache = c
+        c.noise.copy(from: noise)
+        cleanImages.withUnsafeBufferPointer { x0 in
+            guard let x0 = x0.baseAddress else { return }
+            for (image, t) in timesteps.enumerated() {
+                schedule.noise(x0 + image * n, c.noise.data + image * n, into: c.input.data + image * n, count: n, timestep: t)
+            }
+        }
+        try sinusoid.forward(timesteps: timesteps.map(Float.init), into: c.sinusoid)
+        timeLinear1.forward(c.sinusoid, into: c.time1, rows: b)
+        try SiLU.forward(c.time1, into: c.time1Activated)
+        timeLinear2.forward(c.time1Activated, into: c.time2, rows: b)
+        try SiLU.forward(c.time2, into: c.time)
+        try convIn.forward(c.input, into: c.first.value, scratch: c.convInScratch)
+        for step in c.steps {
+            switch step {
+            case let .block(block, saved, input, output):
+                try block.forward(input.value, time: c.time, into: output.value, saving: saved)
+            case let .pool(input, output): try AveragePool2x.forward(input.value, into: output.value)
+            case let .upsample(input, output): try NearestUpsample2x.forward(input.value, into: output.value)
+            case let .concat(first, second, output): try ChannelConcat.forward(first.value, second.value, into: output.value)
+            }
+        }
+        try normOut.forward(c.last.value, into: c.outNormalized, saving: c.outStats)
+        try SiLU.forward(c.outNormalized, into: c.outActivated)
+        try convOut.forward(c.outActivated, into: c.prediction, scratch: c.convOutScratch)
+        return c
+    }
+
+    private func backward(_ c: Cache, lossScale: Float) throws {
+        // ∂/∂ε̂ of mean (ε̂ − ε)² is 2(ε̂ − ε)/N.
+        let scale = 2 * lossScale / Float(c.noise.count)
+        let p = c.prediction.data, e = c.noise.data, d = c.dPrediction.data
+        for i in 0..<c.noise.count { d[i] = scale * (p[i] - e[i]) }
+        // Every node's gradient is summed from its consumers (the next layer and a skip).
+        for node in c.nodes { node.gradient.zero() }
+        c.dTime.zero()
+        try convOut.backward(dOut: c.dPrediction, input: c.outActivated, dInput: c.dOutActivated, scratch: c.convOutScratch)
+        try SiLU.backward(dOut: c.dOutActivated, input: c.outNormalized, dInput: c.dOutNormalized)
+        try normOut.backward(dOut: c.dOutNormalized, input: c.last.value, saved: c.outStats, dInput: c.last.gradient,
+                             accumulateInput: true)
+        for step in c.steps.reversed() {
+            switch step {
+            case let .block(block, saved, input, output):
+                try block.backward(dOut: output.gradient, input: input.value, time: c.time, saved: saved,
+                                   dInput: input.gradient, dTime: c.dTime, accumulateInput: true)
+            case let .pool(input, output):
+                try AveragePool2x.backward(dOut: output.gradient, dInput: input.gradient, accumulateInput: true)
+            case let .upsample(input, output):
+                try NearestUpsample2x.backward(dOut: output.gradient, dInput: input.gradient, accumulateInput: true)
+            case let .concat(first, second, output):
+                try ChannelConcat.backward(dOut: output.gradient, dFirst: first.gradient, dSecond: second.gradient, accumulate: true)
+            }
+        }
+        try convIn.backward(dOut: c.first.gradient, input: c.input, dInput: nil, scratch: c.convInScratch)
+        try SiLU.backward(dOut: c.dTime, input: c.time2, dInput: c.dTime2)
+        timeLinear2.backward(dOut: c.dTime2, input: c.time1Activated, dInput: c.dTime1Activated, rows: c.batch)
+        try SiLU.backward(dOut: c.dTime1Activated, input: c.time1, dInput: c.dTime1)
+        timeLinear1.backward(dOut: c.dTime1, input: c.sinusoid, dInput: nil, rows: c.batch)
+    }
+}

@@ -1,0 +1,115 @@
+import TributaryTensor
+
+extension UNet {
+    /// An activation of the U-Net's body and the gradient summed into it during backward.
+    final class Node: @unchecked Sendable {
+        let value: Tensor
+        let gradient: Tensor
+        init(_ shape: [Int], _ allocator: TensorAllocator) throws {
+            value = try Tensor(shape: shape, allocator: allocator)
+            gradient = try Tensor(shape: shape, allocator: allocator)
+        }
+    }
+
+    /// One operation of the body between conv_in and the output head; forward runs them in
+    /// order, backward in reverse.
+    enum Step {
+        case block(ResidualBlock, ResidualBlock.Activations, input: Node, output: Node)
+        case pool(input: Node, output: Node)
+        case upsample(input: Node, output: Node)
+        case concat(Node, Node, output: Node)
+    }
+
+    /// Everything one step over `batch` images keeps, built once per batch size.
+    final class Cache: @unchecked Sendable {
+        let batch: Int
+        let input: Tensor, noise: Tensor, prediction: Tensor, dPrediction: Tensor
+        let sinusoid: Tensor
+        let time1: Tensor, time1Activated: Tensor, time2: Tensor, time: Tensor
+        let dTime: Tensor, dTime2: Tensor, dTime1Activated: Tensor, dTime1: Tensor
+        let convInScratch: Conv2d.Scratch
+        let first: Node
+        let steps: [Step]
+        let nodes: [Node]
+        let last: Node
+        let outStats: GroupNorm.Activations
+        let outNormalized: Tensor, outActivated: Tensor, dOutNormalized: Tensor, dOutActivated: Tensor
+        let convOutScratch: Conv2d.Scratch
+
+        init(model m: UNet, batch b: Int) throws {
+            let a = m.device.allocator, cfg = m.config, s = cfg.imageSize, t = cfg.timeFeatures, c0 = cfg.sinusoidFeatures
+            batch = b
+            let imageShape = [b, cfg.inChannels, s, s]
+            input = try Tensor(shape: imageShape, allocator: a)
+            noise = try Tensor(shape: imageShape, allocator: a)
+            prediction = try Tensor(shape: imageShape, allocator: a)
+            dPrediction = try Tensor(shape: imageShape, allocator: a)
+            sinusoid = try Tensor(shape: [b, c0], allocator: a)
+            let timeShape = [b, t]
+            time1 = try Tensor(shape: timeShape, allocator: a)
+            time1Activated = try Tensor(shape: timeShape, allocator: a)
+            time2 = try Tensor(shape: timeShape, allocator: a)
+            time = try Tensor(shape: timeShape, allocator: a)
+            dTime = try Tensor(shape: timeShape, allocator: a)
+            dTime2 = try Tensor(shape: timeShape, allocator: a)
+            dTime1Activated = try Tensor(shape: timeShape, allocator: a)
+            dTime1 = try Tensor(shape: timeShape, allocator: a)
+            convInScratch = try Conv2d.Scratch(for: m.convIn, batch: b, height: s, width: s)
+
+            // The body, in the order of UNetConfig.layout, with its skip stack.
+            var nodes: [Node] = []
+            func node(_ channels: Int, _ size: Int) throws -> Node {
+                let n = try Node([b, channels, size, size], a)
+                nodes.append(n)
+                return n
+            }
+            var steps: [Step] = []
+            func block(_ blk: ResidualBlock, _ input: Node, _ size: Int) throws -> Node {
+                let out = try node(blk.outChannels, size)
+                steps.append(.block(blk, try ResidualBlock.Activations(for: blk, batch: b, height: size, width: size), input: input, output: out))
+                return out
+            }
+            var h = try node(c0, s)
+            first = h
+            var skips = [h], size = s
+            for (i, level) in m.downBlocks.enumerated() {
+                for blk in level {
+                    h = try block(blk, h, size)
+                    skips.append(h)
+                }
+                if i < m.downBlocks.count - 1 {
+                    size /= 2
+                    let pooled = try node(h.value.shape[1], size)
+                    steps.append(.pool(input: h, output: pooled))
+                    h = pooled
+                    skips.append(h)
+                }
+            }
+            for blk in m.midBlocks { h = try block(blk, h, size) }
+            for (k, level) in m.upBlocks.enumerated() {
+                for blk in level {
+                    guard let skip = skips.popLast() else { throw ModelError.invalidConfiguration("the up path ran out of skip connections") }
+                    let joined = try node(blk.inChannels, size)
+                    steps.append(.concat(h, skip, output: joined))
+                    h = try block(blk, joined, size)
+                }
+                if k < m.upBlocks.count - 1 {
+                    size *= 2
+                    let upsampled = try node(h.value.shape[1], size)
+                    steps.append(.upsample(input: h, output: upsampled))
+                    h = upsampled
+                }
+            }
+            last = h
+            self.steps = steps
+            self.nodes = nodes
+
+            outStats = try GroupNorm.Activations(batch: b, groups: m.normOut.groups, allocator: a)
+            outNormalized = try Tensor(shape: [b, c0, s, s], allocator: a)
+            outActivated = try Tensor(shape: [b, c0, s, s], allocator: a)
+            dOutNormalized = try Tensor(shape: [b, c0, s, s], allocator: a)
+            dOutActivated = try Tensor(shape: [b, c0, s, s], allocator: a)
+            convOutScratch = try Conv2d.Scratch(for: m.convOut, batch: b, height: s, width: s)
+        }
+    }
+}
