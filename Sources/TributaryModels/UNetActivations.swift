@@ -113,3 +113,42 @@ extension UNet {
         }
     }
 }
+
+extension UNet {
+    /// Bytes of the activation cache for a batch of `b` images (what `Cache` allocates,
+    /// walking the same layout), for memory planning.
+    public static func activationBytes(config: UNetConfig, batch b: Int) -> Int {
+        let s = config.imageSize, c0 = config.sinusoidFeatures, t = config.timeFeatures, groups = config.normGroups
+        func conv3(_ i: Int, _ o: Int, _ size: Int) -> Int {
+            Conv2d.Scratch.byteCount(geometry: ConvolutionGeometry(inChannels: i, outChannels: o, kernelHeight: 3, kernelWidth: 3,
+                                                                   stride: 1, padding: 1, height: size, width: size), batch: b)
+        }
+        func node(_ channels: Int, _ size: Int) -> Int { 2 * TensorShapes.byteCount([[b, channels, size, size]]) }
+        func block(_ blk: UNetConfig.Block, _ size: Int) -> Int {
+            node(blk.outChannels, size) + ResidualBlock.Activations.byteCount(inChannels: blk.inChannels, outChannels: blk.outChannels,
+                                                                              groups: groups, batch: b, height: size, width: size)
+        }
+        let image = [b, config.inChannels, s, s], head = [b, c0, s, s]
+        var total = TensorShapes.byteCount([image, image, image, image, [b, c0]] + Array(repeating: [b, t], count: 8))
+        total += conv3(config.inChannels, c0, s) + node(c0, s)
+        let layout = config.layout
+        var size = s
+        for (i, level) in layout.down.enumerated() {
+            for blk in level { total += block(blk, size) }
+            if i < layout.down.count - 1 {
+                size /= 2
+                total += node(level.last?.outChannels ?? c0, size)
+            }
+        }
+        for blk in layout.mid { total += block(blk, size) }
+        for (k, level) in layout.up.enumerated() {
+            for blk in level { total += node(blk.inChannels, size) + block(blk, size) }
+            if k < layout.up.count - 1 {
+                size *= 2
+                total += node(level.last?.outChannels ?? c0, size)
+            }
+        }
+        return total + GroupNorm.Activations.byteCount(batch: b, groups: groups)
+            + TensorShapes.byteCount([head, head, head, head]) + conv3(c0, config.inChannels, s)
+    }
+}

@@ -91,9 +91,11 @@ public struct UNetConfig: Codable, Sendable, Equatable {
 
     /// The skip connections follow DDPM/diffusers: conv_in's output, every down block's
     /// output and every pooled output are pushed; each up block pops one.
+    /// Empty for a configuration whose sizes `validate` would refuse before reaching it.
     public var layout: Layout {
         var layout = Layout()
-        guard !channelMultipliers.isEmpty else { return layout }
+        guard !channelMultipliers.isEmpty, channelMultipliers.count <= 12, (1...65_536).contains(baseChannels),
+              channelMultipliers.allSatisfy({ (1...64).contains($0) }), (1...64).contains(blocksPerLevel) else { return layout }
         var previous = channels(level: 0)
         var skips = [previous]
         for i in 0..<levels {
@@ -134,8 +136,16 @@ public struct UNetConfig: Codable, Sendable, Equatable {
         return specs
     }
 
-    /// Parameters (`Int.max` for a configuration whose count overflows, which `validate` refuses).
-    public var parameterCount: Int { (try? checkedParameterCount()) ?? .max }
+    /// Parameters (`Int.max` for a configuration `validate` refuses: the layout of an
+    /// unvalidated one may not even be computable).
+    public var parameterCount: Int {
+        do {
+            try validate()
+            return try checkedParameterCount()
+        } catch {
+            return .max
+        }
+    }
 
     func checkedParameterCount() throws(ModelError) -> Int {
         var terms: [Int] = []

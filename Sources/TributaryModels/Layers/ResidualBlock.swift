@@ -106,6 +106,21 @@ public struct ResidualBlock: Sendable {
             gradInB = try Tensor(shape: inShape, allocator: a)
             gradTime = try Tensor(shape: [b, block.outChannels], allocator: a)
         }
+
+        /// What `init` takes from the allocator, known without a block (memory planning).
+        public static func byteCount(inChannels: Int, outChannels: Int, groups: Int, batch b: Int, height: Int, width: Int) -> Int {
+            let inShape = [b, inChannels, height, width], outShape = [b, outChannels, height, width]
+            func conv(_ i: Int, _ o: Int, _ k: Int) -> Int {
+                let g = ConvolutionGeometry(inChannels: i, outChannels: o, kernelHeight: k, kernelWidth: k, stride: 1,
+                                            padding: k / 2, height: height, width: width)
+                return Conv2d.Scratch.byteCount(geometry: g, batch: b)
+            }
+            let shortcut = inChannels == outChannels ? 0 : TensorShapes.byteCount([outShape]) + conv(inChannels, outChannels, 1)
+            return TensorShapes.byteCount([inShape, inShape, outShape, [b, outChannels], outShape, outShape,
+                                           outShape, outShape, inShape, inShape, [b, outChannels]])
+                + 2 * GroupNorm.Activations.byteCount(batch: b, groups: groups)
+                + conv(inChannels, outChannels, 3) + conv(outChannels, outChannels, 3) + shortcut
+        }
     }
 
     /// out [B, out, H, W] from input [B, in, H, W] and time [B, timeFeatures].
