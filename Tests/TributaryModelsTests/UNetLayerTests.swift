@@ -99,4 +99,51 @@ final class UNetLayerTests: XCTestCase {
         XCTAssertThrowsError(try ChannelConcat.forward(a, try Tensor(shape: [2, 2, 5, 6]), into: out))
         XCTAssertThrowsError(try ChannelConcat.forward(a, b, into: try Tensor(shape: [2, 6, 5, 7])))
     }
+
+    // MARK: Spatial self-attention
+
+    /// Batch 2, 4 channels in 2 groups, 3×5 pixels (15 tokens).
+    func testSpatialSelfAttentionGradients() throws {
+        let attention = try SpatialSelfAttention(name: "attn", channels: 4, groups: 2, parameters: .allocating(.shared), device: device)
+        XCTAssertEqual(attention.parameters.map(\.name), SpatialSelfAttention.parameterSpecs(name: "attn", channels: 4).map(\.name))
+        for (i, p) in attention.parameters.enumerated() {
+            // Large enough query and key weights that the softmax is far from uniform.
+            randomize(p, seed: 230 + UInt64(i), scale: p.name.hasSuffix("q.weight") || p.name.hasSuffix("k.weight") ? 0.8 : 0.3,
+                      offset: p.name == "attn.norm.weight" ? 1 : 0)
+        }
+        let x = try randomTensor([2, 4, 3, 5], seed: 240), y = try Tensor(shape: [2, 4, 3, 5])
+        let saved = try SpatialSelfAttention.Activations(for: attention, batch: 2, height: 3, width: 5)
+        let probe = Probe(count: y.count, seed: 241)
+        let loss = { () throws -> Double in
+            try attention.forward(x, into: y, saving: saved)
+            return probe.loss(y.data)
+        }
+        _ = try loss()
+        var largest: Float = 0
+        for i in 0..<saved.probabilities.count { largest = max(largest, saved.probabilities.data[i]) }
+        XCTAssertGreaterThan(largest, 0.2, "attention weights are not uniform (1/15)")
+        let dy = try Tensor(shape: y.shape, values: probe.weights), dx = try Tensor(shape: x.shape)
+        dx.fill(3) // overwritten without accumulateInput
+        try attention.backward(dOut: dy, input: x, saved: saved, dInput: dx)
+        var checker = GradientChecker()
+        var worst = try checker.check("attn.x", values: x.data, count: x.count, analytic: dx.toArray(), loss: loss)
+        for p in attention.parameters {
+            worst = max(worst, try checker.check(p.name, values: p.value.data, count: p.count, analytic: p.gradient.toArray(), loss: loss))
+        }
+        print("gradient check SpatialSelfAttention: worst error/tolerance \(worst)")
+        let added = try Tensor(shape: x.shape)
+        added.fill(1)
+        try attention.backward(dOut: dy, input: x, saved: saved, dInput: added, accumulateInput: true)
+        for i in 0..<x.count { XCTAssertEqual(added.data[i], dx.data[i] + 1, accuracy: 1e-5) }
+        // byteCount is what the activations take from the layer's allocator.
+        let bytes = TensorAllocator(budgetBytes: nil)
+        let counted = try SpatialSelfAttention(name: "attn", channels: 4, groups: 2, parameters: .allocating(bytes),
+                                               device: CPUDevice(allocator: bytes))
+        let before = bytes.currentBytes
+        let kept = try SpatialSelfAttention.Activations(for: counted, batch: 2, height: 3, width: 5)
+        withExtendedLifetime(kept) {
+            XCTAssertEqual(bytes.currentBytes - before,
+                           SpatialSelfAttention.Activations.byteCount(channels: 4, groups: 2, batch: 2, height: 3, width: 5))
+        }
+    }
 }
