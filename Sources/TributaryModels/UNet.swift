@@ -10,7 +10,9 @@ import TributaryTensor
 /// `mid_block.resnets.{0,1}`; per level from the bottom `up_blocks.k.resnets.j`, each
 /// taking the previous output concatenated with a skip, then 2× nearest upsampling (none
 /// after the top level); `conv_norm_out` → SiLU → `conv_out` (3×3). The resampling carries
-/// no convolution, and this slice has no attention. Names follow diffusers' UNet2DModel.
+/// no convolution. Levels whose side is in `attentionResolutions` follow every block with
+/// `SpatialSelfAttention` (`….attentions.j`; in the mid block, after the first). Names
+/// follow diffusers' UNet2DModel; the attention's inner names are DDPM's AttnBlock's.
 ///
 /// Batches are `.features` rows of pixels in [0, 1] (how image datasets reach the MLP),
 /// channel-major per image; the model maps them to [−1, 1]. Targets are ignored.
@@ -32,6 +34,8 @@ public final class UNet: TrainableModel, @unchecked Sendable {
     let sinusoid: TimestepEmbedding
     let convIn: Conv2d
     let downBlocks: [[ResidualBlock]], midBlocks: [ResidualBlock], upBlocks: [[ResidualBlock]]
+    /// The self-attention after each block (nil where its level has none), parallel to the blocks.
+    let downAttentions: [[SpatialSelfAttention?]], midAttentions: [SpatialSelfAttention?], upAttentions: [[SpatialSelfAttention?]]
     let normOut: GroupNorm
     let convOut: Conv2d
     var cache: Cache?
@@ -48,19 +52,28 @@ public final class UNet: TrainableModel, @unchecked Sendable {
         convIn = try Conv2d(name: "conv_in", inChannels: config.inChannels, outChannels: c0, kernelSize: 3, padding: 1,
                             bias: true, parameters: f, device: device)
         let layout = config.layout
-        func build(_ b: UNetConfig.Block) throws -> ResidualBlock {
-            try ResidualBlock(name: b.name, inChannels: b.inChannels, outChannels: b.outChannels, timeFeatures: t,
-                              groups: config.normGroups, parameters: f, device: device)
+        // Each block, then its attention: the creation order of UNetConfig.parameterSpecs.
+        func build(_ b: UNetConfig.Block) throws -> (ResidualBlock, SpatialSelfAttention?) {
+            let block = try ResidualBlock(name: b.name, inChannels: b.inChannels, outChannels: b.outChannels, timeFeatures: t,
+                                          groups: config.normGroups, parameters: f, device: device)
+            let attention = try b.attention.map {
+                try SpatialSelfAttention(name: $0, channels: b.outChannels, groups: config.normGroups, parameters: f, device: device)
+            }
+            return (block, attention)
         }
-        downBlocks = try layout.down.map { try $0.map(build) }
-        midBlocks = try layout.mid.map(build)
-        upBlocks = try layout.up.map { try $0.map(build) }
+        let down = try layout.down.map { try $0.map(build) }, mid = try layout.mid.map(build), up = try layout.up.map { try $0.map(build) }
+        downBlocks = down.map { $0.map(\.0) }
+        downAttentions = down.map { $0.map(\.1) }
+        midBlocks = mid.map(\.0)
+        midAttentions = mid.map(\.1)
+        upBlocks = up.map { $0.map(\.0) }
+        upAttentions = up.map { $0.map(\.1) }
         normOut = try GroupNorm(name: "conv_norm_out", channels: c0, groups: config.normGroups, parameters: f, device: device)
         convOut = try Conv2d(name: "conv_out", inChannels: c0, outChannels: config.inChannels, kernelSize: 3, padding: 1,
                              bias: true, parameters: f, device: device)
-        let blocks = downBlocks.flatMap { $0 } + midBlocks + upBlocks.flatMap { $0 }
+        let body = (down.flatMap { $0 } + mid + up.flatMap { $0 }).flatMap { $0.0.parameters + ($0.1?.parameters ?? []) }
         parameters = ParameterSet(timeLinear1.parameters + timeLinear2.parameters + convIn.parameters
-                                  + blocks.flatMap(\.parameters) + normOut.parameters + convOut.parameters)
+                                  + body + normOut.parameters + convOut.parameters)
         initialize(seed: seed)
     }
 
@@ -76,6 +89,9 @@ public final class UNet: TrainableModel, @unchecked Sendable {
         }
         convIn.initialize(&rng)
         for block in downBlocks.flatMap({ $0 }) + midBlocks + upBlocks.flatMap({ $0 }) { block.initialize(&rng) }
+        for attention in (downAttentions.flatMap { $0 } + midAttentions + upAttentions.flatMap { $0 }).compactMap({ $0 }) {
+            attention.initialize(&rng)
+        }
         normOut.weight.value.fill(1)
         normOut.bias.value.zero()
         convOut.initialize(&rng)
@@ -189,6 +205,8 @@ public final class UNet: TrainableModel, @unchecked Sendable {
             switch step {
             case let .block(block, saved, input, output):
                 try block.forward(input.value, time: c.time, into: output.value, saving: saved)
+            case let .attention(attention, saved, input, output):
+                try attention.forward(input.value, into: output.value, saving: saved)
             case let .pool(input, output): try AveragePool2x.forward(input.value, into: output.value)
             case let .upsample(input, output): try NearestUpsample2x.forward(input.value, into: output.value)
             case let .concat(first, second, output): try ChannelConcat.forward(first.value, second.value, into: output.value)
@@ -217,6 +235,9 @@ public final class UNet: TrainableModel, @unchecked Sendable {
             case let .block(block, saved, input, output):
                 try block.backward(dOut: output.gradient, input: input.value, time: c.time, saved: saved,
                                    dInput: input.gradient, dTime: c.dTime, accumulateInput: true)
+            case let .attention(attention, saved, input, output):
+                try attention.backward(dOut: output.gradient, input: input.value, saved: saved, dInput: input.gradient,
+                                       accumulateInput: true)
             case let .pool(input, output):
                 try AveragePool2x.backward(dOut: output.gradient, dInput: input.gradient, accumulateInput: true)
             case let .upsample(input, output):

@@ -15,6 +15,7 @@ extension UNet {
     /// order, backward in reverse.
     enum Step {
         case block(ResidualBlock, ResidualBlock.Activations, input: Node, output: Node)
+        case attention(SpatialSelfAttention, SpatialSelfAttention.Activations, input: Node, output: Node)
         case pool(input: Node, output: Node)
         case upsample(input: Node, output: Node)
         case concat(Node, Node, output: Node)
@@ -69,12 +70,19 @@ extension UNet {
                 steps.append(.block(blk, try ResidualBlock.Activations(for: blk, batch: b, height: size, width: size), input: input, output: out))
                 return out
             }
+            func attend(_ attention: SpatialSelfAttention?, _ input: Node, _ size: Int) throws -> Node {
+                guard let attention else { return input }
+                let out = try node(attention.channels, size)
+                steps.append(.attention(attention, try SpatialSelfAttention.Activations(for: attention, batch: b, height: size, width: size),
+                                        input: input, output: out))
+                return out
+            }
             var h = try node(c0, s)
             first = h
             var skips = [h], size = s
             for (i, level) in m.downBlocks.enumerated() {
-                for blk in level {
-                    h = try block(blk, h, size)
+                for (j, blk) in level.enumerated() {
+                    h = try attend(m.downAttentions[i][j], try block(blk, h, size), size)
                     skips.append(h)
                 }
                 if i < m.downBlocks.count - 1 {
@@ -85,13 +93,13 @@ extension UNet {
                     skips.append(h)
                 }
             }
-            for blk in m.midBlocks { h = try block(blk, h, size) }
+            for (j, blk) in m.midBlocks.enumerated() { h = try attend(m.midAttentions[j], try block(blk, h, size), size) }
             for (k, level) in m.upBlocks.enumerated() {
-                for blk in level {
+                for (j, blk) in level.enumerated() {
                     guard let skip = skips.popLast() else { throw ModelError.invalidConfiguration("the up path ran out of skip connections") }
                     let joined = try node(blk.inChannels, size)
                     steps.append(.concat(h, skip, output: joined))
-                    h = try block(blk, joined, size)
+                    h = try attend(m.upAttentions[k][j], try block(blk, joined, size), size)
                 }
                 if k < m.upBlocks.count - 1 {
                     size *= 2
@@ -125,8 +133,12 @@ extension UNet {
         }
         func node(_ channels: Int, _ size: Int) -> Int { 2 * TensorShapes.byteCount([[b, channels, size, size]]) }
         func block(_ blk: UNetConfig.Block, _ size: Int) -> Int {
-            node(blk.outChannels, size) + ResidualBlock.Activations.byteCount(inChannels: blk.inChannels, outChannels: blk.outChannels,
-                                                                              groups: groups, batch: b, height: size, width: size)
+            let attention = blk.attention == nil ? 0
+                : node(blk.outChannels, size) + SpatialSelfAttention.Activations.byteCount(channels: blk.outChannels, groups: groups,
+                                                                                        batch: b, height: size, width: size)
+            return node(blk.outChannels, size) + attention
+                + ResidualBlock.Activations.byteCount(inChannels: blk.inChannels, outChannels: blk.outChannels,
+                                                      groups: groups, batch: b, height: size, width: size)
         }
         let image = [b, config.inChannels, s, s], head = [b, c0, s, s]
         var total = TensorShapes.byteCount([image, image, image, image, [b, c0]] + Array(repeating: [b, t], count: 8))

@@ -16,9 +16,14 @@ public struct UNetConfig: Codable, Sendable, Equatable {
     /// Diffusion steps T and how their betas are spaced.
     public var timesteps: Int
     public var schedule: DDPMSchedule.Kind
+    /// Resolutions (image side in pixels, e.g. 7 for the bottom of a 28×28 U-Net) whose
+    /// residual blocks are each followed by self-attention (mid block included). Attention
+    /// keeps an (H·W)² matrix per image, so it belongs at low resolutions.
+    public var attentionResolutions: [Int]
 
     public init(imageSize: Int = 28, inChannels: Int = 1, baseChannels: Int = 32, channelMultipliers: [Int] = [1, 2, 2],
-                blocksPerLevel: Int = 1, normGroups: Int = 8, timesteps: Int = 1000, schedule: DDPMSchedule.Kind = .linear) {
+                blocksPerLevel: Int = 1, normGroups: Int = 8, timesteps: Int = 1000, schedule: DDPMSchedule.Kind = .linear,
+                attentionResolutions: [Int] = []) {
         self.imageSize = imageSize
         self.inChannels = inChannels
         self.baseChannels = baseChannels
@@ -27,12 +32,13 @@ public struct UNetConfig: Codable, Sendable, Equatable {
         self.normGroups = normGroups
         self.timesteps = timesteps
         self.schedule = schedule
+        self.attentionResolutions = attentionResolutions
     }
 
     enum CodingKeys: String, CodingKey {
         case imageSize = "image_size", inChannels = "in_channels", baseChannels = "base_channels"
         case channelMultipliers = "channel_multipliers", blocksPerLevel = "blocks_per_level", normGroups = "norm_groups"
-        case timesteps, schedule
+        case timesteps, schedule, attentionResolutions = "attention_resolutions"
     }
 
     public var levels: Int { channelMultipliers.count }
@@ -58,6 +64,10 @@ public struct UNetConfig: Codable, Sendable, Equatable {
         guard imageSize % reduction == 0 else {
             throw .invalidConfiguration("image_size \(imageSize) must be divisible by 2^(levels − 1) = \(reduction) so the up path meets the skips")
         }
+        let sides = (0..<levels).map { imageSize >> $0 }
+        if let bad = attentionResolutions.first(where: { !sides.contains($0) }) {
+            throw .invalidConfiguration("attention resolution \(bad) is none of the U-Net's levels \(sides)")
+        }
         _ = try DDPMSchedule(kind: schedule, timesteps: timesteps)
         _ = try TimestepEmbedding(dimension: sinusoidFeatures, frequencyShift: 0, flipSinToCos: true)
         let layout = self.layout
@@ -76,6 +86,8 @@ public struct UNetConfig: Codable, Sendable, Equatable {
         public let inChannels: Int
         public let outChannels: Int
         public let skipChannels: Int
+        /// The self-attention after the block (its parameter prefix), if its level has one.
+        public var attention: String? = nil
     }
 
     /// The blocks of every level in order: `down[i]` at resolution imageSize/2^i, `mid`,
@@ -89,6 +101,15 @@ public struct UNetConfig: Codable, Sendable, Equatable {
 
     public func channels(level i: Int) -> Int { baseChannels * channelMultipliers[i] }
 
+    /// Whether level i (side imageSize/2^i) has self-attention after its blocks.
+    public func attends(level i: Int) -> Bool { attentionResolutions.contains(imageSize >> i) }
+
+    /// A block's parameters in creation order: the residual block, then its attention.
+    public func parameterSpecs(of b: Block) -> [ParameterSpec] {
+        ResidualBlock.parameterSpecs(name: b.name, inChannels: b.inChannels, outChannels: b.outChannels, timeFeatures: timeFeatures)
+            + (b.attention.map { SpatialSelfAttention.parameterSpecs(name: $0, channels: b.outChannels) } ?? [])
+    }
+
     /// The skip connections follow DDPM/diffusers: conv_in's output, every down block's
     /// output and every pooled output are pushed; each up block pops one.
     /// Empty for a configuration whose sizes `validate` would refuse before reaching it.
@@ -101,20 +122,25 @@ public struct UNetConfig: Codable, Sendable, Equatable {
         for i in 0..<levels {
             var level: [Block] = []
             for j in 0..<blocksPerLevel {
-                level.append(Block(name: "down_blocks.\(i).resnets.\(j)", inChannels: previous, outChannels: channels(level: i), skipChannels: 0))
+                level.append(Block(name: "down_blocks.\(i).resnets.\(j)", inChannels: previous, outChannels: channels(level: i), skipChannels: 0,
+                                   attention: attends(level: i) ? "down_blocks.\(i).attentions.\(j)" : nil))
                 previous = channels(level: i)
                 skips.append(previous)
             }
             if i < levels - 1 { skips.append(previous) }
             layout.down.append(level)
         }
-        layout.mid = (0..<2).map { Block(name: "mid_block.resnets.\($0)", inChannels: previous, outChannels: previous, skipChannels: 0) }
+        layout.mid = (0..<2).map {
+            Block(name: "mid_block.resnets.\($0)", inChannels: previous, outChannels: previous, skipChannels: 0,
+                  attention: $0 == 0 && attends(level: levels - 1) ? "mid_block.attentions.0" : nil)
+        }
         for k in 0..<levels {
             let out = channels(level: levels - 1 - k)
             var level: [Block] = []
             for j in 0...blocksPerLevel {
                 let skip = skips.popLast() ?? 0
-                level.append(Block(name: "up_blocks.\(k).resnets.\(j)", inChannels: previous + skip, outChannels: out, skipChannels: skip))
+                level.append(Block(name: "up_blocks.\(k).resnets.\(j)", inChannels: previous + skip, outChannels: out, skipChannels: skip,
+                                   attention: attends(level: levels - 1 - k) ? "up_blocks.\(k).attentions.\(j)" : nil))
                 previous = out
             }
             layout.up.append(level)
@@ -128,9 +154,7 @@ public struct UNetConfig: Codable, Sendable, Equatable {
         var specs = Linear.parameterSpecs(name: "time_embedding.linear_1", inFeatures: c0, outFeatures: t, bias: true).all
         specs += Linear.parameterSpecs(name: "time_embedding.linear_2", inFeatures: t, outFeatures: t, bias: true).all
         specs += Conv2d.parameterSpecs(name: "conv_in", inChannels: inChannels, outChannels: c0, kernelSize: 3, bias: true).all
-        for b in layout.allBlocks {
-            specs += ResidualBlock.parameterSpecs(name: b.name, inChannels: b.inChannels, outChannels: b.outChannels, timeFeatures: t)
-        }
+        for b in layout.allBlocks { specs += parameterSpecs(of: b) }
         specs += GroupNorm.parameterSpecs(name: "conv_norm_out", channels: c0).all
         specs += Conv2d.parameterSpecs(name: "conv_out", inChannels: c0, outChannels: inChannels, kernelSize: 3, bias: true).all
         return specs
@@ -165,7 +189,9 @@ public struct UNetConfig: Codable, Sendable, Equatable {
         func pixels(_ level: Int) -> Double { Double(imageSize >> level) * Double(imageSize >> level) }
         func block(_ b: Block, _ level: Int) -> Double {
             let i = Double(b.inChannels), o = Double(b.outChannels)
-            return pixels(level) * (9 * i * o + 9 * o * o + (b.inChannels == b.outChannels ? 0 : i * o)) + t * o
+            // Attention: four C×C 1×1 convolutions and two N×N×C products per image.
+            let attention = b.attention == nil ? 0 : pixels(level) * (4 * o * o + 2 * pixels(level) * o)
+            return pixels(level) * (9 * i * o + 9 * o * o + (b.inChannels == b.outChannels ? 0 : i * o)) + t * o + attention
         }
         let layout = self.layout
         for (i, level) in layout.down.enumerated() { for b in level { total += block(b, i) } }

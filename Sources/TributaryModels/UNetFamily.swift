@@ -26,10 +26,7 @@ extension UNetConfig: ModelFamily {
             groups.append(ModelShardGroup(name: name, parameters: Array(specs[taken..<end])))
             taken = end
         }
-        func count(_ blocks: [Block]) -> Int {
-            blocks.reduce(0) { $0 + ResidualBlock.parameterSpecs(name: $1.name, inChannels: $1.inChannels, outChannels: $1.outChannels,
-                                                                 timeFeatures: timeFeatures).count }
-        }
+        func count(_ blocks: [Block]) -> Int { blocks.reduce(0) { $0 + parameterSpecs(of: $1).count } }
         let layout = self.layout
         group("stem", 6) // linear_1, linear_2 and conv_in: a weight and a bias each
         for (i, level) in layout.down.enumerated() { group("down.\(i)", count(level)) }

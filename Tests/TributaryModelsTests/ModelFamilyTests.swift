@@ -19,7 +19,7 @@ final class ModelFamilyTests: XCTestCase {
         ModelSpec(UNetConfig(imageSize: 8, inChannels: 1, baseChannels: 4, channelMultipliers: [1, 2], blocksPerLevel: 1,
                              normGroups: 2, timesteps: 50, schedule: .cosine)),
         ModelSpec(UNetConfig(imageSize: 12, inChannels: 3, baseChannels: 6, channelMultipliers: [1, 1, 2], blocksPerLevel: 2,
-                             normGroups: 3, timesteps: 20, schedule: .linear)),
+                             normGroups: 3, timesteps: 20, schedule: .linear, attentionResolutions: [6, 3])),
     ]
 
     /// Shard groups list exactly the built model's parameters (names, shapes, decay flags,

@@ -37,12 +37,24 @@ final class UNetTests: XCTestCase {
                                         blocksPerLevel: 1, normGroups: 2, timesteps: 100, schedule: .cosine)
 
     func testUNetLossGradientMatchesFiniteDifferences() throws {
-        let model = try UNet(config: tinyConfig, seed: 7, device: device)
+        try checkWholeModelGradient(tinyConfig)
+    }
+
+    /// The same with self-attention at the 4×4 level (after its down blocks, the first mid
+    /// block and its up blocks).
+    func testUNetWithAttentionLossGradientMatchesFiniteDifferences() throws {
+        var config = tinyConfig
+        config.attentionResolutions = [4]
+        try checkWholeModelGradient(config)
+    }
+
+    private func checkWholeModelGradient(_ config: UNetConfig) throws {
+        let model = try UNet(config: config, seed: 7, device: device)
         // Random biases and off-1 gains so no gradient is trivially zero.
         for (i, p) in model.parameters.parameters.enumerated() where p.name.contains("norm") {
             randomize(p, seed: 300 + UInt64(i), scale: 0.2, offset: p.name.hasSuffix(".weight") ? 1 : 0)
         }
-        let b = 2, n = tinyConfig.pixelsPerSample
+        let b = 2, n = config.pixelsPerSample
         var rng = SeededRandom(seed: 301)
         let clean = (0..<(b * n)).map { _ in rng.nextUnitFloat() * 2 - 1 }
         let noise = (0..<(b * n)).map { _ in rng.nextGaussian() }
@@ -62,7 +74,7 @@ final class UNetTests: XCTestCase {
             let w = try checker.check(p.name, values: p.value.data, count: p.count, analytic: p.gradient.toArray(), loss: loss)
             if w > worst { (worst, worstName) = (w, p.name) }
         }
-        print("gradient check UNet (\(model.parameters.parameters.count) tensors, largest gradient \(largest)): worst error/tolerance \(worst) at \(worstName)")
+        print("gradient check UNet, attention at \(config.attentionResolutions) (\(model.parameters.parameters.count) tensors, largest gradient \(largest)): worst error/tolerance \(worst) at \(worstName)")
     }
 
     func testMNISTConfigShapesAndParameterCount() throws {
@@ -84,6 +96,12 @@ final class UNetTests: XCTestCase {
         let expected = (32 * 128 + 128 + 128 * 128 + 128) + (9 * 32 + 32) + down + mid + up + (2 * 32 + 9 * 32 + 1)
         XCTAssertEqual(model.parameters.parameters.reduce(0) { $0 + $1.count }, expected)
         XCTAssertEqual(config.parameterCount, expected)
+        // Attention at 7×7: after down_blocks.2's block, the first mid block and up_blocks.0's two blocks.
+        var attending = config
+        attending.attentionResolutions = [7]
+        XCTAssertEqual(attending.parameterCount, expected + 4 * (2 * 64 + 4 * (64 * 64 + 64)))
+        XCTAssertEqual(attending.layout.allBlocks.compactMap(\.attention),
+                       ["down_blocks.2.attentions.0", "mid_block.attentions.0", "up_blocks.0.attentions.0", "up_blocks.0.attentions.1"])
         print("UNet 28×28 base 32 [1,2,2]: \(expected) parameters, \(config.multiplyAddsPerSample / 1e6) M multiply-adds per image")
 
         let b = 3
@@ -109,6 +127,7 @@ final class UNetTests: XCTestCase {
         XCTAssertThrowsError(try UNetConfig(channelMultipliers: []).validate())
         XCTAssertThrowsError(try UNetConfig(blocksPerLevel: 0).validate())
         XCTAssertThrowsError(try UNetConfig(timesteps: 0).validate())
+        XCTAssertThrowsError(try UNetConfig(attentionResolutions: [5]).validate(), "no level is 5×5")
         XCTAssertNoThrow(try UNetConfig().validate())
     }
 
