@@ -105,43 +105,73 @@ public final class UNet: TrainableModel, @unchecked Sendable {
     public func sampleNoise(pixels: [Float], batch b: Int) -> (timesteps: [Int], noise: [Float]) {
         let n = config.pixelsPerSample
         var timesteps: [Int] = [], noise = [Float](repeating: 0, count: b * n)
-        for image in 0..<b {
-            var hash: UInt64 = 0xCBF2_9CE4_8422_2325 // FNV-1a over the pixels' bit patterns
-            for i in (image * n)..<((image + 1) * n) {
-                hash = (hash ^ UInt64(pixels[i].bitPattern)) &* 0x0000_0100_0000_01B3
+        pixels.withUnsafeBufferPointer { p in
+            noise.withUnsafeMutableBufferPointer { e in
+                guard let p = p.baseAddress, let e = e.baseAddress, pixels.count >= b * n else { return }
+                for image in 0..<b { timesteps.append(drawNoise(image: p + image * n, into: e + image * n)) }
             }
-            var rng = SeededRandom(seed: noiseSeed, stream: hash)
-            timesteps.append(rng.nextIndex(below: schedule.timesteps))
-            for i in (image * n)..<((image + 1) * n) { noise[i] = rng.nextGaussian() }
         }
         return (timesteps, noise)
     }
 
-    private func images(_ batch: ModelBatch) throws -> (pixels: [Float], batch: Int) {
+    /// Writes one image's noise (pixelsPerSample values) and returns its timestep.
+    private func drawNoise(image: UnsafePointer<Float>, into noise: UnsafeMutablePointer<Float>) -> Int {
+        let n = config.pixelsPerSample
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325 // FNV-1a over the pixels' bit patterns
+        for i in 0..<n { hash = (hash ^ UInt64(image[i].bitPattern)) &* 0x0000_0100_0000_01B3 }
+        var rng = SeededRandom(seed: noiseSeed, stream: hash)
+        let t = rng.nextIndex(below: schedule.timesteps)
+        for i in 0..<n { noise[i] = rng.nextGaussian() }
+        return t
+    }
+
+    /// The cache for `b` images, made (once per batch size) when needed.
+    private func cache(batch b: Int) throws -> Cache {
+        if let cache, cache.batch != b { self.cache = nil } // freed before the new one is allocated
+        let c = try cache ?? Cache(model: self, batch: b)
+        cache = c
+        return c
+    }
+
+    /// A batch of [0, 1] pixels as noised inputs x_t, with its noise and timesteps, written
+    /// straight into the cache (no per-step arrays).
+    private func noisedBatch(_ batch: ModelBatch) throws -> Cache {
         guard case let .features(inputs, _, b) = batch else {
             throw ModelError.batchShape("a U-Net takes image rows (features), not token batches")
         }
-        guard b > 0, inputs.count == b * config.pixelsPerSample else {
+        let n = config.pixelsPerSample
+        guard b > 0, inputs.count == b * n else {
             throw ModelError.batchShape("expected \(b) images of \(config.inChannels)×\(config.imageSize)×\(config.imageSize) pixels, got \(inputs.count) values")
         }
-        return (inputs, b)
+        let c = try cache(batch: b)
+        inputs.withUnsafeBufferPointer { p in
+            guard let p = p.baseAddress else { return }
+            for image in 0..<b {
+                let pixels = p + image * n, noise = c.noise.data + image * n, x = c.input.data + image * n
+                let t = drawNoise(image: pixels, into: noise)
+                c.timesteps[image] = Float(t)
+                for i in 0..<n { x[i] = 2 * pixels[i] - 1 }
+                schedule.noise(x, noise, into: x, count: n, timestep: t) // elementwise, so in place is safe
+            }
+        }
+        return c
     }
 
     // MARK: TrainableModel
 
     public func forwardBackward(_ batch: ModelBatch, lossScale: Float = 1) throws -> Float {
-        let (pixels, b) = try images(batch)
-        let (t, eps) = sampleNoise(pixels: pixels, batch: b)
-        return try denoisingForwardBackward(cleanImages: pixels.map { 2 * $0 - 1 }, timesteps: t, noise: eps, batch: b,
-                                            lossScale: lossScale)
+        let c = try noisedBatch(batch)
+        try forward(c)
+        let loss = meanSquaredError(c)
+        try backward(c, lossScale: lossScale)
+        return Float(loss)
     }
 
     /// Loss only. Accuracy has no meaning here: `correct` is 0, `predictions` the images.
     public func evaluate(_ batch: ModelBatch) throws -> Evaluation {
-        let (pixels, b) = try images(batch)
-        let (t, eps) = sampleNoise(pixels: pixels, batch: b)
-        let loss = try denoisingLoss(cleanImages: pixels.map { 2 * $0 - 1 }, timesteps: t, noise: eps, batch: b)
-        return Evaluation(loss: loss, correct: 0, predictions: b)
+        let c = try noisedBatch(batch)
+        try forward(c)
+        return Evaluation(loss: meanSquaredError(c), correct: 0, predictions: c.batch)
     }
 
     /// 2 FLOPs per multiply-add forward, twice that backward.
@@ -154,14 +184,16 @@ public final class UNet: TrainableModel, @unchecked Sendable {
     /// Mean over every pixel of (ε̂ − ε)², for clean images x₀ in [−1, 1] [b, C, S, S],
     /// one timestep per image and noise ε of the images' shape.
     public func denoisingLoss(cleanImages: [Float], timesteps: [Int], noise: [Float], batch b: Int) throws -> Double {
-        let c = try forward(cleanImages: cleanImages, timesteps: timesteps, noise: noise, batch: b)
+        let c = try noised(cleanImages: cleanImages, timesteps: timesteps, noise: noise, batch: b)
+        try forward(c)
         return meanSquaredError(c)
     }
 
     /// `denoisingLoss`, then its gradient (× lossScale) accumulated into the parameters.
     public func denoisingForwardBackward(cleanImages: [Float], timesteps: [Int], noise: [Float], batch b: Int,
                                          lossScale: Float = 1) throws -> Float {
-        let c = try forward(cleanImages: cleanImages, timesteps: timesteps, noise: noise, batch: b)
+        let c = try noised(cleanImages: cleanImages, timesteps: timesteps, noise: noise, batch: b)
+        try forward(c)
         let loss = meanSquaredError(c)
         try backward(c, lossScale: lossScale)
         return Float(loss)
@@ -177,7 +209,7 @@ public final class UNet: TrainableModel, @unchecked Sendable {
         return s / Double(c.noise.count)
     }
 
-    private func forward(cleanImages: [Float], timesteps: [Int], noise: [Float], batch b: Int) throws -> Cache {
+    private func noised(cleanImages: [Float], timesteps: [Int], noise: [Float], batch b: Int) throws -> Cache {
         let n = config.pixelsPerSample
         guard b > 0, cleanImages.count == b * n, noise.count == b * n, timesteps.count == b else {
             throw ModelError.batchShape("\(b) images need \(b * n) pixels, as many noise values and \(b) timesteps; got \(cleanImages.count), \(noise.count), \(timesteps.count)")
@@ -185,17 +217,21 @@ public final class UNet: TrainableModel, @unchecked Sendable {
         if let bad = timesteps.first(where: { $0 < 0 || $0 >= schedule.timesteps }) {
             throw ModelError.batchShape("timestep \(bad) is outside 0..<\(schedule.timesteps)")
         }
-        if let cache, cache.batch != b { self.cache = nil }
-        let c = try cache ?? Cache(model: self, batch: b)
-        cache = c
+        let c = try cache(batch: b)
         c.noise.copy(from: noise)
-        cleanImages.withUnsafeBufferPointer { x0 in
-            guard let x0 = x0.baseAddress else { return }
-            for (image, t) in timesteps.enumerated() {
-                schedule.noise(x0 + image * n, c.noise.data + image * n, into: c.input.data + image * n, count: n, timestep: t)
-            }
+        c.input.copy(from: cleanImages)
+        for (image, t) in timesteps.enumerated() {
+            c.timesteps[image] = Float(t)
+            let x = c.input.data + image * n
+            schedule.noise(x, c.noise.data + image * n, into: x, count: n, timestep: t)
         }
-        try sinusoid.forward(timesteps: timesteps.map(Float.init), into: c.sinusoid)
+        return c
+    }
+
+    /// The network on the cache's noised inputs and timesteps, up to the predicted noise.
+    private func forward(_ c: Cache) throws {
+        let b = c.batch
+        try sinusoid.forward(timesteps: c.timesteps, into: c.sinusoid)
         timeLinear1.forward(c.sinusoid, into: c.time1, rows: b)
         try SiLU.forward(c.time1, into: c.time1Activated)
         timeLinear2.forward(c.time1Activated, into: c.time2, rows: b)
@@ -215,7 +251,6 @@ public final class UNet: TrainableModel, @unchecked Sendable {
         try normOut.forward(c.last.value, into: c.outNormalized, saving: c.outStats)
         try SiLU.forward(c.outNormalized, into: c.outActivated)
         try convOut.forward(c.outActivated, into: c.prediction, scratch: c.convOutScratch)
-        return c
     }
 
     private func backward(_ c: Cache, lossScale: Float) throws {

@@ -24,6 +24,8 @@ extension UNet {
     /// Everything one step over `batch` images keeps, built once per batch size.
     final class Cache: @unchecked Sendable {
         let batch: Int
+        /// Each image's timestep (as the embedding takes it), rewritten every step.
+        var timesteps: [Float]
         let input: Tensor, noise: Tensor, prediction: Tensor, dPrediction: Tensor
         let sinusoid: Tensor
         let time1: Tensor, time1Activated: Tensor, time2: Tensor, time: Tensor
@@ -40,6 +42,7 @@ extension UNet {
         init(model m: UNet, batch b: Int) throws {
             let a = m.device.allocator, cfg = m.config, s = cfg.imageSize, t = cfg.timeFeatures, c0 = cfg.sinusoidFeatures
             batch = b
+            timesteps = Array(repeating: 0, count: b)
             let imageShape = [b, cfg.inChannels, s, s]
             input = try Tensor(shape: imageShape, allocator: a)
             noise = try Tensor(shape: imageShape, allocator: a)

@@ -142,6 +142,11 @@ final class UNetTests: XCTestCase {
         XCTAssertEqual(Array(whole.timesteps[2...]), tail.timesteps)
         XCTAssertEqual(Array(whole.noise[128...]), tail.noise)
         XCTAssertNotEqual(whole.noise[0..<64], whole.noise[64..<128])
+        // A batch is noised with exactly what sampleNoise draws, from pixels mapped to [−1, 1].
+        let batch = ModelBatch.features(inputs: pixels, targets: [0, 0, 0, 0], batch: 4)
+        let explicit = try model.denoisingLoss(cleanImages: pixels.map { 2 * $0 - 1 }, timesteps: whole.timesteps,
+                                               noise: whole.noise, batch: 4)
+        XCTAssertEqual(try model.evaluate(batch).loss, explicit, accuracy: 1e-6 * explicit)
         model.noiseSeed = 1
         XCTAssertNotEqual(model.sampleNoise(pixels: pixels, batch: 4).noise, whole.noise)
     }
