@@ -17,18 +17,22 @@ import TributaryTensor
 /// Batches are `.features` rows of pixels in [0, 1] (how image datasets reach the MLP),
 /// channel-major per image; the model maps them to [−1, 1]. Targets are ignored.
 ///
-/// Noise and timesteps: each image draws t and ε from `SeededRandom(seed: noiseSeed,
+/// Noise and timesteps: each image draws t and ε from `SeededRandom(seed: trainingSeed,
 /// stream: hash of its pixels)`, so a sample gets the same noise whichever process,
 /// micro-batch or position in a batch it lands in (distributed and single-process runs
-/// agree). The same image with the same `noiseSeed` always gets the same t and ε; a
-/// training loop that wants fresh noise each step or epoch sets `noiseSeed` to it.
-public final class UNet: TrainableModel, @unchecked Sendable {
+/// agree). Training loops set `trainingSeed` per step (`StochasticTrainingModel`: the
+/// trainer's step, a worker's unit version), so an image meets new t and ε each time;
+/// evaluation draws with the fixed `evaluationSeed`.
+public final class UNet: StochasticTrainingModel, @unchecked Sendable {
     // Unchecked: the activation cache is mutated by forward/backward; driven by one task at a time.
     public let config: UNetConfig
     public let schedule: DDPMSchedule
     public let parameters: ParameterSet
     public let device: any ComputeDevice
-    public var noiseSeed: UInt64 = 0
+    /// The seed of a training step's noise (set per step by the training loop).
+    public var trainingSeed: UInt64 = 0
+    /// The seed of evaluation's noise: fixed, so every evaluation of a sample sees the same x_t.
+    public var evaluationSeed: UInt64 = 0x5EED_E7A1
 
     let timeLinear1: Linear, timeLinear2: Linear
     let sinusoid: TimestepEmbedding
@@ -101,25 +105,25 @@ public final class UNet: TrainableModel, @unchecked Sendable {
     // MARK: Noise
 
     /// Timestep and noise for each image of `pixels` (values in [0, 1], as the batch holds
-    /// them), from `noiseSeed` and the image's own pixels (see the type's comment).
-    public func sampleNoise(pixels: [Float], batch b: Int) -> (timesteps: [Int], noise: [Float]) {
+    /// them), from `seed` and the image's own pixels (see the type's comment).
+    public func sampleNoise(pixels: [Float], batch b: Int, seed: UInt64) -> (timesteps: [Int], noise: [Float]) {
         let n = config.pixelsPerSample
         var timesteps: [Int] = [], noise = [Float](repeating: 0, count: b * n)
         pixels.withUnsafeBufferPointer { p in
             noise.withUnsafeMutableBufferPointer { e in
                 guard let p = p.baseAddress, let e = e.baseAddress, pixels.count >= b * n else { return }
-                for image in 0..<b { timesteps.append(drawNoise(image: p + image * n, into: e + image * n)) }
+                for image in 0..<b { timesteps.append(drawNoise(image: p + image * n, into: e + image * n, seed: seed)) }
             }
         }
         return (timesteps, noise)
     }
 
     /// Writes one image's noise (pixelsPerSample values) and returns its timestep.
-    private func drawNoise(image: UnsafePointer<Float>, into noise: UnsafeMutablePointer<Float>) -> Int {
+    private func drawNoise(image: UnsafePointer<Float>, into noise: UnsafeMutablePointer<Float>, seed: UInt64) -> Int {
         let n = config.pixelsPerSample
         var hash: UInt64 = 0xCBF2_9CE4_8422_2325 // FNV-1a over the pixels' bit patterns
         for i in 0..<n { hash = (hash ^ UInt64(image[i].bitPattern)) &* 0x0000_0100_0000_01B3 }
-        var rng = SeededRandom(seed: noiseSeed, stream: hash)
+        var rng = SeededRandom(seed: seed, stream: hash)
         let t = rng.nextIndex(below: schedule.timesteps)
         for i in 0..<n { noise[i] = rng.nextGaussian() }
         return t
@@ -135,7 +139,7 @@ public final class UNet: TrainableModel, @unchecked Sendable {
 
     /// A batch of [0, 1] pixels as noised inputs x_t, with its noise and timesteps, written
     /// straight into the cache (no per-step arrays).
-    private func noisedBatch(_ batch: ModelBatch) throws -> Cache {
+    private func noisedBatch(_ batch: ModelBatch, seed: UInt64) throws -> Cache {
         guard case let .features(inputs, _, b) = batch else {
             throw ModelError.batchShape("a U-Net takes image rows (features), not token batches")
         }
@@ -148,7 +152,7 @@ public final class UNet: TrainableModel, @unchecked Sendable {
             guard let p = p.baseAddress else { return }
             for image in 0..<b {
                 let pixels = p + image * n, noise = c.noise.data + image * n, x = c.input.data + image * n
-                let t = drawNoise(image: pixels, into: noise)
+                let t = drawNoise(image: pixels, into: noise, seed: seed)
                 c.timesteps[image] = Float(t)
                 for i in 0..<n { x[i] = 2 * pixels[i] - 1 }
                 schedule.noise(x, noise, into: x, count: n, timestep: t) // elementwise, so in place is safe
@@ -160,7 +164,7 @@ public final class UNet: TrainableModel, @unchecked Sendable {
     // MARK: TrainableModel
 
     public func forwardBackward(_ batch: ModelBatch, lossScale: Float = 1) throws -> Float {
-        let c = try noisedBatch(batch)
+        let c = try noisedBatch(batch, seed: trainingSeed)
         try forward(c)
         let loss = meanSquaredError(c)
         try backward(c, lossScale: lossScale)
@@ -169,7 +173,7 @@ public final class UNet: TrainableModel, @unchecked Sendable {
 
     /// Loss only. Accuracy has no meaning here: `correct` is 0, `predictions` the images.
     public func evaluate(_ batch: ModelBatch) throws -> Evaluation {
-        let c = try noisedBatch(batch)
+        let c = try noisedBatch(batch, seed: evaluationSeed)
         try forward(c)
         return Evaluation(loss: meanSquaredError(c), correct: 0, predictions: c.batch)
     }

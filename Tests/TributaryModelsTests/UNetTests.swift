@@ -137,8 +137,8 @@ final class UNetTests: XCTestCase {
         let model = try UNet(config: tinyConfig, seed: 7, device: device)
         var rng = SeededRandom(seed: 400)
         let pixels = (0..<(4 * 64)).map { _ in rng.nextUnitFloat() }
-        let whole = model.sampleNoise(pixels: pixels, batch: 4)
-        let tail = model.sampleNoise(pixels: Array(pixels[128...]), batch: 2)
+        let whole = model.sampleNoise(pixels: pixels, batch: 4, seed: model.evaluationSeed)
+        let tail = model.sampleNoise(pixels: Array(pixels[128...]), batch: 2, seed: model.evaluationSeed)
         XCTAssertEqual(Array(whole.timesteps[2...]), tail.timesteps)
         XCTAssertEqual(Array(whole.noise[128...]), tail.noise)
         XCTAssertNotEqual(whole.noise[0..<64], whole.noise[64..<128])
@@ -147,8 +147,14 @@ final class UNetTests: XCTestCase {
         let explicit = try model.denoisingLoss(cleanImages: pixels.map { 2 * $0 - 1 }, timesteps: whole.timesteps,
                                                noise: whole.noise, batch: 4)
         XCTAssertEqual(try model.evaluate(batch).loss, explicit, accuracy: 1e-6 * explicit)
-        model.noiseSeed = 1
-        XCTAssertNotEqual(model.sampleNoise(pixels: pixels, batch: 4).noise, whole.noise)
+        XCTAssertNotEqual(model.sampleNoise(pixels: pixels, batch: 4, seed: 1).noise, whole.noise)
+        // Training draws with trainingSeed, evaluation with the fixed evaluationSeed.
+        model.trainingSeed = model.evaluationSeed
+        let trained = try model.forwardBackward(batch, lossScale: 1)
+        XCTAssertEqual(Double(trained), explicit, accuracy: 1e-5 * explicit)
+        model.trainingSeed = 12
+        XCTAssertNotEqual(Double(try model.forwardBackward(batch, lossScale: 1)), explicit)
+        XCTAssertEqual(try model.evaluate(batch).loss, explicit, accuracy: 1e-6 * explicit, "evaluation ignores trainingSeed")
     }
 
     // MARK: Training
@@ -174,20 +180,18 @@ final class UNetTests: XCTestCase {
         let model = try UNet(config: config, seed: 11, device: device)
         let adam = try AdamW(parameters: model.parameters, weightDecay: 0)
         let held = ModelBatch.features(inputs: discs(count: 64, seed: 500), targets: [Int32](repeating: 0, count: 64), batch: 64)
-        model.noiseSeed = 999
-        let before = try model.evaluate(held).loss
+                let before = try model.evaluate(held).loss
         let batch = 16, steps = 150
         let start = Date()
         for step in 0..<steps {
-            model.noiseSeed = UInt64(step) // fresh timesteps and noise every step
+            model.trainingSeed = UInt64(step) // fresh timesteps and noise every step
             let images = discs(count: batch, seed: 1000 + UInt64(step))
             for p in model.parameters.parameters { p.gradient.zero() }
             _ = try model.forwardBackward(.features(inputs: images, targets: [Int32](repeating: 0, count: batch), batch: batch),
                                           lossScale: 1)
             adam.step(model.parameters, learningRate: 2e-3)
         }
-        model.noiseSeed = 999
-        let after = try model.evaluate(held).loss
+                let after = try model.evaluate(held).loss
         print(String(format: "UNet denoising training (%d steps of %d 16×16 discs, %.1f s): held-out loss %.4f → %.4f",
                      steps, batch, Date().timeIntervalSince(start), before, after))
         XCTAssertLessThan(after, 0.6 * before, "the denoising loss falls by at least 40%")
