@@ -65,6 +65,15 @@ public protocol TrainableModel: AnyObject {
     func trainingFLOPs(_ batch: ModelBatch) -> Double
 }
 
+/// A model whose training loss draws random numbers (a diffusion model's timesteps and
+/// noise). Training loops set `trainingSeed` before each step to a value every process
+/// computing that step agrees on (the trainer's step, a worker's unit version), so the
+/// draws change from step to step while replicas of a unit still agree. Evaluation does
+/// not use it, so validation losses stay comparable across rounds.
+public protocol StochasticTrainingModel: TrainableModel {
+    var trainingSeed: UInt64 { get set }
+}
+
 /// Bad model input or configuration.
 public enum ModelError: Error, CustomStringConvertible, Equatable {
     case invalidConfiguration(String)

@@ -7,6 +7,7 @@ public enum ModelFamilies {
         [
             GPTConfig.self,
             MLPConfig.self,
+            UNetConfig.self,
         ]
     }
 

@@ -155,6 +155,8 @@ public final class Trainer {
         let micro = options.microBatches
         let slice = options.batchSize / micro
         model.parameters.zeroGradients()
+        // A diffusion model's noise: new each step, reproducible from the step.
+        (model as? any StochasticTrainingModel)?.trainingSeed = UInt64(step)
         var lossSum: Float = 0
         var flops = 0.0
         var predictions = 0

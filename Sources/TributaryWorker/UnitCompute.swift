@@ -118,6 +118,8 @@ final class UnitCompute: @unchecked Sendable {
             progress?.enter(.computing)
             return try await step.step(batch, delegate: stream)
         case let .resident(model, loaded):
+            // A diffusion model's noise: new each version, the same for every replica of this unit.
+            (model as? any StochasticTrainingModel)?.trainingSeed = UInt64(max(0, version))
             if let local {
                 progress?.enter(.computing, steps: local.settings.steps, named: "inner step")
                 return try await localSteps(model, loaded: loaded, batch: batch, version: version, local: local,

@@ -20,7 +20,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Dataset: a path, or builtin:arithmetic or builtin:digits.")
     var data: String = "builtin:arithmetic"
 
-    @Option(help: "gpt or mlp (default: gpt for token data, mlp for images).")
+    @Option(help: "gpt, mlp or unet (default: gpt for token data, mlp for images; unet: a DDPM denoiser of square images).")
     var model: String?
 
     @Option(name: .customLong("n-layer"), help: "GPT layers.") var nLayer = 4
@@ -29,6 +29,10 @@ struct TrainCommand: ParsableCommand {
     @Option(name: .customLong("block-size"), help: "GPT context length.") var blockSize = 64
     @Flag(name: .customLong("no-bias"), help: "GPT without biases in Linear and LayerNorm.") var noBias = false
     @Option(help: "MLP hidden sizes, comma-separated.") var hidden = "512,512"
+    @Option(name: .customLong("base-channels"), help: "U-Net channels of the first level.") var baseChannels = 32
+    @Option(name: .customLong("channel-multipliers"), help: "U-Net channel multiplier per level, comma-separated.") var channelMultipliers = "1,2,2"
+    @Option(name: .customLong("attention-resolutions"), help: "U-Net image sides with self-attention, comma-separated (e.g. 7).") var attentionResolutions = ""
+    @Option(name: .customLong("norm-groups"), help: "U-Net GroupNorm groups.") var normGroups = 8
 
     @Option(help: "Optimizer steps.") var steps = 500
     @Option(name: .customLong("batch-size"), help: "Samples per step (sequences or images).") var batchSize = 32
@@ -130,11 +134,28 @@ struct TrainCommand: ParsableCommand {
             guard model == nil || model == "gpt" else { throw ValidationError("token data trains a gpt, not \(model ?? "")") }
             return .gpt(GPTConfig(vocabSize: vocab, blockSize: blockSize, nLayer: nLayer, nHead: nHead, nEmbd: nEmbd, bias: !noBias))
         case let .images(set):
-            guard model == nil || model == "mlp" else { throw ValidationError("image data trains an mlp, not \(model ?? "")") }
+            if model == "unet" { return try unetSpec(features: set.featureCount) }
+            guard model == nil || model == "mlp" else { throw ValidationError("image data trains an mlp or a unet, not \(model ?? "")") }
             let sizes = hidden.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
             guard !sizes.contains(nil) else { throw ValidationError("--hidden takes comma-separated sizes, e.g. 512,512") }
             return .mlp(MLPConfig(inputFeatures: set.featureCount, hidden: sizes.compactMap { $0 }, classes: set.classCount))
         }
+    }
+
+    /// A U-Net over the data's square single-channel images.
+    private func unetSpec(features: Int) throws -> ModelSpec {
+        let side = Int(Double(features).squareRoot().rounded())
+        guard side * side == features else { throw CLIError("a unet needs square single-channel images, not \(features) pixels") }
+        func list(_ text: String, _ option: String) throws -> [Int] {
+            let parts = text.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+            guard !parts.contains(nil) else { throw CLIError("--\(option) takes comma-separated whole numbers") }
+            return parts.compactMap { $0 }
+        }
+        let spec = ModelSpec(UNetConfig(imageSize: side, inChannels: 1, baseChannels: baseChannels,
+                                        channelMultipliers: try list(channelMultipliers, "channel-multipliers"),
+                                        normGroups: normGroups, attentionResolutions: try list(attentionResolutions, "attention-resolutions")))
+        do { try spec.validate() } catch { throw CLIError("\(error)") }
+        return spec
     }
 }
 
@@ -159,7 +180,10 @@ struct SampleCommand: ParsableCommand {
         let path = FileManager.default.fileExists(atPath: nested, isDirectory: &isDirectory) && isDirectory.boolValue
             && !FileManager.default.fileExists(atPath: "\(checkpoint)/config.json") ? nested : checkpoint
         let loaded = try LoadedCheckpoint.read(path)
-        guard let cfg = loaded.config.model.family as? GPTConfig else { throw CLIError("\(loaded.path) holds an MLP; only GPT checkpoints generate text") }
+        guard let cfg = loaded.config.model.family as? GPTConfig else {
+            let kind = loaded.config.model.modelType == "mlp" ? "an MLP" : "a \(loaded.config.model.modelType) model"
+            throw CLIError("\(loaded.path) holds \(kind); only GPT checkpoints generate text")
+        }
         guard let vocabulary = loaded.config.vocabulary else {
             throw CLIError("\(loaded.path) has no character vocabulary (trained on token ids), so its output cannot be decoded to text")
         }

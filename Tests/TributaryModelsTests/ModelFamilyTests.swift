@@ -16,6 +16,10 @@ final class ModelFamilyTests: XCTestCase {
         .mlp(MLPConfig(inputFeatures: 20, hidden: [32, 16], classes: 5)),
         .mlp(MLPConfig(inputFeatures: 4, hidden: [], classes: 3)),
         .mlp(MLPConfig(inputFeatures: 784, hidden: [64], classes: 10)),
+        ModelSpec(UNetConfig(imageSize: 8, inChannels: 1, baseChannels: 4, channelMultipliers: [1, 2], blocksPerLevel: 1,
+                             normGroups: 2, timesteps: 50, schedule: .cosine)),
+        ModelSpec(UNetConfig(imageSize: 12, inChannels: 3, baseChannels: 6, channelMultipliers: [1, 1, 2], blocksPerLevel: 2,
+                             normGroups: 3, timesteps: 20, schedule: .linear, attentionResolutions: [6, 3])),
     ]
 
     /// Shard groups list exactly the built model's parameters (names, shapes, decay flags,
@@ -116,7 +120,7 @@ final class ModelFamilyTests: XCTestCase {
                        .gpt(GPTConfig(vocabSize: 2, blockSize: 1, nLayer: 1, nHead: 1, nEmbd: 1)))
         XCTAssertNotEqual(Self.specs[0], Self.specs[3])
         XCTAssertThrowsError(try JSONDecoder().decode(ModelSpec.self, from: Data(#"{"model_type":"llama","model_args":{}}"#.utf8))) {
-            XCTAssertTrue("\($0)".contains("unknown model_type 'llama' (expected gpt or mlp)"), "\($0)")
+            XCTAssertTrue("\($0)".contains("unknown model_type 'llama' (expected gpt or mlp or unet)"), "\($0)")
         }
     }
 
@@ -132,6 +136,10 @@ final class ModelFamilyTests: XCTestCase {
             .mlp(MLPConfig(inputFeatures: 1 << 31, hidden: [1 << 31], classes: 10)),
             .mlp(MLPConfig(inputFeatures: Int.max, hidden: [Int.max], classes: Int.max)),
             .mlp(MLPConfig(inputFeatures: 4, hidden: Array(repeating: 1, count: 20_000), classes: 2)),
+            ModelSpec(UNetConfig(imageSize: Int.max, baseChannels: Int.max, channelMultipliers: [Int.max])),
+            ModelSpec(UNetConfig(imageSize: 4096, inChannels: 64, baseChannels: 65_536, channelMultipliers: [64, 64])),
+            ModelSpec(UNetConfig(blocksPerLevel: -1)),
+            ModelSpec(UNetConfig(channelMultipliers: [1, 0])),
         ]
         for spec in absurd {
             XCTAssertThrowsError(try spec.validate()) { error in

@@ -219,6 +219,21 @@ final class CLITests: XCTestCase {
         try assertFails(["sample", "--checkpoint", dir, "--threads", "1"], ["holds an MLP", "only GPT checkpoints generate text"])
     }
 
+    func testTrainsAUNetOnDigitsAndSampleRefusesIt() throws {
+        let dir = try path("unet")
+        let r = try tributary(["train", "--data", "builtin:digits", "--model", "unet", "--base-channels", "4", "--channel-multipliers", "1,2",
+                               "--norm-groups", "2", "--attention-resolutions", "14", "--steps", "2", "--batch-size", "4",
+                               "--eval-interval", "0", "--out", dir, "--threads", "1"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("model: U-Net 28×28×1, base 4 × [1, 2]"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("step 2 checkpoint \(dir)/step-00000002"), r.stdout)
+        try assertFails(["sample", "--checkpoint", dir, "--threads", "1"], ["holds a unet model", "only GPT checkpoints generate text"])
+        try assertFails(["train", "--data", "builtin:digits", "--model", "unet", "--channel-multipliers", "1,x", "--steps", "1"],
+                        ["--channel-multipliers takes comma-separated whole numbers"])
+        try assertFails(["train", "--data", "builtin:digits", "--model", "unet", "--channel-multipliers", "1,2,2,2", "--steps", "1"],
+                        ["divisible by"])
+    }
+
     // MARK: Happy path
 
     func testTrainCheckpointAndSample() throws {

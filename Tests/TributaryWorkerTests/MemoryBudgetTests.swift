@@ -22,6 +22,10 @@ final class MemoryBudgetTests: XCTestCase {
         // Activations far larger than parameters: accumulating micro-batches wins.
         Case(name: "gpt 2×16 ctx 64", model: .gpt(GPTConfig(vocabSize: 11, blockSize: 64, nLayer: 2, nHead: 4, nEmbd: 16)), samples: 8),
         Case(name: "mlp 20-32-16-5", model: .mlp(MLPConfig(inputFeatures: 20, hidden: [32, 16], classes: 5)), samples: 10),
+        // Per-image noise: micro-batches draw what the whole unit draws, so gradients agree.
+        Case(name: "unet 8×8 base 4 [1,2]", model: ModelSpec(UNetConfig(imageSize: 8, inChannels: 1, baseChannels: 4, channelMultipliers: [1, 2],
+                                                                        blocksPerLevel: 1, normGroups: 2, timesteps: 100,
+                                                                        attentionResolutions: [4])), samples: 5),
     ]
 
     func batch(for c: Case, seed: UInt64) -> ModelBatch {

@@ -7,13 +7,20 @@ extension JobConfig {
     name: tributary-job
 
     model:
-      type: gpt            # gpt (token data) or mlp (image data)
+      type: gpt            # gpt (token data), mlp or unet (image data; unet: a DDPM denoiser)
       n_layer: 4
       n_head: 4
       n_embd: 128
       block_size: 64       # context length
       bias: true
       # hidden: [512, 512] # mlp only
+      # base_channels: 32            # unet only, with these defaults:
+      # channel_multipliers: [1, 2, 2]
+      # blocks_per_level: 1
+      # norm_groups: 8
+      # attention_resolutions: []    # image sides (e.g. [7]) whose blocks get self-attention
+      # diffusion_steps: 1000
+      # noise_schedule: linear       # linear or cosine
 
     data:
       source: builtin:arithmetic   # a text file, a nanoGPT .bin file, a directory of MNIST IDX files

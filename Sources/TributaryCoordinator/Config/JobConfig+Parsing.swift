@@ -88,6 +88,13 @@ extension JobConfig {
     static func allowedKeys() -> [String: Any] {
         var full = JobConfig()
         full.model.hidden = [1]
+        full.model.baseChannels = 1
+        full.model.channelMultipliers = [1]
+        full.model.blocksPerLevel = 1
+        full.model.normGroups = 1
+        full.model.attentionResolutions = [1]
+        full.model.diffusionSteps = 1
+        full.model.noiseSchedule = ""
         full.units.microBatch = 1
         full.optimizer.minLr = 0
         full.optimizer.weightDecay = 0
@@ -209,7 +216,7 @@ extension JobConfig {
     }
 
     /// The model types a job file can describe (its `model` section has their keys).
-    static let modelTypes = ["gpt", "mlp"]
+    static let modelTypes = ["gpt", "mlp", "unet"]
 
     /// Keys whose value is one of a few words, checked before decoding so that the error
     /// names the key and the choices ("rounds.mode must be sync or async (got x)").

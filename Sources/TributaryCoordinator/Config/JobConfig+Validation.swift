@@ -9,7 +9,7 @@ import TributaryTraining
 extension JobConfig {
     public func validate() throws {
         func bad(_ s: String) -> JobConfigError { .invalid(s) }
-        guard Self.modelTypes.contains(model.type) else { throw bad("model.type must be gpt or mlp (got \(model.type))") }
+        guard Self.modelTypes.contains(model.type) else { throw bad("model.type must be gpt, mlp or unet (got \(model.type))") }
         _ = try ledgerLocation()
         guard units.samplesPerUnit >= 1 else { throw bad("units.samples_per_unit must be positive") }
         if let mb = units.microBatch, mb < 1 || units.samplesPerUnit % mb != 0 {
@@ -99,12 +99,33 @@ extension JobConfig {
                                                nHead: model.nHead ?? 4, nEmbd: model.nEmbd ?? 128, bias: model.bias ?? true))
             try spec.validate()
             return spec
+        case "unet":
+            return try unetSpec(features: features)
         default:
             guard let features, let classes else { throw JobConfigError.invalid("an mlp needs image data; \(data.source) holds tokens") }
             let spec = ModelSpec.mlp(MLPConfig(inputFeatures: features, hidden: model.hidden ?? [512, 512], classes: classes))
             try spec.validate()
             return spec
         }
+    }
+
+    /// A DDPM U-Net over the data's square single-channel images (MNIST, builtin:digits).
+    private func unetSpec(features: Int?) throws -> ModelSpec {
+        guard let features else { throw JobConfigError.invalid("a unet needs image data; \(data.source) holds tokens") }
+        let side = Int(Double(features).squareRoot().rounded())
+        guard side * side == features else {
+            throw JobConfigError.invalid("a unet needs square single-channel images; \(data.source) has \(features) pixels per sample")
+        }
+        let scheduleName = model.noiseSchedule ?? "linear"
+        guard let schedule = DDPMSchedule.Kind(rawValue: scheduleName) else {
+            throw JobConfigError.invalid("model.noise_schedule must be linear or cosine (got \(scheduleName))")
+        }
+        let spec = ModelSpec(UNetConfig(imageSize: side, inChannels: 1, baseChannels: model.baseChannels ?? 32,
+                                        channelMultipliers: model.channelMultipliers ?? [1, 2, 2], blocksPerLevel: model.blocksPerLevel ?? 1,
+                                        normGroups: model.normGroups ?? 8, timesteps: model.diffusionSteps ?? 1000, schedule: schedule,
+                                        attentionResolutions: model.attentionResolutions ?? []))
+        try spec.validate()
+        return spec
     }
 
     public func listenAddress() throws -> (host: String, port: Int) {

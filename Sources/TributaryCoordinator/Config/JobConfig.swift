@@ -12,6 +12,14 @@ public struct JobConfig: Codable, Sendable, Equatable {
         public var blockSize: Int? = 64
         public var bias: Bool? = true
         public var hidden: [Int]? = nil
+        // A unet's (UNetConfig; the image size and channels come from the data).
+        public var baseChannels: Int? = nil
+        public var channelMultipliers: [Int]? = nil
+        public var blocksPerLevel: Int? = nil
+        public var normGroups: Int? = nil
+        public var attentionResolutions: [Int]? = nil
+        public var diffusionSteps: Int? = nil
+        public var noiseSchedule: String? = nil
     }
     public struct Data: Codable, Sendable, Equatable {
         public var source: String = "builtin:arithmetic"

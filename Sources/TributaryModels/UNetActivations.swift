@@ -1,0 +1,169 @@
+import TributaryTensor
+
+extension UNet {
+    /// An activation of the U-Net's body and the gradient summed into it during backward.
+    final class Node: @unchecked Sendable {
+        let value: Tensor
+        let gradient: Tensor
+        init(_ shape: [Int], _ allocator: TensorAllocator) throws {
+            value = try Tensor(shape: shape, allocator: allocator)
+            gradient = try Tensor(shape: shape, allocator: allocator)
+        }
+    }
+
+    /// One operation of the body between conv_in and the output head; forward runs them in
+    /// order, backward in reverse.
+    enum Step {
+        case block(ResidualBlock, ResidualBlock.Activations, input: Node, output: Node)
+        case attention(SpatialSelfAttention, SpatialSelfAttention.Activations, input: Node, output: Node)
+        case pool(input: Node, output: Node)
+        case upsample(input: Node, output: Node)
+        case concat(Node, Node, output: Node)
+    }
+
+    /// Everything one step over `batch` images keeps, built once per batch size.
+    final class Cache: @unchecked Sendable {
+        let batch: Int
+        /// Each image's timestep (as the embedding takes it), rewritten every step.
+        var timesteps: [Float]
+        let input: Tensor, noise: Tensor, prediction: Tensor, dPrediction: Tensor
+        let sinusoid: Tensor
+        let time1: Tensor, time1Activated: Tensor, time2: Tensor, time: Tensor
+        let dTime: Tensor, dTime2: Tensor, dTime1Activated: Tensor, dTime1: Tensor
+        let convInScratch: Conv2d.Scratch
+        let first: Node
+        let steps: [Step]
+        let nodes: [Node]
+        let last: Node
+        let outStats: GroupNorm.Activations
+        let outNormalized: Tensor, outActivated: Tensor, dOutNormalized: Tensor, dOutActivated: Tensor
+        let convOutScratch: Conv2d.Scratch
+
+        init(model m: UNet, batch b: Int) throws {
+            let a = m.device.allocator, cfg = m.config, s = cfg.imageSize, t = cfg.timeFeatures, c0 = cfg.sinusoidFeatures
+            batch = b
+            timesteps = Array(repeating: 0, count: b)
+            let imageShape = [b, cfg.inChannels, s, s]
+            input = try Tensor(shape: imageShape, allocator: a)
+            noise = try Tensor(shape: imageShape, allocator: a)
+            prediction = try Tensor(shape: imageShape, allocator: a)
+            dPrediction = try Tensor(shape: imageShape, allocator: a)
+            sinusoid = try Tensor(shape: [b, c0], allocator: a)
+            let timeShape = [b, t]
+            time1 = try Tensor(shape: timeShape, allocator: a)
+            time1Activated = try Tensor(shape: timeShape, allocator: a)
+            time2 = try Tensor(shape: timeShape, allocator: a)
+            time = try Tensor(shape: timeShape, allocator: a)
+            dTime = try Tensor(shape: timeShape, allocator: a)
+            dTime2 = try Tensor(shape: timeShape, allocator: a)
+            dTime1Activated = try Tensor(shape: timeShape, allocator: a)
+            dTime1 = try Tensor(shape: timeShape, allocator: a)
+            convInScratch = try Conv2d.Scratch(for: m.convIn, batch: b, height: s, width: s)
+
+            // The body, in the order of UNetConfig.layout, with its skip stack.
+            var nodes: [Node] = []
+            func node(_ channels: Int, _ size: Int) throws -> Node {
+                let n = try Node([b, channels, size, size], a)
+                nodes.append(n)
+                return n
+            }
+            var steps: [Step] = []
+            func block(_ blk: ResidualBlock, _ input: Node, _ size: Int) throws -> Node {
+                let out = try node(blk.outChannels, size)
+                steps.append(.block(blk, try ResidualBlock.Activations(for: blk, batch: b, height: size, width: size), input: input, output: out))
+                return out
+            }
+            func attend(_ attention: SpatialSelfAttention?, _ input: Node, _ size: Int) throws -> Node {
+                guard let attention else { return input }
+                let out = try node(attention.channels, size)
+                steps.append(.attention(attention, try SpatialSelfAttention.Activations(for: attention, batch: b, height: size, width: size),
+                                        input: input, output: out))
+                return out
+            }
+            var h = try node(c0, s)
+            first = h
+            var skips = [h], size = s
+            for (i, level) in m.downBlocks.enumerated() {
+                for (j, blk) in level.enumerated() {
+                    h = try attend(m.downAttentions[i][j], try block(blk, h, size), size)
+                    skips.append(h)
+                }
+                if i < m.downBlocks.count - 1 {
+                    size /= 2
+                    let pooled = try node(h.value.shape[1], size)
+                    steps.append(.pool(input: h, output: pooled))
+                    h = pooled
+                    skips.append(h)
+                }
+            }
+            for (j, blk) in m.midBlocks.enumerated() { h = try attend(m.midAttentions[j], try block(blk, h, size), size) }
+            for (k, level) in m.upBlocks.enumerated() {
+                for (j, blk) in level.enumerated() {
+                    guard let skip = skips.popLast() else { throw ModelError.invalidConfiguration("the up path ran out of skip connections") }
+                    let joined = try node(blk.inChannels, size)
+                    steps.append(.concat(h, skip, output: joined))
+                    h = try attend(m.upAttentions[k][j], try block(blk, joined, size), size)
+                }
+                if k < m.upBlocks.count - 1 {
+                    size *= 2
+                    let upsampled = try node(h.value.shape[1], size)
+                    steps.append(.upsample(input: h, output: upsampled))
+                    h = upsampled
+                }
+            }
+            last = h
+            self.steps = steps
+            self.nodes = nodes
+
+            outStats = try GroupNorm.Activations(batch: b, groups: m.normOut.groups, allocator: a)
+            outNormalized = try Tensor(shape: [b, c0, s, s], allocator: a)
+            outActivated = try Tensor(shape: [b, c0, s, s], allocator: a)
+            dOutNormalized = try Tensor(shape: [b, c0, s, s], allocator: a)
+            dOutActivated = try Tensor(shape: [b, c0, s, s], allocator: a)
+            convOutScratch = try Conv2d.Scratch(for: m.convOut, batch: b, height: s, width: s)
+        }
+    }
+}
+
+extension UNet {
+    /// Bytes of the activation cache for a batch of `b` images (what `Cache` allocates,
+    /// walking the same layout), for memory planning.
+    public static func activationBytes(config: UNetConfig, batch b: Int) -> Int {
+        let s = config.imageSize, c0 = config.sinusoidFeatures, t = config.timeFeatures, groups = config.normGroups
+        func conv3(_ i: Int, _ o: Int, _ size: Int) -> Int {
+            Conv2d.Scratch.byteCount(geometry: ConvolutionGeometry(inChannels: i, outChannels: o, kernelHeight: 3, kernelWidth: 3,
+                                                                   stride: 1, padding: 1, height: size, width: size), batch: b)
+        }
+        func node(_ channels: Int, _ size: Int) -> Int { 2 * TensorShapes.byteCount([[b, channels, size, size]]) }
+        func block(_ blk: UNetConfig.Block, _ size: Int) -> Int {
+            let attention = blk.attention == nil ? 0
+                : node(blk.outChannels, size) + SpatialSelfAttention.Activations.byteCount(channels: blk.outChannels, groups: groups,
+                                                                                        batch: b, height: size, width: size)
+            return node(blk.outChannels, size) + attention
+                + ResidualBlock.Activations.byteCount(inChannels: blk.inChannels, outChannels: blk.outChannels,
+                                                      groups: groups, batch: b, height: size, width: size)
+        }
+        let image = [b, config.inChannels, s, s], head = [b, c0, s, s]
+        var total = TensorShapes.byteCount([image, image, image, image, [b, c0]] + Array(repeating: [b, t], count: 8))
+        total += conv3(config.inChannels, c0, s) + node(c0, s)
+        let layout = config.layout
+        var size = s
+        for (i, level) in layout.down.enumerated() {
+            for blk in level { total += block(blk, size) }
+            if i < layout.down.count - 1 {
+                size /= 2
+                total += node(level.last?.outChannels ?? c0, size)
+            }
+        }
+        for blk in layout.mid { total += block(blk, size) }
+        for (k, level) in layout.up.enumerated() {
+            for blk in level { total += node(blk.inChannels, size) + block(blk, size) }
+            if k < layout.up.count - 1 {
+                size *= 2
+                total += node(level.last?.outChannels ?? c0, size)
+            }
+        }
+        return total + GroupNorm.Activations.byteCount(batch: b, groups: groups)
+            + TensorShapes.byteCount([head, head, head, head]) + conv3(c0, config.inChannels, s)
+    }
+}
