@@ -37,8 +37,13 @@ let package = Package(
                        providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CMalloc"),
 
+        // The hot elementwise and row kernels in C, compiled for baseline x86-64, AVX2 and
+        // AVX-512 and chosen once at start-up by what the CPU supports (Dispatch.c).
+        // Optimised in debug builds too, for the same reason as the Swift kernels.
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O2"], .when(configuration: .debug))]),
+
         // Tensors and kernels.
-        .target(name: "TributaryTensor", dependencies: ["COpenBLAS", "CMalloc"],
+        .target(name: "TributaryTensor", dependencies: ["COpenBLAS", "CMalloc", "CKernels"],
                 swiftSettings: optimizedInDebug),
 
         // Models, data and optimizers.
