@@ -12,7 +12,9 @@
                                               const float *, const float *, long, long); \
     float ck_softmax_row_##suffix(float *, long); \
     void ck_softmax_backward_row_##suffix(const float *, float *, long, float); \
-    void ck_adamw_##suffix(float *, const float *, float *, float *, long, float, float, float, float, float, float, float);
+    void ck_adamw_##suffix(float *, const float *, float *, float *, long, float, float, float, float, float, float, float); \
+    void ck_bias_relu_rows_##suffix(float *, float *, const float *, long, long); \
+    void ck_relu_backward_##suffix(float *, const float *, const float *, long);
 
 CK_DECLARE(baseline)
 #if defined(__x86_64__)
@@ -30,12 +32,14 @@ typedef struct {
     float (*softmaxRow)(float *, long);
     void (*softmaxBackwardRow)(const float *, float *, long, float);
     void (*adamw)(float *, const float *, float *, float *, long, float, float, float, float, float, float, float);
+    void (*biasReLURows)(float *, float *, const float *, long, long);
+    void (*reluBackward)(float *, const float *, const float *, long);
 } CKTable;
 
 #define CK_TABLE(suffix) \
     { ck_bias_gelu_rows_##suffix, ck_bias_gelu_saving_derivative_rows_##suffix, ck_gelu_backward_##suffix, \
       ck_layer_norm_forward_rows_##suffix, ck_layer_norm_backward_rows_##suffix, ck_softmax_row_##suffix, \
-      ck_softmax_backward_row_##suffix, ck_adamw_##suffix }
+      ck_softmax_backward_row_##suffix, ck_adamw_##suffix, ck_bias_relu_rows_##suffix, ck_relu_backward_##suffix }
 
 static const CKTable tables[] = {
     CK_TABLE(baseline),
@@ -115,4 +119,10 @@ void ck_softmax_backward_row(const float *p, float *d, long count, float scale) 
 void ck_adamw(float *w, const float *g, float *m, float *v, long count, float b1, float b2, float eps, float bc2Sqrt,
               float stepSize, float decay, float bound) {
     tables[active].adamw(w, g, m, v, count, b1, b2, eps, bc2Sqrt, stepSize, decay, bound);
+}
+void ck_bias_relu_rows(float *x, float *y, const float *bias, long rows, long columns) {
+    tables[active].biasReLURows(x, y, bias, rows, columns);
+}
+void ck_relu_backward(float *dPre, const float *dOut, const float *pre, long count) {
+    tables[active].reluBackward(dPre, dOut, pre, count);
 }

@@ -210,3 +210,34 @@ void CK_FN(ck_adamw)(float *w, const float *g, float *m, float *v, long count, f
         adamw_lanes(w + i, g + i, m + i, v + i, CK_LANES, b1, b2, eps, bc2Sqrt, stepSize, decay, bound);
     if (i < count) adamw_lanes(w + i, g + i, m + i, v + i, count - i, b1, b2, eps, bc2Sqrt, stepSize, decay, bound);
 }
+
+void CK_FN(ck_bias_relu_rows)(float *x, float *y, const float *bias, long rows, long columns) {
+    const v16 zero = splat(0);
+    for (long r = 0; r < rows; r++) {
+        float *p = x + r * columns, *o = y + r * columns;
+        long i = 0;
+        for (; i + CK_LANES <= columns; i += CK_LANES) {
+            v16 v = load(p + i);
+            if (bias) { v = v + load(bias + i); store(p + i, v); }
+            store(o + i, select(v > zero, v, zero));
+        }
+        if (i < columns) {
+            long n = columns - i;
+            v16 v = load_tail(p + i, n, 0);
+            if (bias) { v = v + load_tail(bias + i, n, 0); store_tail(p + i, v, n); }
+            store_tail(o + i, select(v > zero, v, zero), n);
+        }
+    }
+}
+
+// A select, not a branch: the sign of a pre-activation is a coin toss, and the Swift
+// loop's branch mispredicted about half the time.
+void CK_FN(ck_relu_backward)(float *dPre, const float *dOut, const float *pre, long count) {
+    const v16 zero = splat(0);
+    long i = 0;
+    for (; i + CK_LANES <= count; i += CK_LANES) store(dPre + i, select(load(pre + i) > zero, load(dOut + i), zero));
+    if (i < count) {
+        long n = count - i;
+        store_tail(dPre + i, select(load_tail(pre + i, n, 0) > zero, load_tail(dOut + i, n, 0), zero), n);
+    }
+}

@@ -82,6 +82,27 @@ final class VectorKernelsTests: XCTestCase {
         }
     }
 
+    /// ReLU is exact: the kernels select values, they do not round.
+    func testReLUForwardWithBiasAndBackward() {
+        for n in Self.sizes {
+            let rows = 3, x = values(rows * n, seed: UInt64(n) + 50), bias = values(n, seed: 51, scale: 0.5)
+            let dOut = values(rows * n, seed: UInt64(n) + 52, scale: 1)
+            forEachVariant("relu \(n)") { variant in
+                var pre = x, out = [Float](repeating: 0, count: rows * n)
+                ActivationKernels.biasReLUForward(pre: &pre, out: &out, bias: bias, rows: rows, columns: n)
+                var dPre = dOut
+                ActivationKernels.reluBackward(dPre: &dPre, dOut: dOut, pre: pre, count: rows * n)
+                for i in 0..<(rows * n) {
+                    let biased = x[i] + bias[i % n]
+                    XCTAssertEqual(pre[i], biased, "\(variant) n=\(n)")
+                    XCTAssertEqual(out[i], biased > 0 ? biased : 0, "\(variant) n=\(n) i=\(i)")
+                    XCTAssertEqual(dPre[i], biased > 0 ? dOut[i] : 0, "\(variant) n=\(n) i=\(i)")
+                }
+                return out + dPre
+            }
+        }
+    }
+
     func testLayerNormForwardAndBackward() {
         for n in Self.sizes {
             let rows = 5

@@ -39,6 +39,11 @@ void ck_bias_gelu_saving_derivative_rows(float *x, float *y, const float *_Nulla
 /// dPre = dOut · gelu'(pre); dPre may alias dOut.
 void ck_gelu_backward(float *dPre, const float *dOut, const float *pre, long count);
 
+/// ReLU: x += bias (kept for backward; bias may be null), y = x > 0 ? x : 0, per row.
+void ck_bias_relu_rows(float *x, float *y, const float *_Nullable bias, long rows, long columns);
+/// dPre = pre > 0 ? dOut : 0; dPre may alias dOut.
+void ck_relu_backward(float *dPre, const float *dOut, const float *pre, long count);
+
 /// LayerNorm forward over `rows` rows of `columns`; bias may be null.
 void ck_layer_norm_forward_rows(float *out, float *mean, float *rstd, const float *input, const float *weight,
                                 const float *_Nullable bias, long rows, long columns, float epsilon);

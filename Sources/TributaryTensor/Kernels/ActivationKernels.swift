@@ -2,7 +2,7 @@ import CKernels
 
 /// GELU (GPT-2's tanh approximation) and ReLU, forward and backward.
 ///
-/// The GELU loops run in C (`CKernels`), compiled for baseline x86-64, AVX2 and AVX-512
+/// The loops run in C (`CKernels`), compiled for baseline x86-64, AVX2 and AVX-512
 /// and chosen once at start-up (`VectorKernels`); the Swift side splits the work across
 /// threads and passes pointers.
 public enum ActivationKernels {
@@ -42,12 +42,8 @@ public enum ActivationKernels {
     public static func biasReLUForward(pre: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>,
                                        bias: UnsafePointer<Float>?, rows: Int, columns: Int) {
         Parallel.forRanges(rows, minPerThread: max(1, 8192 / max(1, columns))) { range in
-            for r in range {
-                let p = pre + r * columns
-                let o = out + r * columns
-                if let bias { for c in 0..<columns { p[c] += bias[c] } }
-                for c in 0..<columns { o[c] = p[c] > 0 ? p[c] : 0 }
-            }
+            let offset = range.lowerBound * columns
+            ck_bias_relu_rows(pre + offset, out + offset, bias, range.count, columns)
         }
     }
 
@@ -55,7 +51,8 @@ public enum ActivationKernels {
     public static func reluBackward(dPre: UnsafeMutablePointer<Float>, dOut: UnsafePointer<Float>,
                                     pre: UnsafePointer<Float>, count: Int) {
         Parallel.forRanges(count, minPerThread: 32_768) { range in
-            for i in range { dPre[i] = pre[i] > 0 ? dOut[i] : 0 }
+            let i = range.lowerBound
+            ck_relu_backward(dPre + i, dOut + i, pre + i, range.count)
         }
     }
 }
