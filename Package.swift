@@ -42,8 +42,13 @@ let package = Package(
         .systemLibrary(name: "CCLBlast", pkgConfig: "clblast",
                        providers: [.apt(["libclblast-dev"])]),
 
+        // The hot elementwise and row kernels in C, compiled for baseline x86-64, AVX2 and
+        // AVX-512 and chosen once at start-up by what the CPU supports (Dispatch.c).
+        // Optimised in debug builds too, for the same reason as the Swift kernels.
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O2"], .when(configuration: .debug))]),
+
         // Tensors and kernels.
-        .target(name: "TributaryTensor", dependencies: ["COpenBLAS", "CMalloc"],
+        .target(name: "TributaryTensor", dependencies: ["COpenBLAS", "CMalloc", "CKernels"],
                 swiftSettings: optimizedInDebug),
 
         // GPU workers through OpenCL (issue 15): devices, buffers under a VRAM budget, the

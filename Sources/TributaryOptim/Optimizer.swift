@@ -90,18 +90,10 @@ public final class AdamW: Optimizer {
         let b1 = beta1, b2 = beta2, eps = epsilon, bound = updateBound ?? .infinity
         for (p, state) in zip(parameters.parameters, moments) {
             let decay = p.decays ? 1 - lr * weightDecay : 1
-            let w = p.value.data, g = p.gradient.data, m = state.m.data, v = state.v.data
-            Parallel.forRanges(p.count, minPerThread: 32_768) { range in
-                for i in range {
-                    let gi = g[i]
-                    let mi = b1 * m[i] + (1 - b1) * gi
-                    let vi = b2 * v[i] + (1 - b2) * gi * gi
-                    m[i] = mi
-                    v[i] = vi
-                    let normalised = mi / (vi.squareRoot() / bc2Sqrt + eps)
-                    w[i] = w[i] * decay - stepSize * min(bound, max(-bound, normalised))
-                }
-            }
+            // The formula above, vectorised in C for this CPU (same operations and order).
+            OptimizerKernels.adamW(weight: p.value.data, gradient: p.gradient.data, m: state.m.data, v: state.v.data,
+                                   count: p.count, beta1: b1, beta2: b2, epsilon: eps, biasCorrection2Sqrt: bc2Sqrt,
+                                   stepSize: stepSize, decay: decay, bound: bound)
         }
     }
 

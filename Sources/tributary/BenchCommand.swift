@@ -39,7 +39,7 @@ struct ComputeBench: ParsableCommand {
         }
         let optimizers = opts.split(separator: ",").map(String.init)
         guard optimizers.allSatisfy({ ["adamw", "sgd"].contains($0) }) else { throw ValidationError("--opts takes adamw and/or sgd") }
-        print("# tributary: \(ComputeThreads.count) threads, OpenBLAS kernels \(ComputeThreads.blasCoreName), \(warmup) warm-up + \(steps) timed steps")
+        print("# tributary: \(ComputeThreads.count) threads, OpenBLAS kernels \(ComputeThreads.blasCoreName), vector kernels \(VectorKernels.active), \(warmup) warm-up + \(steps) timed steps")
         var ours: [ComputeBenchmark.Result] = []
         for cfg in configs {
             for opt in optimizers {

@@ -85,8 +85,8 @@ public enum AttentionKernels {
                         // Softmax backward, with the 1/√hs of the scores folded in.
                         for row in r0..<r1 {
                             let pr = p + row * t, dr = ds + row * t
-                            let dot = FastMath.dot(pr, dr, row + 1)
-                            for j in 0...row { dr[j] = pr[j] * (dr[j] - dot) * scale }
+                            SoftmaxCrossEntropyKernels.softmaxBackwardInPlace(probabilities: pr, gradient: dr, row + 1,
+                                                                              scale: scale)
                             for j in (row + 1)..<max(row + 1, r1) { dr[j] = 0 }
                         }
                         // dQ = dS · K;  dK += dSᵀ · Q.

@@ -1,4 +1,7 @@
+import CKernels
+
 /// LayerNorm over the last dimension, with the row statistics saved for backward.
+/// The row loops run in C (`CKernels`, dispatched by CPU; see `VectorKernels`).
 public enum LayerNormKernels {
     public static let epsilon: Float = 1e-5
 
@@ -8,20 +11,9 @@ public enum LayerNormKernels {
                                weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                                rows: Int, columns c: Int) {
         Parallel.forRanges(rows, minPerThread: max(1, 4096 / max(1, c))) { range in
-            for r in range {
-                let x = input + r * c
-                let m = FastMath.sum(x, c) / Float(c)
-                let v = FastMath.sumSquaredDeviations(x, c, from: m)
-                let s = 1 / (v / Float(c) + epsilon).squareRoot()
-                let o = out + r * c
-                if let bias {
-                    for i in 0..<c { o[i] = (x[i] - m) * s * weight[i] + bias[i] }
-                } else {
-                    for i in 0..<c { o[i] = (x[i] - m) * s * weight[i] }
-                }
-                mean[r] = m
-                rstd[r] = s
-            }
+            let r = range.lowerBound
+            ck_layer_norm_forward_rows(out + r * c, mean + r, rstd + r, input + r * c, weight, bias,
+                                       range.count, c, epsilon)
         }
     }
 
@@ -39,42 +31,9 @@ public enum LayerNormKernels {
             partial.initialize(repeating: 0, count: threads * 2 * c)
             Parallel.forThreadRanges(rows, threads: threads) { t, range in
                 let dw = partial + t * 2 * c
-                let db = dw + c
-                for r in range {
-                    let x = input + r * c
-                    let dy = dOut + r * c
-                    let dx = dInput + r * c
-                    let m = mean[r], s = rstd[r]
-                    typealias V = FastMath.V
-                    let mv = V(repeating: m), sv = V(repeating: s)
-                    var accD = V(repeating: 0), accDN = V(repeating: 0)
-                    var i = 0
-                    while i + 8 <= c {
-                        let xhat = (FastMath.load(x + i) - mv) * sv
-                        let g = FastMath.load(dy + i)
-                        let dn = g * FastMath.load(weight + i)
-                        accD += dn
-                        accDN += dn * xhat
-                        FastMath.store(FastMath.load(dw + i) + g * xhat, dw + i)
-                        FastMath.store(FastMath.load(db + i) + g, db + i)
-                        i += 8
-                    }
-                    var sumD = accD.sum(), sumDN = accDN.sum()
-                    while i < c {
-                        let xhat = (x[i] - m) * s
-                        let dn = dy[i] * weight[i]
-                        sumD += dn
-                        sumDN += dn * xhat
-                        dw[i] += dy[i] * xhat
-                        db[i] += dy[i]
-                        i += 1
-                    }
-                    let meanD = sumD / Float(c), meanDN = sumDN / Float(c)
-                    for i in 0..<c {
-                        let xhat = (x[i] - m) * s
-                        dx[i] += (dy[i] * weight[i] - meanD - xhat * meanDN) * s
-                    }
-                }
+                let r = range.lowerBound
+                ck_layer_norm_backward_rows(dInput + r * c, dw, dw + c, dOut + r * c, input + r * c, weight,
+                                            mean + r, rstd + r, range.count, c)
             }
             for t in 0..<threads {
                 let dw = partial + t * 2 * c

@@ -1,4 +1,4 @@
-import Foundation
+import CKernels
 
 /// Softmax cross-entropy fused with the logits: the forward pass turns the logits into
 /// probabilities in place and the backward pass turns those into the logit gradient in
@@ -31,34 +31,16 @@ public enum SoftmaxCrossEntropyKernels {
     }
 
     /// Softmax of one row in place; returns log Σ exp(x) (= max + log Σ exp(x − max)).
-    @inlinable
+    /// In C (`CKernels`): attention calls this for every row of every head.
+    @inline(__always)
     public static func softmaxInPlace(_ row: UnsafeMutablePointer<Float>, _ v: Int) -> Float {
-        let mx = FastMath.maximum(row, v)
-        let sum = expInPlace(row, v, subtract: mx)
-        let inv = 1 / sum
-        for i in 0..<v { row[i] *= inv }
-        return mx + logf(sum)
+        ck_softmax_row(row, v)
     }
 
-    /// row[i] = exp(row[i] − shift); returns the sum.
-    @inlinable
-    public static func expInPlace(_ row: UnsafeMutablePointer<Float>, _ n: Int, subtract shift: Float) -> Float {
-        let s = FastMath.V(repeating: shift)
-        var acc = FastMath.V(repeating: 0)
-        var i = 0
-        while i + 8 <= n {
-            let e = FastMath.exp(FastMath.load(row + i) - s)
-            FastMath.store(e, row + i)
-            acc += e
-            i += 8
-        }
-        var sum = acc.sum()
-        while i < n {
-            let e = FastMath.exp(row[i] - shift)
-            row[i] = e
-            sum += e
-            i += 1
-        }
-        return sum
+    /// Softmax backward of one row in place: d = p · (d − Σ p·d) · scale.
+    @inline(__always)
+    public static func softmaxBackwardInPlace(probabilities p: UnsafePointer<Float>, gradient d: UnsafeMutablePointer<Float>,
+                                              _ n: Int, scale: Float) {
+        ck_softmax_backward_row(p, d, n, scale)
     }
 }
