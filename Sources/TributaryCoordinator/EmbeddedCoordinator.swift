@@ -10,14 +10,16 @@ public struct EmbeddedCoordinator: Sendable {
     private let task: Task<Void, Error>
     private let shutdown: CoordinatorShutdown
 
-    public static func start(_ config: JobConfig, logger: Logger,
+    /// `port` 0 takes any free port (the url says which); a test restarting a coordinator
+    /// gives the port the first one had.
+    public static func start(_ config: JobConfig, logger: Logger, port wanted: Int = 0,
                              now: @escaping @Sendable () -> Date = { Date() }) async throws -> EmbeddedCoordinator {
         let job = try await TrainingJob.open(config: config, logger: logger, now: now)
         let server = CoordinatorServer(job: job, logger: logger)
         let shutdown = CoordinatorShutdown()
         let (ports, continuation) = AsyncStream<Int>.makeStream()
         let task = Task {
-            try await server.run(host: "127.0.0.1", port: 0, tls: nil, shutdown: shutdown) { continuation.yield($0) }
+            try await server.run(host: "127.0.0.1", port: wanted, tls: nil, shutdown: shutdown) { continuation.yield($0) }
         }
         var port = 0
         for await p in ports { port = p; break }

@@ -64,10 +64,10 @@ enum RunningCoordinator {
         return (try await start(config(directory: dir, adjust)), dir)
     }
 
-    static func start(_ config: JobConfig, now: @escaping @Sendable () -> Date = { Date() }) async throws -> EmbeddedCoordinator {
+    static func start(_ config: JobConfig, port: Int = 0, now: @escaping @Sendable () -> Date = { Date() }) async throws -> EmbeddedCoordinator {
         var logger = Logger(label: "test.coordinator")
         logger.logLevel = .warning
-        return try await EmbeddedCoordinator.start(config, logger: logger, now: now)
+        return try await EmbeddedCoordinator.start(config, logger: logger, port: port, now: now)
     }
 }
 

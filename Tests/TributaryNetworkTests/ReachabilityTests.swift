@@ -63,20 +63,20 @@ final class ReachabilityTests: XCTestCase {
     func testACoordinatorThatComesBackIsSaidOnceAndWorkGoesOn() async throws {
         let dir = try temporaryDirectory("reconnect")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        var config = RunningCoordinator.config(directory: "\(dir)/c") { $0.rounds.unitsPerRound = 1 }
+        let config = RunningCoordinator.config(directory: "\(dir)/c") { $0.rounds.unitsPerRound = 1 }
         let first = try await RunningCoordinator.start(config)
         let port = URL(string: first.url)?.port ?? 0
         let sink = CapturedLog()
-        let options = WorkerOptions(coordinator: first.url, joinToken: RunningCoordinator.joinToken,
+        var options = WorkerOptions(coordinator: first.url, joinToken: RunningCoordinator.joinToken,
                                     name: "w", dataDirectory: "\(dir)/worker")
+        options.retry = RetryPolicy(base: .milliseconds(100), cap: .seconds(1))  // tries again within a second
         let daemon = WorkerDaemon(options: options, logger: sink.logger("test.reconnect"))
         let worker = Task { try await daemon.run() }
         while first.job.status().version < 3 { try await Task.sleep(for: .milliseconds(20)) }
         await first.stop()
         while sink.at(.warning, "cannot reach the coordinator").isEmpty { try await Task.sleep(for: .milliseconds(20)) }
         try await Task.sleep(for: .seconds(1))
-        config.server.listen = "127.0.0.1:\(port)"
-        let second = try await RunningCoordinator.start(config)
+        let second = try await RunningCoordinator.start(config, port: port)
         let resumedFrom = second.job.status().version
         let deadline = Date().addingTimeInterval(60)
         while second.job.status().version < resumedFrom + 3, Date() < deadline { try await Task.sleep(for: .milliseconds(50)) }
