@@ -94,6 +94,9 @@ struct TrainCommand: ParsableCommand {
         print("optimizer: \(optimizer) lr \(lr), \(steps) steps of \(batchSize), \(ComputeThreads.count) threads, BLAS kernels \(ComputeThreads.blasCoreName)")
         let progress = ProgressReporter(total: steps)
         let isGPT = spec.sampleShape.sequenceLength != nil
+        // Accuracy means something for a classifier only (not a GPT, not a denoising U-Net).
+        let isClassifier: Bool
+        if case .mlp = spec { isClassifier = true } else { isClassifier = false }
         // Ctrl-C ends the step in progress and checkpoints there; a second Ctrl-C stops at once.
         let interrupted = Mutex(false)
         let signals = StopSignals { count in
@@ -111,7 +114,7 @@ struct TrainCommand: ParsableCommand {
                 let detail = String(format: "step %d loss %.4f lr %.2e%@", r.step, r.loss, r.learningRate, r.skipped ? " (skipped: non-finite)" : "")
                 progress.update(done: r.step, rate: rate, eta: remaining, detail: detail)
             case let .validation(step, e):
-                let acc = isGPT ? "" : String(format: " accuracy %.2f%%", e.accuracy * 100)
+                let acc = isClassifier ? String(format: " accuracy %.2f%%", e.accuracy * 100) : ""
                 progress.line(String(format: "step %d validation loss %.4f%@", step, e.loss, acc))
             case let .checkpoint(step, path):
                 saved = path

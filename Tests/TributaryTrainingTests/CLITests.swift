@@ -227,6 +227,8 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stdout.contains("model: U-Net 28×28×1, base 4 × [1, 2]"), r.stdout)
         XCTAssertTrue(r.stdout.contains("step 2 checkpoint \(dir)/step-00000002"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("step 2 validation loss "), r.stdout)
+        XCTAssertFalse(r.stdout.contains("accuracy"), "a denoising model has no accuracy: \(r.stdout)")
         try assertFails(["sample", "--checkpoint", dir, "--threads", "1"], ["holds a unet model", "only GPT checkpoints generate text"])
         try assertFails(["train", "--data", "builtin:digits", "--model", "unet", "--channel-multipliers", "1,x", "--steps", "1"],
                         ["--channel-multipliers takes comma-separated whole numbers"])
