@@ -24,7 +24,7 @@ public actor WorkerDaemon {
     /// network may be what failed, and a lease lasts only seconds.
     let releaseClient: CoordinatorClient
     let logger: Logger
-    private var identity: Identity?
+    private var identity: WorkerIdentity?
     private var job: JobDescription?
     private var compute: UnitCompute?
     let device: any ComputeDevice
@@ -51,8 +51,6 @@ public actor WorkerDaemon {
     public nonisolated let gate: ComputeGate
     /// Where the unit in hand is (nil between units).
     public nonisolated let progress = UnitProgress()
-
-    typealias Identity = WorkerIdentity
 
     public init(options: WorkerOptions, logger: Logger, http: WorkerHTTPClient = .shared, gate: ComputeGate = ComputeGate()) {
         self.options = options
@@ -225,7 +223,7 @@ public actor WorkerDaemon {
     }
 
     /// Writes the identity file; the token is a secret: readable by this user only.
-    private func persist(_ identity: Identity) throws {
+    private func persist(_ identity: WorkerIdentity) throws {
         let data = try JSONEncoder().encode(identity)
         guard FileManager.default.createFile(atPath: identityPath, contents: data, attributes: [.posixPermissions: 0o600]) else {
             throw WorkerError.fatal("cannot write \(identityPath): check the data directory's space and permissions")
@@ -236,7 +234,7 @@ public actor WorkerDaemon {
         try await Task.sleep(for: d)
     }
 
-    func register() async throws -> Identity {
+    func register() async throws -> WorkerIdentity {
         if let identity {
             // Deleted while running: written again, or the next start would register a second
             // identity and split this volunteer's credit.
@@ -253,7 +251,7 @@ public actor WorkerDaemon {
         let request = RegisterRequest(joinToken: options.joinToken, name: options.name,
                                       threads: ComputeThreads.count, memoryBudgetBytes: options.memoryBudgetBytes)
         let response: RegisterResponse = try await client.json(.POST, Routes.register, body: request)
-        let fresh = Identity(coordinator: options.coordinator, workerId: response.workerId, token: response.token)
+        let fresh = WorkerIdentity(coordinator: options.coordinator, workerId: response.workerId, token: response.token)
         try persist(fresh)
         identity = fresh
         if job != response.job { compute = nil }  // another job: plan again

@@ -193,8 +193,15 @@ final class WorkerSessionTotals: @unchecked Sendable {
 
     var summary: String {
         let s = session
-        return "stopped after \(ProgressReporter.duration(s.seconds)): \(ProgressReporter.count(s.units, "unit")), "
-            + "\(ProgressReporter.count(s.samples, "sample")), up \(ByteCount.format(s.bytesUp)), down \(ByteCount.format(s.bytesDown))"
+        return "stopped after \(ProgressReporter.duration(s.seconds)): \(s.work)"
+    }
+}
+
+extension WorkerControlStatus.Session {
+    /// "3 units, 192 samples, up 1.2 MiB, down 3.4 MiB": the exit line and `worker status` say it alike.
+    var work: String {
+        "\(ProgressReporter.count(units, "unit")), \(ProgressReporter.count(samples, "sample")), "
+            + "up \(ByteCount.format(bytesUp)), down \(ByteCount.format(bytesDown))"
     }
 }
 

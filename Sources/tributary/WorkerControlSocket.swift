@@ -91,9 +91,7 @@ enum WorkerControlSocket {
                          + "\(ProgressReporter.duration(now.timeIntervalSince(u.startedAt))) so far")
         }
         let t = s.session
-        lines.append("this run: \(ProgressReporter.count(t.units, "unit")), \(ProgressReporter.count(t.samples, "sample")), "
-                     + "up \(ByteCount.format(t.bytesUp)), down \(ByteCount.format(t.bytesDown)) "
-                     + "in \(ProgressReporter.duration(t.seconds))")
+        lines.append("this run: \(t.work) in \(ProgressReporter.duration(t.seconds))")
         return lines
     }
 }
