@@ -92,6 +92,8 @@ public struct CoordinatorClient: Sendable {
         do {
             response = try await http.client.execute(request, timeout: timeout)
         } catch {
+            // Stopping is not an outage: nothing to report, nothing to retry.
+            if error is CancellationError || Task.isCancelled { throw CancellationError() }
             throw ClientError.transient("\(method) \(path): \(ConnectionTrouble.describe(error))")
         }
         let status = Int(response.status.code)
@@ -115,6 +117,7 @@ public struct CoordinatorClient: Sendable {
         } catch is NIOTooManyBytesError {
             throw tooLarge("over \(ByteCount.format(cap))")
         } catch {
+            if error is CancellationError || Task.isCancelled { throw CancellationError() }
             throw ClientError.transient("\(method) \(path): \(error)")
         }
         let reply = Reply(status: status, headers: response.headers, body: Array(bytes.readableBytesView))

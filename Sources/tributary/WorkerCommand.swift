@@ -71,7 +71,8 @@ struct WorkerRun: AsyncParsableCommand {
         // Held before the first lease: the watcher opens it once a look says the machine is idle.
         if policy != nil { gate.set(.machineInUse, reason: IdleWatcher.firstLook) }
         let totals = WorkerSessionTotals()
-        let signals = stopOnSignals(daemon, totals: totals, logger: logger)
+        let control = ControlSocketTask(path: WorkerControlSocket.path(dataDirectory: dataDir))
+        let signals = stopOnSignals(daemon, totals: totals, control: control, logger: logger)
         defer { signals.cancel() }
         let background = Task {
             await withTaskGroup(of: Void.self) { group in
@@ -80,10 +81,9 @@ struct WorkerRun: AsyncParsableCommand {
                 await group.waitForAll()
             }
         }
-        let control = ControlSocketTask()
         defer {
             background.cancel()
-            control.cancel()
+            control.close()
         }
         let dataDir = self.dataDir, coordinatorURL = address.origin
         try await daemon.run(report: { r in
@@ -123,23 +123,28 @@ struct WorkerRun: AsyncParsableCommand {
 
     /// Ctrl-C or SIGTERM: with no unit in hand, stop at once; else finish it within the grace
     /// period, then give it back. A second signal gives it back at once.
-    private func stopOnSignals(_ daemon: WorkerDaemon, totals: WorkerSessionTotals, logger: Logger) -> StopSignals {
+    /// The control socket is removed before each exit: `exit` runs no task's clean-up.
+    private func stopOnSignals(_ daemon: WorkerDaemon, totals: WorkerSessionTotals, control: ControlSocketTask,
+                               logger: Logger) -> StopSignals {
         let grace = Duration.milliseconds(Int(graceSeconds * 1000)), graceSeconds = self.graceSeconds
         return StopSignals { stopCount in
             Task {
                 await daemon.requestStop()
                 if stopCount > 1 {
                     await daemon.releaseCurrentLease()
+                    control.close()
                     print(totals.summary)
                     Foundation.exit(130)
                 }
                 if await !daemon.holdsLease {
+                    control.close()
                     print(totals.summary)
                     Foundation.exit(0)
                 }
                 logger.info("stopping after the current unit", metadata: ["grace_seconds": "\(graceSeconds)"])
                 try? await Task.sleep(for: grace)
                 await daemon.releaseCurrentLease()
+                control.close()
                 print(totals.summary)
                 Foundation.exit(0)
             }
@@ -152,6 +157,9 @@ final class ControlSocketTask: @unchecked Sendable {
     // Unchecked: `task` is behind `lock`.
     private let lock = NSLock()
     private var task: Task<Void, Never>?
+    private let path: String
+
+    init(path: String) { self.path = path }
 
     func start(_ serve: @escaping @Sendable () async throws -> Void) {
         lock.withLock {
@@ -164,7 +172,15 @@ final class ControlSocketTask: @unchecked Sendable {
         }
     }
 
-    func cancel() { lock.withLock { task?.cancel() } }
+    /// Stops serving and removes the socket file now, not when the cancelled server gets to
+    /// it: the process may exit first, and a socket left behind says a worker is running.
+    func close() {
+        lock.withLock {
+            guard let task else { return }
+            task.cancel()
+            unlink(path)
+        }
+    }
 }
 
 /// What this worker run did, for the line it prints when it stops and for `worker status`.
