@@ -131,7 +131,7 @@ let package = Package(
                                          .product(name: "Logging", package: "swift-log")]),
 
         .testTarget(name: "TributaryTensorTests", dependencies: ["TributaryTensor"]),
-        .testTarget(name: "TributaryOpenCLTests", dependencies: ["TributaryOpenCL", "TributaryTensor"]),
+        .testTarget(name: "TributaryOpenCLTests", dependencies: ["TributaryOpenCL", "TributaryTensor", "TributaryModels"]),
         .testTarget(name: "TributaryModelsTests", dependencies: ["TributaryModels", "TributaryOptim"]),
         .testTarget(name: "TributaryDataTests", dependencies: ["TributaryData"]),
         .testTarget(name: "TributaryCheckpointTests", dependencies: ["TributaryCheckpoint"]),

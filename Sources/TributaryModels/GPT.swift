@@ -158,7 +158,8 @@ public final class GPT: TrainableModel, @unchecked Sendable {
     private func meanLoss(_ a: ActivationCache) -> Double {
         let n = a.batch * a.sequence
         var s = 0.0
-        for i in 0..<n { s += Double(a.losses.data[i]) }
+        let losses = a.losses.readableData  // one read: on a GPU, one transfer
+        for i in 0..<n { s += Double(losses[i]) }
         return s / Double(n)
     }
 
@@ -170,6 +171,7 @@ public final class GPT: TrainableModel, @unchecked Sendable {
         let a = try forwardLoss(inputs, targets, batch: b, sequence: t)
         let loss = meanLoss(a)
         backward(a, lossScale: lossScale)
+        try device.checkHealthy()  // a failed GPU kernel leaves garbage: never return it
         return Float(loss)
     }
 
@@ -200,12 +202,14 @@ public final class GPT: TrainableModel, @unchecked Sendable {
         let a = try forwardLoss(inputs, targets, batch: b, sequence: t)
         let v = config.vocabSize
         var correct = 0
+        let logits = a.logits.readableData
         for r in 0..<(b * t) {
-            let row = a.logits.data + r * v
+            let row = logits + r * v
             var best = 0
             for j in 1..<v where row[j] > row[best] { best = j }
             if best == Int(targets[r]) { correct += 1 }
         }
+        try device.checkHealthy()
         return Evaluation(loss: meanLoss(a), correct: correct, predictions: b * t)
     }
 
@@ -216,7 +220,8 @@ public final class GPT: TrainableModel, @unchecked Sendable {
         try checkShape(ctx, nil, batch: 1, sequence: ctx.count)
         let a = try forwardLogits(ctx, batch: 1, sequence: ctx.count)
         let v = config.vocabSize
-        return Array(UnsafeBufferPointer(start: a.logits.data + (ctx.count - 1) * v, count: v))
+        try device.checkHealthy()
+        return Array(UnsafeBufferPointer(start: a.logits.readableData + (ctx.count - 1) * v, count: v))
     }
 
     public func trainingFLOPs(_ batch: ModelBatch) -> Double {

@@ -111,7 +111,8 @@ public final class MLPClassifier: TrainableModel, @unchecked Sendable {
 
     private func meanLoss(_ c: Cache) -> Double {
         var s = 0.0
-        for i in 0..<c.batch { s += Double(c.losses.data[i]) }
+        let losses = c.losses.readableData  // one read: on a GPU, one transfer
+        for i in 0..<c.batch { s += Double(losses[i]) }
         return s / Double(c.batch)
     }
 
@@ -138,6 +139,7 @@ public final class MLPClassifier: TrainableModel, @unchecked Sendable {
                 spare = (spare.1, spare.0)
             }
         }
+        try device.checkHealthy()  // a failed GPU kernel leaves garbage: never return it
         return loss
     }
 
@@ -148,12 +150,14 @@ public final class MLPClassifier: TrainableModel, @unchecked Sendable {
         let c = try forward(inputs, targets, batch: b)
         guard let probs = c.pre.last else { return Evaluation(loss: 0, correct: 0, predictions: 0) }
         var correct = 0
+        let rows = probs.readableData
         for r in 0..<b {
-            let row = probs.data + r * config.classes
+            let row = rows + r * config.classes
             var best = 0
             for j in 1..<config.classes where row[j] > row[best] { best = j }
             if best == Int(targets[r]) { correct += 1 }
         }
+        try device.checkHealthy()
         return Evaluation(loss: meanLoss(c), correct: correct, predictions: b)
     }
 

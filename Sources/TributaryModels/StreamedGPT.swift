@@ -71,6 +71,14 @@ public final class StreamedGPT: @unchecked Sendable {
     /// Drops shards kept between steps (their memory returns to the allocator).
     public func releaseResidentShards() { resident = [:] }
 
+    /// A shard's gradient goes out only from a healthy device: after a failed kernel the
+    /// values are garbage, and the unit must fail rather than upload them.
+    private func gradientReady(_ delegate: any ShardStreamingDelegate, _ name: String,
+                               gradient: UnsafeBufferPointer<Float>) async throws {
+        try device.checkHealthy()
+        try await delegate.shardGradientReady(name, gradient: gradient)
+    }
+
     private func elements(_ name: String) -> Int { groups[name]?.elementCount ?? 0 }
 
     /// A shard's values, loaded through the delegate or reused when kept resident.
@@ -173,7 +181,7 @@ public final class StreamedGPT: @unchecked Sendable {
         }
         checkpoints[layers] = nil
         try delegate.stepProgress(layers + 1, of: passes, step: "block pass")
-        try await delegate.shardGradientReady(headName, gradient: ends.headGradients)
+        try await gradientReady(delegate, headName, gradient: ends.headGradients)
 
         // Backward, block by block from the last; each block's gradient is final once
         // every micro-batch went through it.
@@ -199,12 +207,12 @@ public final class StreamedGPT: @unchecked Sendable {
             if !recompute { keptActivations[l] = [] }
             checkpoints[l + 1] = nil
             try delegate.stepProgress(2 * layers + 1 - l, of: passes, step: "block pass")
-            try await delegate.shardGradientReady(GPT.blockShardName(l), gradient: UnsafeBufferPointer(start: grads.base, count: grads.count))
+            try await gradientReady(delegate, GPT.blockShardName(l), gradient: UnsafeBufferPointer(start: grads.base, count: grads.count))
         }
 
         device.kernels.embeddingBackward(dWTE: ends.dWTE, dWPE: ends.dWPE, dOut: dX, tokens: inputs[...],
                                          batch: b, sequence: t, channels: c)
-        try await delegate.shardGradientReady(emb, gradient: ends.embeddingGradients)
+        try await gradientReady(delegate, emb, gradient: ends.embeddingGradients)
         return loss
     }
 
@@ -279,7 +287,8 @@ public final class StreamedGPT: @unchecked Sendable {
             k.softmaxCrossEntropyBackward(probabilities: logits, targets: targets[base..<base + rows], rows: rows, classes: v,
                                           scale: 1 / Float(total))
             var sum = 0.0
-            for r in 0..<rows { sum += Double(losses.data[r]) }
+            let values = losses.readableData  // one read: on a GPU, one transfer
+            for r in 0..<rows { sum += Double(values[r]) }
             k.linearBackward(dInput: scratch.dLN, dWeight: ends.dWTE, dBias: nil, dOut: logits, input: lnOut,
                              weight: ends.wte, rows: rows, inFeatures: c, outFeatures: v, accumulateInput: false)
             ends.lnF.backward(dOut: scratch.dLN, input: x, mean: mean, rstd: rstd, dInput: dInput, rows: rows)
@@ -333,7 +342,7 @@ public final class StreamedGPT: @unchecked Sendable {
             loss += head.run(checkpoints[layers], targets: targets, from: base, rows: rows, of: b * t,
                              ends: ends, scratch: scratch, dInput: dX)
             if last {
-                try await delegate.shardGradientReady(headName, gradient: ends.headGradients)
+                try await gradientReady(delegate, headName, gradient: ends.headGradients)
             }
             for l in stride(from: layers - 1, through: 0, by: -1) {
                 let bv = try residentBlockValues[l] ?? values(GPT.blockShardName(l), delegate: delegate, keep: keepBetween)
@@ -351,13 +360,13 @@ public final class StreamedGPT: @unchecked Sendable {
                 if last {
                     gradients[l] = nil
                     residentBlockValues[l] = nil
-                    try await delegate.shardGradientReady(GPT.blockShardName(l), gradient: UnsafeBufferPointer(start: grads.base, count: grads.count))
+                    try await gradientReady(delegate, GPT.blockShardName(l), gradient: UnsafeBufferPointer(start: grads.base, count: grads.count))
                 }
             }
             device.kernels.embeddingBackward(dWTE: ends.dWTE, dWPE: ends.dWPE, dOut: dX, tokens: inputs[base..<base + rows],
                                              batch: seqs, sequence: t, channels: c)
         }
-        try await delegate.shardGradientReady(emb, gradient: ends.embeddingGradients)
+        try await gradientReady(delegate, emb, gradient: ends.embeddingGradients)
         return loss
     }
 }

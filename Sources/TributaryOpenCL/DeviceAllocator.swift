@@ -78,9 +78,13 @@ public final class DeviceTensor: @unchecked Sendable {
     public let shape: [Int]
     public let count: Int
     let buffer: cl_mem
+    /// Where this tensor starts in `buffer`, in elements (0 unless it is a view).
+    let offset: Int
     let allocator: DeviceAllocator
-    /// Bytes counted against the allocator's budget.
+    /// Bytes counted against the allocator's budget (0 for a view: its owner counts them).
     public let byteCount: Int
+    /// A view keeps the tensor owning its buffer alive.
+    private let owner: DeviceTensor?
 
     init(shape: [Int], allocator: DeviceAllocator) throws(OpenCLError) {
         var n = 1
@@ -93,10 +97,27 @@ public final class DeviceTensor: @unchecked Sendable {
         buffer = try allocator.allocate(bytes: byteCount)
         self.shape = shape
         count = n
+        offset = 0
+        owner = nil
         self.allocator = allocator
     }
 
+    /// `count` elements of `parent` from element `offset` on, sharing its buffer.
+    init(viewing parent: DeviceTensor, offset: Int, count: Int) throws(OpenCLError) {
+        guard offset >= 0, count >= 0, offset <= parent.count - count else {
+            throw .invalidArgument("a view of \(count) values at \(offset) in a tensor of \(parent.count)")
+        }
+        buffer = parent.buffer
+        self.offset = parent.offset + offset
+        self.count = count
+        shape = [count]
+        byteCount = 0
+        allocator = parent.allocator
+        owner = parent.owner ?? parent
+    }
+
     deinit {
+        guard owner == nil else { return }
         clReleaseMemObject(buffer)
         allocator.release(bytes: byteCount)
     }

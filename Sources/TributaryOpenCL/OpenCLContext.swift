@@ -92,8 +92,8 @@ public final class OpenCLContext: @unchecked Sendable {
     private func write<T: BitwiseCopyable>(_ values: [T], into tensor: DeviceTensor) throws(OpenCLError) {
         guard !values.isEmpty else { return }
         let code = values.withUnsafeBytes { bytes in
-            clEnqueueWriteBuffer(computeQueue, tensor.buffer, cl_bool(CL_TRUE), 0, bytes.count, bytes.baseAddress,
-                                 0, nil, nil)
+            clEnqueueWriteBuffer(computeQueue, tensor.buffer, cl_bool(CL_TRUE), tensor.offset * MemoryLayout<Float>.size,
+                                 bytes.count, bytes.baseAddress, 0, nil, nil)
         }
         try check(code, "clEnqueueWriteBuffer")
     }
@@ -111,8 +111,8 @@ public final class OpenCLContext: @unchecked Sendable {
         var values = [Float](repeating: 0, count: count)
         guard count > 0 else { return values }
         let code = values.withUnsafeMutableBytes { bytes in
-            clEnqueueReadBuffer(computeQueue, tensor.buffer, cl_bool(CL_TRUE), 0, bytes.count, bytes.baseAddress,
-                                0, nil, nil)
+            clEnqueueReadBuffer(computeQueue, tensor.buffer, cl_bool(CL_TRUE), tensor.offset * MemoryLayout<Float>.size,
+                                bytes.count, bytes.baseAddress, 0, nil, nil)
         }
         try check(code, "clEnqueueReadBuffer")
         return values

@@ -111,7 +111,8 @@ public final class OpenCLKernels: @unchecked Sendable {
         var queue: cl_command_queue? = context.computeQueue
         let status = CLBlastSgemm(CLBlastLayoutRowMajor, transA ? CLBlastTransposeYes : CLBlastTransposeNo,
                                   transB ? CLBlastTransposeYes : CLBlastTransposeNo, m, n, k, 1,
-                                  a.buffer, 0, lda, b.buffer, 0, ldb, beta, c.buffer, 0, ldc, &queue, nil)
+                                  a.buffer, a.offset, lda, b.buffer, b.offset, ldb, beta, c.buffer, c.offset, ldc,
+                                  &queue, nil)
         guard status == CLBlastSuccess else { throw .clblast("CLBlastSgemm", status: status.rawValue) }
     }
 
@@ -377,23 +378,30 @@ public final class OpenCLKernels: @unchecked Sendable {
         guard global > 0 else { return }
         launchLock.lock()
         defer { launchLock.unlock() }
+        var slot = 0
         for (index, argument) in arguments.enumerated() {
+            defer { slot += 1 }
             let code: cl_int
             switch argument {
             case let .buffer(tensor):
+                // Two kernel arguments: the buffer and the view's offset (`VIEW` in the prelude).
                 var mem: cl_mem? = tensor.buffer
-                code = clSetKernelArg(kernel, cl_uint(index), MemoryLayout<cl_mem>.size, &mem)
+                try check(clSetKernelArg(kernel, cl_uint(slot), MemoryLayout<cl_mem>.size, &mem),
+                          "clSetKernelArg(\(name), \(slot))")
+                slot += 1
+                var offset = cl_long(tensor.offset)
+                code = clSetKernelArg(kernel, cl_uint(slot), MemoryLayout<cl_long>.size, &offset)
             case let .int(value):
                 guard let narrow = Int32(exactly: value) else {
                     throw .invalidArgument("\(name) argument \(index) = \(value) exceeds 32 bits")
                 }
                 var v = cl_int(narrow)
-                code = clSetKernelArg(kernel, cl_uint(index), MemoryLayout<cl_int>.size, &v)
+                code = clSetKernelArg(kernel, cl_uint(slot), MemoryLayout<cl_int>.size, &v)
             case let .float(value):
                 var v = value
-                code = clSetKernelArg(kernel, cl_uint(index), MemoryLayout<Float>.size, &v)
+                code = clSetKernelArg(kernel, cl_uint(slot), MemoryLayout<Float>.size, &v)
             }
-            try check(code, "clSetKernelArg(\(name), \(index))")
+            try check(code, "clSetKernelArg(\(name), \(slot))")
         }
         var globalSize = global
         if let local {
@@ -408,8 +416,9 @@ public final class OpenCLKernels: @unchecked Sendable {
 
     func fill(_ tensor: DeviceTensor, count: Int, value: Float) throws(OpenCLError) {
         var pattern = value
-        try check(clEnqueueFillBuffer(context.computeQueue, tensor.buffer, &pattern, MemoryLayout<Float>.size, 0,
-                                      count * MemoryLayout<Float>.size, 0, nil, nil), "clEnqueueFillBuffer")
+        try check(clEnqueueFillBuffer(context.computeQueue, tensor.buffer, &pattern, MemoryLayout<Float>.size,
+                                      tensor.offset * MemoryLayout<Float>.size, count * MemoryLayout<Float>.size,
+                                      0, nil, nil), "clEnqueueFillBuffer")
     }
 
     // MARK: Checks (a kernel reading past a buffer would corrupt device memory, not trap)

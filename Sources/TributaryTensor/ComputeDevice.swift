@@ -1,13 +1,14 @@
 /// What kind of hardware runs a worker's kernels.
 public enum ComputeDeviceKind: String, Sendable, Codable {
     case cpu
+    case opencl
 }
 
-/// Where a worker computes, with its own memory budget and its own kernels. Today the
-/// only device is the CPU (BLAS and our kernels); a GPU backend slots in as another
-/// conformer whose allocator accounts VRAM and whose `kernels` run there (see
-/// `ComputeKernels` for what it must implement). The memory planner sizes its plan
-/// against `allocator.budgetBytes` whatever the device.
+/// Where a worker computes, with its own memory budget and its own kernels: the CPU
+/// (BLAS and our kernels) or an OpenCL GPU (`TributaryOpenCL.OpenCLDevice`), whose
+/// allocator's blocks carry a device copy (`StorageResidency`) and whose `kernels` run
+/// there (see `ComputeKernels` for what a device implements). The memory planner sizes
+/// its plan against `allocator.budgetBytes` and `deviceMemoryBudgetBytes`.
 public protocol ComputeDevice: Sendable {
     var kind: ComputeDeviceKind { get }
     /// A human-readable name for logs ("CPU, 2 threads").
@@ -17,6 +18,18 @@ public protocol ComputeDevice: Sendable {
     var allocator: TensorAllocator { get }
     /// Every operation a model runs goes through these (one call per layer operation).
     var kernels: any ComputeKernels { get }
+    /// The device memory a step may use, when the device has its own (a GPU's VRAM budget).
+    var deviceMemoryBudgetBytes: Int? { get }
+    /// Throws the first failure since the device was made (a kernel or transfer that did
+    /// not run), if any. Kernels cannot throw, so a device records its failures and every
+    /// caller checks here before a step's loss or gradients are used: a failed step must
+    /// never become an update.
+    func checkHealthy() throws
+}
+
+extension ComputeDevice {
+    public var deviceMemoryBudgetBytes: Int? { nil }
+    public func checkHealthy() throws {}
 }
 
 /// The host CPU: kernels run on `ComputeThreads`, memory is ordinary RAM.

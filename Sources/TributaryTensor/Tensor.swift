@@ -3,17 +3,28 @@
 public final class TensorStorage: @unchecked Sendable {
     // Unchecked: the memory is shared mutable state by design. Kernels write disjoint
     // ranges from parallel loops; callers never mutate one tensor from two tasks at once.
-    public let base: UnsafeMutablePointer<Float>
+    /// The host copy as it is. When a device computes on this block (`residency` is set)
+    /// it may be stale: read and write through `Tensor`, which brings it up to date.
+    public let hostMemory: UnsafeMutablePointer<Float>
     public let count: Int
     public let allocator: TensorAllocator
+    /// Set when the allocator's device keeps its own copy of each block (a GPU).
+    public let residency: StorageResidency?
 
     public init(count: Int, allocator: TensorAllocator) throws(TensorAllocationError) {
-        base = try allocator.allocateFloats(count)
+        hostMemory = try allocator.allocateFloats(count)
         self.count = count
         self.allocator = allocator
+        residency = allocator.tracksDeviceCopies ? StorageResidency() : nil
     }
 
-    deinit { allocator.deallocateFloats(base, count: count) }
+    /// The whole block for the host to read and write (the device's newer values first).
+    public var base: UnsafeMutablePointer<Float> {
+        residency?.hostWillWrite(hostMemory, count: count)
+        return hostMemory
+    }
+
+    deinit { allocator.deallocateFloats(hostMemory, count: count) }
 }
 
 /// A dense, row-major fp32 tensor: a shape over a contiguous range of a storage block.
@@ -68,19 +79,40 @@ public struct Tensor: @unchecked Sendable {
         return n
     }
 
-    @inlinable public var data: UnsafeMutablePointer<Float> { storage.base + offset }
+    /// The values on the host, to read and write. On a device that keeps its own copy, the
+    /// device's newer values come down first and the host's become the newest.
+    public var data: UnsafeMutablePointer<Float> {
+        guard let residency = storage.residency else { return storage.hostMemory + offset }
+        residency.hostWillWrite(storage.hostMemory, count: storage.count)
+        return storage.hostMemory + offset
+    }
+
+    /// The values on the host, to read only: on a device, only this view's elements come
+    /// down, and the device's copy stays the one kernels use.
+    public var readableData: UnsafePointer<Float> {
+        if let residency = storage.residency {
+            residency.hostWillRead(storage.hostMemory, offset: offset, count: count)
+        }
+        return UnsafePointer(storage.hostMemory + offset)
+    }
     public var byteCount: Int { count * MemoryLayout<Float>.stride }
     public var buffer: UnsafeMutableBufferPointer<Float> { UnsafeMutableBufferPointer(start: data, count: count) }
 
-    public func toArray() -> [Float] { Array(buffer) }
+    public func toArray() -> [Float] { Array(UnsafeBufferPointer(start: readableData, count: count)) }
 
-    public func fill(_ value: Float) { data.update(repeating: value, count: count) }
+    public func fill(_ value: Float) {
+        guard let residency = storage.residency else {
+            (storage.hostMemory + offset).update(repeating: value, count: count)
+            return
+        }
+        residency.fill(storage.hostMemory, count: storage.count, offset: offset, rangeCount: count, value: value)
+    }
     public func zero() { fill(0) }
 
     /// Copies another tensor's values (the element counts must match).
     public func copy(from other: Tensor) {
         precondition(other.count == count, "copy between tensors of \(other.count) and \(count) elements")
-        data.update(from: other.data, count: count)
+        data.update(from: other.readableData, count: count)
     }
 
     public func copy(from values: [Float]) {

@@ -53,8 +53,13 @@ public final class TensorAllocator: Sendable {
     /// The process-wide default, unbounded unless someone sets a budget.
     public static let shared = TensorAllocator(budgetBytes: nil)
 
-    public init(budgetBytes: Int?) {
+    /// True for the host memory of a device that keeps its own copy of every block (a
+    /// GPU): the blocks carry a `StorageResidency`.
+    public let tracksDeviceCopies: Bool
+
+    public init(budgetBytes: Int?, tracksDeviceCopies: Bool = false) {
         counters = Mutex(Counters(budget: budgetBytes))
+        self.tracksDeviceCopies = tracksDeviceCopies
     }
 
     public var currentBytes: Int { counters.withLock { $0.current } }

@@ -10,8 +10,11 @@ enum ActivationSource {
     #define GELU_SCALE 0.7978845608028654f
     #define GELU_CUBIC 0.044715f
 
-    __kernel void tb_bias_gelu_forward(__global float* pre, __global float* out, __global const float* bias,
-                                       int hasBias, int columns) {
+    __kernel void tb_bias_gelu_forward(VIEW(float, pre), VIEW(float, out), VIEW(const float, bias), int hasBias,
+                                       int columns) {
+        __global float* pre = AT(pre);
+        __global float* out = AT(out);
+        __global const float* bias = AT(bias);
         size_t i = get_global_id(0);
         float x = pre[i];
         if (hasBias) { x += bias[i % columns]; pre[i] = x; }
@@ -20,8 +23,11 @@ enum ActivationSource {
     }
 
     // As above, and pre is replaced by gelu'(pre + bias) for a one-multiply backward.
-    __kernel void tb_bias_gelu_forward_saving_derivative(__global float* pre, __global float* out,
-                                                         __global const float* bias, int hasBias, int columns) {
+    __kernel void tb_bias_gelu_forward_saving_derivative(VIEW(float, pre), VIEW(float, out), VIEW(const float, bias),
+                                                         int hasBias, int columns) {
+        __global float* pre = AT(pre);
+        __global float* out = AT(out);
+        __global const float* bias = AT(bias);
         size_t i = get_global_id(0);
         float x = pre[i];
         if (hasBias) x += bias[i % columns];
@@ -33,7 +39,10 @@ enum ActivationSource {
     }
 
     // dPre = dOut · gelu'(pre); dPre may be dOut (each item reads before it writes).
-    __kernel void tb_gelu_backward(__global float* dPre, __global const float* dOut, __global const float* pre) {
+    __kernel void tb_gelu_backward(VIEW(float, dPre), VIEW(const float, dOut), VIEW(const float, pre)) {
+        __global float* dPre = AT(dPre);
+        __global const float* dOut = AT(dOut);
+        __global const float* pre = AT(pre);
         size_t i = get_global_id(0);
         float x = pre[i];
         float x2 = x * x;
@@ -42,15 +51,21 @@ enum ActivationSource {
         dPre[i] = grad * dOut[i];
     }
 
-    __kernel void tb_bias_relu_forward(__global float* pre, __global float* out, __global const float* bias,
-                                       int hasBias, int columns) {
+    __kernel void tb_bias_relu_forward(VIEW(float, pre), VIEW(float, out), VIEW(const float, bias), int hasBias,
+                                       int columns) {
+        __global float* pre = AT(pre);
+        __global float* out = AT(out);
+        __global const float* bias = AT(bias);
         size_t i = get_global_id(0);
         float x = pre[i];
         if (hasBias) { x += bias[i % columns]; pre[i] = x; }
         out[i] = x > 0.0f ? x : 0.0f;
     }
 
-    __kernel void tb_relu_backward(__global float* dPre, __global const float* dOut, __global const float* pre) {
+    __kernel void tb_relu_backward(VIEW(float, dPre), VIEW(const float, dOut), VIEW(const float, pre)) {
+        __global float* dPre = AT(dPre);
+        __global const float* dOut = AT(dOut);
+        __global const float* pre = AT(pre);
         size_t i = get_global_id(0);
         dPre[i] = pre[i] > 0.0f ? dOut[i] : 0.0f;
     }

@@ -9,8 +9,11 @@ enum AttentionSource {
                           "tb_attention_backward_key_value"]
 
     static let text = PreludeSource.text + """
-    __kernel void tb_attention_forward(__global float* out, __global float* probs, __global const float* qkv,
-                                       int sequence, int heads, int channels) {
+    __kernel void tb_attention_forward(VIEW(float, out), VIEW(float, probs), VIEW(const float, qkv), int sequence,
+                                       int heads, int channels) {
+        __global float* out = AT(out);
+        __global float* probs = AT(probs);
+        __global const float* qkv = AT(qkv);
         int T = sequence, C = channels, hs = channels / heads;
         int idx = get_global_id(0);
         int row = idx % T, pair = idx / T;
@@ -44,9 +47,13 @@ enum AttentionSource {
 
     // Pair (b, h), item = query row: dS[row, j] = P·(dP − Σ P·dP)·scale for j ≤ row, where
     // dP[row, j] = dY[row]·V[j].
-    __kernel void tb_attention_backward_scores(__global float* dS, __global const float* dOut,
-                                               __global const float* qkv, __global const float* probs,
-                                               int b, int h, int sequence, int heads, int channels) {
+    __kernel void tb_attention_backward_scores(VIEW(float, dS), VIEW(const float, dOut), VIEW(const float, qkv),
+                                               VIEW(const float, probs), int b, int h, int sequence, int heads,
+                                               int channels) {
+        __global float* dS = AT(dS);
+        __global const float* dOut = AT(dOut);
+        __global const float* qkv = AT(qkv);
+        __global const float* probs = AT(probs);
         int T = sequence, C = channels, hs = channels / heads;
         int row = get_global_id(0);
         float scale = 1.0f / sqrt((float)hs);
@@ -66,9 +73,11 @@ enum AttentionSource {
     }
 
     // Item (row, d): dQ[row, d] = Σ_{j ≤ row} dS[row, j]·K[j, d].
-    __kernel void tb_attention_backward_query(__global float* dQKV, __global const float* dS,
-                                              __global const float* qkv, int b, int h,
-                                              int sequence, int heads, int channels) {
+    __kernel void tb_attention_backward_query(VIEW(float, dQKV), VIEW(const float, dS), VIEW(const float, qkv), int b,
+                                              int h, int sequence, int heads, int channels) {
+        __global float* dQKV = AT(dQKV);
+        __global const float* dS = AT(dS);
+        __global const float* qkv = AT(qkv);
         int T = sequence, C = channels, hs = channels / heads;
         int row = get_global_id(0) / hs, d = get_global_id(0) % hs;
         __global const float* keys = qkv + (size_t)b * T * 3 * C + C + h * hs;
@@ -78,10 +87,14 @@ enum AttentionSource {
     }
 
     // Item (j, d): dK[j, d] = Σ_{row ≥ j} dS[row, j]·Q[row, d]; dV[j, d] = Σ_{row ≥ j} P[row, j]·dY[row, d].
-    __kernel void tb_attention_backward_key_value(__global float* dQKV, __global const float* dS,
-                                                  __global const float* dOut, __global const float* qkv,
-                                                  __global const float* probs, int b, int h,
+    __kernel void tb_attention_backward_key_value(VIEW(float, dQKV), VIEW(const float, dS), VIEW(const float, dOut),
+                                                  VIEW(const float, qkv), VIEW(const float, probs), int b, int h,
                                                   int sequence, int heads, int channels) {
+        __global float* dQKV = AT(dQKV);
+        __global const float* dS = AT(dS);
+        __global const float* dOut = AT(dOut);
+        __global const float* qkv = AT(qkv);
+        __global const float* probs = AT(probs);
         int T = sequence, C = channels, hs = channels / heads;
         int j = get_global_id(0) / hs, d = get_global_id(0) % hs;
         __global const float* queries = qkv + (size_t)b * T * 3 * C + h * hs;

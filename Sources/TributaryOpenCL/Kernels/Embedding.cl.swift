@@ -8,8 +8,12 @@ enum EmbeddingSource {
     static let kernels = ["tb_embedding_forward", "tb_embedding_backward_tokens", "tb_embedding_backward_positions"]
 
     static let text = PreludeSource.text + """
-    __kernel void tb_embedding_forward(__global float* out, __global const int* tokens, __global const float* wte,
-                                       __global const float* wpe, int sequence, int channels) {
+    __kernel void tb_embedding_forward(VIEW(float, out), VIEW(const int, tokens), VIEW(const float, wte),
+                                       VIEW(const float, wpe), int sequence, int channels) {
+        __global float* out = AT(out);
+        __global const int* tokens = AT(tokens);
+        __global const float* wte = AT(wte);
+        __global const float* wpe = AT(wpe);
         size_t i = get_global_id(0);
         int n = i / channels;
         int c = i % channels;
@@ -18,9 +22,13 @@ enum EmbeddingSource {
 
     // Item (u, c): dWTE[token u, c] += dOut[n, c] for u's positions n, in ascending order.
     // distinct[u] is the token; its positions are positions[starts[u] ..< starts[u + 1]].
-    __kernel void tb_embedding_backward_tokens(__global float* dWTE, __global const float* dOut,
-                                               __global const int* distinct, __global const int* starts,
-                                               __global const int* positions, int channels) {
+    __kernel void tb_embedding_backward_tokens(VIEW(float, dWTE), VIEW(const float, dOut), VIEW(const int, distinct),
+                                               VIEW(const int, starts), VIEW(const int, positions), int channels) {
+        __global float* dWTE = AT(dWTE);
+        __global const float* dOut = AT(dOut);
+        __global const int* distinct = AT(distinct);
+        __global const int* starts = AT(starts);
+        __global const int* positions = AT(positions);
         size_t i = get_global_id(0);
         int u = i / channels;
         int c = i % channels;
@@ -31,8 +39,10 @@ enum EmbeddingSource {
     }
 
     // Item (t, c): dWPE[t, c] += dOut[b·T + t, c] for b = 0 ..< batch, in order.
-    __kernel void tb_embedding_backward_positions(__global float* dWPE, __global const float* dOut,
-                                                  int batch, int sequence, int channels) {
+    __kernel void tb_embedding_backward_positions(VIEW(float, dWPE), VIEW(const float, dOut), int batch, int sequence,
+                                                  int channels) {
+        __global float* dWPE = AT(dWPE);
+        __global const float* dOut = AT(dOut);
         size_t i = get_global_id(0);
         int t = i / channels;
         int c = i % channels;

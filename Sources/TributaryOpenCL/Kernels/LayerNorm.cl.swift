@@ -8,9 +8,15 @@ enum LayerNormSource {
     static let text = PreludeSource.text + """
     #define LAYER_NORM_EPSILON 1e-5f
 
-    __kernel void tb_layer_norm_forward(__global float* out, __global float* mean, __global float* rstd,
-                                        __global const float* input, __global const float* weight,
-                                        __global const float* bias, int hasBias, int columns) {
+    __kernel void tb_layer_norm_forward(VIEW(float, out), VIEW(float, mean), VIEW(float, rstd),
+                                        VIEW(const float, input), VIEW(const float, weight), VIEW(const float, bias),
+                                        int hasBias, int columns) {
+        __global float* out = AT(out);
+        __global float* mean = AT(mean);
+        __global float* rstd = AT(rstd);
+        __global const float* input = AT(input);
+        __global const float* weight = AT(weight);
+        __global const float* bias = AT(bias);
         __local float scratch[GROUP];
         int r = get_group_id(0);
         int lid = get_local_id(0);
@@ -31,9 +37,15 @@ enum LayerNormSource {
     }
 
     // dInput += (dy·w − mean(dy·w) − x̂·mean(dy·w·x̂)) · rstd, per row.
-    __kernel void tb_layer_norm_backward_input(__global float* dInput, __global const float* dOut,
-                                               __global const float* input, __global const float* weight,
-                                               __global const float* mean, __global const float* rstd, int columns) {
+    __kernel void tb_layer_norm_backward_input(VIEW(float, dInput), VIEW(const float, dOut), VIEW(const float, input),
+                                               VIEW(const float, weight), VIEW(const float, mean),
+                                               VIEW(const float, rstd), int columns) {
+        __global float* dInput = AT(dInput);
+        __global const float* dOut = AT(dOut);
+        __global const float* input = AT(input);
+        __global const float* weight = AT(weight);
+        __global const float* mean = AT(mean);
+        __global const float* rstd = AT(rstd);
         __local float scratch[GROUP];
         int r = get_group_id(0);
         int lid = get_local_id(0);
@@ -55,10 +67,16 @@ enum LayerNormSource {
     }
 
     // dWeight[c] += Σ_r dOut·x̂; dBias[c] += Σ_r dOut (when hasBias).
-    __kernel void tb_layer_norm_backward_parameters(__global float* dWeight, __global float* dBias, int hasBias,
-                                                    __global const float* dOut, __global const float* input,
-                                                    __global const float* mean, __global const float* rstd,
-                                                    int rows, int columns) {
+    __kernel void tb_layer_norm_backward_parameters(VIEW(float, dWeight), VIEW(float, dBias), int hasBias,
+                                                    VIEW(const float, dOut), VIEW(const float, input),
+                                                    VIEW(const float, mean), VIEW(const float, rstd), int rows,
+                                                    int columns) {
+        __global float* dWeight = AT(dWeight);
+        __global float* dBias = AT(dBias);
+        __global const float* dOut = AT(dOut);
+        __global const float* input = AT(input);
+        __global const float* mean = AT(mean);
+        __global const float* rstd = AT(rstd);
         int c = get_global_id(0);
         float dw = 0.0f, db = 0.0f;
         for (int r = 0; r < rows; r++) {

@@ -8,6 +8,12 @@ enum PreludeSource {
     #pragma OPENCL FP_CONTRACT OFF
     #define GROUP 64
 
+    // A tensor argument is a buffer and the element offset of the view within it (a
+    // layer's weight inside its shard's buffer, a micro-batch's rows inside an
+    // activation): sub-buffers would need the device's base alignment, views do not.
+    #define VIEW(type, name) __global type* name##_base, long name##_offset
+    #define AT(name) (name##_base + name##_offset)
+
     // Σ of `value` over the work-group; every item gets the total.
     inline float group_sum(__local float* scratch, float value) {
         int lid = get_local_id(0);

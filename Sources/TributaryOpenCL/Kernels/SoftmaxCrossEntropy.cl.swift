@@ -5,8 +5,11 @@ enum SoftmaxCrossEntropySource {
     static let kernels = ["tb_softmax_cross_entropy_forward", "tb_softmax_cross_entropy_backward"]
 
     static let text = PreludeSource.text + """
-    __kernel void tb_softmax_cross_entropy_forward(__global float* logits, __global const int* targets,
-                                                   __global float* losses, int classes) {
+    __kernel void tb_softmax_cross_entropy_forward(VIEW(float, logits), VIEW(const int, targets), VIEW(float, losses),
+                                                   int classes) {
+        __global float* logits = AT(logits);
+        __global const int* targets = AT(targets);
+        __global float* losses = AT(losses);
         __local float scratch[GROUP];
         int r = get_group_id(0);
         int lid = get_local_id(0);
@@ -25,8 +28,10 @@ enum SoftmaxCrossEntropySource {
     }
 
     // dLogits = (p − onehot(target)) · scale, in place.
-    __kernel void tb_softmax_cross_entropy_backward(__global float* probabilities, __global const int* targets,
-                                                    int classes, float scale) {
+    __kernel void tb_softmax_cross_entropy_backward(VIEW(float, probabilities), VIEW(const int, targets), int classes,
+                                                    float scale) {
+        __global float* probabilities = AT(probabilities);
+        __global const int* targets = AT(targets);
         size_t i = get_global_id(0);
         int r = i / classes;
         int c = i % classes;

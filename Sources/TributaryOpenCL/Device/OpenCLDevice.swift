@@ -1,0 +1,98 @@
+import COpenCL
+import Foundation
+import Synchronization
+import TributaryTensor
+
+/// An OpenCL GPU (or POCL on the CPU) as a `ComputeDevice`: models run on it unchanged.
+///
+/// Tensors come from `allocator`, whose host blocks each get a device copy on first use
+/// by a kernel (`StorageResidency`): the copies count against the VRAM budget in
+/// `context.allocator`, and stay on the device between kernels. Kernels cannot throw, so
+/// the first failure (an out-of-memory, a launch the driver refused) is kept and every
+/// later call is skipped; `checkHealthy()` throws it, and callers check before using a
+/// step's loss or gradients.
+public final class OpenCLDevice: ComputeDevice, @unchecked Sendable {
+    // Unchecked: every stored property is immutable or a Sendable reference.
+    public let context: OpenCLContext
+    public let operations: OpenCLKernels
+    public let allocator: TensorAllocator
+    let failures: OpenCLFailures
+
+    public var kind: ComputeDeviceKind { .opencl }
+    public var name: String { "OpenCL: \(context.device.name) (\(context.device.platformName))" }
+    public var kernels: any ComputeKernels { OpenCLComputeKernels(device: self) }
+    public var deviceMemoryBudgetBytes: Int? { context.allocator.budgetBytes }
+
+    /// A device on `info` with `vramBudgetBytes` of device memory (nil: what the device
+    /// reports) and `memoryBudgetBytes` of host memory for the host copies.
+    public init(info: OpenCLDeviceInfo, vramBudgetBytes: Int?, memoryBudgetBytes: Int?,
+                cache: OpenCLProgramCache) throws(OpenCLError) {
+        context = try OpenCLContext(device: info, memoryBudgetBytes: vramBudgetBytes ?? Self.defaultBudget(info))
+        operations = try OpenCLKernels(context: context, cache: cache)
+        allocator = TensorAllocator(budgetBytes: memoryBudgetBytes, tracksDeviceCopies: true)
+        failures = OpenCLFailures()
+    }
+
+    /// What a device offers when no budget is given: its memory less a margin for the
+    /// driver, the display and other programs (10%, at least 256 MiB).
+    public static func defaultBudget(_ info: OpenCLDeviceInfo) -> Int {
+        max(0, info.globalMemoryBytes - max(info.globalMemoryBytes / 10, 256 << 20))
+    }
+
+    public func checkHealthy() throws {
+        if let failure = failures.first { throw failure }
+    }
+
+    /// Device memory in use and at its peak (the VRAM the budget counts).
+    public var deviceBytesInUse: Int { context.allocator.currentBytes }
+    public var deviceBytesPeak: Int { context.allocator.peakBytes }
+}
+
+/// The first failure of a device's kernels or transfers (later ones follow from it).
+final class OpenCLFailures: Sendable {
+    private let recorded = Mutex<OpenCLError?>(nil)
+
+    var first: OpenCLError? { recorded.withLock { $0 } }
+
+    func record(_ error: OpenCLError) {
+        recorded.withLock { if $0 == nil { $0 = error } }
+    }
+}
+
+/// A storage block's copy in device memory: one buffer the size of the block.
+final class OpenCLStorageCopy: DeviceStorageCopy, @unchecked Sendable {
+    // Unchecked: immutable references to thread-safe OpenCL objects.
+    let tensor: DeviceTensor
+    private let context: OpenCLContext
+    private let failures: OpenCLFailures
+
+    init(count: Int, context: OpenCLContext, failures: OpenCLFailures) throws(OpenCLError) {
+        tensor = try DeviceTensor(shape: [count], allocator: context.allocator)
+        self.context = context
+        self.failures = failures
+    }
+
+    func copyToHost(_ host: UnsafeMutablePointer<Float>, offset: Int, count: Int) {
+        guard count > 0, failures.first == nil else { return }
+        let size = MemoryLayout<Float>.size
+        let code = clEnqueueReadBuffer(context.computeQueue, tensor.buffer, cl_bool(CL_TRUE), offset * size, count * size,
+                                       host + offset, 0, nil, nil)
+        if code != CL_SUCCESS { failures.record(.call("clEnqueueReadBuffer", code: code)) }
+    }
+
+    func copyFromHost(_ host: UnsafePointer<Float>, count: Int) {
+        guard count > 0, failures.first == nil else { return }
+        let code = clEnqueueWriteBuffer(context.computeQueue, tensor.buffer, cl_bool(CL_TRUE), 0,
+                                        count * MemoryLayout<Float>.size, host, 0, nil, nil)
+        if code != CL_SUCCESS { failures.record(.call("clEnqueueWriteBuffer", code: code)) }
+    }
+
+    func fill(offset: Int, count: Int, value: Float) {
+        guard count > 0, failures.first == nil else { return }
+        var pattern = value
+        let size = MemoryLayout<Float>.size
+        let code = clEnqueueFillBuffer(context.computeQueue, tensor.buffer, &pattern, size, offset * size, count * size,
+                                       0, nil, nil)
+        if code != CL_SUCCESS { failures.record(.call("clEnqueueFillBuffer", code: code)) }
+    }
+}
