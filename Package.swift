@@ -150,6 +150,7 @@ let package = Package(
         .testTarget(name: "TributaryCoordinatorTests", dependencies: ["TributaryCoordinator", "TributaryTestSupport"]),
         .testTarget(name: "TributaryNetworkTests",
                     dependencies: ["TributaryCoordinator", "TributaryWorker", "TributaryProtocol", "tributary", "TributaryTestSupport",
+                                   "TributaryOpenCL",
                                    .product(name: "HummingbirdTesting", package: "hummingbird"),
                                    .product(name: "AsyncHTTPClient", package: "async-http-client")],
                     swiftSettings: [.define("TRIBUTARY_CLI_TESTS")]),

@@ -28,12 +28,14 @@ public final class ModelState {
 
     public var parameters: ParameterSet { model.parameters }
 
+    /// The model computes on `device` (nil: the CPU, its tensors from `allocator`); the
+    /// optimizer's state stays in host memory from `allocator`.
     public init(spec: ModelSpec, seed: UInt64, settings: OptimizerSettings, skipPolicy: SkipPolicy,
-                allocator: TensorAllocator = .shared) throws {
+                allocator: TensorAllocator = .shared, device: (any ComputeDevice)? = nil) throws {
         self.spec = spec
         self.settings = settings
         self.skipPolicy = skipPolicy
-        model = try spec.build(seed: seed, allocator: allocator)
+        model = try device.map { try spec.build(seed: seed, device: $0) } ?? spec.build(seed: seed, allocator: allocator)
         optimizer = try settings.makeOptimizer(for: model.parameters, allocator: allocator)
     }
 

@@ -109,7 +109,7 @@ public final class Trainer {
     public static let skipLimit = 5
 
     public init(spec: ModelSpec, data: PreparedDataset, options: TrainingOptions,
-                allocator: TensorAllocator = .shared) throws {
+                allocator: TensorAllocator = .shared, device: (any ComputeDevice)? = nil) throws {
         try options.validate()
         try spec.validate()
         guard data.train.sampleCount >= options.batchSize else {
@@ -118,7 +118,7 @@ public final class Trainer {
         self.data = data
         self.options = options
         state = try ModelState(spec: spec, seed: options.seed, settings: options.optimizerSettings,
-                               skipPolicy: .stopAfter(Self.skipLimit), allocator: allocator)
+                               skipPolicy: .stopAfter(Self.skipLimit), allocator: allocator, device: device)
         order = try EpochSchedule(sampleCount: data.train.sampleCount, batchSize: options.batchSize, seed: options.seed)
         // A fixed validation subset, the same at every evaluation, so the curve is comparable.
         let vCount = data.validation.sampleCount

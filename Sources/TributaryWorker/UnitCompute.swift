@@ -23,6 +23,16 @@ final class UnitCompute: @unchecked Sendable {
         case resident(any TrainableModel, loaded: [String: String])
     }
 
+    /// A plan that does not fit, in the words of the budget that was too small: on a GPU
+    /// whose VRAM budget is the smaller one, that is the one to raise.
+    static func explain(_ error: MemoryPlanError, device: any ComputeDevice) -> String {
+        guard case let .doesNotFit(needed, budget, smallest) = error, device.deviceMemoryBudgetBytes == budget else {
+            return error.description
+        }
+        return "the VRAM budget is too small for this job: its smallest plan (\(smallest)) needs \(ByteCount.format(needed)), "
+            + "the VRAM budget is \(ByteCount.format(budget)); give --vram-budget at least \(ByteCount.format(needed))"
+    }
+
     /// Plans against `budgetBytes`; throws `WorkerError.fatal` with the one-line reason
     /// when even the smallest plan does not fit, or the codec is unknown.
     /// `stateDirectory` keeps a local-rounds job's inner optimizer state.
@@ -48,7 +58,7 @@ final class UnitCompute: @unchecked Sendable {
                 plan = try planner.planLocal(budgetBytes: budgetBytes,
                                              stateFloatsPerParameter: LocalStepRunner.stateFloatsPerParameter(steps))
             } catch {
-                throw WorkerError.fatal(error.description)
+                throw WorkerError.fatal(Self.explain(error, device: device))
             }
             let model = try job.model.build(seed: 0, device: device)
             engine = .resident(model, loaded: [:])
@@ -60,7 +70,7 @@ final class UnitCompute: @unchecked Sendable {
         planner = MemoryPlanner(model: job.model, unitSamples: job.samplesPerUnit,
                                 suggestedMicroBatch: job.microBatchSize, codec: codec)
         do { plan = try planner.plan(budgetBytes: budgetBytes) } catch {
-            throw WorkerError.fatal(error.description)
+            throw WorkerError.fatal(Self.explain(error, device: device))
         }
         if let step = try job.model.family.makeStreamedStep(plan.execution, device: device) {
             engine = .streamed(step)

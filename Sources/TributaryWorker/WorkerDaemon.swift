@@ -52,13 +52,15 @@ public actor WorkerDaemon {
     /// Where the unit in hand is (nil between units).
     public nonisolated let progress = UnitProgress()
 
-    public init(options: WorkerOptions, logger: Logger, http: WorkerHTTPClient = .shared, gate: ComputeGate = ComputeGate()) {
+    /// `device`: where units are computed (nil: the CPU, under `options.memoryBudgetBytes`).
+    public init(options: WorkerOptions, logger: Logger, http: WorkerHTTPClient = .shared, gate: ComputeGate = ComputeGate(),
+                device: (any ComputeDevice)? = nil) {
         self.options = options
         self.logger = logger
         self.gate = gate
         client = CoordinatorClient(base: options.coordinator, http: http)
         releaseClient = CoordinatorClient(base: options.coordinator, http: http, timeout: .seconds(5))
-        device = CPUDevice(memoryBudgetBytes: options.memoryBudgetBytes)
+        self.device = device ?? CPUDevice(memoryBudgetBytes: options.memoryBudgetBytes)
         cache = ShardCache(directory: "\(options.dataDirectory)/shards")
         residualStore = ResidualStore(directory: "\(options.dataDirectory)/residual")
         heldShards = HeldShards.load(directory: "\(options.dataDirectory)/shards")
@@ -260,18 +262,25 @@ public actor WorkerDaemon {
         return fresh
     }
 
+    /// What a unit's plan must fit: the memory budget and, on a GPU, its VRAM budget too
+    /// (every tensor of the step has its copy there).
+    var planningBudget: Int? {
+        [options.memoryBudgetBytes, device.deviceMemoryBudgetBytes].compactMap { $0 }.min()
+    }
+
     /// Plans the job's compute against the budget (once per job): a job this budget
     /// cannot run is refused before any unit is leased.
     func ensureCompute(token: String) async throws -> (UnitCompute, JobDescription) {
         if let compute, let job { return (compute, job) }
         let description: JobDescription
         if let job { description = job } else { description = try await client.json(.GET, Routes.job, token: token) }
-        let fresh = try UnitCompute(job: description, device: device, budgetBytes: options.memoryBudgetBytes,
+        let fresh = try UnitCompute(job: description, device: device, budgetBytes: planningBudget,
                                     stateDirectory: options.dataDirectory, logger: logger)
         manifestLimit = ResponseLimit.manifest(fresh.layout)
         logger.info("memory plan", metadata: [
             "device": "\(device.name)",
             "budget": "\(options.memoryBudgetBytes.map(ByteCount.format) ?? "unbounded")",
+            "vram_budget": "\(device.deviceMemoryBudgetBytes.map(ByteCount.format) ?? "none")",
             "plan": "\(fresh.plan)",
             "model": "\(description.model.summary)"])
         job = description

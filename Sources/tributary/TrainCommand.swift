@@ -54,9 +54,11 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Seed for initialisation and data order.") var seed: UInt64 = 1337
     @Option(name: .customLong("log-interval"), help: "Print a progress line every N steps when not on a terminal.") var logInterval = 10
     @OptionGroup var compute: ComputeOptions
+    @OptionGroup var devices: DeviceOptions
 
     func run() throws {
         try compute.apply()
+        _ = try devices.choice()
         if resume && out == nil { throw ValidationError("--resume needs --out, the checkpoint directory to resume from") }
         let raw = try DatasetSource.load(data)
         let spec = try modelSpec(for: raw)
@@ -82,7 +84,9 @@ struct TrainCommand: ParsableCommand {
         options.evalBatches = evalBatches
         options.checkpointInterval = checkpointInterval
         options.seed = seed
-        let trainer = try Trainer(spec: spec, data: prepared, options: options)
+        let device = try devices.make(memoryBudgetBytes: nil,
+                                      cacheDirectory: "\(NSHomeDirectory())/.cache/tributary/opencl")
+        let trainer = try Trainer(spec: spec, data: prepared, options: options, device: device)
         let store = out.map { CheckpointStore(directory: $0) }
         if resume, let store {
             guard let path = try store.latestPath() else { throw CLIError("--resume: no checkpoint in \(store.directory)") }
@@ -92,6 +96,7 @@ struct TrainCommand: ParsableCommand {
         print("model: \(spec.summary)")
         print("data: \(data): \(prepared.train.sampleCount.formatted()) training samples, \(prepared.validation.sampleCount.formatted()) validation samples")
         print("optimizer: \(optimizer) lr \(lr), \(steps) steps of \(batchSize), \(ComputeThreads.count) threads, BLAS kernels \(ComputeThreads.blasCoreName)")
+        if device.kind != .cpu { print("device: \(device.name)") }
         let progress = ProgressReporter(total: steps)
         let isGPT = spec.sampleShape.sequenceLength != nil
         // Accuracy means something for a classifier only (not a GPT, not a denoising U-Net).

@@ -33,11 +33,13 @@ struct WorkerRun: AsyncParsableCommand {
     @Option(help: "CPU priority, 0 (normal) to 19 (only what nothing else wants).") var nice: Int32 = 19
     @OptionGroup var idle: IdleOptions
     @OptionGroup var compute: ComputeOptions
+    @OptionGroup var devices: DeviceOptions
 
     func run() async throws {
         if listDevices { return try DeviceList.print() }
         guard let coordinator else { throw CLIError("give the coordinator's URL: --coordinator http://HOST:8470") }
         try compute.apply()
+        _ = try devices.choice()
         let token = try joinTokenGiven()
         var budget: Int?
         if !memoryBudget.isEmpty {
@@ -54,6 +56,10 @@ struct WorkerRun: AsyncParsableCommand {
         let address: CoordinatorAddress
         do { address = try CoordinatorAddress(coordinator) } catch { throw CLIError(error.description) }
         do { try DataDirectory.create(dataDir) } catch { throw CLIError(error.description) }
+        // Kernels are built (or read from the cache) now: a device that cannot run them is
+        // said before anything is leased. (Before the priority drops, so that the threads
+        // the driver starts are among those lowered.)
+        let device = try devices.make(memoryBudgetBytes: budget, cacheDirectory: "\(dataDir)/opencl-cache")
         var options = WorkerOptions(coordinator: address.origin, joinToken: token, name: name, dataDirectory: dataDir,
                                     memoryBudgetBytes: budget, maxUnits: maxUnits)
         options.gracePeriod = .milliseconds(Int(graceSeconds * 1000))
@@ -65,7 +71,7 @@ struct WorkerRun: AsyncParsableCommand {
         }
         // No redirects (WorkerHTTPClient): one could carry the join token elsewhere.
         let http = try WorkerHTTPClient.trusting(caFile: caFile)
-        let daemon = WorkerDaemon(options: options, logger: logger, http: http)
+        let daemon = WorkerDaemon(options: options, logger: logger, http: http, device: device)
         let gate = daemon.gate
         if WorkerPauseFile.isPaused(dataDirectory: dataDir) { gate.set(.paused, reason: ComputeGate.pausedReason) }
         // Held before the first lease: the watcher opens it once a look says the machine is idle.

@@ -115,6 +115,43 @@ final class WorkerControlProcessTests: ProcessTestCase {
         XCTAssertEqual(grace.lines, ["Error: --grace-seconds must be 0 to 86400"], "not a crash")
     }
 
+    /// `--device opencl` runs units on the OpenCL device (POCL here) through the real
+    /// binary; a device that does not exist or a budget that makes no sense is one line,
+    /// exit 1, before anything is leased.
+    func testDeviceOpenCLComputesUnitsAndBadDevicesAreOneLine() async throws {
+        let job = try writeJob(rounds: 3, checkpointEvery: 1000)
+        let (_, port) = try await startCoordinator(job)
+        let common = ["worker", "--coordinator", "http://127.0.0.1:\(port)", "--join-token", "process-token", "--threads", "1"]
+        let gpu = try await tributary(common + ["--data-dir", "\(dir)/opencl", "--device", "opencl", "--vram-budget", "64", "MiB",
+                                                "--max-units", "2"])
+        XCTAssertEqual(gpu.status, 0, "\(gpu.lines)")
+        XCTAssertTrue(gpu.lines.contains { $0.contains("device=OpenCL: ") && $0.contains("vram_budget=64.0 MiB") }, "\(gpu.lines)")
+        XCTAssertEqual(gpu.lines.filter { $0.hasPrefix("unit ") }.count, 2, "\(gpu.lines)")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: "\(dir)/opencl/opencl-cache"), "compiled kernels are cached")
+
+        let refusals: [([String], String)] = [
+            (["--device", "opencl:9"], "Error: --device opencl:9: this machine has "),
+            (["--device", "cuda"], "Error: --device takes cpu, opencl or opencl:N, not 'cuda'"),
+            (["--vram-budget", "1GiB"], "Error: --vram-budget is for --device opencl; the CPU uses --memory-budget"),
+            (["--device", "opencl", "--vram-budget", "lots"], "Error: --vram-budget takes a size such as 6GiB, not 'lots'"),
+            (["--device", "opencl", "--vram-budget", "1000TiB"], "Error: --vram-budget 1024000.00 GiB is more than "),
+        ]
+        for (arguments, expected) in refusals {
+            let r = try await tributary(common + ["--data-dir", "\(dir)/refused"] + arguments)
+            XCTAssertEqual(r.status, 1, "\(arguments)")
+            XCTAssertEqual(r.lines.count, 1, "one line: \(r.lines)")
+            XCTAssertTrue(r.lines.first?.hasPrefix(expected) == true, "\(arguments): \(r.lines)")
+        }
+        // A VRAM budget the job cannot fit: said in terms of that budget, before a lease.
+        let small = try await tributary(common + ["--data-dir", "\(dir)/small", "--device", "opencl", "--vram-budget", "4KiB"])
+        XCTAssertEqual(small.status, 1)
+        XCTAssertTrue(small.lines.last?.hasPrefix("Error: the VRAM budget is too small for this job: its smallest plan (") == true,
+                      "\(small.lines)")
+        XCTAssertTrue(small.lines.last?.contains("the VRAM budget is 4.0 KiB; give --vram-budget at least ") == true, "\(small.lines)")
+        let leased = await status(port)
+        XCTAssertEqual(try XCTUnwrap(leased).units.leased, 0, "nothing was leased by a refused start")
+    }
+
     /// `--only-when-idle`: input on the machine (here a file the test touches, as a terminal's
     /// time moves when someone types) stops the worker within seconds; quiet resumes it.
     func testOnlyWhenIdleStopsWhenTheVolunteerReturnsAndResumesWhenTheyLeave() async throws {
