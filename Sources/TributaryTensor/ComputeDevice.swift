@@ -20,6 +20,8 @@ public protocol ComputeDevice: Sendable {
     var kernels: any ComputeKernels { get }
     /// The device memory a step may use, when the device has its own (a GPU's VRAM budget).
     var deviceMemoryBudgetBytes: Int? { get }
+    /// The most device memory held at once (nil without device memory of its own).
+    var deviceMemoryPeakBytes: Int? { get }
     /// Throws the first failure since the device was made (a kernel or transfer that did
     /// not run), if any. Kernels cannot throw, so a device records its failures and every
     /// caller checks here before a step's loss or gradients are used: a failed step must
@@ -29,6 +31,7 @@ public protocol ComputeDevice: Sendable {
 
 extension ComputeDevice {
     public var deviceMemoryBudgetBytes: Int? { nil }
+    public var deviceMemoryPeakBytes: Int? { nil }
     public func checkHealthy() throws {}
 }
 

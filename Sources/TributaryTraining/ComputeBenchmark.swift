@@ -31,6 +31,8 @@ public struct ComputeBenchmark {
         public let unitName: String
         public let finalLoss: Float
         public let peakTensorBytes: Int
+        /// A GPU's peak device memory (nil on the CPU).
+        public let peakDeviceBytes: Int?
 
         public var median: Double {
             let s = milliseconds.sorted()
@@ -44,10 +46,12 @@ public struct ComputeBenchmark {
     }
 
     /// Times `steps` steps after `warmup` steps.
+    /// `device`: where the model computes (nil: the CPU); the optimizer runs on the host.
     public static func run(_ cfg: Configuration, optimizer kind: String, warmup: Int, steps: Int,
-                           seed: UInt64 = 0, progress: (Int, Double) -> Void = { _, _ in }) throws -> Result {
+                           seed: UInt64 = 0, device: (any ComputeDevice)? = nil,
+                           progress: (Int, Double) -> Void = { _, _ in }) throws -> Result {
         let allocator = TensorAllocator(budgetBytes: nil)
-        let model = try cfg.spec.build(seed: seed, allocator: allocator)
+        let model = try device.map { try cfg.spec.build(seed: seed, device: $0) } ?? cfg.spec.build(seed: seed, allocator: allocator)
         let optimizer: any Optimizer = kind == "sgd"
             ? try SGD(parameters: model.parameters, momentum: 0.9, allocator: allocator)
             : try AdamW(parameters: model.parameters, beta1: 0.9, beta2: 0.999, weightDecay: 0.01, allocator: allocator)
@@ -76,7 +80,9 @@ public struct ComputeBenchmark {
         }
         return Result(configuration: cfg.name, optimizer: kind, parameters: model.parameters.scalarCount,
                       flopsPerStep: model.trainingFLOPs(probe), milliseconds: times, unitsPerStep: units,
-                      unitName: unitName, finalLoss: loss, peakTensorBytes: allocator.peakBytes)
+                      unitName: unitName, finalLoss: loss,
+                      peakTensorBytes: (device?.allocator.peakBytes ?? 0) + allocator.peakBytes,
+                      peakDeviceBytes: device?.deviceMemoryPeakBytes)
     }
 
     public static func randomBatch(_ cfg: Configuration, _ rng: inout SeededRandom) -> ModelBatch {

@@ -13,7 +13,7 @@ import TributaryTensor
 public final class OfflineUnitRunner: @unchecked Sendable {
     // Unchecked: driven by one task at a time.
     public let plan: MemoryPlan
-    public let device: CPUDevice
+    public let device: any ComputeDevice
     let compute: UnitCompute
     let cache: ShardCache
     let residuals: ResidualStore
@@ -21,11 +21,13 @@ public final class OfflineUnitRunner: @unchecked Sendable {
     private var refs: [String: UnitShardStream.ShardDescriptorRef] = [:]
 
     /// `directory` holds the shard cache and residuals. Throws `WorkerError.fatal` when the
-    /// budget cannot fit the job's smallest plan.
-    public init(job: JobDescription, directory: String, budgetBytes: Int?) throws {
+    /// budget (and a GPU `device`'s VRAM budget) cannot fit the job's smallest plan.
+    public init(job: JobDescription, directory: String, budgetBytes: Int?, device: (any ComputeDevice)? = nil) throws {
         self.job = job
-        device = CPUDevice(memoryBudgetBytes: budgetBytes)
-        compute = try UnitCompute(job: job, device: device, budgetBytes: budgetBytes, stateDirectory: directory)
+        let device = device ?? CPUDevice(memoryBudgetBytes: budgetBytes)
+        self.device = device
+        let planning = [budgetBytes, device.deviceMemoryBudgetBytes].compactMap { $0 }.min()
+        compute = try UnitCompute(job: job, device: device, budgetBytes: planning, stateDirectory: directory)
         plan = compute.plan
         cache = ShardCache(directory: "\(directory)/shards")
         residuals = ResidualStore(directory: "\(directory)/residual")

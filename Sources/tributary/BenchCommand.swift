@@ -25,12 +25,14 @@ struct ComputeBench: ParsableCommand {
     @Option(name: .customLong("peer-script"), help: "The peer script (default: ../shared/reference/pytorch_peer.py).")
     var peerScript: String?
     @OptionGroup var compute: ComputeOptions
+    @OptionGroup var devices: DeviceOptions
 
     func run() throws {
         try compute.apply()
         #if DEBUG
         print("warning: this is a debug build; benchmark with `swift run -c release tributary bench compute`")
         #endif
+        let device = try devices.make(memoryBudgetBytes: nil, cacheDirectory: "\(NSHomeDirectory())/.cache/tributary/opencl")
         let configs = try models.split(separator: ",").map { name in
             guard let c = ComputeBenchmark.Configuration.named(String(name)) else {
                 throw ValidationError("unknown configuration '\(name)' (mlp, gpt-tiny, gpt-small)")
@@ -39,22 +41,24 @@ struct ComputeBench: ParsableCommand {
         }
         let optimizers = opts.split(separator: ",").map(String.init)
         guard optimizers.allSatisfy({ ["adamw", "sgd"].contains($0) }) else { throw ValidationError("--opts takes adamw and/or sgd") }
-        print("# tributary: \(ComputeThreads.count) threads, OpenBLAS kernels \(ComputeThreads.blasCoreName), vector kernels \(VectorKernels.active), \(warmup) warm-up + \(steps) timed steps")
+        print("# tributary: \(device.name), OpenBLAS kernels \(ComputeThreads.blasCoreName), vector kernels \(VectorKernels.active), \(warmup) warm-up + \(steps) timed steps")
         var ours: [ComputeBenchmark.Result] = []
         for cfg in configs {
             for opt in optimizers {
                 // A bar with rate and ETA on a terminal; plain result lines otherwise.
                 let progress = ProgressReporter(total: warmup + steps)
-                let r = try ComputeBenchmark.run(cfg, optimizer: opt, warmup: warmup, steps: steps) { done, lastMs in
+                let r = try ComputeBenchmark.run(cfg, optimizer: opt, warmup: warmup, steps: steps,
+                                                 device: device.kind == .cpu ? nil : device) { done, lastMs in
                     guard progress.isTerminal else { return }
                     progress.update(done: done, rate: String(format: "%.1f ms/step", lastMs),
                                     eta: lastMs / 1000 * Double(warmup + steps - done), detail: "\(cfg.name) \(opt)")
                 }
                 if progress.isTerminal { print("\r\u{1B}[2K", terminator: "") }
                 ours.append(r)
-                print(String(format: "tributary %@ %@: %.2f ms/step [%.2f-%.2f], %@, %.1f GFLOP/s, peak tensor memory %@",
+                print(String(format: "tributary %@ %@: %.2f ms/step [%.2f-%.2f], %@, %.1f GFLOP/s, peak tensor memory %@%@",
                              r.configuration, r.optimizer, r.median, r.minimum, r.maximum,
-                             ProgressReporter.rate(r.throughput, r.unitName), r.gflops, ByteCount.format(r.peakTensorBytes)))
+                             ProgressReporter.rate(r.throughput, r.unitName), r.gflops, ByteCount.format(r.peakTensorBytes),
+                             r.peakDeviceBytes.map { ", peak device memory \(ByteCount.format($0))" } ?? ""))
             }
         }
         let peer = runPeer(configs: configs.map(\.name), optimizers: optimizers)

@@ -26,6 +26,7 @@ struct MemoryBench: AsyncParsableCommand {
     @Option(name: .customLong("child-budget"), help: .hidden) var childBudget: Int?
     @Flag(name: .customLong("child"), help: .hidden) var child = false
     @OptionGroup var compute: ComputeOptions
+    @OptionGroup var devices: DeviceOptions
 
     struct ChildResult: Codable {
         var plan: String
@@ -37,6 +38,8 @@ struct MemoryBench: AsyncParsableCommand {
         var milliseconds: Double
         var cpuMilliseconds: Double
         var loss: Double
+        /// On a GPU: the device memory's peak (the budgets are VRAM budgets there).
+        var devicePeak: Int?
     }
 
     func job() throws -> JobDescription {
@@ -56,6 +59,7 @@ struct MemoryBench: AsyncParsableCommand {
         let job = try job()
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tributary-bench-memory-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: dir) }
+        let onGPU = try devices.choice() != .cpu
         let unbudgeted = try OfflineUnitRunner(job: job, directory: dir, budgetBytes: nil).plan.predictedPeakBytes
         let parsed = try fractions.split(separator: ",").map { text -> Double in
             guard let f = Double(text.trimmingCharacters(in: .whitespaces)), f > 0, f <= 1 else {
@@ -66,8 +70,14 @@ struct MemoryBench: AsyncParsableCommand {
         print("# \(job.model.summary); unit of \(job.samplesPerUnit) sequences; codec \(codec); \(ComputeThreads.count) threads; \(warmup) warm-up + \(steps) timed units per budget, each budget in its own process")
         print("# unbudgeted plan's peak: \(ByteCount.format(unbudgeted)); parameters+gradients+AdamW state of this model: \(ByteCount.format(16 * job.model.parameterCount))")
         print()
-        print("| budget | plan | predicted peak | allocator peak | peak RSS | RSS − budget | ms/unit (wall) | vs unbudgeted | CPU ms/unit | vs unbudgeted |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
+        if onGPU {
+            print("# --device \(devices.device): each budget is a VRAM budget; the host memory is unbounded")
+            print("| VRAM budget | plan | predicted peak | device peak | ms/unit (wall) | vs unbudgeted |")
+            print("|---|---|---|---|---|---|")
+        } else {
+            print("| budget | plan | predicted peak | allocator peak | peak RSS | RSS − budget | ms/unit (wall) | vs unbudgeted | CPU ms/unit | vs unbudgeted |")
+            print("|---|---|---|---|---|---|---|---|---|---|")
+        }
         fflush(nil)
         var baseMs: Double?, baseCPU: Double?
         for f in parsed {
@@ -78,12 +88,20 @@ struct MemoryBench: AsyncParsableCommand {
                 continue
             }
             if budget == nil { baseMs = r.milliseconds; baseCPU = r.cpuMilliseconds }
+            if onGPU {
+                let peak = r.devicePeak.map(ByteCount.format) ?? "–"
+                let within = zip(r.devicePeak.map { [$0] } ?? [], budget.map { [$0] } ?? []).allSatisfy { $0 <= $1 } ? "" : " (over!)"
+                print("| \(label) | \(r.plan) | \(ByteCount.format(r.predicted)) | \(peak)\(within) | \(String(format: "%.1f", r.milliseconds)) | \(baseMs.map { String(format: "%.2fx", r.milliseconds / $0) } ?? "–") |")
+                fflush(nil)
+                continue
+            }
             let over = r.rssPeak - (budget ?? r.allocatorPeak)
             print("| \(label) | \(r.plan) | \(ByteCount.format(r.predicted)) | \(ByteCount.format(r.allocatorPeak)) | \(ByteCount.format(r.rssPeak)) | \(over >= 0 ? "+" : "−")\(ByteCount.format(abs(over))) | \(String(format: "%.1f", r.milliseconds)) | \(baseMs.map { String(format: "%.2fx", r.milliseconds / $0) } ?? "–") | \(String(format: "%.1f", r.cpuMilliseconds)) | \(baseCPU.map { String(format: "%.2fx", r.cpuMilliseconds / $0) } ?? "–") |")
             if !r.hwmReset { print("  (peak RSS could not be reset after set-up; it includes the set-up)") }
             fflush(nil)
         }
         print()
+        if onGPU { return }
         print("RSS − budget: the process's fixed overhead beyond tensor memory (runtime, code, OpenBLAS, HTTP and codec buffers); for the unbudgeted row, RSS − allocator peak.")
     }
 
@@ -96,6 +114,7 @@ struct MemoryBench: AsyncParsableCommand {
         var args = ["bench", "memory", "--child", "--model", model, "--codec", codec, "--warmup", "\(warmup)", "--steps", "\(steps)"]
         if let t = compute.threads { args += ["--threads", "\(t)"] }
         if let budget { args += ["--child-budget", "\(budget)"] }
+        args += ["--device", devices.device]
         p.arguments = args
         let out = Pipe()
         p.standardOutput = out
@@ -115,7 +134,17 @@ struct MemoryBench: AsyncParsableCommand {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tributary-bench-memory-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let runner: OfflineUnitRunner
-        do { runner = try OfflineUnitRunner(job: job, directory: dir, budgetBytes: childBudget) } catch {
+        do {
+            if try devices.choice() == .cpu {
+                runner = try OfflineUnitRunner(job: job, directory: dir, budgetBytes: childBudget)
+            } else {
+                // The budget is the GPU's: VRAM, with the host's memory unbounded.
+                var gpu = devices
+                gpu.vramBudget = childBudget.map { ["\($0)"] } ?? []
+                let device = try gpu.make(memoryBudgetBytes: nil, cacheDirectory: "\(NSHomeDirectory())/.cache/tributary/opencl")
+                runner = try OfflineUnitRunner(job: job, directory: dir, budgetBytes: nil, device: device)
+            }
+        } catch {
             print("does not fit: \(error)")
             return
         }
@@ -145,7 +174,8 @@ struct MemoryBench: AsyncParsableCommand {
         let result = ChildResult(plan: Self.describe(runner.plan.execution),
                                  predicted: runner.plan.predictedPeakBytes, allocatorPeak: runner.device.allocator.peakBytes,
                                  rssPeak: Self.procStatus("VmHWM"), rssBaseline: baseline, hwmReset: reset,
-                                 milliseconds: times.isEmpty ? 0 : times[times.count / 2], cpuMilliseconds: cpuMs, loss: loss)
+                                 milliseconds: times.isEmpty ? 0 : times[times.count / 2], cpuMilliseconds: cpuMs, loss: loss,
+                                 devicePeak: runner.device.deviceMemoryPeakBytes)
         let data = try JSONEncoder().encode(result)
         print("RESULT " + String(decoding: data, as: UTF8.self))
         fflush(nil)

@@ -1,5 +1,7 @@
 import Foundation
+import TributaryCompression
 import TributaryCoordinator
+import TributaryModels
 import TributaryOpenCL
 import TributaryProtocol
 import TributaryTensor
@@ -72,5 +74,69 @@ final class OpenCLWorkerTests: XCTestCase {
                 XCTAssertTrue(plan.contains("activations recomputed"), "a small VRAM budget recomputes activations: \(plan)")
             }
         }
+    }
+
+    /// A grid of VRAM budgets down to 1/16 of the unbudgeted plan's peak: each plan runs
+    /// its units on the OpenCL device with the device's peak at or under the budget, its
+    /// fp32 updates equal the CPU's for the same plan, and a budget below the smallest plan
+    /// is refused in terms of --vram-budget before any work.
+    func testEveryVRAMBudgetHoldsAndTheUpdatesEqualTheCPUs() async throws {
+        // Activations far larger than the parameters, as in a long-context step.
+        let spec = ModelSpec.gpt(GPTConfig(vocabSize: 17, blockSize: 64, nLayer: 4, nHead: 2, nEmbd: 32))
+        let job = JobDescription(name: "vram", model: spec, samplesPerUnit: 8, microBatchSize: 8, updateCodec: "fp32", zstdLevel: 1)
+        let dir = try temporaryDirectory("opencl-vram")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let published = try spec.build(seed: 3)
+        var r = SeededRandom(seed: 1)
+        let unit = spec.sampleShape.randomBatch(samples: 8, using: &r)
+        let full = try OfflineUnitRunner(job: job, directory: "\(dir)/probe", budgetBytes: nil).plan.predictedPeakBytes
+        let modelBytes = 4 * 2 * spec.parameterCount
+        var plans = Set<String>()
+        var accepted: [Double] = [], refused: [Double] = []
+        for fraction in [1.0, 0.5, 0.25, 0.125, 0.0625, 0.01] {
+            let budget = Int(Double(full) * fraction)
+            let what = "VRAM budget \(budget) (\(fraction) of \(full))"
+            let gpu: OfflineUnitRunner
+            do {
+                gpu = try OfflineUnitRunner(job: job, directory: "\(dir)/gpu-\(fraction)", budgetBytes: nil,
+                                            device: openCL(vram: budget))
+            } catch let WorkerError.fatal(why) {
+                refused.append(fraction)
+                XCTAssertTrue(why.hasPrefix("the VRAM budget is too small for this job") && why.contains("give --vram-budget at least"), why)
+                continue
+            }
+            accepted.append(fraction)
+            let cpu = try OfflineUnitRunner(job: job, directory: "\(dir)/cpu-\(fraction)", budgetBytes: budget)
+            XCTAssertEqual("\(gpu.plan.execution)", "\(cpu.plan.execution)", what)
+            plans.insert("\(gpu.plan.execution)")
+            try gpu.publish(published.parameters)
+            try cpu.publish(published.parameters)
+            let (gpuLoss, gpuUpdates) = try await gpu.run(unit)
+            let (cpuLoss, cpuUpdates) = try await cpu.run(unit)
+            let peak = try XCTUnwrap(gpu.device.deviceMemoryPeakBytes)
+            print("\(what): \(gpu.plan); device peak \(peak) B (parameters + gradients alone: \(modelBytes) B)")
+            XCTAssertLessThanOrEqual(peak, budget, what)
+            XCTAssertEqual(gpuLoss, cpuLoss, accuracy: 1e-5 * max(1, abs(cpuLoss)), what)
+            for (name, count) in gpu.shards {
+                let a = try decode(gpuUpdates[name], count: count), b = try decode(cpuUpdates[name], count: count)
+                let scale = b.map(abs).max() ?? 0
+                let worst = zip(a, b).map { abs($0 - $1) }.max() ?? .infinity
+                XCTAssertGreaterThan(scale, 0, "\(what) \(name)")
+                XCTAssertLessThanOrEqual(worst, 1e-5 * scale, "\(what) \(name)")
+            }
+        }
+        XCTAssertGreaterThanOrEqual(plans.count, 3, "the budgets reach different plans: \(plans)")
+        XCTAssertTrue(accepted.contains(0.125), "an eighth of the unbudgeted peak still trains: accepted \(accepted)")
+        XCTAssertLessThan(refused.max() ?? 1, accepted.min() ?? 0, "only budgets below every accepted one are refused")
+        XCTAssertFalse(refused.isEmpty, "1% of the peak is too small")
+    }
+
+    private func decode(_ body: [UInt8]?, count: Int) throws -> [Float] {
+        let body = try XCTUnwrap(body)
+        var out = [Float](repeating: 0, count: count)
+        try body.withUnsafeBytes { raw in
+            try out.withUnsafeMutableBufferPointer { try TensorFrame.decode(raw, expectedCount: count, into: $0) }
+        }
+        return out
     }
 }

@@ -22,6 +22,7 @@ public final class OpenCLDevice: ComputeDevice, @unchecked Sendable {
     public var name: String { "OpenCL: \(context.device.name) (\(context.device.platformName))" }
     public var kernels: any ComputeKernels { OpenCLComputeKernels(device: self) }
     public var deviceMemoryBudgetBytes: Int? { context.allocator.budgetBytes }
+    public var deviceMemoryPeakBytes: Int? { context.allocator.peakBytes }
 
     /// A device on `info` with `vramBudgetBytes` of device memory (nil: what the device
     /// reports) and `memoryBudgetBytes` of host memory for the host copies.
