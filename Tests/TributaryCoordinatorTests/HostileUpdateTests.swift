@@ -99,12 +99,54 @@ final class HostileUpdateTests: JobTestCase {
         await job.close()
     }
 
-    func testAWorkerCannotCorroborateItsOwnLargeNorm() {
+    func testAWorkerCannotCorroborateItsOwnLargeNormWhileTheJobProgresses() {
         var witnesses = LargeNormWitnesses()
         XCTAssertFalse(witnesses.corroborates(unit: "0/7", worker: "a", norm: 50))
+        witnesses.noteAccepted(unit: "0/1")
         XCTAssertFalse(witnesses.corroborates(unit: "0/7", worker: "a", norm: 50), "the same worker again")
+        witnesses.noteAccepted(unit: "0/2")
+        XCTAssertFalse(witnesses.corroborates(unit: "0/7", worker: "a", norm: 50), "and again: others' updates go in meanwhile")
         XCTAssertFalse(witnesses.corroborates(unit: "0/8", worker: "b", norm: 50), "another unit")
         XCTAssertFalse(witnesses.corroborates(unit: "0/7", worker: "b", norm: 60), "20% off")
         XCTAssertTrue(witnesses.corroborates(unit: "0/7", worker: "c", norm: 51))
+    }
+
+    /// A job whose only worker hits a genuine loss spike: its large norm is refused, the
+    /// worker computes the unit again and again gets the same norm; with nothing else
+    /// accepted meanwhile, the third refusal's norm goes in and the round closes (before,
+    /// the job refused it forever and stalled).
+    func testAStalledJobLetsARepeatedLargeNormIn() async throws {
+        var c = config(checkpointEvery: 50)
+        c.rounds.unitsPerRound = 4
+        let job = try await open(c)
+        let worker = try await register(job, 1)[0]
+        func push(_ grant: LeaseGrant, scale: Float) async throws -> Result<CommitReceipt, any Error> {
+            for shard in job.layout.shards {
+                let values = (0..<shard.elementCount).map { scale * Float(($0 + grant.unitIndex) % 5 + 1) * 0.01 }
+                let body = try values.withUnsafeBufferPointer { try TensorFrame.encode($0, codec: .fp32) }
+                _ = try await job.receiveUpdate(lease: grant.leaseId, worker: worker, shard: shard.name, body: body)
+            }
+            do { return .success(try await job.commit(lease: grant.leaseId, worker: worker, CommitRequest(samples: 4, loss: 2))) }
+            catch { return .failure(error) }
+        }
+        for _ in 0..<3 {  // three typical norms
+            _ = try await push(try await job.lease(worker: worker), scale: 1).get()
+        }
+        var unit: Int?
+        for attempt in 1...2 {
+            let big = try await job.lease(worker: worker)
+            if let unit { XCTAssertEqual(big.unitIndex, unit, "the refused unit comes back") }
+            unit = big.unitIndex
+            guard case let .failure(error) = try await push(big, scale: 100) else { return XCTFail("refusal \(attempt) expected") }
+            XCTAssertEqual((error as? JobError)?.problemCode, .updateNormOutOfRange)
+        }
+        let third = try await job.lease(worker: worker)
+        XCTAssertEqual(third.unitIndex, unit)
+        let receipt = try await push(third, scale: 100).get()
+        XCTAssertTrue(receipt.accepted, "the third agreeing refusal with the job stalled goes in")
+        let v = await job.version
+        XCTAssertEqual(v, 1, "and the round closes")
+        XCTAssertEqual(job.status().updatesRejected["update_norm_out_of_range"], 2)
+        await job.close()
     }
 }

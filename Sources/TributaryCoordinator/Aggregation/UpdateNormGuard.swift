@@ -47,29 +47,46 @@ public struct UpdateNormGuard: Sendable {
 
 /// Large norms refused per unit, by worker: an honest unit can have a gradient far beyond the
 /// typical norm (a loss spike), and refusing it from every worker would hold its sync round
-/// until the deadline. When a second, different worker reports a norm within `tolerance` of
-/// an earlier refusal for the same unit, the large norm is corroborated and accepted (the
-/// aggregation rule still bounds its effect). Bounded: the oldest units are forgotten.
+/// until the deadline. A large norm is let in when it is corroborated:
+/// - a second, different worker reports a norm within `tolerance` of an earlier refusal for
+///   the same unit; or
+/// - the job is stalled on it: the unit's agreeing norm has been refused `stallRefusals`
+///   times (from any worker, the same one included) with no update accepted anywhere in the
+///   job meanwhile. A job whose only worker hits a loss spike would otherwise refuse it
+///   forever; while other workers' updates are accepted, a lone large norm stays out.
+/// Either way the aggregation rule still bounds its effect. Bounded: the oldest units are
+/// forgotten.
 struct LargeNormWitnesses: Sendable {
     static let tolerance = 0.05
     static let capacity = 1024
-    private var byUnit: [String: [(worker: String, norm: Double)]] = [:]
+    static let stallRefusals = 3
+    private struct Refusal {
+        let worker: String
+        let norm: Double
+        /// `accepted` when it was refused.
+        let acceptedBefore: Int
+    }
+    private var byUnit: [String: [Refusal]] = [:]
     private var order: [String] = []
+    /// Updates accepted in the job so far (by this process).
+    private var accepted = 0
 
-    /// Whether another worker's refused norm for `unit` agrees with `norm`; otherwise notes it.
+    /// Whether `norm` for `unit` is corroborated (see the type); otherwise notes its refusal.
     mutating func corroborates(unit: String, worker: String, norm: Double) -> Bool {
-        let earlier = byUnit[unit] ?? []
-        if earlier.contains(where: { $0.worker != worker && abs($0.norm - norm) <= Self.tolerance * max($0.norm, norm) }) {
-            return true
-        }
+        let agreeing = (byUnit[unit] ?? []).filter { abs($0.norm - norm) <= Self.tolerance * max($0.norm, norm) }
+        if agreeing.contains(where: { $0.worker != worker }) { return true }
+        if agreeing.filter({ $0.acceptedBefore == accepted }).count >= Self.stallRefusals - 1 { return true }
         if byUnit[unit] == nil {
             order.append(unit)
             if order.count > Self.capacity { byUnit[order.removeFirst()] = nil }
         }
-        byUnit[unit, default: []].append((worker, norm))
+        byUnit[unit, default: []].append(Refusal(worker: worker, norm: norm, acceptedBefore: accepted))
         return false
     }
 
-    mutating func forget(unit: String) { byUnit[unit] = nil }
+    /// An update was accepted (any unit): the job is not stalled.
+    mutating func noteAccepted(unit: String) {
+        accepted += 1
+        byUnit[unit] = nil
+    }
 }
-

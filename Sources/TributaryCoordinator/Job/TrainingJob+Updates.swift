@@ -127,7 +127,7 @@ extension TrainingJob {
             dropPending(id)
             normGuard.noteAccepted(norm: norm)
             digests.note(digest, unit: unitKey)
-            largeNorms.forget(unit: unitKey)
+            largeNorms.noteAccepted(unit: unitKey)
             // A backup lease's twin on the same unit ends: its update could no longer count.
             // Best effort: the update is accepted already, and nothing after this point may
             // throw (a twin still active in the ledger expires at the latest on a restart).
