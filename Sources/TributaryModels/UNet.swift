@@ -168,6 +168,7 @@ public final class UNet: StochasticTrainingModel, @unchecked Sendable {
         try forward(c)
         let loss = meanSquaredError(c)
         try backward(c, lossScale: lossScale)
+        try device.checkHealthy()  // a failed GPU kernel leaves garbage: never return it
         return Float(loss)
     }
 
@@ -200,6 +201,7 @@ public final class UNet: StochasticTrainingModel, @unchecked Sendable {
         try forward(c)
         let loss = meanSquaredError(c)
         try backward(c, lossScale: lossScale)
+        try device.checkHealthy()  // a failed GPU kernel leaves garbage: never return it
         return Float(loss)
     }
 

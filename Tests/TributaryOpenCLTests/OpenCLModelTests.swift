@@ -137,4 +137,29 @@ final class OpenCLModelTests: XCTestCase {
         XCTAssertLessThanOrEqual(short.deviceBytesPeak, peak - 1, "the budget is never passed")
         XCTAssertThrowsError(try refused.evaluate(batch), "a failed device stays failed")
     }
+
+    /// The U-Net on the OpenCL device: its linear layers (time embedding, attention
+    /// projections) run there, its convolutions and group norms on the host through
+    /// `Tensor`, and the residency keeps the two coherent: the step equals the CPU's.
+    func testAUNetStepOnOpenCLEqualsTheCPUs() throws {
+        let cfg = UNetConfig(imageSize: 8, inChannels: 1, baseChannels: 4, channelMultipliers: [1, 2], blocksPerLevel: 1,
+                             normGroups: 2, timesteps: 50, schedule: .cosine, attentionResolutions: [4])
+        let device = try openCL()
+        let gpu = try UNet(config: cfg, seed: 4, device: device)
+        let cpu = try UNet(config: cfg, seed: 4, device: CPUDevice(memoryBudgetBytes: nil))
+        var r = SeededRandom(seed: 8)
+        let batch = ModelSpec(cfg).sampleShape.randomBatch(samples: 3, using: &r)
+        for step in 0..<2 {
+            gpu.trainingSeed = UInt64(step)
+            cpu.trainingSeed = UInt64(step)
+            gpu.parameters.zeroGradients()
+            cpu.parameters.zeroGradients()
+            let lossGPU = try gpu.forwardBackward(batch, lossScale: 1)
+            let lossCPU = try cpu.forwardBackward(batch, lossScale: 1)
+            assertSameStep(gpu, cpu, lossDevice: lossGPU, lossCPU: lossCPU, tolerance: 1e-5, "U-Net step \(step)")
+        }
+        let onDevice = gpu.parameters.parameters.filter { $0.value.storage.residency?.deviceCopy != nil }
+        XCTAssertTrue(onDevice.contains { $0.name.hasPrefix("time_embedding.linear_1") }, "the time MLP ran on the device")
+        print("U-Net parameters used by device kernels: \(onDevice.count) of \(gpu.parameters.parameters.count)")
+    }
 }
