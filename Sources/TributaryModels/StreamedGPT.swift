@@ -71,6 +71,12 @@ public final class StreamedGPT: @unchecked Sendable {
     /// Drops shards kept between steps (their memory returns to the allocator).
     public func releaseResidentShards() { resident = [:] }
 
+    /// A gradient block to read (the codec only reads it): on a GPU only it comes down,
+    /// and the device's copy stays the one the next micro-batch accumulates into.
+    static func readable(_ storage: TensorStorage) -> UnsafeBufferPointer<Float> {
+        UnsafeBufferPointer(start: Tensor(flat: storage).readableData, count: storage.count)
+    }
+
     /// A shard's gradient goes out only from a healthy device: after a failed kernel the
     /// values are garbage, and the unit must fail rather than upload them.
     private func gradientReady(_ delegate: any ShardStreamingDelegate, _ name: String,
@@ -207,7 +213,7 @@ public final class StreamedGPT: @unchecked Sendable {
             if !recompute { keptActivations[l] = [] }
             checkpoints[l + 1] = nil
             try delegate.stepProgress(2 * layers + 1 - l, of: passes, step: "block pass")
-            try await gradientReady(delegate, GPT.blockShardName(l), gradient: UnsafeBufferPointer(start: grads.base, count: grads.count))
+            try await gradientReady(delegate, GPT.blockShardName(l), gradient: Self.readable(grads))
         }
 
         device.kernels.embeddingBackward(dWTE: ends.dWTE, dWPE: ends.dWPE, dOut: dX, tokens: inputs[...],
@@ -230,10 +236,10 @@ public final class StreamedGPT: @unchecked Sendable {
             Tensor(flat: embeddingGradientStorage).rows(vocabularyEntries, embeddingGradientStorage.count - vocabularyEntries)
         }
         var embeddingGradients: UnsafeBufferPointer<Float> {
-            UnsafeBufferPointer(start: embeddingGradientStorage.base, count: embeddingGradientStorage.count)
+            StreamedGPT.readable(embeddingGradientStorage)
         }
         var headGradients: UnsafeBufferPointer<Float> {
-            UnsafeBufferPointer(start: headGradientStorage.base, count: headGradientStorage.count)
+            StreamedGPT.readable(headGradientStorage)
         }
     }
 
@@ -360,7 +366,7 @@ public final class StreamedGPT: @unchecked Sendable {
                 if last {
                     gradients[l] = nil
                     residentBlockValues[l] = nil
-                    try await gradientReady(delegate, GPT.blockShardName(l), gradient: UnsafeBufferPointer(start: grads.base, count: grads.count))
+                    try await gradientReady(delegate, GPT.blockShardName(l), gradient: Self.readable(grads))
                 }
             }
             device.kernels.embeddingBackward(dWTE: ends.dWTE, dWPE: ends.dWPE, dOut: dX, tokens: inputs[base..<base + rows],

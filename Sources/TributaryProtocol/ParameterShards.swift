@@ -96,7 +96,7 @@ public struct ShardLayout: Sendable, Equatable {
                        into out: UnsafeMutablePointer<Float>) {
         for slot in shard.tensors {
             guard let p = parameters[slot.name] else { continue }
-            (out + slot.offset).update(from: gradients ? p.gradient.data : p.value.data, count: slot.count)
+            (out + slot.offset).update(from: gradients ? p.gradient.readableData : p.value.readableData, count: slot.count)
         }
     }
 

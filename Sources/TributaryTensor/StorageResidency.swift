@@ -49,11 +49,13 @@ public final class StorageResidency: Sendable {
     }
 
     /// The host is about to read elements `offset ..< offset + count` only: those come down
-    /// when the device's are newer, and the device copy stays valid.
-    func hostWillRead(_ base: UnsafeMutablePointer<Float>, offset: Int, count: Int) {
+    /// when the device's are newer, and the device copy stays valid. A read of the whole
+    /// block leaves both sides equal (a second read moves nothing).
+    func hostWillRead(_ base: UnsafeMutablePointer<Float>, blockCount: Int, offset: Int, count: Int) {
         state.withLock { s in
             guard let copy = s.copy, s.newest == .device else { return }
             copy.copyToHost(base, offset: offset, count: count)
+            if offset == 0 && count == blockCount { s.newest = .both }
         }
     }
 

@@ -91,7 +91,7 @@ public struct Tensor: @unchecked Sendable {
     /// down, and the device's copy stays the one kernels use.
     public var readableData: UnsafePointer<Float> {
         if let residency = storage.residency {
-            residency.hostWillRead(storage.hostMemory, offset: offset, count: count)
+            residency.hostWillRead(storage.hostMemory, blockCount: storage.count, offset: offset, count: count)
         }
         return UnsafePointer(storage.hostMemory + offset)
     }

@@ -96,12 +96,44 @@ final class OpenCLModelTests: XCTestCase {
         XCTAssertEqual(weight.value.storage.residency?.newest, .both, "weights: uploaded, unchanged by the step")
         XCTAssertEqual(weight.gradient.storage.residency?.newest, .device, "gradients: written on the device")
         _ = weight.gradient.toArray()
-        XCTAssertEqual(weight.gradient.storage.residency?.newest, .device, "a read leaves the device's copy in use")
+        XCTAssertEqual(weight.gradient.storage.residency?.newest, .both, "a read leaves the device's copy in use, and equal")
         weight.gradient.zero()
         XCTAssertEqual(weight.gradient.storage.residency?.newest, .device, "zeroing happens on the device")
         XCTAssertEqual(weight.gradient.toArray(), [Float](repeating: 0, count: weight.count))
         weight.value.data[0] = 42
         XCTAssertEqual(weight.value.storage.residency?.newest, .host, "a host write makes the host's copy the newest")
+    }
+
+    /// In bytes: once warm, a step moves nothing to the device but what the host changed,
+    /// and nothing back but the losses; reading the gradients brings exactly them down.
+    func testAWarmStepMovesOnlyTheLossesAndReadingGradientsMovesOnlyThem() throws {
+        let cfg = GPTConfig(vocabSize: 29, blockSize: 12, nLayer: 2, nHead: 2, nEmbd: 24, bias: true)
+        let device = try openCL()
+        let model = try GPT(config: cfg, seed: 7, device: device)
+        let b = 3, t = 12
+        model.parameters.zeroGradients()
+        _ = try model.forwardBackward(tokens(vocab: 29, b: b, t: t, seed: 1), lossScale: 1)
+        let first = device.transferredBytes
+        let modelBytes = model.parameters.parameters.reduce(0) { $0 + 4 * $1.count }
+        XCTAssertGreaterThanOrEqual(first.toDevice, modelBytes, "the first step uploads the weights")
+
+        model.parameters.zeroGradients()  // on the device
+        _ = try model.forwardBackward(tokens(vocab: 29, b: b, t: t, seed: 2), lossScale: 1)
+        let second = device.transferredBytes
+        XCTAssertEqual(second.toDevice - first.toDevice, 0, "a warm step uploads nothing")
+        XCTAssertEqual(second.toHost - first.toHost, 4 * b * t, "and downloads the losses only")
+
+        var gradientBytes = 0
+        for p in model.parameters.parameters {
+            _ = p.gradient.toArray()
+            gradientBytes += 4 * p.count
+        }
+        let read = device.transferredBytes
+        XCTAssertEqual(read.toHost - second.toHost, gradientBytes, "reading the gradients brings them down, once")
+        for p in model.parameters.parameters { _ = p.gradient.toArray() }
+        XCTAssertEqual(device.transferredBytes.toHost, read.toHost, "a second read of unchanged values moves nothing")
+        print("GPT \(model.parameters.scalarCount) parameters: first step \(first.toDevice) B up, \(first.toHost) B down; "
+              + "warm step 0 B up, \(4 * b * t) B down; gradients \(gradientBytes) B down")
     }
 
     /// The VRAM budget: a step's device memory peaks at exactly what it allocates; that

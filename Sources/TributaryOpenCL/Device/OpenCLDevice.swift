@@ -47,16 +47,27 @@ public final class OpenCLDevice: ComputeDevice, @unchecked Sendable {
     /// Device memory in use and at its peak (the VRAM the budget counts).
     public var deviceBytesInUse: Int { context.allocator.currentBytes }
     public var deviceBytesPeak: Int { context.allocator.peakBytes }
+    /// Bytes of tensor values copied host → device and device → host so far (token ids
+    /// and targets, which arrive with each batch, are not counted).
+    public var transferredBytes: (toDevice: Int, toHost: Int) { failures.transferred }
 }
 
-/// The first failure of a device's kernels or transfers (later ones follow from it).
+/// The first failure of a device's kernels or transfers (later ones follow from it), and
+/// the bytes its storage copies moved each way.
 final class OpenCLFailures: Sendable {
     private let recorded = Mutex<OpenCLError?>(nil)
+    private let moved = Mutex((toDevice: 0, toHost: 0))
 
     var first: OpenCLError? { recorded.withLock { $0 } }
 
     func record(_ error: OpenCLError) {
         recorded.withLock { if $0 == nil { $0 = error } }
+    }
+
+    var transferred: (toDevice: Int, toHost: Int) { moved.withLock { $0 } }
+
+    func count(toDevice: Int = 0, toHost: Int = 0) {
+        moved.withLock { $0.toDevice += toDevice; $0.toHost += toHost }
     }
 }
 
@@ -79,6 +90,7 @@ final class OpenCLStorageCopy: DeviceStorageCopy, @unchecked Sendable {
         let code = clEnqueueReadBuffer(context.computeQueue, tensor.buffer, cl_bool(CL_TRUE), offset * size, count * size,
                                        host + offset, 0, nil, nil)
         if code != CL_SUCCESS { failures.record(.call("clEnqueueReadBuffer", code: code)) }
+        failures.count(toHost: count * size)
     }
 
     func copyFromHost(_ host: UnsafePointer<Float>, count: Int) {
@@ -86,6 +98,7 @@ final class OpenCLStorageCopy: DeviceStorageCopy, @unchecked Sendable {
         let code = clEnqueueWriteBuffer(context.computeQueue, tensor.buffer, cl_bool(CL_TRUE), 0,
                                         count * MemoryLayout<Float>.size, host, 0, nil, nil)
         if code != CL_SUCCESS { failures.record(.call("clEnqueueWriteBuffer", code: code)) }
+        failures.count(toDevice: count * MemoryLayout<Float>.size)
     }
 
     func fill(offset: Int, count: Int, value: Float) {
