@@ -14,6 +14,13 @@ public protocol DeviceStorageCopy: AnyObject, Sendable {
     func copyFromHost(_ host: UnsafePointer<Float>, count: Int)
     /// Sets elements `offset ..< offset + count` to `value` on the device.
     func fill(offset: Int, count: Int, value: Float)
+    /// Returns once no transfer still reads the host's memory: called before the host
+    /// writes the block or frees it (a device whose uploads block does nothing).
+    func waitUntilHostMayChange()
+}
+
+extension DeviceStorageCopy {
+    public func waitUntilHostMayChange() {}
 }
 
 /// Which copy of a storage block holds its newest values, for blocks a device computes
@@ -43,9 +50,15 @@ public final class StorageResidency: Sendable {
     func hostWillWrite(_ base: UnsafeMutablePointer<Float>, count: Int) {
         state.withLock { s in
             guard let copy = s.copy else { return }
+            copy.waitUntilHostMayChange()
             if s.newest == .device { copy.copyToHost(base, offset: 0, count: count) }
             s.newest = .host
         }
+    }
+
+    /// The host memory is about to be freed: no transfer may still read it.
+    func hostWillFree() {
+        state.withLock { s in s.copy?.waitUntilHostMayChange() }
     }
 
     /// The host is about to read elements `offset ..< offset + count` only: those come down
@@ -70,6 +83,7 @@ public final class StorageResidency: Sendable {
             } else {
                 (base + offset).update(repeating: value, count: rangeCount)
             }
+            // (The host is written only without a device copy, so no upload reads it.)
         }
     }
 

@@ -24,7 +24,10 @@ public final class TensorStorage: @unchecked Sendable {
         return hostMemory
     }
 
-    deinit { allocator.deallocateFloats(hostMemory, count: count) }
+    deinit {
+        residency?.hostWillFree()
+        allocator.deallocateFloats(hostMemory, count: count)
+    }
 }
 
 /// A dense, row-major fp32 tensor: a shape over a contiguous range of a storage block.

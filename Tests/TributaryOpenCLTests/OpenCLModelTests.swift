@@ -136,6 +136,26 @@ final class OpenCLModelTests: XCTestCase {
               + "warm step 0 B up, \(4 * b * t) B down; gradients \(gradientBytes) B down")
     }
 
+    /// Uploads do not block the host: a host write to a block whose upload may still be in
+    /// flight waits for it, so the device sees the old values for the kernels enqueued
+    /// before the write and the new ones after (16 M values: an upload long enough that a
+    /// missing wait would let the new values leak into the first sum).
+    func testAHostWriteWaitsForTheUploadStillReadingTheBlock() throws {
+        let device = try openCL()
+        let n = 1 << 24
+        let x = try Tensor(shape: [n], allocator: device.allocator)
+        let y = try Tensor(shape: [n], allocator: device.allocator)
+        x.fill(1)  // no device copy yet: on the host
+        device.kernels.accumulate(y, x, count: n)  // x goes up on the transfer queue; y += 1 waits for it
+        let values = x.data  // must wait until the upload has read x
+        for i in 0..<n { values[i] = 2 }
+        device.kernels.accumulate(y, x, count: n)  // x goes up again: y += 2
+        try device.checkHealthy()
+        let sums = Set(y.toArray())
+        XCTAssertEqual(sums, [3], "y = 1 + 2 everywhere")
+        XCTAssertEqual(device.transferredBytes.toDevice, 3 * 4 * n, "y (zeros) once, x twice")
+    }
+
     /// The VRAM budget: a step's device memory peaks at exactly what it allocates; that
     /// budget trains, and one byte less fails with a typed out-of-memory from the model
     /// (never a crash, never a loss or gradient from a half-run step).

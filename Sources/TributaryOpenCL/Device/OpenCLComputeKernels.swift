@@ -26,6 +26,7 @@ struct OpenCLComputeKernels: ComputeKernels {
         let copy = try residency.deviceCopy(of: tensor.storage, willWrite: writes) { () throws(OpenCLError) in
             try OpenCLStorageCopy(count: count, context: context, failures: failures)
         }
+        copy.orderComputeAfterUpload()
         return try DeviceTensor(viewing: copy.tensor, offset: tensor.offset, count: tensor.count)
     }
 
