@@ -3,10 +3,10 @@ import COpenCL
 /// An OpenCL context on one device, with its queues and its VRAM allocator.
 ///
 /// Kernels run on `computeQueue`, which is in order: each operation sees the results of
-/// the ones enqueued before it, so callers need no events. `transferQueue` is there for
-/// overlapping uploads with compute later; today every transfer goes through the compute
-/// queue and blocks, which keeps the "synchronous as seen by the caller" contract of
-/// `ComputeKernels`.
+/// the ones enqueued before it, so callers need no events. A model's storage blocks go up
+/// on `transferQueue` without blocking the host (`OpenCLStorageCopy`), the compute queue
+/// waiting for them on the device; reads block, which keeps the "synchronous as seen by
+/// the caller" contract of `ComputeKernels`.
 public final class OpenCLContext: @unchecked Sendable {
     // Unchecked: OpenCL handles may be used from any thread (OpenCL 1.2 makes every API
     // call thread-safe except clSetKernelArg, which `OpenCLKernels` serialises).
