@@ -16,6 +16,9 @@ public struct ComputeBenchmark {
             Configuration(name: "mlp", spec: .mlp(MLPConfig(inputFeatures: 784, hidden: [512, 512], classes: 10)), batch: 128),
             Configuration(name: "gpt-tiny", spec: .gpt(GPTConfig(vocabSize: 65, blockSize: 128, nLayer: 4, nHead: 4, nEmbd: 128)), batch: 32),
             Configuration(name: "gpt-small", spec: .gpt(GPTConfig(vocabSize: 65, blockSize: 256, nLayer: 6, nHead: 6, nEmbd: 384)), batch: 8),
+            // GPT-2 small's shape (124M parameters): for GPUs (Deploy/gpu/measure.sh).
+            Configuration(name: "gpt2-small", spec: .gpt(GPTConfig(vocabSize: 50257, blockSize: 1024, nLayer: 12, nHead: 12, nEmbd: 768)),
+                          batch: 4),
         ]
 
         public static func named(_ name: String) -> Configuration? { all.first { $0.name == name } }

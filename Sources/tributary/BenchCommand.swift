@@ -16,7 +16,7 @@ struct ComputeBench: ParsableCommand {
         commandName: "compute",
         abstract: "Training-step speed of the peers.md configurations, next to PyTorch run in the same session.")
 
-    @Option(help: "Configurations: mlp, gpt-tiny, gpt-small (comma-separated).") var models = "mlp,gpt-tiny,gpt-small"
+    @Option(help: "Configurations: mlp, gpt-tiny, gpt-small, gpt2-small (comma-separated).") var models = "mlp,gpt-tiny,gpt-small"
     @Option(help: "Optimizers: adamw, sgd (comma-separated).") var opts = "adamw"
     @Option(help: "Untimed warm-up steps.") var warmup = 5
     @Option(help: "Timed steps.") var steps = 20
@@ -35,7 +35,7 @@ struct ComputeBench: ParsableCommand {
         let device = try devices.make(memoryBudgetBytes: nil, cacheDirectory: "\(NSHomeDirectory())/.cache/tributary/opencl")
         let configs = try models.split(separator: ",").map { name in
             guard let c = ComputeBenchmark.Configuration.named(String(name)) else {
-                throw ValidationError("unknown configuration '\(name)' (mlp, gpt-tiny, gpt-small)")
+                throw ValidationError("unknown configuration '\(name)' (mlp, gpt-tiny, gpt-small, gpt2-small)")
             }
             return c
         }

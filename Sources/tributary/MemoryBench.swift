@@ -17,7 +17,7 @@ struct MemoryBench: AsyncParsableCommand {
         commandName: "memory",
         abstract: "Worker step under a falling memory budget: plan, allocator peak, peak RSS, slowdown.")
 
-    @Option(help: "Configuration (peers.md): gpt-tiny or gpt-small.") var model = "gpt-tiny"
+    @Option(help: "Configuration: gpt-tiny, gpt-small (peers.md) or gpt2-small.") var model = "gpt-tiny"
     @Option(help: "Budgets as fractions of the unbudgeted peak (comma-separated; 1 = the unbudgeted plan).")
     var fractions = "1,0.5,0.25,0.125,0.0625"
     @Option(help: "Update codec (with error feedback unless fp32).") var codec = "int8:256"
@@ -44,7 +44,7 @@ struct MemoryBench: AsyncParsableCommand {
 
     func job() throws -> JobDescription {
         guard let cfg = ComputeBenchmark.Configuration.named(model), cfg.spec.family is GPTConfig else {
-            throw ValidationError("--model takes gpt-tiny or gpt-small")
+            throw ValidationError("--model takes gpt-tiny, gpt-small or gpt2-small")
         }
         return JobDescription(name: "bench-memory", model: cfg.spec, samplesPerUnit: cfg.batch, microBatchSize: cfg.batch,
                               updateCodec: codec, zstdLevel: 1)
