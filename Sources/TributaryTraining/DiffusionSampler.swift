@@ -113,13 +113,17 @@ public struct DiffusionSampler: Sendable {
     }
 
     /// One DDIM (η = 0) step from timestep t to `previous` (−1: the clean image, ᾱ = 1):
-    /// x ← √ᾱ_prev·x̂₀ + √(1−ᾱ_prev)·ε̂, over `count` values in place.
+    /// x ← √ᾱ_prev·x̂₀ + √(1−ᾱ_prev)·ε', over `count` values in place, where
+    /// ε' = (x_t − √ᾱ_t·x̂₀)/√(1−ᾱ_t) is the noise x_t holds over the (clipped) x̂₀: ε̂
+    /// itself when nothing was clipped. As in Nichol & Dhariwal's sampler: near t = T a
+    /// clipped x̂₀ is far from the unclipped one (x̂₀ divides by √ᾱ_T ≈ 0.006), and pairing it
+    /// with the raw ε̂ would step to a point the forward process cannot reach.
     public func ddimStep(_ x: UnsafeMutablePointer<Float>, _ epsilon: UnsafePointer<Float>, count: Int, from t: Int, to previous: Int) {
         let alphaBar = previous >= 0 ? schedule.alphaBars[previous] : 1
         let a = Float(alphaBar.squareRoot()), s = Float((1 - alphaBar).squareRoot())
-        denoisedStep(x, epsilon, count: count, t: t) { x0, _ in a * x0 }
-        if s > 0 {
-            for j in 0..<count { x[j] += s * epsilon[j] }
+        let root = Float(schedule.alphaBars[t].squareRoot()), inverseNoiseRoot = Float(1 / (1 - schedule.alphaBars[t]).squareRoot())
+        denoisedStep(x, epsilon, count: count, t: t) { x0, xt in
+            a * x0 + s * (xt - root * x0) * inverseNoiseRoot
         }
     }
 
