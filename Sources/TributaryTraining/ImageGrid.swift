@@ -12,16 +12,11 @@ public enum ImageGrid {
     /// to 0…255 by (x + 1)/2 · 255. One channel gives a gray PNG, three an RGB one.
     public static func render(_ images: [Float], count: Int, channels: Int, side: Int) throws(PNGError) -> PNGImage {
         guard channels == 1 || channels == 3 else { throw .unsupportedChannels(channels) }
+        // The layout first: it bounds count × side², so the products below cannot overflow.
+        let (columns, width, height) = try layout(count: count, side: side)
         let n = channels * side * side
-        guard count >= 1, side >= 1, images.count == count * n else { throw .pixelCount(expected: count * n, got: images.count) }
-        let columns = Int(Double(count).squareRoot().rounded(.up)), rows = (count + columns - 1) / columns
-        let width = columns * side + (columns - 1) * gap, height = rows * side + (rows - 1) * gap
-        // Checked here so that a huge request fails before the canvas is allocated.
-        let (area, overflow) = width.multipliedReportingOverflow(by: height)
-        guard !overflow, area <= PNGImage.defaultMaxPixels else {
-            throw .tooLarge(width: width, height: height, maxPixels: PNGImage.defaultMaxPixels)
-        }
-        var canvas = [UInt8](repeating: gapLevel, count: area * channels)
+        guard images.count == count * n else { throw .pixelCount(expected: count * n, got: images.count) }
+        var canvas = [UInt8](repeating: gapLevel, count: width * height * channels)
         images.withUnsafeBufferPointer { source in
             canvas.withUnsafeMutableBufferPointer { out in
                 guard let source = source.baseAddress, let out = out.baseAddress else { return }
@@ -39,6 +34,21 @@ public enum ImageGrid {
             }
         }
         return try PNGImage(width: width, height: height, channels: channels, pixels: canvas)
+    }
+
+    /// The grid of `count` images of side `side`: its columns and its size in pixels, refused
+    /// past `PNGImage.defaultMaxPixels` (callers check before drawing the images at all).
+    public static func layout(count: Int, side: Int) throws(PNGError) -> (columns: Int, width: Int, height: Int) {
+        guard count >= 1 else { throw .badDimensions(width: 0, height: 0) }
+        guard side >= 1, side <= 1 << 20 else { throw .badDimensions(width: side, height: side) }
+        let columns = Int(Double(count).squareRoot().rounded(.up)), rows = (count + columns - 1) / columns
+        let (w, o1) = columns.multipliedReportingOverflow(by: side + gap), (h, o2) = rows.multipliedReportingOverflow(by: side + gap)
+        let width = w - gap, height = h - gap
+        let (area, o3) = width.multipliedReportingOverflow(by: height)
+        guard !o1, !o2, !o3, area <= PNGImage.defaultMaxPixels else {
+            throw .tooLarge(width: width, height: height, maxPixels: PNGImage.defaultMaxPixels)
+        }
+        return (columns, width, height)
     }
 
     /// [−1, 1] → 0…255, rounded.

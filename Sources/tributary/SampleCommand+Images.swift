@@ -28,6 +28,8 @@ extension SampleCommand {
         }
         try Self.checkWritable(out)
         let count = images ?? 64
+        // A grid too large for one PNG is refused before any image is drawn.
+        _ = try ImageGrid.layout(count: count, side: config.imageSize)
         let model = try UNet(config: config, device: CPUDevice(allocator: .shared))
         try loaded.loadWeights(into: model.parameters)
         let perImage = max(1, UNet.activationBytes(config: config, batch: 1))
