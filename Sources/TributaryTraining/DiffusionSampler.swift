@@ -10,7 +10,9 @@ import TributaryTensor
 ///   The mean is written through x̂₀ = (x_t − √(1−ᾱ_t)·ε̂)/√ᾱ_t, which is Algorithm 2's
 ///   mean when x̂₀ is not clipped.
 /// - `.ddim(steps:)`: DDIM with η = 0 (Song et al. 2021), deterministic after x_T, over
-///   `steps` timesteps evenly spaced from T−1 down to 0; after the last, x̂₀ itself.
+///   `steps` timesteps evenly spaced from T−1 down to 0; after the last, x̂₀ itself. Each
+///   step pairs x̂₀ with the noise x_t holds over it (`ddimStep`), which is ε̂ unless x̂₀
+///   was clipped.
 ///
 /// With `clipDenoised` (the default, as in Ho et al.'s code) x̂₀ is clamped to [−1, 1] at
 /// every step, the range the U-Net's data lives in, so the output lies in [−1, 1].

@@ -17,7 +17,7 @@ extension SampleCommand {
         }
         let method: DiffusionSampler.Method
         switch sampler {
-        case "ddim": method = .ddim(steps: min(steps ?? 50, config.timesteps))
+        case "ddim": method = .ddim(steps: steps ?? min(50, config.timesteps)) // a given --steps past T is refused, not cut
         case "ddpm":
             guard steps == nil else { throw CLIError("--steps applies to --sampler ddim; ddpm visits all \(config.timesteps) timesteps") }
             method = .ddpm

@@ -62,7 +62,8 @@ extension CLITests {
         try assertFails(["sample", "--checkpoint", dir, "--images", "4", "--out", dir, "--threads", "1"], ["it is a directory"])
         try assertFails(sample(["--sampler", "euler"]), ["--sampler must be ddim or ddpm, got euler"])
         try assertFails(sample(["--sampler", "ddpm", "--steps", "10"]), ["--steps applies to --sampler ddim"])
-        try assertFails(sample(["--steps", "0"]), ["DDIM needs 1…1000 steps"])
+        try assertFails(sample(["--steps", "0"]), ["DDIM needs 1…1000 steps", "got 0"])
+        try assertFails(sample(["--steps", "1001"]), ["DDIM needs 1…1000 steps", "got 1001"])
         XCTAssertFalse(FileManager.default.fileExists(atPath: out), "no request above wrote a file")
 
         let gpt = try makeGoodCheckpoint()
