@@ -35,6 +35,8 @@ let package = Package(
                        providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib",
                        providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CPNG", pkgConfig: "libpng",
+                       providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "CMalloc"),
         // OpenCL (the ICD loader, which finds the installed drivers) and CLBlast's SGEMM.
         .systemLibrary(name: "COpenCL", pkgConfig: "OpenCL",
@@ -62,7 +64,7 @@ let package = Package(
                 swiftSettings: optimizedInDebug),
         .target(name: "TributaryOptim", dependencies: ["TributaryTensor"],
                 swiftSettings: optimizedInDebug),
-        .target(name: "TributaryData", dependencies: ["TributaryTensor", "CZlib"],
+        .target(name: "TributaryData", dependencies: ["TributaryTensor", "CZlib", "CPNG"],
                 swiftSettings: optimizedInDebug),
         .target(name: "TributaryCheckpoint",
                 dependencies: ["TributaryTensor", "TributaryModels", "TributaryOptim", "TributaryData",

@@ -3,6 +3,7 @@
 #   libopenblas-dev  matrix products (cblas_sgemm)
 #   libzstd-dev      update compression
 #   zlib1g-dev       gzip-compressed datasets (MNIST IDX), frame checksums
+#   libpng-dev       PNG images: a U-Net's sample grids (tributary sample), PNG reading
 #   libsqlite3-dev   the coordinator's ledger (GRDB)
 #   ocl-icd-opencl-dev  OpenCL headers and the ICD loader (GPU workers, TributaryOpenCL)
 #   libclblast-dev   CLBlast, matrix products on OpenCL devices
@@ -23,7 +24,7 @@
 #                    prometheus package: installing that package would also start a Prometheus server
 set -euo pipefail
 
-packages=(libopenblas-dev libzstd-dev zlib1g-dev libsqlite3-dev ocl-icd-opencl-dev libclblast-dev pkg-config)
+packages=(libopenblas-dev libzstd-dev zlib1g-dev libpng-dev libsqlite3-dev ocl-icd-opencl-dev libclblast-dev pkg-config)
 tests=0
 for arg in "$@"; do
     case "$arg" in

@@ -205,6 +205,29 @@ public final class UNet: StochasticTrainingModel, @unchecked Sendable {
         return Float(loss)
     }
 
+    // MARK: Inference
+
+    /// The predicted noise ε̂(x_t, t) for `b` noised images x_t (in the [−1, 1] space the
+    /// model denoises in, [b, C, S, S]), one timestep each, written into `output`
+    /// (b × pixelsPerSample values). Forward only: gradients are left as they are.
+    public func predictNoise(noisy: UnsafeBufferPointer<Float>, timesteps: [Int], batch b: Int,
+                             into output: UnsafeMutableBufferPointer<Float>) throws {
+        let n = config.pixelsPerSample
+        guard b > 0, noisy.count == b * n, output.count == b * n, timesteps.count == b,
+              let source = noisy.baseAddress, let destination = output.baseAddress else {
+            throw ModelError.batchShape("\(b) images need \(b * n) pixels in and out and \(b) timesteps; got \(noisy.count), \(output.count), \(timesteps.count)")
+        }
+        if let bad = timesteps.first(where: { $0 < 0 || $0 >= schedule.timesteps }) {
+            throw ModelError.batchShape("timestep \(bad) is outside 0..<\(schedule.timesteps)")
+        }
+        let c = try cache(batch: b)
+        c.input.data.update(from: source, count: b * n)
+        for (image, t) in timesteps.enumerated() { c.timesteps[image] = Float(t) }
+        try forward(c)
+        try device.checkHealthy()
+        destination.update(from: c.prediction.readableData, count: b * n)
+    }
+
     private func meanSquaredError(_ c: Cache) -> Double {
         let p = c.prediction.data, e = c.noise.data
         var s = 0.0

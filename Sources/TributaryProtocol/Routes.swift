@@ -8,6 +8,8 @@ public enum Routes {
     /// The asking worker's own credit and rank (needs its bearer token).
     public static let myCredit = "/v1/workers/me"
     public static let job = "/v1/job"
+    /// The image grid a U-Net job draws at each validation (PNG).
+    public static let latestSamples = "/v1/samples/latest.png"
 
     public static func lease(_ id: String) -> String { "/v1/leases/\(id)" }
     public static func renew(_ id: String) -> String { "/v1/leases/\(id)/renew" }

@@ -169,7 +169,12 @@ struct TrainCommand: ParsableCommand {
 
 struct SampleCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "sample", abstract: "Generate text from a GPT checkpoint.")
+        commandName: "sample", abstract: "Generate text from a GPT checkpoint, or a grid of images from a U-Net checkpoint.",
+        discussion: """
+        A GPT checkpoint continues --prompt. A U-Net checkpoint (train --model unet) draws \
+        --images images by DDIM (--steps, deterministic after the seeded start) or DDPM \
+        (every timestep) and writes them as one PNG grid to --out.
+        """)
 
     @Option(help: "A checkpoint directory, a directory whose 'latest' names one, or a coordinator's data directory.") var checkpoint: String
     @Option(help: "Text to continue.") var prompt = "\n"
@@ -177,10 +182,19 @@ struct SampleCommand: ParsableCommand {
     @Option(help: "Softmax temperature (0 = greedy).") var temperature: Float = 0.8
     @Option(name: .customLong("top-k"), help: "Sample among the k most likely tokens (0 = all).") var topK = 0
     @Option(help: "Sampling seed.") var seed: UInt64 = 1
+    @Option(help: "U-Net: images to draw, 1…\(Self.maxImages) (default 64).") var images: Int?
+    @Option(help: "U-Net: the PNG file the image grid is written to.") var out: String?
+    @Option(help: "U-Net: ddim (deterministic, --steps) or ddpm (ancestral, every timestep).") var sampler = "ddim"
+    @Option(help: "U-Net: DDIM steps, evenly spaced over the model's timesteps (default 50).") var steps: Int?
     @OptionGroup var compute: ComputeOptions
+
+    static let maxImages = 1024
 
     func run() throws {
         try compute.apply()
+        if let images, !(1...Self.maxImages).contains(images) {
+            throw CLIError("--images must be 1…\(Self.maxImages), got \(images)")
+        }
         guard temperature >= 0, tokens >= 0, topK >= 0 else { throw ValidationError("temperature, tokens and top-k must not be negative") }
         // A coordinator's data directory holds its checkpoints one level down.
         var isDirectory: ObjCBool = false
@@ -188,9 +202,16 @@ struct SampleCommand: ParsableCommand {
         let path = FileManager.default.fileExists(atPath: nested, isDirectory: &isDirectory) && isDirectory.boolValue
             && !FileManager.default.fileExists(atPath: "\(checkpoint)/config.json") ? nested : checkpoint
         let loaded = try LoadedCheckpoint.read(path)
+        if let cfg = loaded.config.model.family as? UNetConfig {
+            try sampleImages(loaded, config: cfg)
+            return
+        }
         guard let cfg = loaded.config.model.family as? GPTConfig else {
             let kind = loaded.config.model.modelType == "mlp" ? "an MLP" : "a \(loaded.config.model.modelType) model"
-            throw CLIError("\(loaded.path) holds \(kind); only GPT checkpoints generate text")
+            throw CLIError("\(loaded.path) holds \(kind); only GPT checkpoints generate text and only U-Net checkpoints images")
+        }
+        if images != nil || out != nil {
+            throw CLIError("\(loaded.path) holds a GPT, which generates text; --images and --out are for U-Net checkpoints")
         }
         guard let vocabulary = loaded.config.vocabulary else {
             throw CLIError("\(loaded.path) has no character vocabulary (trained on token ids), so its output cannot be decoded to text")

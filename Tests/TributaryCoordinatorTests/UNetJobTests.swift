@@ -1,4 +1,5 @@
 import Foundation
+import TributaryData
 import XCTest
 @testable import TributaryCoordinator
 
@@ -22,5 +23,36 @@ final class UNetJobTests: JobTestCase {
         let values = await job.parameterValues()
         XCTAssertNotNil(values["up_blocks.0.attentions.0.q.weight"], "attention at 14×14 is in the model")
         await job.close()
+    }
+
+    /// Each validation draws a 4 × 4 grid of 28×28 images into the data directory: 4·28 + 3·2
+    /// = 118 pixels square, gray. A GPT job has none to give.
+    func testValidationDrawsASampleGrid() async throws {
+        var c = config(checkpointEvery: 100)
+        c.model.type = "unet"
+        c.model.baseChannels = 4
+        c.model.channelMultipliers = [1, 2]
+        c.model.normGroups = 2
+        c.data.source = "builtin:digits"
+        c.storage.validationEveryRounds = 1
+        let job = try await open(c)
+        XCTAssertThrowsError(try job.latestSamples()) { error in
+            XCTAssertEqual((error as? JobError)?.problemCode, .notFound, "none before the first validation")
+        }
+        let workers = try await register(job, 2)
+        try await run(job, workers, units: 2)
+        let path = "\(c.storage.dataDirectory)/samples/latest.png"
+        XCTAssertTrue(FileManager.default.fileExists(atPath: path))
+        let grid = try PNGImage.decode(try job.latestSamples())
+        XCTAssertEqual([grid.width, grid.height, grid.channels], [118, 118, 1])
+        XCTAssertEqual(grid.pixels[28], 128, "the gap after the first column")
+        XCTAssertEqual(try PNGImage.read(path: path), grid)
+        await job.close()
+
+        let gpt = try await open(config(checkpointEvery: 100))
+        XCTAssertThrowsError(try gpt.latestSamples()) { error in
+            XCTAssertTrue("\(error)".contains("only U-Net jobs do"), "\(error)")
+        }
+        await gpt.close()
     }
 }

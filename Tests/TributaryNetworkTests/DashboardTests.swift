@@ -57,6 +57,10 @@ final class DashboardTests: XCTestCase {
             XCTAssertEqual(matches(#"data-testid="\#(id)""#).count, 1, id)
         }
         XCTAssertTrue(html.contains("/v1/status") && html.contains("/v1/workers"))
+        // The sample grid is fetched by the script and shown from a blob: URL (the only
+        // image source the page's CSP allows besides data:).
+        XCTAssertTrue(html.contains("\"/v1/samples/latest.png\"") && html.contains("URL.createObjectURL(blob)"))
+        XCTAssertTrue(DashboardPage.contentSecurityPolicy.contains("img-src data: blob:;"))
         XCTAssertTrue(html.contains("Connection lost, retrying"))
     }
 

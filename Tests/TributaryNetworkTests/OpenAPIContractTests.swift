@@ -76,7 +76,7 @@ final class OpenAPIContractTests: XCTestCase {
         // The paths the worker builds with Routes are the documented templates.
         let built: [(String, String)] = [
             ("POST", Routes.register), ("GET", Routes.job), ("POST", Routes.leases), ("GET", Routes.status),
-            ("GET", Routes.workers), ("GET", Routes.myCredit),
+            ("GET", Routes.workers), ("GET", Routes.myCredit), ("GET", Routes.latestSamples),
             ("DELETE", Routes.lease("{lease}")), ("POST", Routes.renew("{lease}")), ("GET", Routes.batch("{lease}")),
             ("PUT", Routes.update("{lease}", shard: "{shard}")), ("POST", Routes.commit("{lease}")),
             ("GET", Routes.manifest(0).replacingOccurrences(of: "/0/", with: "/{version}/")),
@@ -379,6 +379,8 @@ final class OpenAPIContractTests: XCTestCase {
         XCTAssertEqual([credit.worker.samples, credit.worker.acceptedUpdates], [mine.samples, 2])
         XCTAssertEqual([credit.rank, credit.volunteers, credit.jobSamples], [1, 2, mine.samples])
         XCTAssertEqual(credit.share, 1)
+        // A GPT job draws no sample grid (SampleGridRouteTests has a U-Net's).
+        try await api.call(.GET, Routes.latestSamples, expect: 404, code: .notFound)
         let page = String(decoding: try await api.call(.GET, "/", expect: 200).body, as: UTF8.self)
         XCTAssertTrue(page.contains("<html"), "the dashboard page")
         let metrics = String(decoding: try await api.call(.GET, "/metrics", expect: 200).body, as: UTF8.self)

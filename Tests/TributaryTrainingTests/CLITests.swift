@@ -219,7 +219,7 @@ final class CLITests: XCTestCase {
         try assertFails(["sample", "--checkpoint", dir, "--threads", "1"], ["holds an MLP", "only GPT checkpoints generate text"])
     }
 
-    func testTrainsAUNetOnDigitsAndSampleRefusesIt() throws {
+    func testTrainsAUNetOnDigitsAndSampleAsksForAnImageFile() throws {
         let dir = try path("unet")
         let r = try tributary(["train", "--data", "builtin:digits", "--model", "unet", "--base-channels", "4", "--channel-multipliers", "1,2",
                                "--norm-groups", "2", "--attention-resolutions", "14", "--steps", "2", "--batch-size", "4",
@@ -229,7 +229,7 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(r.stdout.contains("step 2 checkpoint \(dir)/step-00000002"), r.stdout)
         XCTAssertTrue(r.stdout.contains("step 2 validation loss "), r.stdout)
         XCTAssertFalse(r.stdout.contains("accuracy"), "a denoising model has no accuracy: \(r.stdout)")
-        try assertFails(["sample", "--checkpoint", dir, "--threads", "1"], ["holds a unet model", "only GPT checkpoints generate text"])
+        try assertFails(["sample", "--checkpoint", dir, "--threads", "1"], ["holds a U-Net, which draws images", "give --out FILE.png"])
         try assertFails(["train", "--data", "builtin:digits", "--model", "unet", "--channel-multipliers", "1,x", "--steps", "1"],
                         ["--channel-multipliers takes comma-separated whole numbers"])
         try assertFails(["train", "--data", "builtin:digits", "--model", "unet", "--channel-multipliers", "1,2,2,2", "--steps", "1"],

@@ -108,6 +108,13 @@ public struct CoordinatorServer: Sendable {
             let (offset, limit) = try pageParameters(request)
             return try json(await job.workerPage(offset: offset, limit: limit))
         }
+        monitoring.get(RouterPath(Routes.latestSamples)) { _, _ -> Response in
+            let body = try job.latestSamples()
+            job.stats.noteBytesOut(body.count)
+            var response = binary(body, type: "image/png")
+            response.headers[.cacheControl] = "no-cache"
+            return response
+        }
         monitoring.get("/metrics") { _, _ -> Response in
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                      body: .init(byteBuffer: ByteBuffer(bytes: job.metrics.exposition())))

@@ -4,7 +4,8 @@
 /// The page polls `GET /v1/status` every 2 s, and `GET /v1/workers` when the coordinator
 /// answers it (a 404 is tolerated: the table then says the list is unavailable). It shows
 /// the job, progress, training and validation loss as an SVG chart, throughput, workers,
-/// units, traffic and compression, rejections, timing and ETA, and a visible
+/// units, traffic and compression, rejections, timing and ETA, a U-Net job's latest sample
+/// grid (`GET /v1/samples/latest.png`, fetched when a validation point appears), and a visible
 /// "connection lost, retrying" banner while polling fails.
 ///
 /// API location: by default the page asks its own origin (`/v1/status`). The query
@@ -19,10 +20,11 @@
 /// version text (`version`) and the workers table body (`workers-body`).
 public enum DashboardPage {
     /// A `Content-Security-Policy` to serve with the page: its inline script and styles
-    /// only, no other resource; fetches to any http(s) origin (for `?api=`).
+    /// only, no other resource; fetches to any http(s) origin (for `?api=`); images only
+    /// from data: and blob: URLs (the sample grid, fetched by the script).
     public static let contentSecurityPolicy =
         "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self' http: https:; "
-        + "img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+        + "img-src data: blob:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
     public static let html: String = #"""
 <!doctype html>
@@ -80,6 +82,8 @@ body.stale main { opacity: 0.6; }
   background: var(--card); border: 1px solid var(--line); border-radius: 10px; padding: 14px 16px; min-width: 0;
 }
 .card.wide { grid-column: 1 / -1; }
+.card[hidden] { display: none; }
+#samples-box img { display: block; width: 100%; max-width: 360px; height: auto; image-rendering: pixelated; background: #000; }
 .card h2 {
   font-size: 13px; text-transform: uppercase; letter-spacing: 0.06em; color: var(--muted); margin: 0 0 10px;
 }
@@ -180,6 +184,12 @@ footer { padding: 0 20px 20px; font-size: 12px; color: var(--muted); max-width: 
         <text id="chart-empty" class="empty" x="320" y="140" text-anchor="middle">no loss reported yet</text>
       </svg>
     </div>
+  </section>
+
+  <section class="card" aria-labelledby="h-samples" id="samples-card" hidden>
+    <h2 id="h-samples">Samples</h2>
+    <p class="muted" id="samples-caption"></p>
+    <div id="samples-box"></div>
   </section>
 
   <section class="card" aria-labelledby="h-speed">
@@ -630,6 +640,38 @@ footer { padding: 0 20px 20px; font-size: 12px; color: var(--muted); max-width: 
     }).catch(function () { /* keep the last table; the status poll reports the connection */ });
   }
 
+  // A U-Net job's grid of images, drawn at each validation: fetched by the script (so the
+  // viewer token goes with it) when a new validation point appears, and shown from a
+  // blob: URL; the card stays hidden while the route answers 404 (other models).
+  var samples = { round: null, url: null };
+  function pollSamples(s) {
+    var val = points(s.validation_loss);
+    var round = val.length ? val[val.length - 1].x : null;
+    if (round === null || round === samples.round) return Promise.resolve();
+    samples.round = round;
+    var headers = { Accept: "image/png" };
+    if (viewerToken()) headers.Authorization = "Bearer " + viewerToken();
+    return fetch(API + "/v1/samples/latest.png", { cache: "no-store", headers: headers }).then(function (r) {
+      if (!r.ok) { el("samples-card").hidden = true; return; }
+      return r.blob().then(function (blob) {
+        if (blob.type !== "image/png") return;
+        var img = el("samples-img");
+        if (!img) {
+          img = document.createElement("img");
+          img.id = "samples-img";
+          img.setAttribute("data-testid", "samples");
+          img.alt = "images drawn from the model at its latest validation";
+          el("samples-box").appendChild(img);
+        }
+        if (samples.url) URL.revokeObjectURL(samples.url);
+        samples.url = URL.createObjectURL(blob);
+        img.src = samples.url;
+        setText("samples-caption", "drawn by DDIM at round " + round + ", the same seed each time");
+        el("samples-card").hidden = false;
+      });
+    }).catch(function () { samples.round = null; /* try again at the next poll */ });
+  }
+
   function poll() {
     state.polls += 1;
     getJSON("/v1/status").then(function (r) {
@@ -645,6 +687,7 @@ footer { padding: 0 20px 20px; font-size: 12px; color: var(--muted); max-width: 
       state.lastOk = Date.now();
       renderStatus(s);
       setConnected(true);
+      pollSamples(s);
       return pollWorkers();
     }).catch(function (e) {
       setConnected(false, e && e.name === "AbortError" ? "timed out" : e);

@@ -37,6 +37,8 @@ public enum JobError: Error, Equatable, CustomStringConvertible {
     case jobFailed(String)
     /// No chain of deltas for this shard between the versions is served (or it would not be smaller).
     case deltaUnavailable(String, from: Int, to: Int, reason: String)
+    /// No sample grid to serve: the model draws none, or no validation has run yet.
+    case noSamples(String)
 
     public var problemCode: ProblemCode {
         switch self {
@@ -59,7 +61,7 @@ public enum JobError: Error, Equatable, CustomStringConvertible {
         case .roundDeadlineReached: return .roundDeadlineReached
         case .updateNormOutOfRange: return .updateNormOutOfRange
         case .workerBanned: return .workerBanned
-        case .unknownWorker: return .notFound
+        case .unknownWorker, .noSamples: return .notFound
         case .storageUnavailable: return .storageUnavailable
         case .replayedUpdate: return .replayedUpdate
         case .jobFailed: return .jobFailed
@@ -109,6 +111,7 @@ public enum JobError: Error, Equatable, CustomStringConvertible {
         case let .jobFailed(why): return "the job stopped: \(why)"
         case let .deltaUnavailable(name, from, to, reason):
             return "no delta chain for shard '\(name)' from version \(from) to \(to): \(reason); fetch the full shard"
+        case let .noSamples(reason): return "no sample grid: \(reason)"
         }
     }
 

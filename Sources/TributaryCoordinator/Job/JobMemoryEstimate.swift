@@ -14,9 +14,9 @@ import TributaryTensor
 /// staleness window and the one being built), a round's updates held for a robust rule (as
 /// encoded: a fraction of a copy by codec) or the mean's running sum, the uploads in
 /// flight, shard bodies on their way out, a checkpoint or validation pass, the download
-/// deltas' state and a local round's outer momentum; plus the runtime (`runtimeBytes`)
-/// and the dataset. Measured against a coordinator's peak resident memory
-/// in `CoordinatorMemoryEstimateTests`.
+/// deltas' state and a local round's outer momentum; plus the runtime (`runtimeBytes`),
+/// the dataset and, for a U-Net, the activations of its sample grid. Measured against a
+/// coordinator's peak resident memory in `CoordinatorMemoryEstimateTests`.
 public struct JobMemoryEstimate: Sendable, Equatable {
     public let parameters: Int
     public let coordinatorBytes: Int
@@ -43,7 +43,9 @@ public struct JobMemoryEstimate: Sendable, Equatable {
         copies += 4  // shard bodies being sent, a checkpoint being written, a validation pass
         if (try? config.downloadCodec()) != nil { copies += 3 }
         if config.rounds.mode == .local { copies += 1 }
-        let coordinator = min(Double(Int.max / 2), copies * copy + Double(runtimeBytes) + Double(datasetBytes))
+        // A U-Net job's sample grid runs the model on its 16 images at once (TrainingJob+Samples).
+        let sampleGrid = (spec.family as? UNetConfig).map { Double(UNet.activationBytes(config: $0, batch: TrainingJob.sampleGridImages)) } ?? 0
+        let coordinator = min(Double(Int.max / 2), copies * copy + Double(runtimeBytes) + Double(datasetBytes) + sampleGrid)
 
         let (workerBytes, workerPlan) = smallestWorker(config: config, spec: spec)
         return JobMemoryEstimate(parameters: parameters, coordinatorBytes: Int(coordinator),

@@ -85,7 +85,10 @@ extension TrainingJob {
             "version": "\(version)", "updates": "\(updates)", "samples": "\(samples)",
             "loss": "\(String(format: "%.4f", meanLoss))", "lr": "\(outcome?.learningRate ?? 0)",
             "grad_norm": "\(outcome.map { String(format: "%.3f", $0.gradientNorm) } ?? "none")"])
-        if version % config.storage.validationEveryRounds == 0 || isComplete { validate() }
+        if version % config.storage.validationEveryRounds == 0 || isComplete {
+            renderSamples() // first: the grid is on disk before the validation point announces it
+            validate()
+        }
         if version % config.storage.checkpointEveryRounds == 0 || isComplete { await checkpointSafely() }
         if isComplete { announceCompletion() }
         openRound()
