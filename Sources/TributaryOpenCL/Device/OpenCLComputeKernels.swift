@@ -13,8 +13,8 @@ struct OpenCLComputeKernels: ComputeKernels {
 
     /// Runs `body` unless the device has already failed; records its failure.
     private func run(_ body: () throws(OpenCLError) -> Void) {
-        guard device.failures.first == nil else { return }
-        do throws(OpenCLError) { try body() } catch { device.failures.record(error) }
+        guard device.record.firstFailure == nil else { return }
+        do throws(OpenCLError) { try body() } catch { device.record.fail(error) }
     }
 
     /// `tensor` on the device. `writes`: the operation writes it (accumulating counts).
@@ -22,9 +22,9 @@ struct OpenCLComputeKernels: ComputeKernels {
         guard let residency = tensor.storage.residency else {
             throw .invalidArgument("a tensor from another device's allocator was given to \(device.name)")
         }
-        let context = device.context, failures = device.failures, count = tensor.storage.count
+        let context = device.context, record = device.record, count = tensor.storage.count
         let copy = try residency.deviceCopy(of: tensor.storage, willWrite: writes) { () throws(OpenCLError) in
-            try OpenCLStorageCopy(count: count, context: context, failures: failures)
+            try OpenCLStorageCopy(count: count, context: context, record: record)
         }
         copy.orderComputeAfterUpload()
         return try DeviceTensor(viewing: copy.tensor, offset: tensor.offset, count: tensor.count)

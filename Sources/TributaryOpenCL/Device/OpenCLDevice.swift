@@ -16,7 +16,7 @@ public final class OpenCLDevice: ComputeDevice, @unchecked Sendable {
     public let context: OpenCLContext
     public let operations: OpenCLKernels
     public let allocator: TensorAllocator
-    let failures: OpenCLFailures
+    let record: OpenCLDeviceRecord
 
     public var kind: ComputeDeviceKind { .opencl }
     public var name: String { "OpenCL: \(context.device.name) (\(context.device.platformName))" }
@@ -31,7 +31,7 @@ public final class OpenCLDevice: ComputeDevice, @unchecked Sendable {
         context = try OpenCLContext(device: info, memoryBudgetBytes: vramBudgetBytes ?? Self.defaultBudget(info))
         operations = try OpenCLKernels(context: context, cache: cache)
         allocator = TensorAllocator(budgetBytes: memoryBudgetBytes, tracksDeviceCopies: true)
-        failures = OpenCLFailures()
+        record = OpenCLDeviceRecord()
     }
 
     /// What a device offers when no budget is given: its memory less a margin for the
@@ -41,7 +41,7 @@ public final class OpenCLDevice: ComputeDevice, @unchecked Sendable {
     }
 
     public func checkHealthy() throws {
-        if let failure = failures.first { throw failure }
+        if let failure = record.firstFailure { throw failure }
     }
 
     /// Device memory in use and at its peak (the VRAM the budget counts).
@@ -49,19 +49,19 @@ public final class OpenCLDevice: ComputeDevice, @unchecked Sendable {
     public var deviceBytesPeak: Int { context.allocator.peakBytes }
     /// Bytes of tensor values copied host → device and device → host so far (token ids
     /// and targets, which arrive with each batch, are not counted).
-    public var transferredBytes: (toDevice: Int, toHost: Int) { failures.transferred }
+    public var transferredBytes: (toDevice: Int, toHost: Int) { record.transferred }
 }
 
-/// The first failure of a device's kernels or transfers (later ones follow from it), and
-/// the bytes its storage copies moved each way.
-final class OpenCLFailures: Sendable {
-    private let recorded = Mutex<OpenCLError?>(nil)
+/// What happened on a device: the first failure of its kernels or transfers (later ones
+/// follow from it), and the bytes its storage copies moved each way.
+final class OpenCLDeviceRecord: Sendable {
+    private let failure = Mutex<OpenCLError?>(nil)
     private let moved = Mutex((toDevice: 0, toHost: 0))
 
-    var first: OpenCLError? { recorded.withLock { $0 } }
+    var firstFailure: OpenCLError? { failure.withLock { $0 } }
 
-    func record(_ error: OpenCLError) {
-        recorded.withLock { if $0 == nil { $0 = error } }
+    func fail(_ error: OpenCLError) {
+        failure.withLock { if $0 == nil { $0 = error } }
     }
 
     var transferred: (toDevice: Int, toHost: Int) { moved.withLock { $0 } }

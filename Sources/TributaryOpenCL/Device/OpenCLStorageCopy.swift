@@ -14,39 +14,39 @@ final class OpenCLStorageCopy: DeviceStorageCopy, @unchecked Sendable {
     // references to thread-safe OpenCL objects.
     let tensor: DeviceTensor
     private let context: OpenCLContext
-    private let failures: OpenCLFailures
+    private let record: OpenCLDeviceRecord
     private let lock = NSLock()
     /// The upload in flight from host memory, if any.
     private var pending: cl_event?
     /// Whether the compute queue already waits for `pending`.
     private var ordered = false
 
-    init(count: Int, context: OpenCLContext, failures: OpenCLFailures) throws(OpenCLError) {
+    init(count: Int, context: OpenCLContext, record: OpenCLDeviceRecord) throws(OpenCLError) {
         tensor = try DeviceTensor(shape: [count], allocator: context.allocator)
         self.context = context
-        self.failures = failures
+        self.record = record
     }
 
     deinit { waitUntilHostMayChange() }
 
     func copyToHost(_ host: UnsafeMutablePointer<Float>, offset: Int, count: Int) {
-        guard count > 0, failures.first == nil else { return }
+        guard count > 0, record.firstFailure == nil else { return }
         orderComputeAfterUpload()
         let size = MemoryLayout<Float>.size
         let code = clEnqueueReadBuffer(context.computeQueue, tensor.buffer, cl_bool(CL_TRUE), offset * size, count * size,
                                        host + offset, 0, nil, nil)
-        if code != CL_SUCCESS { failures.record(.call("clEnqueueReadBuffer", code: code)) }
-        failures.count(toHost: count * size)
+        if code != CL_SUCCESS { record.fail(.call("clEnqueueReadBuffer", code: code)) }
+        record.count(toHost: count * size)
     }
 
     func copyFromHost(_ host: UnsafePointer<Float>, count: Int) {
-        guard count > 0, failures.first == nil else { return }
+        guard count > 0, record.firstFailure == nil else { return }
         waitUntilHostMayChange()  // one upload at a time per block
         var event: cl_event?
         let code = clEnqueueWriteBuffer(context.transferQueue, tensor.buffer, cl_bool(CL_FALSE), 0,
                                         count * MemoryLayout<Float>.size, host, 0, nil, &event)
         guard code == CL_SUCCESS, let event else {
-            failures.record(.call("clEnqueueWriteBuffer", code: code))
+            record.fail(.call("clEnqueueWriteBuffer", code: code))
             return
         }
         clFlush(context.transferQueue)  // start it now, not at the next wait
@@ -54,17 +54,17 @@ final class OpenCLStorageCopy: DeviceStorageCopy, @unchecked Sendable {
             pending = event
             ordered = false
         }
-        failures.count(toDevice: count * MemoryLayout<Float>.size)
+        record.count(toDevice: count * MemoryLayout<Float>.size)
     }
 
     func fill(offset: Int, count: Int, value: Float) {
-        guard count > 0, failures.first == nil else { return }
+        guard count > 0, record.firstFailure == nil else { return }
         orderComputeAfterUpload()
         var pattern = value
         let size = MemoryLayout<Float>.size
         let code = clEnqueueFillBuffer(context.computeQueue, tensor.buffer, &pattern, size, offset * size, count * size,
                                        0, nil, nil)
-        if code != CL_SUCCESS { failures.record(.call("clEnqueueFillBuffer", code: code)) }
+        if code != CL_SUCCESS { record.fail(.call("clEnqueueFillBuffer", code: code)) }
     }
 
     /// Makes the compute queue wait for the upload in flight before anything enqueued
@@ -75,7 +75,7 @@ final class OpenCLStorageCopy: DeviceStorageCopy, @unchecked Sendable {
         guard let event = pending, !ordered else { return }
         var waitFor: cl_event? = event
         let code = clEnqueueBarrierWithWaitList(context.computeQueue, 1, &waitFor, nil)
-        if code != CL_SUCCESS { failures.record(.call("clEnqueueBarrierWithWaitList", code: code)) }
+        if code != CL_SUCCESS { record.fail(.call("clEnqueueBarrierWithWaitList", code: code)) }
         ordered = true
     }
 
@@ -90,7 +90,7 @@ final class OpenCLStorageCopy: DeviceStorageCopy, @unchecked Sendable {
         var status: cl_int = CL_COMPLETE
         clGetEventInfo(event, cl_event_info(CL_EVENT_COMMAND_EXECUTION_STATUS), MemoryLayout<cl_int>.size, &status, nil)
         if code != CL_SUCCESS || status < 0 {
-            failures.record(.call("clEnqueueWriteBuffer (completion)", code: code != CL_SUCCESS ? code : status))
+            record.fail(.call("clEnqueueWriteBuffer (completion)", code: code != CL_SUCCESS ? code : status))
         }
         clReleaseEvent(event)
         pending = nil
