@@ -161,6 +161,15 @@ public final class MLPClassifier: TrainableModel, @unchecked Sendable {
         return Evaluation(loss: meanLoss(c), correct: correct, predictions: b)
     }
 
+    /// Each row's class probabilities (softmax of the logits), [b × classes]: what a
+    /// classifier says of inputs that have no labels (a generator's images).
+    public func classProbabilities(_ inputs: [Float], batch b: Int) throws -> [Float] {
+        let c = try forward(inputs, [Int32](repeating: 0, count: b), batch: b)
+        guard let probabilities = c.pre.last else { return [] }
+        try device.checkHealthy()
+        return Array(UnsafeBufferPointer(start: probabilities.readableData, count: b * config.classes))
+    }
+
     public func trainingFLOPs(_ batch: ModelBatch) -> Double {
         6 * Double(config.parameterCount) * Double(batch.sampleCount)
     }

@@ -8,7 +8,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Benchmarks (build with -c release).",
         subcommands: [ComputeBench.self, CoordinatorBench.self, CompressionBench.self, MemoryBench.self, AttackBench.self, RobustnessBench.self,
-                      TrafficBench.self, WANBench.self, DelayRelayCommand.self])
+                      TrafficBench.self, WANBench.self, SampleQualityBench.self, DelayRelayCommand.self])
 }
 
 struct ComputeBench: ParsableCommand {

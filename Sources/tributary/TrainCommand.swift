@@ -190,18 +190,22 @@ struct SampleCommand: ParsableCommand {
 
     static let maxImages = 1024
 
+    /// A checkpoint directory as given, or a coordinator's data directory, which holds its
+    /// checkpoints one level down.
+    static func checkpointPath(_ given: String) -> String {
+        var isDirectory: ObjCBool = false
+        let nested = "\(given)/checkpoints"
+        return FileManager.default.fileExists(atPath: nested, isDirectory: &isDirectory) && isDirectory.boolValue
+            && !FileManager.default.fileExists(atPath: "\(given)/config.json") ? nested : given
+    }
+
     func run() throws {
         try compute.apply()
         if let images, !(1...Self.maxImages).contains(images) {
             throw CLIError("--images must be 1…\(Self.maxImages), got \(images)")
         }
         guard temperature >= 0, tokens >= 0, topK >= 0 else { throw ValidationError("temperature, tokens and top-k must not be negative") }
-        // A coordinator's data directory holds its checkpoints one level down.
-        var isDirectory: ObjCBool = false
-        let nested = "\(checkpoint)/checkpoints"
-        let path = FileManager.default.fileExists(atPath: nested, isDirectory: &isDirectory) && isDirectory.boolValue
-            && !FileManager.default.fileExists(atPath: "\(checkpoint)/config.json") ? nested : checkpoint
-        let loaded = try LoadedCheckpoint.read(path)
+        let loaded = try LoadedCheckpoint.read(Self.checkpointPath(checkpoint))
         if let cfg = loaded.config.model.family as? UNetConfig {
             try sampleImages(loaded, config: cfg)
             return
