@@ -30,6 +30,12 @@ public protocol ComputeDevice: Sendable {
 }
 
 extension ComputeDevice {
+    /// What a step's plan must fit: `memoryBudgetBytes` and, on a device with memory of its
+    /// own, its budget too (every tensor of the step has its copy there).
+    public func planningBudget(memoryBudgetBytes: Int?) -> Int? {
+        [memoryBudgetBytes, deviceMemoryBudgetBytes].compactMap { $0 }.min()
+    }
+
     public var deviceMemoryBudgetBytes: Int? { nil }
     public var deviceMemoryPeakBytes: Int? { nil }
     public func checkHealthy() throws {}

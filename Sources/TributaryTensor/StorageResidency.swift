@@ -97,6 +97,11 @@ public final class StorageResidency: Sendable {
             if let existing = s.copy as? C {
                 copy = existing
             } else {
+                // Another device's copy (two devices in one process): its newer values first.
+                if let other = s.copy {
+                    other.waitUntilHostMayChange()
+                    if s.newest == .device { other.copyToHost(storage.hostMemory, offset: 0, count: storage.count) }
+                }
                 copy = try make()
                 s.copy = copy
                 s.newest = .host

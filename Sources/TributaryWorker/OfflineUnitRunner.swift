@@ -26,8 +26,8 @@ public final class OfflineUnitRunner: @unchecked Sendable {
         self.job = job
         let device = device ?? CPUDevice(memoryBudgetBytes: budgetBytes)
         self.device = device
-        let planning = [budgetBytes, device.deviceMemoryBudgetBytes].compactMap { $0 }.min()
-        compute = try UnitCompute(job: job, device: device, budgetBytes: planning, stateDirectory: directory)
+        compute = try UnitCompute(job: job, device: device, budgetBytes: device.planningBudget(memoryBudgetBytes: budgetBytes),
+                                  stateDirectory: directory)
         plan = compute.plan
         cache = ShardCache(directory: "\(directory)/shards")
         residuals = ResidualStore(directory: "\(directory)/residual")

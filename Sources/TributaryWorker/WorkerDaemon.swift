@@ -262,19 +262,13 @@ public actor WorkerDaemon {
         return fresh
     }
 
-    /// What a unit's plan must fit: the memory budget and, on a GPU, its VRAM budget too
-    /// (every tensor of the step has its copy there).
-    var planningBudget: Int? {
-        [options.memoryBudgetBytes, device.deviceMemoryBudgetBytes].compactMap { $0 }.min()
-    }
-
     /// Plans the job's compute against the budget (once per job): a job this budget
     /// cannot run is refused before any unit is leased.
     func ensureCompute(token: String) async throws -> (UnitCompute, JobDescription) {
         if let compute, let job { return (compute, job) }
         let description: JobDescription
         if let job { description = job } else { description = try await client.json(.GET, Routes.job, token: token) }
-        let fresh = try UnitCompute(job: description, device: device, budgetBytes: planningBudget,
+        let fresh = try UnitCompute(job: description, device: device, budgetBytes: device.planningBudget(memoryBudgetBytes: options.memoryBudgetBytes),
                                     stateDirectory: options.dataDirectory, logger: logger)
         manifestLimit = ResponseLimit.manifest(fresh.layout)
         logger.info("memory plan", metadata: [
