@@ -185,6 +185,22 @@ final class DeployFilesTests: XCTestCase {
 
     // MARK: - Job files
 
+    /// The example U-Net job loads: a U-Net on a data directory beside the file, the token
+    /// from a file, and a coordinator that would plan it (a misspelt key is refused).
+    func testTheMNISTUNetExampleJobLoads() throws {
+        let text = try Self.read("Deploy/jobs/mnist-unet.yaml")
+        let job = try write(text, "jobs/mnist-unet.yaml")
+        _ = try write("a-join-token-of-24-characters\n", "jobs/join-token.txt")
+        let c = try JobConfig.load(path: job)
+        XCTAssertEqual(c.model.type, "unet")
+        XCTAssertEqual(c.model.baseChannels, 16)
+        XCTAssertEqual(c.data.source, "\(dir)/jobs/mnist", "relative to the job file")
+        XCTAssertEqual(try c.joinToken(), "a-join-token-of-24-characters")
+        XCTAssertEqual(c.compression.codec, "int8:256")
+        XCTAssertThrowsError(try JobConfig.load(path: try write(text.replacingOccurrences(of: "base_channels", with: "base_channel"),
+                                                                "broken/mnist-unet.yaml")))
+    }
+
     func testComposeAndKubernetesJobFilesLoad() throws {
         let composeText = try Self.read("Deploy/compose/job.yaml")
         let secrets = "\(dir)/secrets"
