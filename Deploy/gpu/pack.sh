@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds a tributary binary that runs on a machine without Swift (the Swift runtime
-# linked in) and gathers it with the shared libraries it loads into .gpu/ at the
-# repository's root: what a GPU machine needs to run Deploy/gpu/measure.sh.
+# linked in) and packs it with the shared libraries it loads into .gpu/tributary.tar.gz
+# at the repository's root: what a GPU machine needs to run Deploy/gpu/measure.sh.
 #   Deploy/gpu/pack.sh        # then carry .gpu (and Deploy/gpu) to the GPU machine
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -17,5 +17,9 @@ ldd .gpu/tributary | awk '/=> \// { print $3 }' | while read -r lib; do
         *) cp -L "$lib" .gpu/lib/ ;;
     esac
 done
-# OpenBLAS loads its kernels from the library itself; CLBlast's tuning is compiled in.
-echo "packed: $(du -sh .gpu | cut -f1) in .gpu ($(ls .gpu/lib | wc -l) libraries)"
+# Stripped and gzipped to fit what a GPU machine is sent (64 MiB with the working tree):
+# about 50 MB. measure.sh unpacks it there.
+strip .gpu/tributary
+tar -C .gpu -czf .gpu/tributary.tar.gz tributary lib
+rm -rf .gpu/tributary .gpu/lib
+echo "packed: .gpu/tributary.tar.gz, $(du -h .gpu/tributary.tar.gz | cut -f1)"
