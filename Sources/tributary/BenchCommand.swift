@@ -32,7 +32,7 @@ struct ComputeBench: ParsableCommand {
         #if DEBUG
         print("warning: this is a debug build; benchmark with `swift run -c release tributary bench compute`")
         #endif
-        let device = try devices.make(memoryBudgetBytes: nil, cacheDirectory: "\(NSHomeDirectory())/.cache/tributary/opencl")
+        let device = try devices.make(memoryBudgetBytes: nil, cacheDirectory: DeviceOptions.userCacheDirectory)
         let configs = try models.split(separator: ",").map { name in
             guard let c = ComputeBenchmark.Configuration.named(String(name)) else {
                 throw ValidationError("unknown configuration '\(name)' (mlp, gpt-tiny, gpt-small, gpt2-small)")

@@ -13,6 +13,10 @@ struct DeviceOptions: ParsableArguments {
             help: "Device memory an OpenCL device may use, e.g. 6GiB (default: what it reports, less 10%).")
     var vramBudget: [String] = []
 
+    /// Where compiled kernels are cached for commands without a data directory (a
+    /// worker caches them in its own).
+    static var userCacheDirectory: String { "\(NSHomeDirectory())/.cache/tributary/opencl" }
+
     enum Choice: Equatable {
         case cpu
         case openCL(index: Int)

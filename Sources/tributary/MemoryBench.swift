@@ -141,7 +141,7 @@ struct MemoryBench: AsyncParsableCommand {
                 // The budget is the GPU's: VRAM, with the host's memory unbounded.
                 var gpu = devices
                 gpu.vramBudget = childBudget.map { ["\($0)"] } ?? []
-                let device = try gpu.make(memoryBudgetBytes: nil, cacheDirectory: "\(NSHomeDirectory())/.cache/tributary/opencl")
+                let device = try gpu.make(memoryBudgetBytes: nil, cacheDirectory: DeviceOptions.userCacheDirectory)
                 runner = try OfflineUnitRunner(job: job, directory: dir, budgetBytes: nil, device: device)
             }
         } catch {

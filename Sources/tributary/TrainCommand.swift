@@ -85,7 +85,7 @@ struct TrainCommand: ParsableCommand {
         options.checkpointInterval = checkpointInterval
         options.seed = seed
         let device = try devices.make(memoryBudgetBytes: nil,
-                                      cacheDirectory: "\(NSHomeDirectory())/.cache/tributary/opencl")
+                                      cacheDirectory: DeviceOptions.userCacheDirectory)
         let trainer = try Trainer(spec: spec, data: prepared, options: options, device: device)
         let store = out.map { CheckpointStore(directory: $0) }
         if resume, let store {

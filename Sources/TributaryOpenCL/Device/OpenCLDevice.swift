@@ -22,7 +22,7 @@ public final class OpenCLDevice: ComputeDevice, @unchecked Sendable {
     public var name: String { "OpenCL: \(context.device.name) (\(context.device.platformName))" }
     public var kernels: any ComputeKernels { OpenCLComputeKernels(device: self) }
     public var deviceMemoryBudgetBytes: Int? { context.allocator.budgetBytes }
-    public var deviceMemoryPeakBytes: Int? { context.allocator.peakBytes }
+    public var deviceMemoryPeakBytes: Int? { deviceBytesPeak }
 
     /// A device on `info` with `vramBudgetBytes` of device memory (nil: what the device
     /// reports) and `memoryBudgetBytes` of host memory for the host copies.
@@ -44,8 +44,7 @@ public final class OpenCLDevice: ComputeDevice, @unchecked Sendable {
         if let failure = record.firstFailure { throw failure }
     }
 
-    /// Device memory in use and at its peak (the VRAM the budget counts).
-    public var deviceBytesInUse: Int { context.allocator.currentBytes }
+    /// Device memory at its peak (the VRAM the budget counts), as a plain number.
     public var deviceBytesPeak: Int { context.allocator.peakBytes }
     /// Bytes of tensor values copied host → device and device → host so far (token ids
     /// and targets, which arrive with each batch, are not counted).
