@@ -106,14 +106,24 @@ public actor WorkerDaemon {
     public func releaseCurrentLease() async {
         guard let lease = currentLease, let token = identity?.token else { return }
         currentLease = nil
-        do {
-            _ = try await releaseClient.send(.DELETE, Routes.lease(lease), token: token, limit: ResponseLimit.json)
-            logger.info("lease released", metadata: ["lease": "\(lease)"])
-        } catch let ClientError.refused(problem) {
-            logger.info("lease had already ended", metadata: ["lease": "\(lease)", "reason": "\(problem.code.rawValue)"])
-        } catch {
-            logger.info("lease not released; it expires on its own", metadata: [
-                "lease": "\(lease)", "error": "\(LogSafe.escape("\(error)"))"])
+        // Two tries: after a long pause (a suspended laptop) the pooled connection may be one
+        // the coordinator closed, and the first request only finds that out. A second DELETE
+        // of a released lease is refused, which is harmless.
+        for attempt in 1...2 {
+            do {
+                _ = try await releaseClient.send(.DELETE, Routes.lease(lease), token: token, limit: ResponseLimit.json)
+                logger.info("lease released", metadata: ["lease": "\(lease)"])
+                return
+            } catch let ClientError.refused(problem) {
+                logger.info("lease had already ended", metadata: ["lease": "\(lease)", "reason": "\(problem.code.rawValue)"])
+                return
+            } catch ClientError.transient where attempt == 1 && !Task.isCancelled {
+                try? await Task.sleep(for: .milliseconds(200))
+            } catch {
+                logger.info("lease not released; it expires on its own", metadata: [
+                    "lease": "\(lease)", "error": "\(LogSafe.escape("\(error)"))"])
+                return
+            }
         }
     }
 
