@@ -1,10 +1,10 @@
 import TributaryTensor
 
 /// One batch as a model consumes it.
-public enum ModelBatch: Sendable {
+public enum ModelBatch: Sendable, Equatable {
     /// Token ids for a language model: inputs and next-token targets, both [batch, sequence].
     case tokens(inputs: [Int32], targets: [Int32], batch: Int, sequence: Int)
-    /// Feature rows for a classifier: inputs [batch, features], targets [batch].
+    /// Feature rows (a classifier's features, or an image's pixels): inputs [batch, features], targets [batch].
     case features(inputs: [Float], targets: [Int32], batch: Int)
 
     /// The number of samples (sequences or rows).

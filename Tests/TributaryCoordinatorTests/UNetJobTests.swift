@@ -1,5 +1,7 @@
 import Foundation
 import TributaryData
+import TributaryModels
+import TributaryProtocol
 import XCTest
 @testable import TributaryCoordinator
 
@@ -23,6 +25,38 @@ final class UNetJobTests: JobTestCase {
         let values = await job.parameterValues()
         XCTAssertNotNil(values["up_blocks.0.attentions.0.q.weight"], "attention at 14×14 is in the model")
         await job.close()
+    }
+
+    /// MNIST's batches go out as 8-bit pixels (kind 3: a quarter of float32's bytes) and decode
+    /// to the very floats the coordinator's dataset holds; builtin:digits, whose values are
+    /// not whole pixels, still goes as float32 (kind 1).
+    func testImageBatchesTravelAsEightBitPixels() async throws {
+        let mnist = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../../shared/data/mnist")
+            .standardizedFileURL.path
+        guard FileManager.default.fileExists(atPath: mnist) else { throw XCTSkip("../shared/data/mnist is absent") }
+        for (source, kind, bytesPerValue) in [(mnist, UInt8(3), 1), ("builtin:digits", UInt8(1), 4)] {
+            var c = config(checkpointEvery: 100)
+            c.model.type = "unet"
+            c.model.baseChannels = 4
+            c.model.channelMultipliers = [1, 2]
+            c.model.normGroups = 2
+            c.data.source = source
+            let job = try await open(c)
+            let worker = try await register(job, 1)[0]
+            let grant = try await job.lease(worker: worker)
+            let body = try await job.batch(lease: grant.leaseId, worker: worker)
+            XCTAssertEqual(body[5], kind, source)
+            XCTAssertEqual(body.count, 16 + grant.sampleCount * (784 * bytesPerValue + bytesPerValue), source)
+            let decoded = try BatchBody.decode(body, maxBatch: grant.sampleCount, width: 784)
+            guard case let .features(inputs, _, batch) = decoded,
+                  case let .features(expected, _, _) = await job.data.train.batch(job.unitOrder.batch(epoch: grant.epoch, index: grant.unitIndex)) else {
+                return XCTFail("image batches are features")
+            }
+            XCTAssertEqual(batch, grant.sampleCount)
+            XCTAssertEqual(inputs.map(\.bitPattern), expected.map(\.bitPattern), source)
+            XCTAssertGreaterThan(Set(inputs).count, 10, "real pixel values, not a constant")
+            await job.close()
+        }
     }
 
     /// Each validation draws a 4 × 4 grid of 28×28 images into the data directory: 4·28 + 3·2

@@ -425,8 +425,8 @@ final class OpenAPIContractTests: XCTestCase {
     func testBatchBodyExamplesInTheGuide() throws {
         let text = try String(contentsOf: Self.packageRoot.appendingPathComponent("Protocol/api.md"), encoding: .utf8)
         let blocks = Self.hexBlocks(text)
-        XCTAssertEqual(blocks.count, 3, "expected three ```hex blocks (tokens, features, token windows) in Protocol/api.md")
-        guard blocks.count == 3 else { return }
+        XCTAssertEqual(blocks.count, 4, "expected four ```hex blocks (tokens, features, token windows, 8-bit images) in Protocol/api.md")
+        guard blocks.count == 4 else { return }
         let tokens = ModelBatch.tokens(inputs: [5, 7, 1, 3, 4, 6], targets: [7, 1, 2, 4, 6, 8], batch: 2, sequence: 3)
         XCTAssertEqual(blocks[0], BatchBody.encode(tokens))
         let features = ModelBatch.features(inputs: [1, -2, 0.5, 0], targets: [3, 0], batch: 2)
@@ -441,6 +441,11 @@ final class OpenAPIContractTests: XCTestCase {
         XCTAssertEqual(inputs, [5, 7, 1, 3, 4, 6])
         XCTAssertEqual(targets, [7, 1, 2, 4, 6, 8])
         XCTAssertEqual([batch, sequence], [2, 3])
+        // Kind 3: the pixels' bytes, and back to the same floats.
+        let pixels = ModelBatch.features(inputs: [0, 1, 128.0 / 255, 0.2, 1, 1, 0, 0], targets: [7, 2], batch: 2)
+        XCTAssertEqual(blocks[3], BatchBody.encodePixels(pixels))
+        XCTAssertEqual(try BatchBody.decode(blocks[3], maxBatch: 2, width: 4), pixels)
+        XCTAssertNil(BatchBody.encodePixels(features), "-2 is no pixel: the kind 1 example stays kind 1")
     }
 
     static func hexBlocks(_ markdown: String) -> [[UInt8]] {

@@ -122,7 +122,10 @@ extension TrainingJob {
             let indices = unitOrder.batch(epoch: lease.epoch, index: lease.unit)
             let batch = data.train.batch(indices)
             var body: [UInt8]?
-            if case let .tokens(_, vocabulary) = spec.sampleShape { body = BatchBody.encodeWindows(batch, vocabularySize: vocabulary) }
+            switch spec.sampleShape {
+            case let .tokens(_, vocabulary): body = BatchBody.encodeWindows(batch, vocabularySize: vocabulary)
+            case .features: body = BatchBody.encodePixels(batch)
+            }
             let bytes = body ?? BatchBody.encode(batch)
             stats.noteBytesOut(bytes.count)
             return bytes
