@@ -49,8 +49,10 @@ extension StreamedGPT {
     /// tokens, including the delegate's transient bytes, by walking the same allocation
     /// schedule as `step`. Every buffer's size comes from the type that allocates it
     /// (`TransformerBlock.Activations.byteCount`, `HeadPass.byteCount`, …); the allocator
-    /// counts no padding, so the walk is exact.
+    /// counts no padding, so the walk is exact for the `device` it is given (its attention
+    /// scratch; whether it hands each block's gradient on one block later).
     public static func peakBytes(config: GPTConfig, batch b: Int, sequence t: Int, plan: GPTExecutionPlan,
+                                 device: DevicePlanningTraits = .cpu,
                                  loadTransient: (Int) -> Int, gradientTransient: (Int) -> Int) -> Int {
         let c = config.nEmbd, v = config.vocabSize, layers = config.nLayer, h = config.nHead
         let m = max(1, min(plan.microBatch, b))
@@ -69,7 +71,9 @@ extension StreamedGPT {
         func activations(_ seqs: Int) -> Int {
             TransformerBlock.Activations.byteCount(batch: seqs, sequence: t, channels: c, heads: h)
         }
-        let scratch = TransformerBlock.Scratch.byteCount(batch: m, sequence: t, channels: c)
+        let scratch = TransformerBlock.Scratch.byteCount(batch: m, sequence: t, channels: c,
+                                                         attentionScratch: device.attentionScratchShape(t))
+        let overlapsDownloads = device.overlapsDownloads
         let head = HeadPass.byteCount(rows: m * t, channels: c, vocabulary: v)
         let keepBetween = plan.residentBlocks == layers
         let firstResident = layers - plan.residentBlocks
@@ -141,9 +145,15 @@ extension StreamedGPT {
             alloc(shard(blockE))                                     // gradients
             if !recompute { free(unitActivations) }
             if l < layers - 1 { free(residual(n)) }                  // checkpoint l + 1 (the head freed L)
-            transient(blockGradient)
-            free(shard(blockE))
+            if !overlapsDownloads || l < layers - 1 {
+                transient(blockGradient)                             // block l's, or l + 1's one block later
+                free(shard(blockE))
+            }
             if !keepBetween { free(shard(blockE)) }
+        }
+        if overlapsDownloads {
+            transient(blockGradient)                                 // block 0's, after the embeddings' backward
+            free(shard(blockE))
         }
         transient(gradientTransient(embE))
         return peak

@@ -114,7 +114,7 @@ extension GPTConfig: ModelFamily {
         }
         return plans.map { p in
             let peak = StreamedGPT.peakBytes(config: self, batch: inputs.unitSamples, sequence: inputs.sequence, plan: p,
-                                             loadTransient: inputs.loadTransient,
+                                             device: inputs.device, loadTransient: inputs.loadTransient,
                                              gradientTransient: { inputs.gradientTransient($0, false) })
             return ExecutionCandidate(execution: .streamedGPT(p), peakBytes: peak)
         }

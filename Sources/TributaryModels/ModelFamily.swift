@@ -136,14 +136,19 @@ public struct ExecutionPlanningInputs: Sendable {
     /// Bytes while a shard's gradient of this many elements is taken; `gathers`: the
     /// gradient is first gathered into a flat buffer (a model held whole).
     public let gradientTransient: @Sendable (_ elements: Int, _ gathers: Bool) -> Int
+    /// The device the plan is for: its kernels' scratch, and whether a streamed step holds
+    /// one more block gradient while it downloads.
+    public let device: DevicePlanningTraits
 
     public init(unitSamples: Int, sequence: Int, microBatches: [Int], loadTransient: @escaping @Sendable (Int) -> Int,
-                gradientTransient: @escaping @Sendable (_ elements: Int, _ gathers: Bool) -> Int) {
+                gradientTransient: @escaping @Sendable (_ elements: Int, _ gathers: Bool) -> Int,
+                device: DevicePlanningTraits = .cpu) {
         self.unitSamples = unitSamples
         self.sequence = sequence
         self.microBatches = microBatches
         self.loadTransient = loadTransient
         self.gradientTransient = gradientTransient
+        self.device = device
     }
 }
 

@@ -190,8 +190,12 @@ public final class StreamedGPT: @unchecked Sendable {
         try await gradientReady(delegate, headName, gradient: ends.headGradients)
 
         // Backward, block by block from the last; each block's gradient is final once
-        // every micro-batch went through it.
+        // every micro-batch went through it. On a device that overlaps downloads, a block's
+        // gradient starts down as soon as its kernels are queued and goes to the delegate
+        // after the next block's are: the host encodes it while the device computes.
         let recomputed: Tensor? = recompute ? try Tensor(shape: Self.residualShape(rows: m * t, channels: c), allocator: a) : nil
+        let overlap = device.overlapsDownloads
+        var finished: (name: String, gradients: TensorStorage)?
         for l in stride(from: layers - 1, through: 0, by: -1) {
             let bv = try residentBlockValues[l] ?? values(GPT.blockShardName(l), delegate: delegate, keep: keepBetween)
             residentBlockValues[l] = nil
@@ -213,11 +217,19 @@ public final class StreamedGPT: @unchecked Sendable {
             if !recompute { keptActivations[l] = [] }
             checkpoints[l + 1] = nil
             try delegate.stepProgress(2 * layers + 1 - l, of: passes, step: "block pass")
-            try await gradientReady(delegate, GPT.blockShardName(l), gradient: Self.readable(grads))
+            guard overlap else {
+                try await gradientReady(delegate, GPT.blockShardName(l), gradient: Self.readable(grads))
+                continue
+            }
+            grads.beginDownload()
+            if let previous = finished { try await gradientReady(delegate, previous.name, gradient: Self.readable(previous.gradients)) }
+            finished = (GPT.blockShardName(l), grads)
         }
 
         device.kernels.embeddingBackward(dWTE: ends.dWTE, dWPE: ends.dWPE, dOut: dX, tokens: inputs[...],
                                          batch: b, sequence: t, channels: c)
+        if let last = finished { try await gradientReady(delegate, last.name, gradient: Self.readable(last.gradients)) }
+        finished = nil
         try await gradientReady(delegate, emb, gradient: ends.embeddingGradients)
         return loss
     }

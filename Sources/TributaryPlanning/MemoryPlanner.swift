@@ -55,6 +55,8 @@ public struct MemoryPlanner: Sendable {
     /// The coordinator's micro-batch size: the largest the planner uses.
     public let suggestedMicroBatch: Int
     public let codec: UpdateCodecSpec
+    /// The device the plan is for (`ComputeDevice.planningTraits`; the CPU by default).
+    public let device: DevicePlanningTraits
     /// Elements of the largest shard.
     let largestShard: Int
     /// Each shard's tensor shapes, and per shard size the shapes whose low-rank encoding
@@ -62,8 +64,10 @@ public struct MemoryPlanner: Sendable {
     private let shapesByShard: [String: [MatrixShape]]
     private let largestShapesByElements: [Int: [MatrixShape]]
 
-    public init(model: ModelSpec, unitSamples: Int, sequence: Int, suggestedMicroBatch: Int, codec: UpdateCodecSpec) {
+    public init(model: ModelSpec, unitSamples: Int, sequence: Int, suggestedMicroBatch: Int, codec: UpdateCodecSpec,
+                device: DevicePlanningTraits = .cpu) {
         self.model = model
+        self.device = device
         self.unitSamples = max(1, unitSamples)
         self.sequence = max(1, sequence)
         self.suggestedMicroBatch = max(1, min(suggestedMicroBatch, unitSamples))
@@ -85,9 +89,9 @@ public struct MemoryPlanner: Sendable {
     }
 
     /// Plans with the model's own positions per sample.
-    public init(model: ModelSpec, unitSamples: Int, suggestedMicroBatch: Int, codec: UpdateCodecSpec) {
+    public init(model: ModelSpec, unitSamples: Int, suggestedMicroBatch: Int, codec: UpdateCodecSpec, device: DevicePlanningTraits = .cpu) {
         self.init(model: model, unitSamples: unitSamples, sequence: model.sampleShape.positionsPerSample,
-                  suggestedMicroBatch: suggestedMicroBatch, codec: codec)
+                  suggestedMicroBatch: suggestedMicroBatch, codec: codec, device: device)
     }
 
     // MARK: Bytes outside the step's tensors
@@ -142,7 +146,8 @@ public struct MemoryPlanner: Sendable {
         let planner = self
         return ExecutionPlanningInputs(unitSamples: unitSamples, sequence: sequence, microBatches: microBatches,
                                        loadTransient: { planner.loadTransient($0) },
-                                       gradientTransient: { planner.gradientTransient($0, gathers: $1) })
+                                       gradientTransient: { planner.gradientTransient($0, gathers: $1) },
+                                       device: device)
     }
 
     /// A step's estimated cost in FLOP-equivalents, to rank plans (the family's estimate:

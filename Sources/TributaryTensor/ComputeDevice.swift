@@ -22,6 +22,10 @@ public protocol ComputeDevice: Sendable {
     var deviceMemoryBudgetBytes: Int? { get }
     /// The most device memory held at once (nil without device memory of its own).
     var deviceMemoryPeakBytes: Int? { get }
+    /// Whether a finished gradient is worth downloading while the device computes the next
+    /// block (a GPU): a streamed step then hands each block's gradient on one block later,
+    /// holding one more block gradient, which its memory plan counts.
+    var overlapsDownloads: Bool { get }
     /// Throws the first failure since the device was made (a kernel or transfer that did
     /// not run), if any. Kernels cannot throw, so a device records its failures and every
     /// caller checks here before a step's loss or gradients are used: a failed step must
@@ -38,6 +42,7 @@ extension ComputeDevice {
 
     public var deviceMemoryBudgetBytes: Int? { nil }
     public var deviceMemoryPeakBytes: Int? { nil }
+    public var overlapsDownloads: Bool { false }
     public func checkHealthy() throws {}
 }
 

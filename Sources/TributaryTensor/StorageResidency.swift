@@ -14,12 +14,19 @@ public protocol DeviceStorageCopy: AnyObject, Sendable {
     func copyFromHost(_ host: UnsafePointer<Float>, count: Int)
     /// Sets elements `offset ..< offset + count` to `value` on the device.
     func fill(offset: Int, count: Int, value: Float)
-    /// Returns once no transfer still reads the host's memory: called before the host
-    /// writes the block or frees it (a device whose uploads block does nothing).
+    /// Starts copying elements `offset ..< offset + count` to `host + offset`, after every
+    /// operation queued before that writes them, and returns without waiting: the host
+    /// calls `waitUntilHostMayChange()` before it touches them.
+    func beginCopyToHost(_ host: UnsafeMutablePointer<Float>, offset: Int, count: Int)
+    /// Returns once no transfer still reads or writes the host's memory: called before the
+    /// host reads, writes or frees the block (a device whose transfers block does nothing).
     func waitUntilHostMayChange()
 }
 
 extension DeviceStorageCopy {
+    public func beginCopyToHost(_ host: UnsafeMutablePointer<Float>, offset: Int, count: Int) {
+        copyToHost(host, offset: offset, count: count)
+    }
     public func waitUntilHostMayChange() {}
 }
 
@@ -66,9 +73,22 @@ public final class StorageResidency: Sendable {
     /// block leaves both sides equal (a second read moves nothing).
     func hostWillRead(_ base: UnsafeMutablePointer<Float>, blockCount: Int, offset: Int, count: Int) {
         state.withLock { s in
-            guard let copy = s.copy, s.newest == .device else { return }
+            guard let copy = s.copy else { return }
+            copy.waitUntilHostMayChange()  // a download begun by `beginDownload` lands first
+            guard s.newest == .device else { return }
             copy.copyToHost(base, offset: offset, count: count)
             if offset == 0 && count == blockCount { s.newest = .both }
+        }
+    }
+
+    /// Starts bringing the device's newer values of the whole block down without waiting,
+    /// so the transfer overlaps what the device computes next; the host's first read or
+    /// write waits for it. Both sides then hold the newest values.
+    func beginDownload(_ base: UnsafeMutablePointer<Float>, count: Int) {
+        state.withLock { s in
+            guard let copy = s.copy, s.newest == .device else { return }
+            copy.beginCopyToHost(base, offset: 0, count: count)
+            s.newest = .both
         }
     }
 

@@ -24,6 +24,12 @@ public final class TensorStorage: @unchecked Sendable {
         return hostMemory
     }
 
+    /// Starts bringing a device's newer values down without waiting (a GPU computing on,
+    /// the host reading later); on the CPU there is nothing to bring.
+    public func beginDownload() {
+        residency?.beginDownload(hostMemory, count: count)
+    }
+
     deinit {
         residency?.hostWillFree()
         allocator.deallocateFloats(hostMemory, count: count)

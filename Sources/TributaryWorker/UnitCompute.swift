@@ -53,7 +53,7 @@ final class UnitCompute: @unchecked Sendable {
             // One inner step's samples are what the model holds activations for.
             let perStep = job.samplesPerUnit / steps.steps
             planner = MemoryPlanner(model: job.model, unitSamples: perStep,
-                                    suggestedMicroBatch: min(job.microBatchSize, perStep), codec: codec)
+                                    suggestedMicroBatch: min(job.microBatchSize, perStep), codec: codec, device: device.planningTraits)
             do {
                 plan = try planner.planLocal(budgetBytes: budgetBytes,
                                              stateFloatsPerParameter: LocalStepRunner.stateFloatsPerParameter(steps))
@@ -68,7 +68,7 @@ final class UnitCompute: @unchecked Sendable {
         }
         local = nil
         planner = MemoryPlanner(model: job.model, unitSamples: job.samplesPerUnit,
-                                suggestedMicroBatch: job.microBatchSize, codec: codec)
+                                suggestedMicroBatch: job.microBatchSize, codec: codec, device: device.planningTraits)
         do { plan = try planner.plan(budgetBytes: budgetBytes) } catch {
             throw WorkerError.fatal(Self.explain(error, device: device))
         }

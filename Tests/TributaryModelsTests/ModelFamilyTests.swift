@@ -50,11 +50,13 @@ final class ModelFamilyTests: XCTestCase {
             XCTAssertEqual(try allocated { try TransformerBlock.Activations(batch: b, sequence: t, channels: c, heads: h, allocator: $0) },
                            TransformerBlock.Activations.byteCount(batch: b, sequence: t, channels: c, heads: h))
             XCTAssertEqual(try allocated { try TransformerBlock.Scratch(batch: b, sequence: t, channels: c, allocator: $0) },
-                           TransformerBlock.Scratch.byteCount(batch: b, sequence: t, channels: c))
+                           TransformerBlock.Scratch.byteCount(batch: b, sequence: t, channels: c,
+                                                              attentionScratch: CPUKernels().attentionScratchShape(sequence: t)))
             XCTAssertEqual(try allocated { try CausalSelfAttention.Activations(batch: b, sequence: t, channels: c, heads: h, allocator: $0) },
                            CausalSelfAttention.Activations.byteCount(batch: b, sequence: t, channels: c, heads: h))
             XCTAssertEqual(try allocated { try CausalSelfAttention.Scratch(batch: b, sequence: t, channels: c, allocator: $0) },
-                           CausalSelfAttention.Scratch.byteCount(batch: b, sequence: t, channels: c))
+                           CausalSelfAttention.Scratch.byteCount(batch: b, sequence: t, channels: c,
+                                                                 scratch: CPUKernels().attentionScratchShape(sequence: t)))
             XCTAssertEqual(try allocated { try StreamedGPT.HeadPass(rows: b * t, channels: c, vocabulary: 11, device: CPUDevice(allocator: $0)) },
                            StreamedGPT.HeadPass.byteCount(rows: b * t, channels: c, vocabulary: 11))
         }

@@ -107,15 +107,22 @@ final class OpenCLWorkerTests: XCTestCase {
             }
             accepted.append(fraction)
             let cpu = try OfflineUnitRunner(job: job, directory: "\(dir)/cpu-\(fraction)", budgetBytes: budget)
-            XCTAssertEqual("\(gpu.plan.execution)", "\(cpu.plan.execution)", what)
+            // The GPU's plan may differ from the CPU's under one budget: it holds one more
+            // block gradient while it downloads, and its attention scratch is its own.
+            XCTAssertLessThanOrEqual(gpu.plan.predictedPeakBytes, budget, what)
             plans.insert("\(gpu.plan.execution)")
             try gpu.publish(published.parameters)
             try cpu.publish(published.parameters)
             let (gpuLoss, gpuUpdates) = try await gpu.run(unit)
             let (cpuLoss, cpuUpdates) = try await cpu.run(unit)
             let peak = try XCTUnwrap(gpu.device.deviceMemoryPeakBytes)
-            print("\(what): \(gpu.plan); device peak \(peak) B (parameters + gradients alone: \(modelBytes) B)")
+            let hostPeak = gpu.device.allocator.peakBytes
+            print("\(what): \(gpu.plan); device peak \(peak) B, host peak \(hostPeak) B (parameters + gradients alone: \(modelBytes) B)")
             XCTAssertLessThanOrEqual(peak, budget, what)
+            // Every device buffer is the copy of a host block the plan counts; the plan also
+            // counts host-only bytes (shard decoding, the codec, the upload queue).
+            XCTAssertLessThanOrEqual(peak, hostPeak, what)
+            XCTAssertLessThanOrEqual(hostPeak, gpu.plan.predictedPeakBytes, what)
             XCTAssertEqual(gpuLoss, cpuLoss, accuracy: 1e-5 * max(1, abs(cpuLoss)), what)
             for (name, count) in gpu.shards {
                 let a = try decode(gpuUpdates[name], count: count), b = try decode(cpuUpdates[name], count: count)

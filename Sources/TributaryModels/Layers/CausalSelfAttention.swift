@@ -92,10 +92,10 @@ public struct CausalSelfAttention: Sendable {
             [[b, t, c], [b, t, 3 * c], scratch]
         }
 
-        /// Bytes `init` allocates on the CPU device (one [T, T] score matrix per compute thread).
-        public static func byteCount(batch b: Int, sequence t: Int, channels c: Int) -> Int {
-            TensorShapes.byteCount(shapes(batch: b, sequence: t, channels: c,
-                                          scratch: CPUKernels().attentionScratchShape(sequence: t)))
+        /// Bytes `init` allocates on a device whose attention scratch is `scratch`
+        /// (`ComputeKernels.attentionScratchShape`: the CPU's is a score matrix per thread).
+        public static func byteCount(batch b: Int, sequence t: Int, channels c: Int, scratch: [Int]) -> Int {
+            TensorShapes.byteCount(shapes(batch: b, sequence: t, channels: c, scratch: scratch))
         }
     }
 

@@ -112,10 +112,10 @@ public struct TransformerBlock: Sendable {
 
         static func ownShapes(batch b: Int, sequence t: Int, channels c: Int) -> [[Int]] { [[b * t, c], [b * t, 4 * c]] }
 
-        /// Bytes `init` allocates (with today's `ComputeThreads.count`).
-        public static func byteCount(batch b: Int, sequence t: Int, channels c: Int) -> Int {
+        /// Bytes `init` allocates on a device whose attention scratch is `attentionScratch`.
+        public static func byteCount(batch b: Int, sequence t: Int, channels c: Int, attentionScratch: [Int]) -> Int {
             TensorShapes.byteCount(ownShapes(batch: b, sequence: t, channels: c))
-                + CausalSelfAttention.Scratch.byteCount(batch: b, sequence: t, channels: c)
+                + CausalSelfAttention.Scratch.byteCount(batch: b, sequence: t, channels: c, scratch: attentionScratch)
         }
     }
 

@@ -26,7 +26,7 @@ struct OpenCLComputeKernels: ComputeKernels {
         let copy = try residency.deviceCopy(of: tensor.storage, willWrite: writes) { () throws(OpenCLError) in
             try OpenCLStorageCopy(count: count, context: context, record: record)
         }
-        copy.orderComputeAfterUpload()
+        copy.orderComputeAfterTransfer()
         return try DeviceTensor(viewing: copy.tensor, offset: tensor.offset, count: tensor.count)
     }
 

@@ -23,6 +23,7 @@ public final class OpenCLDevice: ComputeDevice, @unchecked Sendable {
     public var kernels: any ComputeKernels { OpenCLComputeKernels(device: self) }
     public var deviceMemoryBudgetBytes: Int? { context.allocator.budgetBytes }
     public var deviceMemoryPeakBytes: Int? { deviceBytesPeak }
+    public var overlapsDownloads: Bool { true }
 
     /// A device on `info` with `vramBudgetBytes` of device memory (nil: what the device
     /// reports) and `memoryBudgetBytes` of host memory for the host copies.
@@ -49,6 +50,9 @@ public final class OpenCLDevice: ComputeDevice, @unchecked Sendable {
     /// Bytes of tensor values copied host → device and device → host so far (token ids
     /// and targets, which arrive with each batch, are not counted).
     public var transferredBytes: (toDevice: Int, toHost: Int) { record.transferred }
+    /// Device → host copies begun without the host waiting (gradients downloaded while the
+    /// device computes the next block).
+    public var downloadsBegun: Int { record.downloadsBegun }
 }
 
 /// What happened on a device: the first failure of its kernels or transfers (later ones
@@ -56,6 +60,7 @@ public final class OpenCLDevice: ComputeDevice, @unchecked Sendable {
 final class OpenCLDeviceRecord: Sendable {
     private let failure = Mutex<OpenCLError?>(nil)
     private let moved = Mutex((toDevice: 0, toHost: 0))
+    private let begun = Mutex(0)
 
     var firstFailure: OpenCLError? { failure.withLock { $0 } }
 
@@ -68,4 +73,7 @@ final class OpenCLDeviceRecord: Sendable {
     func count(toDevice: Int = 0, toHost: Int = 0) {
         moved.withLock { $0.toDevice += toDevice; $0.toHost += toHost }
     }
+
+    var downloadsBegun: Int { begun.withLock { $0 } }
+    func countDownloadBegun() { begun.withLock { $0 += 1 } }
 }

@@ -6,9 +6,11 @@ import TributaryTensor
 ///
 /// Uploads go on the context's transfer queue and do not block the host: a streamed step
 /// decodes and uploads the next block shard while the device still computes the previous
-/// one. The first kernel that uses the copy waits for its upload on the device (a barrier
-/// on the compute queue), and the host waits only before it changes or frees the memory
-/// an upload is still reading (`waitUntilHostMayChange`).
+/// one. Downloads begun with `beginCopyToHost` go there too, after a marker on the compute
+/// queue, so a finished gradient comes down while the next block computes. The first
+/// kernel that uses the copy waits for the transfer on the device (a barrier on the
+/// compute queue), and the host waits only before it touches memory a transfer still
+/// reads or writes (`waitUntilHostMayChange`).
 final class OpenCLStorageCopy: DeviceStorageCopy, @unchecked Sendable {
     // Unchecked: `pending` and `ordered` are guarded by `lock`; the rest are immutable
     // references to thread-safe OpenCL objects.
@@ -16,7 +18,7 @@ final class OpenCLStorageCopy: DeviceStorageCopy, @unchecked Sendable {
     private let context: OpenCLContext
     private let record: OpenCLDeviceRecord
     private let lock = NSLock()
-    /// The upload in flight from host memory, if any.
+    /// The transfer in flight between host memory and this copy, if any (one at a time).
     private var pending: cl_event?
     /// Whether the compute queue already waits for `pending`.
     private var ordered = false
@@ -31,7 +33,7 @@ final class OpenCLStorageCopy: DeviceStorageCopy, @unchecked Sendable {
 
     func copyToHost(_ host: UnsafeMutablePointer<Float>, offset: Int, count: Int) {
         guard count > 0, record.firstFailure == nil else { return }
-        orderComputeAfterUpload()
+        orderComputeAfterTransfer()
         let size = MemoryLayout<Float>.size
         let code = clEnqueueReadBuffer(context.computeQueue, tensor.buffer, cl_bool(CL_TRUE), offset * size, count * size,
                                        host + offset, 0, nil, nil)
@@ -57,9 +59,40 @@ final class OpenCLStorageCopy: DeviceStorageCopy, @unchecked Sendable {
         record.count(toDevice: count * MemoryLayout<Float>.size)
     }
 
+    func beginCopyToHost(_ host: UnsafeMutablePointer<Float>, offset: Int, count: Int) {
+        guard count > 0, record.firstFailure == nil else { return }
+        waitUntilHostMayChange()
+        // The read follows every kernel queued so far (the ones writing the block): the
+        // transfer queue waits for a marker on the compute queue, which goes on computing.
+        var marker: cl_event?
+        var code = clEnqueueMarkerWithWaitList(context.computeQueue, 0, nil, &marker)
+        guard code == CL_SUCCESS, let marker else {
+            record.fail(.call("clEnqueueMarkerWithWaitList", code: code))
+            return
+        }
+        defer { clReleaseEvent(marker) }
+        clFlush(context.computeQueue)
+        let size = MemoryLayout<Float>.size
+        var waitFor: cl_event? = marker
+        var event: cl_event?
+        code = clEnqueueReadBuffer(context.transferQueue, tensor.buffer, cl_bool(CL_FALSE), offset * size, count * size,
+                                   host + offset, 1, &waitFor, &event)
+        guard code == CL_SUCCESS, let event else {
+            record.fail(.call("clEnqueueReadBuffer", code: code))
+            return
+        }
+        clFlush(context.transferQueue)
+        lock.withLock {
+            pending = event
+            ordered = false
+        }
+        record.count(toHost: count * size)
+        record.countDownloadBegun()
+    }
+
     func fill(offset: Int, count: Int, value: Float) {
         guard count > 0, record.firstFailure == nil else { return }
-        orderComputeAfterUpload()
+        orderComputeAfterTransfer()
         var pattern = value
         let size = MemoryLayout<Float>.size
         let code = clEnqueueFillBuffer(context.computeQueue, tensor.buffer, &pattern, size, offset * size, count * size,
@@ -67,9 +100,9 @@ final class OpenCLStorageCopy: DeviceStorageCopy, @unchecked Sendable {
         if code != CL_SUCCESS { record.fail(.call("clEnqueueFillBuffer", code: code)) }
     }
 
-    /// Makes the compute queue wait for the upload in flight before anything enqueued
-    /// after this call (once per upload; later commands follow it in order).
-    func orderComputeAfterUpload() {
+    /// Makes the compute queue wait for the transfer in flight before anything enqueued
+    /// after this call (once per transfer; later commands follow it in order).
+    func orderComputeAfterTransfer() {
         lock.lock()
         defer { lock.unlock() }
         guard let event = pending, !ordered else { return }
@@ -79,8 +112,8 @@ final class OpenCLStorageCopy: DeviceStorageCopy, @unchecked Sendable {
         ordered = true
     }
 
-    /// Returns once no upload reads the host memory any more; an upload that failed on the
-    /// device is recorded as the device's failure.
+    /// Returns once no transfer reads or writes the host memory any more; one that failed
+    /// on the device is recorded as the device's failure.
     func waitUntilHostMayChange() {
         lock.lock()
         defer { lock.unlock() }
@@ -90,7 +123,7 @@ final class OpenCLStorageCopy: DeviceStorageCopy, @unchecked Sendable {
         var status: cl_int = CL_COMPLETE
         clGetEventInfo(event, cl_event_info(CL_EVENT_COMMAND_EXECUTION_STATUS), MemoryLayout<cl_int>.size, &status, nil)
         if code != CL_SUCCESS || status < 0 {
-            record.fail(.call("clEnqueueWriteBuffer (completion)", code: code != CL_SUCCESS ? code : status))
+            record.fail(.call("transfer (completion)", code: code != CL_SUCCESS ? code : status))
         }
         clReleaseEvent(event)
         pending = nil
