@@ -13,6 +13,22 @@ public struct MemoryPlan: Sendable, Equatable, CustomStringConvertible {
     public let uploadQueueBytes: Int
     /// The allocator's predicted peak, upload queue included: what the budget must cover.
     public let predictedPeakBytes: Int
+    /// On a device with memory of its own (a GPU), that memory's predicted peak: the step's
+    /// blocks (their copies live as long as they do) and a kernel call's index buffers;
+    /// the host-only bytes (shard decoding, the codec, the upload queue) stay out.
+    public let predictedDevicePeakBytes: Int?
+
+    public init(execution: Execution, uploadQueueBytes: Int, predictedPeakBytes: Int, predictedDevicePeakBytes: Int? = nil) {
+        self.execution = execution
+        self.uploadQueueBytes = uploadQueueBytes
+        self.predictedPeakBytes = predictedPeakBytes
+        self.predictedDevicePeakBytes = predictedDevicePeakBytes
+    }
+
+    /// Fits a budget on the host and, where the device has memory of its own, there too.
+    func fits(_ budget: Int) -> Bool {
+        predictedPeakBytes <= budget && (predictedDevicePeakBytes ?? 0) <= budget
+    }
 
     public var description: String {
         let how: String
@@ -20,7 +36,8 @@ public struct MemoryPlan: Sendable, Equatable, CustomStringConvertible {
         case let .streamedGPT(p): how = p.description
         case let .residentModel(m): how = "whole model resident, micro-batch \(m)"
         }
-        return "\(how), upload queue \(ByteCount.format(uploadQueueBytes)), expected peak \(ByteCount.format(predictedPeakBytes))"
+        let device = predictedDevicePeakBytes.map { ", device peak \(ByteCount.format($0))" } ?? ""
+        return "\(how), upload queue \(ByteCount.format(uploadQueueBytes)), expected peak \(ByteCount.format(predictedPeakBytes))\(device)"
     }
 }
 
@@ -162,15 +179,32 @@ public struct MemoryPlanner: Sendable {
         let body = codec.maximumBodySize(elementCount: largestShard)
         let queues = [2 * body, body]
         let inputs = planningInputs
+        let candidates = model.family.executionCandidates(inputs)
+        let devicePeaks = devicePeakBytes(candidates.count)
         var out: [MemoryPlan] = []
-        for candidate in model.family.executionCandidates(inputs) {
+        for (i, candidate) in candidates.enumerated() {
             for q in queues {
-                out.append(MemoryPlan(execution: candidate.execution, uploadQueueBytes: q, predictedPeakBytes: candidate.peakBytes + q))
+                out.append(MemoryPlan(execution: candidate.execution, uploadQueueBytes: q, predictedPeakBytes: candidate.peakBytes + q,
+                                      predictedDevicePeakBytes: devicePeaks?[i]))
             }
         }
         // Stable: among equal costs the listing order (a larger upload queue first) stays.
         let costs = out.map { model.family.estimatedCost(of: $0.execution, inputs) }
         return out.indices.sorted { costs[$0] != costs[$1] ? costs[$0] < costs[$1] : $0 < $1 }.map { out[$0] }
+    }
+
+    /// The device memory of each candidate (in `executionCandidates`' order), on a device
+    /// that holds a copy of every block: the same walk without the host-only transients,
+    /// plus the most a kernel call takes for itself. nil on the CPU.
+    private func devicePeakBytes(_ count: Int) -> [Int]? {
+        guard device.holdsBlockCopies else { return nil }
+        let blocksOnly = ExecutionPlanningInputs(unitSamples: unitSamples, sequence: sequence, microBatches: microBatches,
+                                                 loadTransient: { _ in 0 }, gradientTransient: { _, _ in 0 }, device: device)
+        let peaks = model.family.executionCandidates(blocksOnly).map(\.peakBytes)
+        guard peaks.count == count else { return nil }
+        let (positions, overflow) = unitSamples.multipliedReportingOverflow(by: sequence)
+        let call = overflow ? Int.max / 2 : device.callTransientBytes(positions)
+        return peaks.map { $0 > Int.max - call ? Int.max : $0 + call }
     }
 
     /// Local steps (DiLoCo; the planner made with one inner step's samples as its unit): the
@@ -199,9 +233,10 @@ public struct MemoryPlanner: Sendable {
         let all = candidates()
         guard let first = all.first else { throw .unitTooLarge(samples: unitSamples) }
         guard let budget = budgetBytes else { return first }
-        if let fit = all.first(where: { $0.predictedPeakBytes <= budget }) { return fit }
-        let smallest = all.min { $0.predictedPeakBytes < $1.predictedPeakBytes }
-        throw .doesNotFit(neededBytes: smallest?.predictedPeakBytes ?? 0, budgetBytes: budget,
+        if let fit = all.first(where: { $0.fits(budget) }) { return fit }
+        let need = { (p: MemoryPlan) in max(p.predictedPeakBytes, p.predictedDevicePeakBytes ?? 0) }
+        let smallest = all.min { need($0) < need($1) }
+        throw .doesNotFit(neededBytes: smallest.map(need) ?? 0, budgetBytes: budget,
                           smallestPlan: smallest?.description ?? "none")
     }
 }

@@ -26,6 +26,8 @@ public protocol ComputeDevice: Sendable {
     /// block (a GPU): a streamed step then hands each block's gradient on one block later,
     /// holding one more block gradient, which its memory plan counts.
     var overlapsDownloads: Bool { get }
+    /// What its memory plans must know of it (`DevicePlanningTraits`).
+    var planningTraits: DevicePlanningTraits { get }
     /// Throws the first failure since the device was made (a kernel or transfer that did
     /// not run), if any. Kernels cannot throw, so a device records its failures and every
     /// caller checks here before a step's loss or gradients are used: a failed step must

@@ -47,6 +47,11 @@ public final class StorageResidency: Sendable {
 
     public init() {}
 
+    /// A block whose device copy was made with it; the host's (zeroed) values are newest.
+    public init(copy: any DeviceStorageCopy) {
+        state.withLock { $0.copy = copy }
+    }
+
     /// Which side holds the newest values (tests and transfer counts read it).
     public var newest: Newest { state.withLock { $0.newest } }
     /// The device copy, if a kernel has used this block.

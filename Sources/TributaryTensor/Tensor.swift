@@ -12,10 +12,20 @@ public final class TensorStorage: @unchecked Sendable {
     public let residency: StorageResidency?
 
     public init(count: Int, allocator: TensorAllocator) throws(TensorAllocationError) {
-        hostMemory = try allocator.allocateFloats(count)
+        let memory = try allocator.allocateFloats(count)
+        if let make = allocator.makeDeviceCopy, count > 0 {
+            do {
+                residency = StorageResidency(copy: try make(count))
+            } catch {
+                allocator.deallocateFloats(memory, count: count)
+                throw error
+            }
+        } else {
+            residency = allocator.tracksDeviceCopies ? StorageResidency() : nil
+        }
+        hostMemory = memory
         self.count = count
         self.allocator = allocator
-        residency = allocator.tracksDeviceCopies ? StorageResidency() : nil
     }
 
     /// The whole block for the host to read and write (the device's newer values first).

@@ -10,6 +10,9 @@ public enum TensorAllocationError: Error, CustomStringConvertible, Equatable {
     case outOfMemory(requestedBytes: Int)
     /// A shape with a negative dimension or an element count that overflows.
     case invalidShape([Int])
+    /// The device could not hold the block's copy (over its VRAM budget, or refused by the
+    /// driver); the device's own words.
+    case deviceMemory(String)
 
     public var description: String {
         switch self {
@@ -19,6 +22,8 @@ public enum TensorAllocationError: Error, CustomStringConvertible, Equatable {
             return "the system could not provide \(ByteCount.format(req)) of memory for a tensor"
         case let .invalidShape(shape):
             return "invalid tensor shape \(shape): dimensions must be non-negative and the element count must fit in memory"
+        case let .deviceMemory(why):
+            return why
         }
     }
 }
@@ -53,13 +58,20 @@ public final class TensorAllocator: Sendable {
     /// The process-wide default, unbounded unless someone sets a budget.
     public static let shared = TensorAllocator(budgetBytes: nil)
 
-    /// True for the host memory of a device that keeps its own copy of every block (a
-    /// GPU): the blocks carry a `StorageResidency`.
-    public let tracksDeviceCopies: Bool
+    /// Makes a block's copy on the device when a block of `count` floats is allocated.
+    public typealias DeviceCopyMaker = @Sendable (_ count: Int) throws(TensorAllocationError) -> any DeviceStorageCopy
 
-    public init(budgetBytes: Int?, tracksDeviceCopies: Bool = false) {
+    /// Set for the host memory of a device that keeps its own copy of every block (a GPU):
+    /// the copy is made with the block and freed with it, so the device holds memory
+    /// exactly while the host does (what a memory plan counts), and a block the device
+    /// cannot hold is refused when it is allocated.
+    public let makeDeviceCopy: DeviceCopyMaker?
+    /// Whether blocks carry a `StorageResidency`.
+    public var tracksDeviceCopies: Bool { makeDeviceCopy != nil }
+
+    public init(budgetBytes: Int?, deviceCopies: DeviceCopyMaker? = nil) {
         counters = Mutex(Counters(budget: budgetBytes))
-        self.tracksDeviceCopies = tracksDeviceCopies
+        makeDeviceCopy = deviceCopies
     }
 
     public var currentBytes: Int { counters.withLock { $0.current } }

@@ -117,12 +117,17 @@ final class OpenCLWorkerTests: XCTestCase {
             let (cpuLoss, cpuUpdates) = try await cpu.run(unit)
             let peak = try XCTUnwrap(gpu.device.deviceMemoryPeakBytes)
             let hostPeak = gpu.device.allocator.peakBytes
-            print("\(what): \(gpu.plan); device peak \(peak) B, host peak \(hostPeak) B (parameters + gradients alone: \(modelBytes) B)")
+            print("\(what): \(gpu.plan); measured device peak \(peak) B, host peak \(hostPeak) B (parameters + gradients alone: \(modelBytes) B)")
             XCTAssertLessThanOrEqual(peak, budget, what)
-            // Every device buffer is the copy of a host block the plan counts; the plan also
-            // counts host-only bytes (shard decoding, the codec, the upload queue).
-            XCTAssertLessThanOrEqual(peak, hostPeak, what)
             XCTAssertLessThanOrEqual(hostPeak, gpu.plan.predictedPeakBytes, what)
+            // The device holds a copy of each block while the block lives, which the plan's
+            // walk counts exactly, plus a kernel call's index buffers (the embeddings'
+            // backward: 3 int32 per token and one), which it bounds: the measured peak lies
+            // between the blocks alone and the prediction.
+            let predictedDevice = try XCTUnwrap(gpu.plan.predictedDevicePeakBytes, what)
+            let callBytes = 4 * (3 * 8 * 64 + 1)
+            XCTAssertLessThanOrEqual(peak, predictedDevice, what)
+            XCTAssertGreaterThanOrEqual(peak, predictedDevice - callBytes, what)
             XCTAssertEqual(gpuLoss, cpuLoss, accuracy: 1e-5 * max(1, abs(cpuLoss)), what)
             for (name, count) in gpu.shards {
                 let a = try decode(gpuUpdates[name], count: count), b = try decode(cpuUpdates[name], count: count)

@@ -190,6 +190,26 @@ final class OpenCLModelTests: XCTestCase {
         XCTAssertThrowsError(try refused.evaluate(batch), "a failed device stays failed")
     }
 
+    /// A block's device copy is made with the block: one the VRAM budget cannot hold is
+    /// refused when the tensor is allocated, in the device's words, and the host memory
+    /// taken for it is given back; the copies go with their blocks.
+    func testABlockTheDeviceCannotHoldIsRefusedWhenAllocated() throws {
+        let device = try openCL(vram: 4096)
+        do {
+            let small = try Tensor(shape: [512], allocator: device.allocator)
+            XCTAssertEqual(device.deviceBytesPeak, 2048, "the copy exists before any kernel used it")
+            XCTAssertThrowsError(try Tensor(shape: [1024], allocator: device.allocator)) { error in
+                guard case let .deviceMemory(why)? = error as? TensorAllocationError else {
+                    return XCTFail("expected a device-memory refusal, got \(error)")
+                }
+                XCTAssertTrue(why.contains("over the VRAM budget"), why)
+            }
+            XCTAssertEqual(device.allocator.currentBytes, 2048, "the refused block's host memory went back")
+            withExtendedLifetime(small) {}
+        }
+        XCTAssertEqual(device.context.allocator.currentBytes, 0, "device copies are freed with their blocks")
+    }
+
     /// The U-Net on the OpenCL device: its linear layers (time embedding, attention
     /// projections) run there, its convolutions and group norms on the host through
     /// `Tensor`, and the residency keeps the two coherent: the step equals the CPU's.

@@ -5,9 +5,10 @@ import TributaryTensor
 
 /// An OpenCL GPU (or POCL on the CPU) as a `ComputeDevice`: models run on it unchanged.
 ///
-/// Tensors come from `allocator`, whose host blocks each get a device copy on first use
-/// by a kernel (`StorageResidency`): the copies count against the VRAM budget in
-/// `context.allocator`, and stay on the device between kernels. Kernels cannot throw, so
+/// Tensors come from `allocator`, whose host blocks each get a device copy when they are
+/// allocated (`StorageResidency`): the copies count against the VRAM budget in
+/// `context.allocator`, live exactly as long as their blocks, and stay on the device
+/// between kernels (uploaded when the host wrote since). Kernels cannot throw, so
 /// the first failure (an out-of-memory, a launch the driver refused) is kept and every
 /// later call is skipped; `checkHealthy()` throws it, and callers check before using a
 /// step's loss or gradients.
@@ -24,15 +25,31 @@ public final class OpenCLDevice: ComputeDevice, @unchecked Sendable {
     public var deviceMemoryBudgetBytes: Int? { context.allocator.budgetBytes }
     public var deviceMemoryPeakBytes: Int? { deviceBytesPeak }
     public var overlapsDownloads: Bool { true }
+    /// Its blocks' copies, and the index buffers a call uploads: the embeddings' backward
+    /// takes the most, 3 int32 per position and one more (distinct tokens, their starts,
+    /// their positions).
+    public var planningTraits: DevicePlanningTraits {
+        let operations = self.operations
+        return DevicePlanningTraits(overlapsDownloads: true, holdsBlockCopies: true,
+                                    callTransientBytes: { 4 * (3 * $0 + 1) }) { operations.attentionScratchShape(sequence: $0) }
+    }
 
     /// A device on `info` with `vramBudgetBytes` of device memory (nil: what the device
     /// reports) and `memoryBudgetBytes` of host memory for the host copies.
     public init(info: OpenCLDeviceInfo, vramBudgetBytes: Int?, memoryBudgetBytes: Int?,
                 cache: OpenCLProgramCache) throws(OpenCLError) {
-        context = try OpenCLContext(device: info, memoryBudgetBytes: vramBudgetBytes ?? Self.defaultBudget(info))
+        let context = try OpenCLContext(device: info, memoryBudgetBytes: vramBudgetBytes ?? Self.defaultBudget(info))
+        let record = OpenCLDeviceRecord()
+        self.context = context
+        self.record = record
         operations = try OpenCLKernels(context: context, cache: cache)
-        allocator = TensorAllocator(budgetBytes: memoryBudgetBytes, tracksDeviceCopies: true)
-        record = OpenCLDeviceRecord()
+        allocator = TensorAllocator(budgetBytes: memoryBudgetBytes) { count throws(TensorAllocationError) in
+            do {
+                return try OpenCLStorageCopy(count: count, context: context, record: record)
+            } catch {
+                throw .deviceMemory("\(error)")
+            }
+        }
     }
 
     /// What a device offers when no budget is given: its memory less a margin for the
