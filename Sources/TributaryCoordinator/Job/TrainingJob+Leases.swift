@@ -120,7 +120,7 @@ extension TrainingJob {
         try await exclusively {
             let lease = try await activeLease(id, worker: worker)
             let indices = unitOrder.batch(epoch: lease.epoch, index: lease.unit)
-            let batch = data.train.batch(indices)
+            let batch = data.trainingBatch(indices, epoch: lease.epoch)
             var body: [UInt8]?
             if case let .tokens(_, vocabulary) = spec.sampleShape { body = BatchBody.encodeWindows(batch, vocabularySize: vocabulary) }
             let bytes = body ?? BatchBody.encode(batch)
