@@ -37,6 +37,8 @@ let package = Package(
                        providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CPNG", pkgConfig: "libpng",
                        providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg",
+                       providers: [.apt(["libjpeg-dev"])]),
         .systemLibrary(name: "CMalloc"),
         // OpenCL (the ICD loader, which finds the installed drivers) and CLBlast's SGEMM.
         .systemLibrary(name: "COpenCL", pkgConfig: "OpenCL",
@@ -64,7 +66,7 @@ let package = Package(
                 swiftSettings: optimizedInDebug),
         .target(name: "TributaryOptim", dependencies: ["TributaryTensor"],
                 swiftSettings: optimizedInDebug),
-        .target(name: "TributaryData", dependencies: ["TributaryTensor", "CZlib", "CPNG"],
+        .target(name: "TributaryData", dependencies: ["TributaryTensor", "CZlib", "CPNG", "CJPEG"],
                 swiftSettings: optimizedInDebug),
         .target(name: "TributaryCheckpoint",
                 dependencies: ["TributaryTensor", "TributaryModels", "TributaryOptim", "TributaryData",

@@ -4,6 +4,7 @@
 #   libzstd-dev      update compression
 #   zlib1g-dev       gzip-compressed datasets (MNIST IDX), frame checksums
 #   libpng-dev       PNG images: a U-Net's sample grids (tributary sample), PNG reading
+#   libjpeg-dev      JPEG images (libjpeg-turbo): image-folder datasets
 #   libsqlite3-dev   the coordinator's ledger (GRDB)
 #   ocl-icd-opencl-dev  OpenCL headers and the ICD loader (GPU workers, TributaryOpenCL)
 #   libclblast-dev   CLBlast, matrix products on OpenCL devices
@@ -24,7 +25,7 @@
 #                    prometheus package: installing that package would also start a Prometheus server
 set -euo pipefail
 
-packages=(libopenblas-dev libzstd-dev zlib1g-dev libpng-dev libsqlite3-dev ocl-icd-opencl-dev libclblast-dev pkg-config)
+packages=(libopenblas-dev libzstd-dev zlib1g-dev libpng-dev libjpeg-dev libsqlite3-dev ocl-icd-opencl-dev libclblast-dev pkg-config)
 tests=0
 for arg in "$@"; do
     case "$arg" in

@@ -9,9 +9,13 @@ public struct LabeledImages: Sendable {
     public let pixels: [Float]
     /// Class ids in 0..<classCount.
     public let labels: [Int32]
+    /// What a row is as an image (nil: a plain feature vector, e.g. the synthetic data),
+    /// needed to flip images; `geometry.valueCount == featureCount`.
+    public let geometry: ImageGeometry?
 
     /// Wraps existing arrays, checking that their sizes and labels agree with the shape.
-    public init(count: Int, featureCount: Int, classCount: Int, pixels: [Float], labels: [Int32]) throws {
+    public init(count: Int, featureCount: Int, classCount: Int, pixels: [Float], labels: [Int32],
+                geometry: ImageGeometry? = nil) throws {
         guard count >= 0, featureCount > 0, classCount > 0 else {
             throw DatasetError(.invalidArgument,
                                "labeled data needs count >= 0, featureCount > 0 and classCount > 0 (got \(count), \(featureCount), \(classCount))")
@@ -24,15 +28,20 @@ public struct LabeledImages: Sendable {
         if let bad = labels.first(where: { $0 < 0 || Int($0) >= classCount }) {
             throw DatasetError(.invalidArgument, "label \(bad) is outside 0..<\(classCount)")
         }
-        self.init(unchecked: count, featureCount, classCount, pixels, labels)
+        if let geometry, geometry.valueCount != featureCount {
+            throw DatasetError(.invalidArgument, "images of \(geometry) do not make rows of \(featureCount) values")
+        }
+        self.init(unchecked: count, featureCount, classCount, pixels, labels, geometry: geometry)
     }
 
-    init(unchecked count: Int, _ featureCount: Int, _ classCount: Int, _ pixels: [Float], _ labels: [Int32]) {
+    init(unchecked count: Int, _ featureCount: Int, _ classCount: Int, _ pixels: [Float], _ labels: [Int32],
+         geometry: ImageGeometry? = nil) {
         self.count = count
         self.featureCount = featureCount
         self.classCount = classCount
         self.pixels = pixels
         self.labels = labels
+        self.geometry = geometry
     }
 
     /// The rows at `indices`, in that order (indices must be in 0..<count; repeats allowed).
@@ -47,20 +56,35 @@ public struct LabeledImages: Sendable {
                 }
             }
         }
-        return LabeledImages(unchecked: n, featureCount, classCount, outPixels, outLabels)
+        return LabeledImages(unchecked: n, featureCount, classCount, outPixels, outLabels, geometry: geometry)
     }
 
     /// Copies the rows at `indices` into `inputs` ([indices.count, featureCount], row-major) and their
     /// labels into `targets` ([indices.count]). The caller owns buffers of at least that size.
-    public func fillBatch(indices: [Int], inputs: UnsafeMutablePointer<Float>, targets: UnsafeMutablePointer<Int32>) {
+    /// With `flip`, a row whose coin comes up in `epoch` (`RandomFlip.isFlipped`, decided by the
+    /// sample's index here) is copied mirrored left-right; that needs a `geometry`, which
+    /// `RandomFlip`'s callers check first (`DatasetSource.prepare`).
+    public func fillBatch(indices: [Int], inputs: UnsafeMutablePointer<Float>, targets: UnsafeMutablePointer<Int32>,
+                          flip: RandomFlip? = nil, epoch: Int = 0) {
         let f = featureCount
+        precondition(flip == nil || geometry != nil, "random flips need images of a known geometry")
+        let planes = geometry.map { $0.channels * $0.height } ?? 0, width = geometry?.width ?? 0
         pixels.withUnsafeBufferPointer { src in
             labels.withUnsafeBufferPointer { lab in
                 guard let srcBase = src.baseAddress else { return }
                 for (row, index) in indices.enumerated() {
                     precondition(index >= 0 && index < count, "sample index \(index) is outside 0..<\(count)")
-                    (inputs + row * f).update(from: srcBase + index * f, count: f)
+                    let out = inputs + row * f, from = srcBase + index * f
                     targets[row] = lab[index]
+                    guard let flip, flip.isFlipped(sample: index, epoch: epoch) else {
+                        out.update(from: from, count: f)
+                        continue
+                    }
+                    // Every row of every channel plane reversed.
+                    for line in 0..<planes {
+                        let o = out + line * width, s = from + line * width
+                        for x in 0..<width { o[x] = s[width - 1 - x] }
+                    }
                 }
             }
         }
@@ -154,7 +178,8 @@ extension LabeledImages {
                 initialized = total
             }
         }
-        return LabeledImages(unchecked: imageSet.count, featureCount, 10, pixels, labelValues)
+        return LabeledImages(unchecked: imageSet.count, featureCount, 10, pixels, labelValues,
+                             geometry: ImageGeometry(channels: 1, height: imageSet.rows, width: imageSet.columns))
     }
 
     static func readIDXFile(_ path: String, what: String, maxBytes: Int) throws -> [UInt8] {

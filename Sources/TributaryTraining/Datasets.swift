@@ -24,6 +24,12 @@ public enum SampleSet: Sendable {
 
     /// The batch for these sample indices, laid out as the model expects.
     public func batch(_ indices: [Int]) -> ModelBatch {
+        batch(indices, epoch: 0, flip: nil)
+    }
+
+    /// The batch for these sample indices of `epoch`: with `flip`, the images whose coin
+    /// comes up in that epoch are mirrored (training only; `PreparedDataset.trainingBatch`).
+    public func batch(_ indices: [Int], epoch: Int, flip: RandomFlip?) -> ModelBatch {
         switch self {
         case let .windows(w):
             var x = [Int32](repeating: 0, count: indices.count * w.blockSize)
@@ -41,7 +47,7 @@ public enum SampleSet: Sendable {
             x.withUnsafeMutableBufferPointer { xp in
                 y.withUnsafeMutableBufferPointer { yp in
                     guard let xb = xp.baseAddress, let yb = yp.baseAddress else { return }
-                    set.fillBatch(indices: indices, inputs: xb, targets: yb)
+                    set.fillBatch(indices: indices, inputs: xb, targets: yb, flip: flip, epoch: epoch)
                 }
             }
             return .features(inputs: x, targets: y, batch: indices.count)
@@ -55,13 +61,32 @@ public struct PreparedDataset: Sendable {
     public let train: SampleSet
     public let validation: SampleSet
     public let vocabulary: CharacterVocabulary?
+    /// Random horizontal flips of training images (nil: none).
+    public var trainingFlip: RandomFlip? = nil
+
+    /// The training samples at `indices` as visited in `epoch`, flipped when the job says so.
+    /// The coordinator (a unit of epoch `lease.epoch`) and `Trainer` (its step's epoch)
+    /// both build training batches here, so they flip the same samples.
+    public func trainingBatch(_ indices: [Int], epoch: Int) -> ModelBatch {
+        train.batch(indices, epoch: epoch, flip: trainingFlip)
+    }
 }
 
 public enum DatasetSource {
     /// Loads `source`: `builtin:arithmetic` (generated, nothing to download), `builtin:digits`
-    /// (synthetic 28×28 classes), a directory holding MNIST IDX files, a nanoGPT `.bin`
-    /// token file, or any other file as UTF-8 text (character-level).
-    public static func load(_ source: String) throws -> RawDataset {
+    /// (synthetic 28×28 classes), a directory holding MNIST IDX files, CIFAR-10 binary batches
+    /// (a directory holding `data_batch_N.bin` / `test_batch.bin` or `cifar-10-batches-bin`, or
+    /// one such file), a folder of PNG/JPEG images (`ImageFolder`), a nanoGPT `.bin` token
+    /// file, or any other file as UTF-8 text (character-level). `images`: what the model
+    /// takes; an image folder is resized to it, MNIST and CIFAR-10 must match it.
+    public static func load(_ source: String, images: ImageLoadOptions = ImageLoadOptions()) throws -> RawDataset {
+        try images.validate()
+        let raw = try loadUnchecked(source, images: images)
+        if case let .images(set) = raw { try images.check(set, source: source) }
+        return raw
+    }
+
+    private static func loadUnchecked(_ source: String, images: ImageLoadOptions) throws -> RawDataset {
         switch source {
         case "builtin:arithmetic":
             let text = BuiltinCorpus.arithmetic(lines: 40_000, seed: 7)
@@ -75,16 +100,13 @@ public enum DatasetSource {
         }
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: source, isDirectory: &isDirectory) else {
-            throw DatasetError(.fileNotFound, path: source, "dataset not found (give a text file, a .bin token file, a directory of MNIST IDX files, or builtin:arithmetic)")
+            throw DatasetError(.fileNotFound, path: source, "dataset not found (give a text file, a .bin token file, a directory of MNIST IDX files, CIFAR-10 batches or images, or builtin:arithmetic)")
         }
         if isDirectory.boolValue {
-            let names = (try? FileManager.default.contentsOfDirectory(atPath: source).sorted()) ?? []
-            guard let images = names.first(where: { $0.contains("images-idx3-ubyte") }),
-                  let labels = names.first(where: { $0.contains("labels-idx1-ubyte") && $0.hasPrefix(images.components(separatedBy: "-images").first ?? "") })
-                    ?? names.first(where: { $0.contains("labels-idx1-ubyte") }) else {
-                throw DatasetError(.fileNotFound, path: source, "directory holds no MNIST *-images-idx3-ubyte[.gz] and *-labels-idx1-ubyte[.gz] pair")
-            }
-            return .images(try LabeledImages.loadMNIST(images: "\(source)/\(images)", labels: "\(source)/\(labels)"))
+            return .images(try loadImageDirectory(source, images: images))
+        }
+        if CIFAR10.isBatchFileName((source as NSString).lastPathComponent) {
+            return .images(try CIFAR10.load(files: [source]))
         }
         if source.hasSuffix(".bin") {
             let tokens = try TokenFile.load(path: source)
@@ -95,15 +117,41 @@ public enum DatasetSource {
         return .tokens(tokens, vocabulary: vocab, vocabularySize: vocab.size)
     }
 
+    /// A directory: an MNIST IDX pair, CIFAR-10 batches (or the archive's folder inside it),
+    /// else a folder of images.
+    private static func loadImageDirectory(_ source: String, images: ImageLoadOptions) throws -> LabeledImages {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: source).sorted()) ?? []
+        if let imageFile = names.first(where: { $0.contains("images-idx3-ubyte") }),
+           let labels = names.first(where: { $0.contains("labels-idx1-ubyte") && $0.hasPrefix(imageFile.components(separatedBy: "-images").first ?? "") })
+            ?? names.first(where: { $0.contains("labels-idx1-ubyte") }) {
+            return try LabeledImages.loadMNIST(images: "\(source)/\(imageFile)", labels: "\(source)/\(labels)")
+        }
+        if let files = CIFAR10.batchFiles(inDirectory: source) { return try CIFAR10.load(files: files) }
+        if names.contains(CIFAR10.archiveFolder), let files = CIFAR10.batchFiles(inDirectory: "\(source)/\(CIFAR10.archiveFolder)") {
+            return try CIFAR10.load(files: files)
+        }
+        do {
+            return try ImageFolder.load(directory: source, size: images.size ?? ImageLoadOptions.folderDefaultSize,
+                                        channels: images.channels ?? ImageLoadOptions.folderDefaultChannels)
+        } catch let error as DatasetError where error.kind == .empty && error.path == source {
+            throw DatasetError(.empty, path: source,
+                               "directory holds no MNIST *-images-idx3-ubyte[.gz] and *-labels-idx1-ubyte[.gz] pair, no CIFAR-10 data_batch_N.bin or test_batch.bin, and no .png, .jpg or .jpeg images (searched recursively); check the path")
+        }
+    }
+
     /// Splits into training and validation samples: the tail of a token stream (as
-    /// nanoGPT does), a seeded random subset of images.
+    /// nanoGPT does), a seeded random subset of images. `randomFlip`: training images are
+    /// mirrored at random (`RandomFlip` with `seed`); only images of a known geometry can be.
     public static func prepare(_ raw: RawDataset, name: String, blockSize: Int?, validationFraction: Double,
-                               seed: UInt64) throws -> PreparedDataset {
+                               seed: UInt64, randomFlip: Bool = false) throws -> PreparedDataset {
         guard validationFraction > 0, validationFraction < 1 else {
             throw DatasetError(.invalidArgument, "validation fraction must lie strictly between 0 and 1 (got \(validationFraction))")
         }
         switch raw {
         case let .tokens(tokens, vocabulary, _):
+            if randomFlip {
+                throw DatasetError(.invalidArgument, path: name, "random flips are for images, and this dataset holds tokens; turn random_flip (--random-flip) off")
+            }
             guard let blockSize, blockSize > 0 else {
                 throw DatasetError(.invalidFormat, path: name, "a token dataset needs a positive block size")
             }
@@ -117,8 +165,12 @@ public enum DatasetSource {
                                    validation: .windows(try TokenWindows(tokens: validation, blockSize: blockSize)),
                                    vocabulary: vocabulary)
         case let .images(set):
+            if randomFlip, set.geometry == nil {
+                throw DatasetError(.invalidArgument, path: name, "random flips need images of a known layout (MNIST, CIFAR-10, an image folder), and these samples are plain feature vectors; turn random_flip (--random-flip) off")
+            }
             let (train, validation) = set.split(validationFraction: validationFraction, seed: seed)
-            return PreparedDataset(name: name, train: .images(train), validation: .images(validation), vocabulary: nil)
+            return PreparedDataset(name: name, train: .images(train), validation: .images(validation), vocabulary: nil,
+                                   trainingFlip: randomFlip ? RandomFlip(seed: seed) : nil)
         }
     }
 }

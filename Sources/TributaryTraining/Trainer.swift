@@ -152,6 +152,7 @@ public final class Trainer {
     public func trainStep() throws -> StepReport {
         let start = DispatchTime.now().uptimeNanoseconds
         let indices = order.batch(step: step)
+        let epoch = step / order.batchesPerEpoch  // the epoch `order.batch(step:)` reads, for random flips
         let micro = options.microBatches
         let slice = options.batchSize / micro
         model.parameters.zeroGradients()
@@ -161,7 +162,7 @@ public final class Trainer {
         var flops = 0.0
         var predictions = 0
         for m in 0..<micro {
-            let batch = data.train.batch(Array(indices[(m * slice)..<((m + 1) * slice)]))
+            let batch = data.trainingBatch(Array(indices[(m * slice)..<((m + 1) * slice)]), epoch: epoch)
             lossSum += try model.forwardBackward(batch, lossScale: 1 / Float(micro))
             flops += model.trainingFLOPs(batch)
             predictions += batch.predictionCount

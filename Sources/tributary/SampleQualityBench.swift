@@ -59,7 +59,7 @@ struct SampleQualityBench: ParsableCommand {
         let sampleSeconds = Date().timeIntervalSince(start)
         // The U-Net denoises in [−1, 1]; the classifier was trained on pixels in [0, 1].
         let generated = drawn.map { min(1, max(0, ($0 + 1) / 2)) }
-        let real = try realImages(count: images, pixels: unetConfig.pixelsPerSample)
+        let real = try realImages(count: images, unet: unetConfig)
         print("generator: \(unetConfig.summary) (step \(unetCheckpoint.config.step))")
         print("judge: \(mlpConfig.summary) (step \(classifierCheckpoint.config.step))")
         print(String(format: "%d images by DDIM in %d steps, seed %llu, in %.1f s; recognised: top class probability above %.2f",
@@ -92,10 +92,11 @@ struct SampleQualityBench: ParsableCommand {
     }
 
     /// Real images the classifier did not train on: the validation split `train` held out.
-    private func realImages(count: Int, pixels: Int) throws -> LabeledImages {
-        let raw = try DatasetSource.load(data)
-        guard case let .images(set) = raw, set.featureCount == pixels else {
-            throw CLIError("--data \(data) holds no images of \(pixels) pixels")
+    private func realImages(count: Int, unet: UNetConfig) throws -> LabeledImages {
+        // An image folder is resized to what the U-Net draws; MNIST and CIFAR-10 must match it.
+        let raw = try DatasetSource.load(data, images: ImageLoadOptions(size: unet.imageSize, channels: unet.inChannels))
+        guard case let .images(set) = raw, set.featureCount == unet.pixelsPerSample else {
+            throw CLIError("--data \(data) holds no images of \(unet.pixelsPerSample) pixels")
         }
         let held = set.split(validationFraction: valFraction, seed: dataSeed).validation
         return held.subset(Array(0..<min(count, held.count)))

@@ -13,7 +13,8 @@ struct TrainCommand: ParsableCommand {
         abstract: "Train a model in this process (no coordinator, no workers).",
         discussion: """
         DATA is a text file (character-level GPT), a nanoGPT .bin token file, a directory \
-        of MNIST IDX files (MLP classifier), or builtin:arithmetic / builtin:digits, which \
+        of MNIST IDX files, of CIFAR-10 binary batches or of PNG/JPEG images (one subfolder \
+        per class; MLP classifier or U-Net), or builtin:arithmetic / builtin:digits, which \
         need nothing downloaded.
         """)
 
@@ -33,6 +34,9 @@ struct TrainCommand: ParsableCommand {
     @Option(name: .customLong("channel-multipliers"), help: "U-Net channel multiplier per level, comma-separated.") var channelMultipliers = "1,2,2"
     @Option(name: .customLong("attention-resolutions"), help: "U-Net image sides with self-attention, comma-separated (e.g. 7).") var attentionResolutions = ""
     @Option(name: .customLong("norm-groups"), help: "U-Net GroupNorm groups.") var normGroups = 8
+    @Option(name: .customLong("image-size"), help: "Image side: an image folder is resized to it, MNIST and CIFAR-10 must match it (default: the data's own; a folder: 32).") var imageSize: Int?
+    @Option(name: .customLong("in-channels"), help: "Image channels, 1 (grayscale) or 3 (RGB), likewise (default: the data's own; a folder: 3).") var inChannels: Int?
+    @Flag(name: .customLong("random-flip"), help: "Mirror training images left-right at random (seeded, per epoch).") var randomFlip = false
 
     @Option(help: "Optimizer steps.") var steps = 500
     @Option(name: .customLong("batch-size"), help: "Samples per step (sequences or images).") var batchSize = 32
@@ -60,14 +64,15 @@ struct TrainCommand: ParsableCommand {
         try compute.apply()
         _ = try devices.choice()
         if resume && out == nil { throw ValidationError("--resume needs --out, the checkpoint directory to resume from") }
-        let raw = try DatasetSource.load(data)
+        let raw = try DatasetSource.load(data, images: ImageLoadOptions(size: imageSize, channels: inChannels))
         let spec = try modelSpec(for: raw)
         try spec.validate()
         if !resume, let out, let existing = try? CheckpointStore(directory: out).latestPath() {
             throw CLIError("\(out) already holds a run (latest \(existing)); pass --resume to continue it, or choose another --out")
         }
         let blockSize = spec.sampleShape.sequenceLength
-        let prepared = try DatasetSource.prepare(raw, name: data, blockSize: blockSize, validationFraction: valFraction, seed: seed)
+        let prepared = try DatasetSource.prepare(raw, name: data, blockSize: blockSize, validationFraction: valFraction, seed: seed,
+                                                 randomFlip: randomFlip)
         var options = TrainingOptions()
         options.steps = steps
         options.batchSize = batchSize
@@ -142,7 +147,7 @@ struct TrainCommand: ParsableCommand {
             guard model == nil || model == "gpt" else { throw ValidationError("token data trains a gpt, not \(model ?? "")") }
             return .gpt(GPTConfig(vocabSize: vocab, blockSize: blockSize, nLayer: nLayer, nHead: nHead, nEmbd: nEmbd, bias: !noBias))
         case let .images(set):
-            if model == "unet" { return try unetSpec(features: set.featureCount) }
+            if model == "unet" { return try unetSpec(features: set.featureCount, geometry: set.geometry) }
             guard model == nil || model == "mlp" else { throw ValidationError("image data trains an mlp or a unet, not \(model ?? "")") }
             let sizes = hidden.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
             guard !sizes.contains(nil) else { throw ValidationError("--hidden takes comma-separated sizes, e.g. 512,512") }
@@ -150,16 +155,23 @@ struct TrainCommand: ParsableCommand {
         }
     }
 
-    /// A U-Net over the data's square single-channel images.
-    private func unetSpec(features: Int) throws -> ModelSpec {
-        let side = Int(Double(features).squareRoot().rounded())
-        guard side * side == features else { throw CLIError("a unet needs square single-channel images, not \(features) pixels") }
+    /// A U-Net over the data's square images: of the data's geometry, else single-channel.
+    private func unetSpec(features: Int, geometry: ImageGeometry?) throws -> ModelSpec {
+        let side: Int, channels: Int
+        if let geometry {
+            guard geometry.height == geometry.width else { throw CLIError("a unet needs square images, not \(geometry)") }
+            (side, channels) = (geometry.height, geometry.channels)
+        } else {
+            side = Int(Double(features).squareRoot().rounded())
+            channels = 1
+            guard side * side == features else { throw CLIError("a unet needs square single-channel images, not \(features) pixels") }
+        }
         func list(_ text: String, _ option: String) throws -> [Int] {
             let parts = text.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
             guard !parts.contains(nil) else { throw CLIError("--\(option) takes comma-separated whole numbers") }
             return parts.compactMap { $0 }
         }
-        let spec = ModelSpec(UNetConfig(imageSize: side, inChannels: 1, baseChannels: baseChannels,
+        let spec = ModelSpec(UNetConfig(imageSize: side, inChannels: channels, baseChannels: baseChannels,
                                         channelMultipliers: try list(channelMultipliers, "channel-multipliers"),
                                         normGroups: normGroups, attentionResolutions: try list(attentionResolutions, "attention-resolutions")))
         do { try spec.validate() } catch { throw CLIError("\(error)") }

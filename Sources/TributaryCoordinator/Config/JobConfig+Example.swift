@@ -14,6 +14,8 @@ extension JobConfig {
       block_size: 64       # context length
       bias: true
       # hidden: [512, 512] # mlp only
+      # image_size: 32               # unet only: the images' side and channels (1 or 3); default:
+      # in_channels: 3               #   the data's own (an image folder: 32 and 3)
       # base_channels: 32            # unet only, with these defaults:
       # channel_multipliers: [1, 2, 2]
       # blocks_per_level: 1
@@ -23,9 +25,11 @@ extension JobConfig {
       # noise_schedule: linear       # linear or cosine
 
     data:
-      source: builtin:arithmetic   # a text file, a nanoGPT .bin file, a directory of MNIST IDX files
+      source: builtin:arithmetic   # a text file, a nanoGPT .bin file, a directory of MNIST IDX files,
+                                   # of CIFAR-10 batches (data_batch_N.bin) or of PNG/JPEG images
       validation_fraction: 0.1
       seed: 1337                   # fixes initialisation and the order of samples
+      random_flip: false           # images: mirror training images left-right at random (seeded)
 
     units:
       samples_per_unit: 8          # sequences (or images) in one work unit

@@ -88,6 +88,8 @@ extension JobConfig {
     static func allowedKeys() -> [String: Any] {
         var full = JobConfig()
         full.model.hidden = [1]
+        full.model.imageSize = 1
+        full.model.inChannels = 1
         full.model.baseChannels = 1
         full.model.channelMultipliers = [1]
         full.model.blocksPerLevel = 1

@@ -1,5 +1,6 @@
 import Foundation
 import TributaryCompression
+import TributaryData
 import TributaryModels
 import TributaryOptim
 import TributaryProtocol
@@ -76,6 +77,9 @@ extension JobConfig {
         guard (server.tlsCertificate == nil) == (server.tlsKey == nil) else {
             throw bad("server.tls_certificate and server.tls_key go together")
         }
+        do { try imageLoadOptions.validate() } catch let error as DatasetError {
+            throw bad("model.image_size / model.in_channels: \(error.message)")
+        }
         guard storage.checkpointEveryRounds >= 1 else { throw bad("storage.checkpoint_every_rounds must be positive") }
         guard storage.validationEveryRounds >= 1 else { throw bad("storage.validation_every_rounds must be positive") }
         guard storage.validationBatches >= 0 else { throw bad("storage.validation_batches must not be negative") }
@@ -90,8 +94,13 @@ extension JobConfig {
         return nil
     }
 
-    /// The model, once the dataset's vocabulary or feature count is known.
-    public func modelSpec(vocabularySize: Int?, features: Int?, classes: Int?) throws -> ModelSpec {
+    /// What the job asks of image data (`DatasetSource.load`): the U-Net's image size and channels where set.
+    public var imageLoadOptions: ImageLoadOptions {
+        ImageLoadOptions(size: model.imageSize, channels: model.inChannels)
+    }
+
+    /// The model, once the dataset's vocabulary or feature count (and an image's geometry) is known.
+    public func modelSpec(vocabularySize: Int?, features: Int?, classes: Int?, geometry: ImageGeometry? = nil) throws -> ModelSpec {
         switch model.type {
         case "gpt":
             guard let vocab = vocabularySize else { throw JobConfigError.invalid("a gpt needs token data; \(data.source) holds images") }
@@ -100,7 +109,7 @@ extension JobConfig {
             try spec.validate()
             return spec
         case "unet":
-            return try unetSpec(features: features)
+            return try unetSpec(features: features, geometry: geometry)
         default:
             guard let features, let classes else { throw JobConfigError.invalid("an mlp needs image data; \(data.source) holds tokens") }
             let spec = ModelSpec.mlp(MLPConfig(inputFeatures: features, hidden: model.hidden ?? [512, 512], classes: classes))
@@ -109,18 +118,28 @@ extension JobConfig {
         }
     }
 
-    /// A DDPM U-Net over the data's square single-channel images (MNIST, builtin:digits).
-    private func unetSpec(features: Int?) throws -> ModelSpec {
+    /// A DDPM U-Net over the data's square images: of the data's geometry (MNIST, CIFAR-10, an
+    /// image folder), else single-channel of the side the pixel count gives (builtin:digits).
+    private func unetSpec(features: Int?, geometry: ImageGeometry?) throws -> ModelSpec {
         guard let features else { throw JobConfigError.invalid("a unet needs image data; \(data.source) holds tokens") }
-        let side = Int(Double(features).squareRoot().rounded())
-        guard side * side == features else {
-            throw JobConfigError.invalid("a unet needs square single-channel images; \(data.source) has \(features) pixels per sample")
+        let side: Int, channels: Int
+        if let geometry {
+            guard geometry.height == geometry.width else {
+                throw JobConfigError.invalid("a unet needs square images; \(data.source) holds images of \(geometry)")
+            }
+            (side, channels) = (geometry.height, geometry.channels)
+        } else {
+            side = Int(Double(features).squareRoot().rounded())
+            channels = 1
+            guard side * side == features else {
+                throw JobConfigError.invalid("a unet needs square single-channel images; \(data.source) has \(features) pixels per sample")
+            }
         }
         let scheduleName = model.noiseSchedule ?? "linear"
         guard let schedule = DDPMSchedule.Kind(rawValue: scheduleName) else {
             throw JobConfigError.invalid("model.noise_schedule must be linear or cosine (got \(scheduleName))")
         }
-        let spec = ModelSpec(UNetConfig(imageSize: side, inChannels: 1, baseChannels: model.baseChannels ?? 32,
+        let spec = ModelSpec(UNetConfig(imageSize: side, inChannels: channels, baseChannels: model.baseChannels ?? 32,
                                         channelMultipliers: model.channelMultipliers ?? [1, 2, 2], blocksPerLevel: model.blocksPerLevel ?? 1,
                                         normGroups: model.normGroups ?? 8, timesteps: model.diffusionSteps ?? 1000, schedule: schedule,
                                         attentionResolutions: model.attentionResolutions ?? []))

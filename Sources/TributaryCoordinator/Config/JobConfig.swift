@@ -12,7 +12,10 @@ public struct JobConfig: Codable, Sendable, Equatable {
         public var blockSize: Int? = 64
         public var bias: Bool? = true
         public var hidden: [Int]? = nil
-        // A unet's (UNetConfig; the image size and channels come from the data).
+        // A unet's (UNetConfig). The image size and channels follow the data unless given:
+        // an image folder is resized to them, MNIST and CIFAR-10 must match them.
+        public var imageSize: Int? = nil
+        public var inChannels: Int? = nil
         public var baseChannels: Int? = nil
         public var channelMultipliers: [Int]? = nil
         public var blocksPerLevel: Int? = nil
@@ -25,6 +28,9 @@ public struct JobConfig: Codable, Sendable, Equatable {
         public var source: String = "builtin:arithmetic"
         public var validationFraction: Double = 0.1
         public var seed: UInt64 = 1337
+        /// Mirror each training image left-right with probability 1/2, drawn per epoch and
+        /// sample from the seed (`RandomFlip`), so every process flips the same images.
+        public var randomFlip: Bool = false
     }
     public struct Units: Codable, Sendable, Equatable {
         public var samplesPerUnit: Int = 8

@@ -120,7 +120,7 @@ extension TrainingJob {
         try await exclusively {
             let lease = try await activeLease(id, worker: worker)
             let indices = unitOrder.batch(epoch: lease.epoch, index: lease.unit)
-            let batch = data.train.batch(indices)
+            let batch = data.trainingBatch(indices, epoch: lease.epoch)
             var body: [UInt8]?
             switch spec.sampleShape {
             case let .tokens(_, vocabulary): body = BatchBody.encodeWindows(batch, vocabularySize: vocabulary)

@@ -99,7 +99,7 @@ public actor TrainingJob {
     public static func open(config: JobConfig, logger: Logger,
                             now: @escaping @Sendable () -> Date = { Date() }) async throws -> TrainingJob {
         try config.validate()
-        let raw = try DatasetSource.load(config.data.source)
+        let raw = try DatasetSource.load(config.data.source, images: config.imageLoadOptions)
         let spec: ModelSpec
         let datasetBytes: Int
         switch raw {
@@ -107,7 +107,7 @@ public actor TrainingJob {
             spec = try config.modelSpec(vocabularySize: vocabularySize, features: nil, classes: nil)
             datasetBytes = 4 * tokens.count  // the stream, and its training and validation windows
         case let .images(set):
-            spec = try config.modelSpec(vocabularySize: nil, features: set.featureCount, classes: set.classCount)
+            spec = try config.modelSpec(vocabularySize: nil, features: set.featureCount, classes: set.classCount, geometry: set.geometry)
             datasetBytes = 2 * 4 * set.pixels.count
         }
         // Before anything is allocated or written: a job this machine cannot hold is refused with its numbers.
@@ -117,7 +117,8 @@ public actor TrainingJob {
         logger.info("memory estimate", metadata: memory.metadata(machineBytes: machine))
         let blockSize = spec.sampleShape.sequenceLength
         let data = try DatasetSource.prepare(raw, name: config.data.source, blockSize: blockSize,
-                                             validationFraction: config.data.validationFraction, seed: config.data.seed)
+                                             validationFraction: config.data.validationFraction, seed: config.data.seed,
+                                             randomFlip: config.data.randomFlip)
         let dir = config.storage.dataDirectory
         do { try DataDirectory.create(dir) } catch { throw JobConfigError.invalid(error.description) }
         // One coordinator per data directory: two would write one ledger and one checkpoint folder.
