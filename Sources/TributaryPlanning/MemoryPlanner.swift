@@ -18,7 +18,8 @@ public struct MemoryPlan: Sendable, Equatable, CustomStringConvertible {
         let how: String
         switch execution {
         case let .streamedGPT(p): how = p.description
-        case let .residentModel(m): how = "whole model resident, micro-batch \(m)"
+        case let .residentModel(m, recomputes):
+            how = "whole model resident, micro-batch \(m)" + (recomputes ? ", residual blocks recomputed" : "")
         }
         return "\(how), upload queue \(ByteCount.format(uploadQueueBytes)), expected peak \(ByteCount.format(predictedPeakBytes))"
     }
