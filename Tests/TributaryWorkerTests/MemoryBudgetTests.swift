@@ -111,6 +111,7 @@ final class MemoryBudgetTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(distinct.count, 8, "\(distinct)")
         XCTAssertTrue(distinct.contains { $0.contains("micro-batches outer") }, "\(distinct)")
         XCTAssertTrue(distinct.contains { $0.contains("recomputed") }, "\(distinct)")
+        XCTAssertTrue(distinct.contains { $0.contains("recomputesBlocks: true") }, "a U-Net's blocks recomputed: \(distinct)")
         XCTAssertGreaterThan(refusals, 0)
     }
 
