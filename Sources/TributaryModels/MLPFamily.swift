@@ -83,7 +83,7 @@ extension MLPConfig: ModelFamily {
 
     /// 6 FLOPs per parameter and sample, less efficient on small micro-batches.
     public func estimatedCost(of execution: ModelExecution, _ inputs: ExecutionPlanningInputs) -> Double {
-        guard case let .residentModel(m) = execution else { return .infinity }
+        guard case let .residentModel(m, false) = execution else { return .infinity }  // an MLP has no blocks to recompute
         let rows = Double(min(m, inputs.unitSamples))
         return 6 * (Double(parameterCount) * Double(inputs.unitSamples)) * (1 + 64 / rows)
     }

@@ -112,8 +112,10 @@ public enum ModelSampleShape: Sendable, Equatable {
 public enum ModelExecution: Sendable, Equatable {
     /// A GPT, FSDP-style: shards streamed through a `StreamedGPT` step.
     case streamedGPT(GPTExecutionPlan)
-    /// A model held whole, with this many samples per micro-batch.
-    case residentModel(microBatch: Int)
+    /// A model held whole, with this many samples per micro-batch; with `recomputesBlocks`
+    /// only each block's input is kept from forward to backward, and backward recomputes
+    /// the block's internals one block at a time (`BlockRecomputing`).
+    case residentModel(microBatch: Int, recomputesBlocks: Bool = false)
 }
 
 /// A streamed step: parameter shards made resident as the step needs them, gradients
@@ -165,17 +167,25 @@ public struct ExecutionCandidate: Sendable, Equatable {
 
 extension ModelExecution {
     /// Resident-model candidates for a family whose whole model (values and gradients) is
-    /// held: one per micro-batch size, the largest first. `activationBytes(m)` is what the
-    /// model's forward/backward allocates for `m` samples; shards pass through one at a
-    /// time (decoded in, or gathered and encoded out).
+    /// held: per micro-batch size, the largest first, one keeping every activation and,
+    /// when the family can recompute its blocks (`recomputedActivationBytes`), one that
+    /// recomputes them. `activationBytes(m)` is what the model's forward/backward allocates
+    /// for `m` samples; shards pass through one at a time (decoded in, or gathered and
+    /// encoded out). Each micro-batch's pair is listed together, so the first that fits
+    /// in listing order has the largest micro-batch (what local steps take).
     public static func residentCandidates(parameterCount: Int, shardGroups: [ModelShardGroup],
                                           inputs: ExecutionPlanningInputs,
+                                          recomputedActivationBytes: ((Int) -> Int)? = nil,
                                           activationBytes: (Int) -> Int) -> [ExecutionCandidate] {
         let parameters = 2 * TensorShapes.byteCount(elements: parameterCount)
         let largest = shardGroups.map(\.elementCount).max() ?? 0
         let shardPass = max(inputs.loadTransient(largest), inputs.gradientTransient(largest, true))
-        return inputs.microBatches.map { m in
-            ExecutionCandidate(execution: .residentModel(microBatch: m), peakBytes: parameters + activationBytes(m) + shardPass)
+        return inputs.microBatches.flatMap { m in
+            let kept = ExecutionCandidate(execution: .residentModel(microBatch: m),
+                                          peakBytes: parameters + activationBytes(m) + shardPass)
+            guard let recomputedActivationBytes else { return [kept] }
+            return [kept, ExecutionCandidate(execution: .residentModel(microBatch: m, recomputesBlocks: true),
+                                             peakBytes: parameters + recomputedActivationBytes(m) + shardPass)]
         }
     }
 }

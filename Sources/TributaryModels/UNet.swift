@@ -23,7 +23,11 @@ import TributaryTensor
 /// agree). Training loops set `trainingSeed` per step (`StochasticTrainingModel`: the
 /// trainer's step, a worker's unit version), so an image meets new t and ε each time;
 /// evaluation draws with the fixed `evaluationSeed`.
-public final class UNet: StochasticTrainingModel, @unchecked Sendable {
+///
+/// With `recomputesBlocks` (activation checkpointing) forward keeps only the input of each
+/// residual block and attention, and backward recomputes each one's internals from it
+/// just before its gradient: the same operations in the same order, so the same gradients.
+public final class UNet: StochasticTrainingModel, BlockRecomputing, @unchecked Sendable {
     // Unchecked: the activation cache is mutated by forward/backward; driven by one task at a time.
     public let config: UNetConfig
     public let schedule: DDPMSchedule
@@ -33,6 +37,9 @@ public final class UNet: StochasticTrainingModel, @unchecked Sendable {
     public var trainingSeed: UInt64 = 0
     /// The seed of evaluation's noise: fixed, so every evaluation of a sample sees the same x_t.
     public var evaluationSeed: UInt64 = 0x5EED_E7A1
+    /// Keep only block inputs from forward to backward (`BlockRecomputing`); the cache is
+    /// rebuilt for the new mode at the next step.
+    public var recomputesBlocks = false
 
     let timeLinear1: Linear, timeLinear2: Linear
     let sinusoid: TimestepEmbedding
@@ -129,10 +136,12 @@ public final class UNet: StochasticTrainingModel, @unchecked Sendable {
         return t
     }
 
-    /// The cache for `b` images, made (once per batch size) when needed.
+    /// The cache for `b` images, made (once per batch size and mode) when needed.
     private func cache(batch b: Int) throws -> Cache {
-        if let cache, cache.batch != b { self.cache = nil } // freed before the new one is allocated
-        let c = try cache ?? Cache(model: self, batch: b)
+        if let cache, cache.batch != b || cache.recomputesBlocks != recomputesBlocks {
+            self.cache = nil  // freed before the new one is allocated
+        }
+        let c = try cache ?? Cache(model: self, batch: b, recomputesBlocks: recomputesBlocks)
         cache = c
         return c
     }
@@ -268,9 +277,12 @@ public final class UNet: StochasticTrainingModel, @unchecked Sendable {
         try convIn.forward(c.input, into: c.first.value, scratch: c.convInScratch)
         for step in c.steps {
             switch step {
-            case let .block(block, saved, input, output):
+            case let .block(block, kept, input, output):
+                // Recomputing: the block's internals are made for it and freed after it.
+                let saved = try kept ?? ResidualBlock.Activations(for: block, batch: b, height: input.side, width: input.side)
                 try block.forward(input.value, time: c.time, into: output.value, saving: saved)
-            case let .attention(attention, saved, input, output):
+            case let .attention(attention, kept, input, output):
+                let saved = try kept ?? SpatialSelfAttention.Activations(for: attention, batch: b, height: input.side, width: input.side)
                 try attention.forward(input.value, into: output.value, saving: saved)
             case let .pool(input, output): try AveragePool2x.forward(input.value, into: output.value)
             case let .upsample(input, output): try NearestUpsample2x.forward(input.value, into: output.value)
@@ -296,10 +308,12 @@ public final class UNet: StochasticTrainingModel, @unchecked Sendable {
                              accumulateInput: true)
         for step in c.steps.reversed() {
             switch step {
-            case let .block(block, saved, input, output):
+            case let .block(block, kept, input, output):
+                let saved = try kept ?? recomputed(block, input: input, output: output, c)
                 try block.backward(dOut: output.gradient, input: input.value, time: c.time, saved: saved,
                                    dInput: input.gradient, dTime: c.dTime, accumulateInput: true)
-            case let .attention(attention, saved, input, output):
+            case let .attention(attention, kept, input, output):
+                let saved = try kept ?? recomputed(attention, input: input, output: output, c)
                 try attention.backward(dOut: output.gradient, input: input.value, saved: saved, dInput: input.gradient,
                                        accumulateInput: true)
             case let .pool(input, output):
@@ -315,5 +329,21 @@ public final class UNet: StochasticTrainingModel, @unchecked Sendable {
         timeLinear2.backward(dOut: c.dTime2, input: c.time1Activated, dInput: c.dTime1Activated, rows: c.batch)
         try SiLU.backward(dOut: c.dTime1Activated, input: c.time1, dInput: c.dTime1)
         timeLinear1.backward(dOut: c.dTime1, input: c.sinusoid, dInput: nil, rows: c.batch)
+    }
+
+    /// A block's internals made again from its kept input (checkpointing). Its output is
+    /// written again too, with the values forward wrote (the same kernels on the same
+    /// input), after the backward of every step that reads it.
+    private func recomputed(_ block: ResidualBlock, input: Node, output: Node, _ c: Cache) throws -> ResidualBlock.Activations {
+        let saved = try ResidualBlock.Activations(for: block, batch: c.batch, height: input.side, width: input.side)
+        try block.forward(input.value, time: c.time, into: output.value, saving: saved)
+        return saved
+    }
+
+    private func recomputed(_ attention: SpatialSelfAttention, input: Node, output: Node,
+                            _ c: Cache) throws -> SpatialSelfAttention.Activations {
+        let saved = try SpatialSelfAttention.Activations(for: attention, batch: c.batch, height: input.side, width: input.side)
+        try attention.forward(input.value, into: output.value, saving: saved)
+        return saved
     }
 }

@@ -5,17 +5,21 @@ extension UNet {
     final class Node: @unchecked Sendable {
         let value: Tensor
         let gradient: Tensor
-        init(_ shape: [Int], _ allocator: TensorAllocator) throws {
-            value = try Tensor(shape: shape, allocator: allocator)
-            gradient = try Tensor(shape: shape, allocator: allocator)
+        /// Height and width (the body's images are square).
+        let side: Int
+        init(batch: Int, channels: Int, side: Int, _ allocator: TensorAllocator) throws {
+            value = try Tensor(shape: [batch, channels, side, side], allocator: allocator)
+            gradient = try Tensor(shape: [batch, channels, side, side], allocator: allocator)
+            self.side = side
         }
     }
 
     /// One operation of the body between conv_in and the output head; forward runs them in
-    /// order, backward in reverse.
+    /// order, backward in reverse. A block's or attention's activations are nil when they
+    /// are recomputed (made for the step, and dropped after it, in each pass).
     enum Step {
-        case block(ResidualBlock, ResidualBlock.Activations, input: Node, output: Node)
-        case attention(SpatialSelfAttention, SpatialSelfAttention.Activations, input: Node, output: Node)
+        case block(ResidualBlock, ResidualBlock.Activations?, input: Node, output: Node)
+        case attention(SpatialSelfAttention, SpatialSelfAttention.Activations?, input: Node, output: Node)
         case pool(input: Node, output: Node)
         case upsample(input: Node, output: Node)
         case concat(Node, Node, output: Node)
@@ -24,6 +28,7 @@ extension UNet {
     /// Everything one step over `batch` images keeps, built once per batch size.
     final class Cache: @unchecked Sendable {
         let batch: Int
+        let recomputesBlocks: Bool
         /// Each image's timestep (as the embedding takes it), rewritten every step.
         var timesteps: [Float]
         let input: Tensor, noise: Tensor, prediction: Tensor, dPrediction: Tensor
@@ -39,9 +44,10 @@ extension UNet {
         let outNormalized: Tensor, outActivated: Tensor, dOutNormalized: Tensor, dOutActivated: Tensor
         let convOutScratch: Conv2d.Scratch
 
-        init(model m: UNet, batch b: Int) throws {
+        init(model m: UNet, batch b: Int, recomputesBlocks: Bool) throws {
             let a = m.device.allocator, cfg = m.config, s = cfg.imageSize, t = cfg.timeFeatures, c0 = cfg.sinusoidFeatures
             batch = b
+            self.recomputesBlocks = recomputesBlocks
             timesteps = Array(repeating: 0, count: b)
             let imageShape = [b, cfg.inChannels, s, s]
             input = try Tensor(shape: imageShape, allocator: a)
@@ -63,21 +69,22 @@ extension UNet {
             // The body, in the order of UNetConfig.layout, with its skip stack.
             var nodes: [Node] = []
             func node(_ channels: Int, _ size: Int) throws -> Node {
-                let n = try Node([b, channels, size, size], a)
+                let n = try Node(batch: b, channels: channels, side: size, a)
                 nodes.append(n)
                 return n
             }
             var steps: [Step] = []
             func block(_ blk: ResidualBlock, _ input: Node, _ size: Int) throws -> Node {
                 let out = try node(blk.outChannels, size)
-                steps.append(.block(blk, try ResidualBlock.Activations(for: blk, batch: b, height: size, width: size), input: input, output: out))
+                let kept = recomputesBlocks ? nil : try ResidualBlock.Activations(for: blk, batch: b, height: size, width: size)
+                steps.append(.block(blk, kept, input: input, output: out))
                 return out
             }
             func attend(_ attention: SpatialSelfAttention?, _ input: Node, _ size: Int) throws -> Node {
                 guard let attention else { return input }
                 let out = try node(attention.channels, size)
-                steps.append(.attention(attention, try SpatialSelfAttention.Activations(for: attention, batch: b, height: size, width: size),
-                                        input: input, output: out))
+                let kept = recomputesBlocks ? nil : try SpatialSelfAttention.Activations(for: attention, batch: b, height: size, width: size)
+                steps.append(.attention(attention, kept, input: input, output: out))
                 return out
             }
             var h = try node(c0, s)
@@ -127,21 +134,32 @@ extension UNet {
 
 extension UNet {
     /// Bytes of the activation cache for a batch of `b` images (what `Cache` allocates,
-    /// walking the same layout), for memory planning.
-    public static func activationBytes(config: UNetConfig, batch b: Int) -> Int {
+    /// walking the same layout), for memory planning. Recomputing blocks, the cache keeps
+    /// the block inputs and outputs but no block's internals; one block's (the largest)
+    /// are held at a time on top.
+    public static func activationBytes(config: UNetConfig, batch b: Int, recomputingBlocks: Bool = false) -> Int {
+        let parts = activationParts(config: config, batch: b)
+        let internals = recomputingBlocks ? (parts.internals.max() ?? 0) : parts.internals.reduce(0, +)
+        return parts.kept + internals
+    }
+
+    /// The bytes every step keeps, and each block's and attention's own activations (their
+    /// `Activations`: what forward saves and backward's scratch), in layout order.
+    static func activationParts(config: UNetConfig, batch b: Int) -> (kept: Int, internals: [Int]) {
         let s = config.imageSize, c0 = config.sinusoidFeatures, t = config.timeFeatures, groups = config.normGroups
         func conv3(_ i: Int, _ o: Int, _ size: Int) -> Int {
             Conv2d.Scratch.byteCount(geometry: ConvolutionGeometry(inChannels: i, outChannels: o, kernelHeight: 3, kernelWidth: 3,
                                                                    stride: 1, padding: 1, height: size, width: size), batch: b)
         }
         func node(_ channels: Int, _ size: Int) -> Int { 2 * TensorShapes.byteCount([[b, channels, size, size]]) }
+        var internals: [Int] = []
         func block(_ blk: UNetConfig.Block, _ size: Int) -> Int {
-            let attention = blk.attention == nil ? 0
-                : node(blk.outChannels, size) + SpatialSelfAttention.Activations.byteCount(channels: blk.outChannels, groups: groups,
-                                                                                        batch: b, height: size, width: size)
-            return node(blk.outChannels, size) + attention
-                + ResidualBlock.Activations.byteCount(inChannels: blk.inChannels, outChannels: blk.outChannels,
-                                                      groups: groups, batch: b, height: size, width: size)
+            internals.append(ResidualBlock.Activations.byteCount(inChannels: blk.inChannels, outChannels: blk.outChannels,
+                                                                 groups: groups, batch: b, height: size, width: size))
+            guard blk.attention != nil else { return node(blk.outChannels, size) }
+            internals.append(SpatialSelfAttention.Activations.byteCount(channels: blk.outChannels, groups: groups,
+                                                                        batch: b, height: size, width: size))
+            return 2 * node(blk.outChannels, size)
         }
         let image = [b, config.inChannels, s, s], head = [b, c0, s, s]
         var total = TensorShapes.byteCount([image, image, image, image, [b, c0]] + Array(repeating: [b, t], count: 8))
@@ -163,7 +181,8 @@ extension UNet {
                 total += node(level.last?.outChannels ?? c0, size)
             }
         }
-        return total + GroupNorm.Activations.byteCount(batch: b, groups: groups)
+        total += GroupNorm.Activations.byteCount(batch: b, groups: groups)
             + TensorShapes.byteCount([head, head, head, head]) + conv3(c0, config.inChannels, s)
+        return (total, internals)
     }
 }

@@ -40,20 +40,26 @@ extension UNetConfig: ModelFamily {
     /// classes, like the image datasets, so random benchmark batches look like theirs).
     public var sampleShape: ModelSampleShape { .features(count: pixelsPerSample, classes: 10) }
 
-    /// The whole model resident, one candidate per micro-batch size.
+    /// The whole model resident, per micro-batch size with every activation kept and with
+    /// the residual blocks (and attentions) recomputed in backward.
     public func executionCandidates(_ inputs: ExecutionPlanningInputs) -> [ExecutionCandidate] {
         guard (try? validate()) != nil else { return [] }
         let perSample = UNet.activationBytes(config: self, batch: 1)
         guard perSample > 0, CheckedSize.fits(inputs.unitSamples, of: perSample) else { return [] }
-        return ModelExecution.residentCandidates(parameterCount: parameterCount, shardGroups: shardGroups, inputs: inputs) {
+        let recomputed = { UNet.activationBytes(config: self, batch: $0, recomputingBlocks: true) }
+        return ModelExecution.residentCandidates(parameterCount: parameterCount, shardGroups: shardGroups, inputs: inputs,
+                                                 recomputedActivationBytes: recomputed) {
             UNet.activationBytes(config: self, batch: $0)
         }
     }
 
-    /// 6 FLOPs per multiply-add and image, less efficient on small micro-batches.
+    /// 6 FLOPs per multiply-add and image (forward 2, backward 4), 8 with blocks
+    /// recomputed (their forward again: a third more), less efficient on small
+    /// micro-batches. So a plan keeps activations where they fit, and recomputes rather
+    /// than halve a micro-batch of a few images.
     public func estimatedCost(of execution: ModelExecution, _ inputs: ExecutionPlanningInputs) -> Double {
-        guard case let .residentModel(m) = execution else { return .infinity }
+        guard case let .residentModel(m, recomputes) = execution else { return .infinity }
         let rows = Double(min(m, inputs.unitSamples))
-        return 6 * multiplyAddsPerSample * Double(inputs.unitSamples) * (1 + 8 / rows)
+        return (recomputes ? 8 : 6) * multiplyAddsPerSample * Double(inputs.unitSamples) * (1 + 8 / rows)
     }
 }

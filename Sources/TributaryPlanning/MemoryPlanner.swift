@@ -34,7 +34,8 @@ public struct MemoryPlan: Sendable, Equatable, CustomStringConvertible {
         let how: String
         switch execution {
         case let .streamedGPT(p): how = p.description
-        case let .residentModel(m): how = "whole model resident, micro-batch \(m)"
+        case let .residentModel(m, recomputes):
+            how = "whole model resident, micro-batch \(m)" + (recomputes ? ", residual blocks recomputed" : "")
         }
         let device = predictedDevicePeakBytes.map { ", device peak \(ByteCount.format($0))" } ?? ""
         return "\(how), upload queue \(ByteCount.format(uploadQueueBytes)), expected peak \(ByteCount.format(predictedPeakBytes))\(device)"

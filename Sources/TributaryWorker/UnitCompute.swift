@@ -130,6 +130,10 @@ final class UnitCompute: @unchecked Sendable {
         case let .resident(model, loaded):
             // A diffusion model's noise: new each version, the same for every replica of this unit.
             (model as? any StochasticTrainingModel)?.trainingSeed = UInt64(max(0, version))
+            // Activation checkpointing as planned (the plan's peak assumes it).
+            if case let .residentModel(_, recomputes) = plan.execution {
+                (model as? any BlockRecomputing)?.recomputesBlocks = recomputes
+            }
             if let local {
                 progress?.enter(.computing, steps: local.settings.steps, named: "inner step")
                 return try await localSteps(model, loaded: loaded, batch: batch, version: version, local: local,
@@ -165,7 +169,7 @@ final class UnitCompute: @unchecked Sendable {
         _ = try loadChangedShards(model, loaded: loaded, stream: stream)
         // The steps change every value: whatever happens next, no shard is as loaded any more.
         engine = .resident(model, loaded: [:])
-        guard case let .residentModel(micro) = plan.execution else { return .nan }
+        guard case let .residentModel(micro, _) = plan.execution else { return .nan }
         let loss = try local.run(model, batch: batch, version: version, microBatch: micro) { progress?.step() }
         for shard in layout.shards.reversed() {
             try Task.checkCancellation()
@@ -189,7 +193,7 @@ final class UnitCompute: @unchecked Sendable {
     private func residentStep(_ model: any TrainableModel, loaded: [String: String], batch: ModelBatch,
                               stream: UnitShardStream, progress: UnitProgress?) async throws -> Double {
         engine = .resident(model, loaded: try loadChangedShards(model, loaded: loaded, stream: stream))
-        guard case let .residentModel(micro) = plan.execution else { return .nan }
+        guard case let .residentModel(micro, _) = plan.execution else { return .nan }
         let m = max(1, min(micro, batch.sampleCount))
         progress?.enter(.computing, steps: (batch.sampleCount + m - 1) / m, named: "micro-batch")
         let loss = try Self.computeGradient(model: model, batch: batch, microBatch: micro) { progress?.step() }

@@ -7,7 +7,7 @@ import TributaryTensor
 import TributaryTraining
 import TributaryWorker
 
-/// `tributary bench memory`: one GPT under a falling memory budget. Each budget runs in its
+/// `tributary bench memory`: one GPT (or the MNIST U-Net) under a falling memory budget. Each budget runs in its
 /// own child process (a process's peak RSS only grows), which runs the worker's real unit
 /// computation offline — planner, shard cache, streamed step, codec with error feedback,
 /// upload queue — and reports the plan, the allocator's peak, the OS's peak RSS and the
@@ -17,7 +17,8 @@ struct MemoryBench: AsyncParsableCommand {
         commandName: "memory",
         abstract: "Worker step under a falling memory budget: plan, allocator peak, peak RSS, slowdown.")
 
-    @Option(help: "Configuration: gpt-tiny, gpt-small (peers.md) or gpt2-small.") var model = "gpt-tiny"
+    @Option(help: "Configuration: gpt-tiny, gpt-small (peers.md), gpt2-small, or unet-mnist (Deploy/jobs/mnist-unet.yaml's U-Net).")
+    var model = "gpt-tiny"
     @Option(help: "Budgets as fractions of the unbudgeted peak (comma-separated; 1 = the unbudgeted plan).")
     var fractions = "1,0.5,0.25,0.125,0.0625"
     @Option(help: "Update codec (with error feedback unless fp32).") var codec = "int8:256"
@@ -42,10 +43,23 @@ struct MemoryBench: AsyncParsableCommand {
         var devicePeak: Int?
     }
 
-    func job() throws -> JobDescription {
+    /// The U-Net of Deploy/jobs/mnist-unet.yaml with its unit of 32 images: its plans keep
+    /// activations or recompute the residual blocks as the budget falls.
+    static let mnistUNet = (spec: ModelSpec(UNetConfig(imageSize: 28, inChannels: 1, baseChannels: 16, channelMultipliers: [1, 2, 2],
+                                                       blocksPerLevel: 1, normGroups: 8, timesteps: 1000, schedule: .linear)),
+                            batch: 32)
+
+    /// The model and its unit size.
+    func configuration() throws -> (spec: ModelSpec, batch: Int) {
+        if model == "unet-mnist" { return Self.mnistUNet }
         guard let cfg = ComputeBenchmark.Configuration.named(model), cfg.spec.family is GPTConfig else {
-            throw ValidationError("--model takes gpt-tiny, gpt-small or gpt2-small")
+            throw ValidationError("--model takes gpt-tiny, gpt-small, gpt2-small or unet-mnist")
         }
+        return (cfg.spec, cfg.batch)
+    }
+
+    func job() throws -> JobDescription {
+        let cfg = try configuration()
         return JobDescription(name: "bench-memory", model: cfg.spec, samplesPerUnit: cfg.batch, microBatchSize: cfg.batch,
                               updateCodec: codec, zstdLevel: 1)
     }
@@ -67,7 +81,7 @@ struct MemoryBench: AsyncParsableCommand {
             }
             return f
         }
-        print("# \(job.model.summary); unit of \(job.samplesPerUnit) sequences; codec \(codec); \(ComputeThreads.count) threads; \(warmup) warm-up + \(steps) timed units per budget, each budget in its own process")
+        print("# \(job.model.summary); unit of \(job.samplesPerUnit) samples; codec \(codec); \(ComputeThreads.count) threads; \(warmup) warm-up + \(steps) timed units per budget, each budget in its own process")
         print("# unbudgeted plan's peak: \(ByteCount.format(unbudgeted)); parameters+gradients+AdamW state of this model: \(ByteCount.format(16 * job.model.parameterCount))")
         print()
         if onGPU {
@@ -148,7 +162,7 @@ struct MemoryBench: AsyncParsableCommand {
             print("does not fit: \(error)")
             return
         }
-        guard let cfg = ComputeBenchmark.Configuration.named(model) else { return }
+        let cfg = try configuration()
         do {
             // The model to publish lives outside the budget and is gone before measuring.
             let published = try job.model.build(seed: 1)
@@ -156,7 +170,7 @@ struct MemoryBench: AsyncParsableCommand {
         }
         TensorAllocator.shared.releaseCachedBlocks()
         var rng = SeededRandom(seed: 7)
-        let batches = (0..<2).map { _ in ComputeBenchmark.randomBatch(cfg, &rng) }
+        let batches = (0..<2).map { _ in cfg.spec.sampleShape.randomBatch(samples: cfg.batch, using: &rng) }
         // Start the OS's high-water mark from here (Linux: "5" to clear_refs resets VmHWM).
         let reset = (try? "5".write(toFile: "/proc/self/clear_refs", atomically: false, encoding: .utf8)) != nil
         let baseline = Self.procStatus("VmRSS")
@@ -184,7 +198,7 @@ struct MemoryBench: AsyncParsableCommand {
     static func describe(_ e: MemoryPlan.Execution) -> String {
         switch e {
         case let .streamedGPT(p): return p.description
-        case let .residentModel(m): return "whole model, micro-batch \(m)"
+        case let .residentModel(m, recomputes): return "whole model, micro-batch \(m)" + (recomputes ? ", residual blocks recomputed" : "")
         }
     }
 

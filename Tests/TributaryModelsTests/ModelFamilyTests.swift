@@ -76,8 +76,9 @@ final class ModelFamilyTests: XCTestCase {
             XCTAssertFalse(candidates.isEmpty, spec.summary)
             var r = SeededRandom(seed: 3)
             let batch = spec.sampleShape.randomBatch(samples: samples, using: &r)
-            // A spread of the candidates: first, last and some between.
-            let picked = Set([0, candidates.count / 3, candidates.count / 2, candidates.count - 1])
+            // A spread of the candidates: first, last and some between (with the second, a
+            // U-Net's first with blocks recomputed).
+            let picked = Set([0, 1, candidates.count / 3, candidates.count / 2, candidates.count - 1])
             for i in picked.sorted() {
                 let candidate = candidates[i]
                 let what = "\(spec.summary), \(candidate.execution)"
@@ -88,8 +89,12 @@ final class ModelFamilyTests: XCTestCase {
                     _ = try await step.step(batch, delegate: source)
                     XCTAssertEqual(device.allocator.peakBytes, candidate.peakBytes, what)
                 } else {
-                    guard case let .residentModel(m) = candidate.execution else { return XCTFail(what) }
+                    guard case let .residentModel(m, recomputes) = candidate.execution else { return XCTFail(what) }
                     let model = try spec.build(seed: 2, allocator: device.allocator)
+                    if recomputes {
+                        guard let recomputing = model as? any BlockRecomputing else { return XCTFail("\(what): cannot recompute") }
+                        recomputing.recomputesBlocks = true
+                    }
                     var start = 0
                     while start < samples {
                         let end = min(samples, start + m)
@@ -179,7 +184,7 @@ final class ModelFamilyTests: XCTestCase {
         var r = SeededRandom(seed: 1)
         let batch = spec.sampleShape.randomBatch(samples: 4, using: &r)
         for candidate in spec.family.executionCandidates(inputs) {
-            guard case let .residentModel(m) = candidate.execution else { return XCTFail("\(candidate)") }
+            guard case let .residentModel(m, _) = candidate.execution else { return XCTFail("\(candidate)") }
             let device = CPUDevice(memoryBudgetBytes: candidate.peakBytes)
             let held = try spec.build(seed: 1, allocator: device.allocator)
             _ = try held.forwardBackward(batch.samples(0, m), lossScale: 1)

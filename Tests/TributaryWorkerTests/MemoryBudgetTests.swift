@@ -111,7 +111,51 @@ final class MemoryBudgetTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(distinct.count, 8, "\(distinct)")
         XCTAssertTrue(distinct.contains { $0.contains("micro-batches outer") }, "\(distinct)")
         XCTAssertTrue(distinct.contains { $0.contains("recomputed") }, "\(distinct)")
+        XCTAssertTrue(distinct.contains { $0.contains("recomputesBlocks: true") }, "a U-Net's blocks recomputed: \(distinct)")
         XCTAssertGreaterThan(refusals, 0)
+    }
+
+    /// A U-Net whose kept activations do not fit at the full micro-batch but whose
+    /// recomputed ones do: the planner recomputes the residual blocks rather than halve the
+    /// micro-batch, the worker sets the model's mode and runs the unit within the budget, and
+    /// the update is the unbudgeted plan's, byte for byte.
+    func testAUNetRecomputesItsBlocksWhenItsActivationsDoNotFit() async throws {
+        let c = Case(name: "unet 16×16 base 8", model: ModelSpec(UNetConfig(imageSize: 16, inChannels: 1, baseChannels: 8,
+                                                                             channelMultipliers: [1, 2], blocksPerLevel: 1, normGroups: 4,
+                                                                             timesteps: 100, attentionResolutions: [8])), samples: 4)
+        let planner = MemoryPlanner(model: c.model, unitSamples: 4, suggestedMicroBatch: 4, codec: try UpdateCodecSpec(parsing: "fp32"))
+        let all = planner.candidates()
+        let keptPeak = all.filter { $0.execution == .residentModel(microBatch: 4) }.map(\.predictedPeakBytes).min() ?? 0
+        let recomputedPeak = all.filter { $0.execution == .residentModel(microBatch: 4, recomputesBlocks: true) }
+            .map(\.predictedPeakBytes).max() ?? .max
+        XCTAssertLessThan(recomputedPeak, keptPeak)
+        // Kept activations are cheaper: the planner recomputes only when it must.
+        XCTAssertLessThan(planner.estimatedCost(.residentModel(microBatch: 4)),
+                          planner.estimatedCost(.residentModel(microBatch: 4, recomputesBlocks: true)))
+        let budget = recomputedPeak
+        let dir = NSTemporaryDirectory() + "tributary-recompute-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let unbudgeted = try OfflineUnitRunner(job: job(c, codec: "fp32"), directory: "\(dir)/all", budgetBytes: nil)
+        let budgeted = try OfflineUnitRunner(job: job(c, codec: "fp32"), directory: "\(dir)/budget", budgetBytes: budget)
+        XCTAssertEqual(unbudgeted.plan.execution, .residentModel(microBatch: 4))
+        XCTAssertEqual(budgeted.plan.execution, .residentModel(microBatch: 4, recomputesBlocks: true))
+        XCTAssertTrue(budgeted.plan.description.hasPrefix("whole model resident, micro-batch 4, residual blocks recomputed, "),
+                      budgeted.plan.description)
+        let weights = try c.model.build(seed: 3)
+        try unbudgeted.publish(weights.parameters)
+        try budgeted.publish(weights.parameters)
+        for seed: UInt64 in [1, 2] {
+            let unit = batch(for: c, seed: seed)
+            let (referenceLoss, reference) = try await unbudgeted.run(unit)
+            let (loss, updates) = try await budgeted.run(unit)
+            XCTAssertLessThanOrEqual(budgeted.device.allocator.peakBytes, budget)
+            XCTAssertLessThanOrEqual(budgeted.device.allocator.peakBytes, budgeted.plan.predictedPeakBytes)
+            // The kept plan's unit would not have fit.
+            XCTAssertGreaterThan(unbudgeted.device.allocator.peakBytes, budget)
+            XCTAssertEqual(loss, referenceLoss)
+            XCTAssertEqual(updates.count, budgeted.shards.count)
+            XCTAssertEqual(updates, reference, "unit \(seed)")
+        }
     }
 
     /// The budget is refused before any unit, in one line that says what is needed.
