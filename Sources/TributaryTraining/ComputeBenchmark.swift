@@ -3,9 +3,10 @@ import TributaryModels
 import TributaryOptim
 import TributaryTensor
 
-/// The model configurations of ../shared/reference/peers.md, measured the way its
-/// PyTorch script measures them: zero gradients, forward, loss, backward, optimizer step,
-/// a fresh random batch every step, the median over timed steps after warm-up.
+/// The model configurations of ../shared/reference/peers.md (and the U-Net of
+/// Deploy/jobs/mnist-unet.yaml), measured the way their PyTorch scripts measure them: zero
+/// gradients, forward, loss, backward, optimizer step, a fresh random batch every step, the
+/// median over timed steps after warm-up.
 public struct ComputeBenchmark {
     public struct Configuration: Sendable {
         public let name: String
@@ -19,7 +20,16 @@ public struct ComputeBenchmark {
             // GPT-2 small's shape (124M parameters): for GPUs (Deploy/gpu/measure.sh).
             Configuration(name: "gpt2-small", spec: .gpt(GPTConfig(vocabSize: 50257, blockSize: 1024, nLayer: 12, nHead: 12, nEmbd: 768)),
                           batch: 4),
+            // Deploy/jobs/mnist-unet.yaml's U-Net, one unit (samples_per_unit 32) per step;
+            // its PyTorch peer is Deploy/bench/pytorch_unet_peer.py.
+            Configuration(name: "unet-mnist",
+                          spec: ModelSpec(UNetConfig(imageSize: 28, inChannels: 1, baseChannels: 16, channelMultipliers: [1, 2, 2],
+                                                     blocksPerLevel: 1, normGroups: 8, timesteps: 1000, schedule: .linear)),
+                          batch: 32),
         ]
+
+        /// Whether this is an image model (a U-Net): [0, 1] pixel batches, images/s, the U-Net peer.
+        public var isImageModel: Bool { spec.family is UNetConfig }
 
         public static func named(_ name: String) -> Configuration? { all.first { $0.name == name } }
     }
@@ -67,6 +77,8 @@ public struct ComputeBenchmark {
         var loss: Float = 0
         for (i, batch) in batches.enumerated() {
             let t0 = DispatchTime.now().uptimeNanoseconds
+            // A worker sets the step's noise seed per unit; here per step.
+            (model as? any StochasticTrainingModel)?.trainingSeed = UInt64(i)
             model.parameters.zeroGradients()
             loss = try model.forwardBackward(batch, lossScale: 1)
             optimizer.step(model.parameters, learningRate: lr)
@@ -78,6 +90,8 @@ public struct ComputeBenchmark {
         let units: Int, unitName: String
         if cfg.spec.sampleShape.sequenceLength != nil {
             units = probe.predictionCount; unitName = "tokens/s"
+        } else if cfg.isImageModel {
+            units = probe.sampleCount; unitName = "images/s"
         } else {
             units = probe.sampleCount; unitName = "samples/s"
         }
@@ -88,7 +102,11 @@ public struct ComputeBenchmark {
                       peakDeviceBytes: device?.deviceMemoryPeakBytes)
     }
 
+    /// Random rows of the configuration's shape; for image models uniform pixels in [0, 1]
+    /// (what image datasets hand a U-Net), not the Gaussian features of the MLP's rows.
     public static func randomBatch(_ cfg: Configuration, _ rng: inout SeededRandom) -> ModelBatch {
-        cfg.spec.sampleShape.randomBatch(samples: cfg.batch, using: &rng)
+        let batch = cfg.spec.sampleShape.randomBatch(samples: cfg.batch, using: &rng)
+        guard cfg.isImageModel, case let .features(inputs, targets, b) = batch else { return batch }
+        return .features(inputs: inputs.map { _ in rng.nextUnitFloat() }, targets: targets, batch: b)
     }
 }

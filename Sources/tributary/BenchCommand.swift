@@ -14,9 +14,9 @@ struct BenchCommand: ParsableCommand {
 struct ComputeBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "compute",
-        abstract: "Training-step speed of the peers.md configurations, next to PyTorch run in the same session.")
+        abstract: "Training-step speed of the peers.md configurations and the MNIST U-Net, next to PyTorch run in the same session.")
 
-    @Option(help: "Configurations: mlp, gpt-tiny, gpt-small, gpt2-small (comma-separated).") var models = "mlp,gpt-tiny,gpt-small"
+    @Option(help: "Configurations: \(ComputeBenchmark.Configuration.all.map(\.name).joined(separator: ", ")) (comma-separated).") var models = "mlp,gpt-tiny,gpt-small"
     @Option(help: "Optimizers: adamw, sgd (comma-separated).") var opts = "adamw"
     @Option(help: "Untimed warm-up steps.") var warmup = 5
     @Option(help: "Timed steps.") var steps = 20
@@ -24,6 +24,9 @@ struct ComputeBench: ParsableCommand {
     var peerPython: String?
     @Option(name: .customLong("peer-script"), help: "The peer script (default: ../shared/reference/pytorch_peer.py).")
     var peerScript: String?
+    @Option(name: .customLong("unet-peer-script"),
+            help: "The PyTorch peer of the U-Net configurations (default: Deploy/bench/pytorch_unet_peer.py of this checkout).")
+    var unetPeerScript: String?
     @OptionGroup var compute: ComputeOptions
     @OptionGroup var devices: DeviceOptions
 
@@ -35,7 +38,8 @@ struct ComputeBench: ParsableCommand {
         let device = try devices.make(memoryBudgetBytes: nil, cacheDirectory: DeviceOptions.userCacheDirectory)
         let configs = try models.split(separator: ",").map { name in
             guard let c = ComputeBenchmark.Configuration.named(String(name)) else {
-                throw ValidationError("unknown configuration '\(name)' (mlp, gpt-tiny, gpt-small, gpt2-small)")
+                let known = ComputeBenchmark.Configuration.all.map(\.name).joined(separator: ", ")
+                throw ValidationError("unknown configuration '\(name)' (\(known))")
             }
             return c
         }
@@ -61,15 +65,23 @@ struct ComputeBench: ParsableCommand {
                              r.peakDeviceBytes.map { ", peak device memory \(ByteCount.format($0))" } ?? ""))
             }
         }
-        let peer = runPeer(configs: configs.map(\.name), optimizers: optimizers)
+        // The shared peer knows mlp and gpt; the U-Nets have ours.
+        let shared = PyTorchPeer.locate(peerScript, candidates: ["../shared/reference/pytorch_peer.py", "../../shared/reference/pytorch_peer.py"],
+                                        option: "--peer-script")
+        let unet = PyTorchPeer.locate(unetPeerScript, candidates: ["Deploy/bench/pytorch_unet_peer.py"],
+                                      besideExecutable: "Deploy/bench/pytorch_unet_peer.py", option: "--unet-peer-script")
+        let peer = shared.run(python: peerPython, configs: configs.filter { !$0.isImageModel }.map(\.name), optimizers: optimizers,
+                              warmup: warmup, steps: steps)
+            + unet.run(python: peerPython, configs: configs.filter(\.isImageModel).map(\.name), optimizers: optimizers,
+                       warmup: warmup, steps: steps)
         print()
         print("| config | optimizer | Tributary ms/step | throughput | GFLOP/s | PyTorch explicit ms | PyTorch SDPA ms | speed-up vs explicit | vs SDPA |")
         print("|---|---|---|---|---|---|---|---|---|")
         for r in ours {
             let explicit = peer.first { $0.model == r.configuration && $0.opt == r.optimizer && $0.attn != "sdpa" }
             let sdpa = peer.first { $0.model == r.configuration && $0.opt == r.optimizer && $0.attn == "sdpa" }
-            func ms(_ p: PeerRow?) -> String { p.map { String(format: "%.2f", $0.msMed) } ?? "–" }
-            func ratio(_ p: PeerRow?) -> String { p.map { String(format: "%.2fx", $0.msMed / r.median) } ?? "–" }
+            func ms(_ p: PyTorchPeer.Row?) -> String { p.map { String(format: "%.2f", $0.msMed) } ?? "–" }
+            func ratio(_ p: PyTorchPeer.Row?) -> String { p.map { String(format: "%.2fx", $0.msMed / r.median) } ?? "–" }
             print(String(format: "| %@ | %@ | %.2f [%.2f–%.2f] | %@ | %.1f | %@ | %@ | %@ | %@ |",
                          r.configuration, r.optimizer, r.median, r.minimum, r.maximum,
                          ProgressReporter.rate(r.throughput, r.unitName), r.gflops,
@@ -78,50 +90,5 @@ struct ComputeBench: ParsableCommand {
         if peer.isEmpty {
             print("\nPyTorch peer not run. To compare: python3 -m venv /tmp/torchvenv && /tmp/torchvenv/bin/pip install torch==2.13.0+cpu numpy, then rerun.")
         }
-    }
-
-    struct PeerRow: Decodable {
-        let model: String
-        let attn: String
-        let opt: String
-        let msMed: Double
-        enum CodingKeys: String, CodingKey { case model, attn, opt, msMed = "ms_med" }
-    }
-
-    /// Runs ../shared/reference/pytorch_peer.py and reads its JSON lines.
-    private func runPeer(configs: [String], optimizers: [String]) -> [PeerRow] {
-        if peerPython == "none" { return [] }
-        let fm = FileManager.default
-        let script = peerScript ?? ["../shared/reference/pytorch_peer.py", "../../shared/reference/pytorch_peer.py"]
-            .first { fm.fileExists(atPath: $0) } ?? ""
-        guard fm.fileExists(atPath: script) else {
-            print("# PyTorch peer script not found (give --peer-script)")
-            return []
-        }
-        let python = peerPython ?? (fm.isExecutableFile(atPath: "/tmp/torchvenv/bin/python") ? "/tmp/torchvenv/bin/python" : "/usr/bin/env")
-        var args = python == "/usr/bin/env" ? ["python3"] : []
-        args += [script, "--threads", String(ComputeThreads.count), "--warmup", String(warmup), "--steps", String(steps),
-                 "--models", configs.joined(separator: ","), "--opts", optimizers.joined(separator: ",")]
-        print("# running the PyTorch peer: \(python) \(args.joined(separator: " "))")
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = args
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.standardError
-        do { try process.run() } catch {
-            print("# PyTorch peer could not start: \(error.localizedDescription)")
-            return []
-        }
-        let output = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            print("# PyTorch peer failed (exit \(process.terminationStatus)); is torch installed for \(python)?")
-            return []
-        }
-        let lines = String(decoding: output, as: UTF8.self).split(separator: "\n").filter { $0.hasPrefix("{") }
-        let rows = lines.compactMap { try? JSONDecoder().decode(PeerRow.self, from: Data($0.utf8)) }
-        for line in String(decoding: output, as: UTF8.self).split(separator: "\n") where line.hasPrefix("#") { print(line) }
-        return rows
     }
 }

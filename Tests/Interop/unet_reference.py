@@ -14,7 +14,6 @@ usage: python unet_reference.py CHECKPOINT_STEP_DIR BATCH_JSON [--float32]
 """
 import json, math, sys
 import torch, torch.nn as nn, torch.nn.functional as F
-from safetensors.torch import load_file
 
 
 def alpha_bars(kind, steps, beta_start=1e-4, beta_end=0.02):
@@ -168,6 +167,7 @@ class UNet(nn.Module):
 
 
 def main():
+    from safetensors.torch import load_file  # here, so the model imports without safetensors (Deploy/bench)
     step_dir, batch_path = sys.argv[1], sys.argv[2]
     dtype = torch.float32 if "--float32" in sys.argv[3:] else torch.float64
     cfg = json.load(open(f"{step_dir}/config.json"))
