@@ -25,10 +25,14 @@ public struct MemoryPlan: Sendable, Equatable, CustomStringConvertible {
         self.predictedDevicePeakBytes = predictedDevicePeakBytes
     }
 
-    /// Fits a budget on the host and, where the device has memory of its own, there too.
-    func fits(_ budget: Int) -> Bool {
-        predictedPeakBytes <= budget && (predictedDevicePeakBytes ?? 0) <= budget
+    /// Fits the host's budget and, where the device has memory of its own, the device's
+    /// (nil: unbounded). A device without its own prediction must fit the device's budget whole.
+    func fits(host: Int?, device: Int?) -> Bool {
+        predictedPeakBytes <= (host ?? .max) && (predictedDevicePeakBytes ?? predictedPeakBytes) <= (device ?? .max)
     }
+
+    /// What the device's own memory must hold (the whole plan without a device prediction).
+    var devicePeak: Int { predictedDevicePeakBytes ?? predictedPeakBytes }
 
     public var description: String {
         let how: String
@@ -229,15 +233,22 @@ public struct MemoryPlanner: Sendable {
                           smallestPlan: "local steps: " + (smallest?.description ?? "none"))
     }
 
-    /// The first candidate that fits (any, fastest first, without a budget).
-    public func plan(budgetBytes: Int?) throws(MemoryPlanError) -> MemoryPlan {
+    /// The first candidate that fits the host's budget and the device's (a GPU's VRAM;
+    /// nil: none), fastest first. When none does, the error names the budget that binds:
+    /// the host's when no plan fits it, else the device's, with the smallest need.
+    public func plan(budgetBytes: Int?, deviceBudgetBytes: Int? = nil) throws(MemoryPlanError) -> MemoryPlan {
         let all = candidates()
         guard let first = all.first else { throw .unitTooLarge(samples: unitSamples) }
-        guard let budget = budgetBytes else { return first }
-        if let fit = all.first(where: { $0.fits(budget) }) { return fit }
-        let need = { (p: MemoryPlan) in max(p.predictedPeakBytes, p.predictedDevicePeakBytes ?? 0) }
-        let smallest = all.min { need($0) < need($1) }
-        throw .doesNotFit(neededBytes: smallest.map(need) ?? 0, budgetBytes: budget,
+        if budgetBytes == nil && deviceBudgetBytes == nil { return first }
+        if let fit = all.first(where: { $0.fits(host: budgetBytes, device: deviceBudgetBytes) }) { return fit }
+        let hostFitting = all.filter { $0.fits(host: budgetBytes, device: nil) }
+        if let deviceBudget = deviceBudgetBytes, !hostFitting.isEmpty {
+            let smallest = hostFitting.min { $0.devicePeak < $1.devicePeak }
+            throw .doesNotFit(neededBytes: smallest?.devicePeak ?? 0, budgetBytes: deviceBudget,
+                              smallestPlan: smallest?.description ?? "none")
+        }
+        let smallest = all.min { $0.predictedPeakBytes < $1.predictedPeakBytes }
+        throw .doesNotFit(neededBytes: smallest?.predictedPeakBytes ?? 0, budgetBytes: budgetBytes ?? 0,
                           smallestPlan: smallest?.description ?? "none")
     }
 }

@@ -36,8 +36,9 @@ public protocol ComputeDevice: Sendable {
 }
 
 extension ComputeDevice {
-    /// What a step's plan must fit: `memoryBudgetBytes` and, on a device with memory of its
-    /// own, its budget too (every tensor of the step has its copy there).
+    /// What a plan with no prediction of the device's own memory must fit as a whole (local
+    /// steps): `memoryBudgetBytes` and, on a device with memory of its own, its budget too
+    /// (every tensor of the step has its copy there). Other plans predict each side apart.
     public func planningBudget(memoryBudgetBytes: Int?) -> Int? {
         [memoryBudgetBytes, deviceMemoryBudgetBytes].compactMap { $0 }.min()
     }

@@ -26,7 +26,7 @@ public final class OfflineUnitRunner: @unchecked Sendable {
         self.job = job
         let device = device ?? CPUDevice(memoryBudgetBytes: budgetBytes)
         self.device = device
-        compute = try UnitCompute(job: job, device: device, budgetBytes: device.planningBudget(memoryBudgetBytes: budgetBytes),
+        compute = try UnitCompute(job: job, device: device, budgetBytes: budgetBytes,
                                   stateDirectory: directory)
         plan = compute.plan
         cache = ShardCache(directory: "\(directory)/shards")

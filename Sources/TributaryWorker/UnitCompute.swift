@@ -33,7 +33,8 @@ final class UnitCompute: @unchecked Sendable {
             + "the VRAM budget is \(ByteCount.format(budget)); give --vram-budget at least \(ByteCount.format(needed))"
     }
 
-    /// Plans against `budgetBytes`; throws `WorkerError.fatal` with the one-line reason
+    /// Plans against `budgetBytes` of host memory and the device's own budget (a GPU's VRAM),
+    /// each against its own prediction; throws `WorkerError.fatal` with the one-line reason
     /// when even the smallest plan does not fit, or the codec is unknown.
     /// `stateDirectory` keeps a local-rounds job's inner optimizer state.
     init(job: JobDescription, device: any ComputeDevice, budgetBytes: Int?, stateDirectory: String,
@@ -55,7 +56,8 @@ final class UnitCompute: @unchecked Sendable {
             planner = MemoryPlanner(model: job.model, unitSamples: perStep,
                                     suggestedMicroBatch: min(job.microBatchSize, perStep), codec: codec, device: device.planningTraits)
             do {
-                plan = try planner.planLocal(budgetBytes: budgetBytes,
+                // The local-steps walk has no device prediction: the VRAM budget bounds it whole.
+                plan = try planner.planLocal(budgetBytes: device.planningBudget(memoryBudgetBytes: budgetBytes),
                                              stateFloatsPerParameter: LocalStepRunner.stateFloatsPerParameter(steps))
             } catch {
                 throw WorkerError.fatal(Self.explain(error, device: device))
@@ -69,7 +71,7 @@ final class UnitCompute: @unchecked Sendable {
         local = nil
         planner = MemoryPlanner(model: job.model, unitSamples: job.samplesPerUnit,
                                 suggestedMicroBatch: job.microBatchSize, codec: codec, device: device.planningTraits)
-        do { plan = try planner.plan(budgetBytes: budgetBytes) } catch {
+        do { plan = try planner.plan(budgetBytes: budgetBytes, deviceBudgetBytes: device.deviceMemoryBudgetBytes) } catch {
             throw WorkerError.fatal(Self.explain(error, device: device))
         }
         if let step = try job.model.family.makeStreamedStep(plan.execution, device: device) {

@@ -278,7 +278,7 @@ public actor WorkerDaemon {
         if let compute, let job { return (compute, job) }
         let description: JobDescription
         if let job { description = job } else { description = try await client.json(.GET, Routes.job, token: token) }
-        let fresh = try UnitCompute(job: description, device: device, budgetBytes: device.planningBudget(memoryBudgetBytes: options.memoryBudgetBytes),
+        let fresh = try UnitCompute(job: description, device: device, budgetBytes: options.memoryBudgetBytes,
                                     stateDirectory: options.dataDirectory, logger: logger)
         manifestLimit = ResponseLimit.manifest(fresh.layout)
         logger.info("memory plan", metadata: [

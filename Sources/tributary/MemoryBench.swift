@@ -86,7 +86,7 @@ struct MemoryBench: AsyncParsableCommand {
         print()
         if onGPU {
             print("# --device \(devices.device): each budget is a VRAM budget; the host memory is unbounded")
-            print("| VRAM budget | plan | predicted peak | device peak | ms/unit (wall) | vs unbudgeted |")
+            print("| VRAM budget | plan | predicted device peak | device peak | ms/unit (wall) | vs unbudgeted |")
             print("|---|---|---|---|---|---|")
         } else {
             print("| budget | plan | predicted peak | allocator peak | peak RSS | RSS − budget | ms/unit (wall) | vs unbudgeted | CPU ms/unit | vs unbudgeted |")
@@ -186,7 +186,7 @@ struct MemoryBench: AsyncParsableCommand {
         let cpuMs = (Self.cpuSeconds() - cpuStart) * 1000 / Double(max(1, steps))
         times.sort()
         let result = ChildResult(plan: Self.describe(runner.plan.execution),
-                                 predicted: runner.plan.predictedPeakBytes, allocatorPeak: runner.device.allocator.peakBytes,
+                                 predicted: runner.plan.predictedDevicePeakBytes ?? runner.plan.predictedPeakBytes, allocatorPeak: runner.device.allocator.peakBytes,
                                  rssPeak: Self.procStatus("VmHWM"), rssBaseline: baseline, hwmReset: reset,
                                  milliseconds: times.isEmpty ? 0 : times[times.count / 2], cpuMilliseconds: cpuMs, loss: loss,
                                  devicePeak: runner.device.deviceMemoryPeakBytes)
