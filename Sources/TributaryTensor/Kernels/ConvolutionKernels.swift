@@ -65,21 +65,35 @@ public enum ConvolutionKernels {
                 for kj in 0..<g.kernelWidth {
                     let cols = validOutputRange(kernelOffset: kj, stride: s, padding: p, extent: g.width, outExtent: ow)
                     let row = columns + ((c * g.kernelHeight + ki) * g.kernelWidth + kj) * oh * ow
-                    for oy in 0..<oh {
-                        let out = row + oy * ow
-                        guard rows.contains(oy), !cols.isEmpty else {
-                            out.update(repeating: 0, count: ow)
-                            continue
-                        }
-                        let source = plane + (oy * s - p + ki) * g.width - p + kj
-                        out.update(repeating: 0, count: cols.lowerBound)
-                        if s == 1 {
-                            (out + cols.lowerBound).update(from: source + cols.lowerBound, count: cols.count)
-                        } else {
-                            for ox in cols { out[ox] = source[ox * s] }
-                        }
-                        (out + cols.upperBound).update(repeating: 0, count: ow - cols.upperBound)
+                    guard !rows.isEmpty, !cols.isEmpty else {
+                        row.update(repeating: 0, count: oh * ow)
+                        continue
                     }
+                    // Rows wholly in the padding, above and below, in one fill each; each
+                    // row between is short (an image's width), so it is copied 8 floats at
+                    // a time in place rather than through three library calls.
+                    row.update(repeating: 0, count: rows.lowerBound * ow)
+                    let (lo, hi) = (cols.lowerBound, cols.upperBound)
+                    for oy in rows {
+                        let out = row + oy * ow
+                        let source = plane + (oy * s - p + ki) * g.width - p + kj
+                        for ox in 0..<lo { out[ox] = 0 }
+                        if s == 1 {
+                            var ox = lo
+                            while ox + 8 <= hi {
+                                FastMath.store(FastMath.load(source + ox), out + ox)
+                                ox += 8
+                            }
+                            while ox < hi {
+                                out[ox] = source[ox]
+                                ox += 1
+                            }
+                        } else {
+                            for ox in lo..<hi { out[ox] = source[ox * s] }
+                        }
+                        for ox in hi..<ow { out[ox] = 0 }
+                    }
+                    (row + rows.upperBound * ow).update(repeating: 0, count: (oh - rows.upperBound) * ow)
                 }
             }
         }
@@ -99,10 +113,17 @@ public enum ConvolutionKernels {
                         let from = row + oy * ow
                         let target = plane + (oy * s - p + ki) * g.width - p + kj
                         if s == 1 {
-                            // Contiguous: the compiler vectorises this form.
                             let lo = cols.lowerBound
                             let n = cols.count, source = from + lo, destination = target + lo
-                            for i in 0..<n { destination[i] += source[i] }
+                            var i = 0
+                            while i + 8 <= n {
+                                FastMath.store(FastMath.load(destination + i) + FastMath.load(source + i), destination + i)
+                                i += 8
+                            }
+                            while i < n {
+                                destination[i] += source[i]
+                                i += 1
+                            }
                         } else {
                             for ox in cols { target[ox * s] += from[ox] }
                         }
@@ -119,6 +140,11 @@ public enum ConvolutionKernels {
                                weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                                batch: Int, geometry g: ConvolutionGeometry,
                                columns: UnsafeMutablePointer<Float>, slots: Int) {
+        if ShiftedConvolution.fits(g) {
+            ShiftedConvolution.forward(out: out, input: input, weight: weight, bias: bias, batch: batch, geometry: g,
+                                       columns: columns, slots: slots)
+            return
+        }
         let k = g.patchSize, pixels = g.outPixels, o = g.outChannels
         let threads = max(1, min(slots, batch))
         Parallel.forThreadRanges(batch, threads: threads) { t, images in
@@ -161,6 +187,40 @@ public enum ConvolutionKernels {
         let k = g.patchSize, pixels = g.outPixels, o = g.outChannels, weightCount = o * k
         let threads = max(1, min(slots, batch))
         if threads > 1 { weightPartials.update(repeating: 0, count: (threads - 1) * weightCount) }
+        if ShiftedConvolution.fits(g) {
+            ShiftedConvolution.backward(dInput: dInput, dWeight: dWeight, dOut: dOut, input: input, weight: weight, batch: batch,
+                                        geometry: g, accumulateInput: accumulateInput, columns: columns,
+                                        weightPartials: weightPartials, threads: threads)
+        } else {
+            im2colBackward(dInput: dInput, dWeight: dWeight, dOut: dOut, input: input, weight: weight, batch: batch, geometry: g,
+                           accumulateInput: accumulateInput, columns: columns, weightPartials: weightPartials, threads: threads)
+        }
+        for t in 1..<max(threads, 1) {
+            let partial = weightPartials + (t - 1) * weightCount
+            Parallel.forRanges(weightCount, minPerThread: 32_768) { range in
+                for i in range { dWeight[i] += partial[i] }
+            }
+        }
+        if let dBias {
+            // Channels are split across threads; each sums its channel's planes over the batch.
+            Parallel.forRanges(o, minPerThread: max(1, 65_536 / max(1, batch * pixels))) { channels in
+                for channel in channels {
+                    var total: Float = 0
+                    for b in 0..<batch { total += FastMath.sum(dOut + b * g.outputImageCount + channel * pixels, pixels) }
+                    dBias[channel] += total
+                }
+            }
+        }
+    }
+
+    /// `backward`'s ∂weight and ∂input through im2col, for the geometries `ShiftedConvolution`
+    /// does not take (strided, 1 × 1, or too little column buffer for its layout).
+    private static func im2colBackward(dInput: UnsafeMutablePointer<Float>?, dWeight: UnsafeMutablePointer<Float>,
+                                       dOut: UnsafePointer<Float>, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                                       batch: Int, geometry g: ConvolutionGeometry, accumulateInput: Bool,
+                                       columns: UnsafeMutablePointer<Float>, weightPartials: UnsafeMutablePointer<Float>,
+                                       threads: Int) {
+        let k = g.patchSize, pixels = g.outPixels, o = g.outChannels, weightCount = o * k
         Parallel.forThreadRanges(batch, threads: threads) { t, images in
             let buffer = columns + t * g.columnCount
             let gradient = t == 0 ? dWeight : weightPartials + (t - 1) * weightCount
@@ -186,22 +246,6 @@ public enum ConvolutionKernels {
                             b: dResult, ldb: pixels, c: buffer, ldc: pixels)
                     if !accumulateInput { dImage.update(repeating: 0, count: g.inputImageCount) }
                     col2imAdding(columns: buffer, image: dImage, geometry: g)
-                }
-            }
-        }
-        for t in 1..<max(threads, 1) {
-            let partial = weightPartials + (t - 1) * weightCount
-            Parallel.forRanges(weightCount, minPerThread: 32_768) { range in
-                for i in range { dWeight[i] += partial[i] }
-            }
-        }
-        if let dBias {
-            // Channels are split across threads; each sums its channel's planes over the batch.
-            Parallel.forRanges(o, minPerThread: max(1, 65_536 / max(1, batch * pixels))) { channels in
-                for channel in channels {
-                    var total: Float = 0
-                    for b in 0..<batch { total += FastMath.sum(dOut + b * g.outputImageCount + channel * pixels, pixels) }
-                    dBias[channel] += total
                 }
             }
         }
