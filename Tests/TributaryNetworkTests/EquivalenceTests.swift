@@ -55,18 +55,7 @@ final class EquivalenceTests: XCTestCase {
         XCTAssertEqual(status.updatesAccepted, rounds * 3)
 
         // The same job in one process: batch = units_per_round × samples_per_unit.
-        var options = TrainingOptions()
-        options.steps = rounds
-        options.batchSize = 12
-        options.microBatches = 1
-        options.learningRate = config.optimizer.lr
-        options.warmupSteps = config.optimizer.warmupRounds
-        options.beta1 = config.optimizer.beta1
-        options.beta2 = config.optimizer.beta2
-        options.weightDecay = 0.1
-        options.gradClip = config.optimizer.gradClip
-        options.seed = config.data.seed
-        options.evalInterval = 0
+        let options = SingleProcessReference.options(config, rounds: rounds)
         let raw = try DatasetSource.load(config.data.source)
         let data = try DatasetSource.prepare(raw, name: "arithmetic", blockSize: 16, validationFraction: 0.1, seed: config.data.seed)
         guard case let .tokens(_, _, vocab) = raw else {
@@ -82,22 +71,8 @@ final class EquivalenceTests: XCTestCase {
         // the 7th digit; AdamW divides by √v, so a parameter may move by up to ~lr·1e-4
         // differently per step. Six steps at lr 3e-3: within 1e-5 absolute. A wrong
         // weighting or a lost unit moves parameters by ~lr per step (1e-3), far outside.
-        var worst: Float = 0
-        var compared = 0
-        var moved: Float = 0
-        let initial = try spec.build(seed: config.data.seed)
-        for p in trainer.model.parameters.parameters {
-            let theirs = try XCTUnwrap(distributed[p.name], p.name)
-            let mine = p.value.toArray()
-            let start = try XCTUnwrap(initial.parameters[p.name]).value.toArray()
-            XCTAssertEqual(theirs.count, mine.count)
-            for i in 0..<mine.count {
-                worst = max(worst, abs(mine[i] - theirs[i]))
-                moved = max(moved, abs(mine[i] - start[i]))
-                compared += 1
-            }
-        }
-        print("equivalence: \(compared) parameters, largest difference \(worst), largest movement from init \(moved)")
+        let (worst, moved) = try SingleProcessReference.compare(trainer.model, with: distributed, spec: spec, seed: config.data.seed)
+        print("equivalence: \(spec.parameterCount) parameters, largest difference \(worst), largest movement from init \(moved)")
         XCTAssertGreaterThan(moved, 1e-3, "training must have moved the parameters for the comparison to mean anything")
         XCTAssertLessThan(worst, 1e-5)
         return status

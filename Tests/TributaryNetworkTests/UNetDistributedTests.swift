@@ -60,18 +60,7 @@ final class UNetDistributedTests: XCTestCase {
         XCTAssertEqual(status.version, rounds)
         XCTAssertEqual(status.updatesAccepted, rounds * 3)
 
-        var options = TrainingOptions()
-        options.steps = rounds
-        options.batchSize = 12
-        options.microBatches = 1
-        options.learningRate = config.optimizer.lr
-        options.warmupSteps = config.optimizer.warmupRounds
-        options.beta1 = config.optimizer.beta1
-        options.beta2 = config.optimizer.beta2
-        options.weightDecay = 0.1
-        options.gradClip = config.optimizer.gradClip
-        options.seed = config.data.seed
-        options.evalInterval = 0
+        let options = SingleProcessReference.options(config, rounds: rounds)
         let raw = try DatasetSource.load(source)
         let data = try DatasetSource.prepare(raw, name: "mnist", blockSize: nil, validationFraction: config.data.validationFraction,
                                              seed: config.data.seed)
@@ -82,21 +71,11 @@ final class UNetDistributedTests: XCTestCase {
         // As for the GPT (EquivalenceTests): the same 12 per-sample gradients summed in
         // another order, through AdamW's 1/√v, stay within 1e-5; a lost unit, a wrong weight,
         // a wrong pixel or a different noise draw moves parameters by about lr (2e-3).
-        var worst: Float = 0, moved: Float = 0
-        let initial = try spec.build(seed: config.data.seed)
         // An attention's key bias adds the same q·b to every score of a query, which the
         // softmax cancels: its true gradient is zero, so what it gets is rounding noise, and
         // AdamW's g/√v turns noise of either sign into steps of about lr. Those are left out.
-        for p in trainer.model.parameters.parameters where !p.name.hasSuffix(".k.bias") {
-            let theirs = try XCTUnwrap(distributed[p.name], p.name)
-            let mine = p.value.toArray()
-            let start = try XCTUnwrap(initial.parameters[p.name]).value.toArray()
-            XCTAssertEqual(theirs.count, mine.count)
-            for i in 0..<mine.count {
-                worst = max(worst, abs(mine[i] - theirs[i]))
-                moved = max(moved, abs(mine[i] - start[i]))
-            }
-        }
+        let (worst, moved) = try SingleProcessReference.compare(trainer.model, with: distributed, spec: spec, seed: config.data.seed,
+                                                                including: { !$0.hasSuffix(".k.bias") })
         print("U-Net equivalence: \(spec.parameterCount) parameters, largest difference \(worst), largest movement \(moved)")
         XCTAssertGreaterThan(moved, 1e-3)
         XCTAssertLessThan(worst, 1e-5)
