@@ -34,6 +34,17 @@ static inline void tributary_jpeg_emit_message(j_common_ptr cinfo, int level) {
     if (level < 0) tributary_jpeg_error_exit(cinfo);
 }
 
+/// Points libjpeg's error handling at `error` (fatal errors and warnings longjmp to its
+/// `jump`, which the caller sets next) with an empty `message`.
+static inline struct jpeg_error_mgr *tributary_jpeg_errors(struct tributary_jpeg_error *error, char *message) {
+    message[0] = 0;
+    struct jpeg_error_mgr *manager = jpeg_std_error(&error->manager);
+    manager->error_exit = tributary_jpeg_error_exit;
+    manager->emit_message = tributary_jpeg_emit_message;
+    error->message = message;
+    return manager;
+}
+
 /// Decodes `size` bytes of JPEG. With `pixels` NULL only the header is read: `width`,
 /// `height` and `channels` (1 for grayscale files, else 3: libjpeg converts YCbCr and CMYK
 /// to RGB) are set. Otherwise `pixels` must hold width × height × channels bytes, as
@@ -44,11 +55,7 @@ static inline int tributary_jpeg_decode(const unsigned char *data, size_t size, 
                                         char message[JMSG_LENGTH_MAX]) {
     struct jpeg_decompress_struct cinfo;
     struct tributary_jpeg_error error;
-    message[0] = 0;
-    cinfo.err = jpeg_std_error(&error.manager);
-    error.manager.error_exit = tributary_jpeg_error_exit;
-    error.manager.emit_message = tributary_jpeg_emit_message;
-    error.message = message;
+    cinfo.err = tributary_jpeg_errors(&error, message);
     if (setjmp(error.jump)) {
         jpeg_destroy_decompress(&cinfo);
         return tributary_jpeg_failed;
@@ -96,13 +103,9 @@ static inline int tributary_jpeg_encode(const unsigned char *pixels, unsigned wi
     struct tributary_jpeg_error error;
     unsigned char *buffer = NULL;
     unsigned long buffer_size = 0;
-    message[0] = 0;
     *output = NULL;
     *output_size = 0;
-    cinfo.err = jpeg_std_error(&error.manager);
-    error.manager.error_exit = tributary_jpeg_error_exit;
-    error.manager.emit_message = tributary_jpeg_emit_message;
-    error.message = message;
+    cinfo.err = tributary_jpeg_errors(&error, message);
     if (setjmp(error.jump)) {
         jpeg_destroy_compress(&cinfo);
         free(buffer);

@@ -73,27 +73,23 @@ struct AxisWeights {
     /// Output pixel i (at `output + i · outStep`) is the weighted sum of the source pixels
     /// at `input + source · inStep`.
     func resample(_ input: UnsafePointer<Float>, step inStep: Int, into output: UnsafeMutablePointer<Float>, step outStep: Int) {
-        starting.withUnsafeBufferPointer { first in
-            sources.withUnsafeBufferPointer { from in
-                weights.withUnsafeBufferPointer { weight in
-                    for i in 0..<(first.count - 1) {
-                        var sum: Float = 0
-                        for k in first[i]..<first[i + 1] { sum += weight[k] * input[from[k] * inStep] }
-                        output[i * outStep] = sum
-                    }
-                }
-            }
-        }
+        resample(input, step: inStep, into: output, step: outStep) { $0 }
     }
 
     /// The same from 8-bit pixels (the first pass, straight from the decoded image).
     func resample(_ input: UnsafePointer<UInt8>, step inStep: Int, into output: UnsafeMutablePointer<Float>, step outStep: Int) {
+        resample(input, step: inStep, into: output, step: outStep) { Float($0) }
+    }
+
+    @inline(__always)
+    private func resample<Sample>(_ input: UnsafePointer<Sample>, step inStep: Int, into output: UnsafeMutablePointer<Float>,
+                                  step outStep: Int, value: (Sample) -> Float) {
         starting.withUnsafeBufferPointer { first in
             sources.withUnsafeBufferPointer { from in
                 weights.withUnsafeBufferPointer { weight in
                     for i in 0..<(first.count - 1) {
                         var sum: Float = 0
-                        for k in first[i]..<first[i + 1] { sum += weight[k] * Float(input[from[k] * inStep]) }
+                        for k in first[i]..<first[i + 1] { sum += weight[k] * value(input[from[k] * inStep]) }
                         output[i * outStep] = sum
                     }
                 }

@@ -79,15 +79,7 @@ public enum ConvolutionKernels {
                         let source = plane + (oy * s - p + ki) * g.width - p + kj
                         for ox in 0..<lo { out[ox] = 0 }
                         if s == 1 {
-                            var ox = lo
-                            while ox + 8 <= hi {
-                                FastMath.store(FastMath.load(source + ox), out + ox)
-                                ox += 8
-                            }
-                            while ox < hi {
-                                out[ox] = source[ox]
-                                ox += 1
-                            }
+                            copyRow(from: source + lo, to: out + lo, count: hi - lo)
                         } else {
                             for ox in lo..<hi { out[ox] = source[ox * s] }
                         }
@@ -248,6 +240,21 @@ public enum ConvolutionKernels {
                     col2imAdding(columns: buffer, image: dImage, geometry: g)
                 }
             }
+        }
+    }
+
+    /// Copies a short run (an image row), 8 floats at a time in place: for rows of a few
+    /// dozen floats a library memmove costs more in the call than in the copy.
+    @inline(__always)
+    static func copyRow(from source: UnsafePointer<Float>, to target: UnsafeMutablePointer<Float>, count: Int) {
+        var i = 0
+        while i + 8 <= count {
+            FastMath.store(FastMath.load(source + i), target + i)
+            i += 8
+        }
+        while i < count {
+            target[i] = source[i]
+            i += 1
         }
     }
 

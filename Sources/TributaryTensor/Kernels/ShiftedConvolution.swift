@@ -51,16 +51,7 @@ enum ShiftedConvolution {
         for c in 0..<channels {
             for y in 0..<height {
                 let from = source + (c * height + y) * width
-                let to = target + c * plane + (y + p) * l.paddedWidth + p
-                var x = 0
-                while x + 8 <= width {
-                    FastMath.store(FastMath.load(from + x), to + x)
-                    x += 8
-                }
-                while x < width {
-                    to[x] = from[x]
-                    x += 1
-                }
+                ConvolutionKernels.copyRow(from: from, to: target + c * plane + (y + p) * l.paddedWidth + p, count: width)
             }
         }
     }
